@@ -1,0 +1,50 @@
+"""The object storage port (local files, Amazon S3, Tencent COS).
+
+Sketch: finished with the tasks service. Keys are always ``{user_id}/...`` so that signed upload
+targets can be limited to the owner's prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    key: str
+    size: int
+    content_type: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTarget:
+    """Where and how a browser uploads one file directly to storage."""
+
+    key: str
+    method: str  # "POST" (multipart form) or "PUT"
+    url: str
+    expires_at: datetime
+    fields: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class ObjectStorage(Protocol):
+    def put(self, key: str, data: bytes, content_type: str) -> StoredObject: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def head(self, key: str) -> StoredObject | None: ...
+
+    def signed_url(self, key: str, expires_in_seconds: int) -> str: ...
+
+    def upload_target(
+        self,
+        key: str,
+        content_types: tuple[str, ...],
+        max_size: int,
+        expires_in_seconds: int,
+    ) -> UploadTarget: ...
