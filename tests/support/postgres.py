@@ -77,9 +77,11 @@ def _pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    for root in sorted(os.listdir("/usr/lib/postgresql"), reverse=True) if os.path.isdir(
-        "/usr/lib/postgresql"
-    ) else []:
+    for root in (
+        sorted(os.listdir("/usr/lib/postgresql"), reverse=True)
+        if os.path.isdir("/usr/lib/postgresql")
+        else []
+    ):
         candidate = os.path.join("/usr/lib/postgresql", root, "bin", name)
         if os.path.exists(candidate):
             return candidate
@@ -116,7 +118,9 @@ def _from_pg_ctl() -> Iterator[PostgresServer]:
             admin_url=f"postgresql://postgres@127.0.0.1:{port}/postgres", how="pg_ctl"
         )
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(tmp, ignore_errors=True)
 
 

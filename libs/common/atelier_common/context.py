@@ -23,20 +23,21 @@ class CallContext:
         return self.role == "admin"
 
 
-_current: contextvars.ContextVar[CallContext] = contextvars.ContextVar(
-    "atelier_call_context", default=CallContext(user_id=None, role="user", request_id=None)
+_NOBODY = CallContext(user_id=None, role="user", request_id=None)
+_current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
+    "atelier_call_context", default=None
 )
 
 
 def current_call() -> CallContext:
-    return _current.get()
+    return _current.get() or _NOBODY
 
 
-def set_current_call(ctx: CallContext) -> contextvars.Token[CallContext]:
+def set_current_call(ctx: CallContext) -> contextvars.Token[CallContext | None]:
     return _current.set(ctx)
 
 
-def reset_current_call(token: contextvars.Token[CallContext]) -> None:
+def reset_current_call(token: contextvars.Token[CallContext | None]) -> None:
     _current.reset(token)
 
 

@@ -36,6 +36,9 @@ from atelier_ports import problems
 
 log = logging.getLogger("atelier.grpc")
 
+# grpc-stubs types handlers generically; the interceptor works on any request/response types.
+Handler = Any
+
 # The one exception → status table (first match wins; subclasses before their bases).
 ERROR_TABLE: tuple[tuple[type[problems.DomainError], grpc.StatusCode], ...] = (
     (problems.NotFound, grpc.StatusCode.NOT_FOUND),
@@ -62,9 +65,7 @@ def _rich_status(
     info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
-    status = status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=message, details=[detail]
-    )
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[detail])
     return rpc_status.to_status(status)
 
 
@@ -78,16 +79,16 @@ class ServerConfig:
     userless_methods: frozenset[str] = frozenset()
 
 
-class AtelierServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class AtelierServerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, config: ServerConfig) -> None:
         self._config = config
         self._token = config.internal_token.encode()
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler],
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler:
         handler = continuation(details)
         method: str = details.method
         if handler is None or method.startswith("/grpc.health.") or "reflection" in method:
@@ -107,9 +108,7 @@ class AtelierServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return _wrap(handler, call, self._config.error_domain, method)
 
 
-def _abort_handler(
-    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
-) -> grpc.RpcMethodHandler:
+def _abort_handler(handler: Handler, code: grpc.StatusCode, message: str) -> Handler:
     def abort(_request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(code, message)
 
@@ -126,23 +125,24 @@ def _abort_handler(
     )
 
 
+def _aborted(context: grpc.ServicerContext) -> bool:
+    code = getattr(context, "code", None)
+    return callable(code) and code() is not None
+
+
 def _handle_error(
     exc: BaseException, context: grpc.ServicerContext, domain: str, method: str
 ) -> None:
     if isinstance(exc, problems.DomainError):
         code = status_for(exc)
-        context.abort_with_status(
-            _rich_status(code, exc.message, exc.reason, domain, exc.metadata)
-        )
+        context.abort_with_status(_rich_status(code, exc.message, exc.reason, domain, exc.metadata))
     log.exception("unhandled error in %s", method, exc_info=exc)
     context.abort_with_status(
         _rich_status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL", domain, {})
     )
 
 
-def _wrap(
-    handler: grpc.RpcMethodHandler, call: CallContext, domain: str, method: str
-) -> grpc.RpcMethodHandler:
+def _wrap(handler: Handler, call: CallContext, domain: str, method: str) -> Handler:
     if handler.unary_unary:
         inner = handler.unary_unary
 
@@ -154,13 +154,15 @@ def _wrap(
             except grpc.RpcError:
                 raise
             except Exception as exc:  # the one place errors become statuses
-                if context.code() is not None:  # already aborted by the handler
+                if _aborted(context):  # already aborted by the handler
                     raise
                 _handle_error(exc, context, domain, method)
             finally:
                 log.debug(
                     "rpc",
-                    extra={"fields": {"method": method, "ms": (time.perf_counter() - started) * 1e3}},
+                    extra={
+                        "fields": {"method": method, "ms": (time.perf_counter() - started) * 1e3}
+                    },
                 )
                 reset_current_call(token)
 
@@ -179,7 +181,7 @@ def _wrap(
             except grpc.RpcError:
                 raise
             except Exception as exc:
-                if context.code() is not None:
+                if _aborted(context):
                     raise
                 _handle_error(exc, context, domain, method)
             finally:

@@ -1,6 +1,6 @@
 """The generation provider port (local generators, Replicate, RunningHub, Tencent CI).
 
-Sketch: finished with the tasks service. It fits three styles of provider:
+It fits three styles of provider (``GenerationProvider.style``):
 - synchronous: ``submit`` returns a terminal :class:`GenerationResult` at once (Tencent CI, local);
 - webhook: ``submit`` returns a running result; completion arrives through ``parse_notification``
   (Replicate);
@@ -13,6 +13,12 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+
+class ProviderStyle(enum.StrEnum):
+    SYNCHRONOUS = "synchronous"  # submit() returns a terminal result
+    WEBHOOK = "webhook"  # completion arrives by notification; poll() is the lost-webhook sweep
+    POLLING = "polling"  # the worker polls, with backoff, until a terminal result
 
 
 class GenerationState(enum.StrEnum):
@@ -28,6 +34,10 @@ class GenerationRequest:
     task_type: str
     params: Mapping[str, object]
     input_keys: Sequence[str] = ()  # object-storage keys of input images
+    # Input images in hand, in the order of ``input_keys`` (the caller reads them from storage).
+    inputs: Sequence[bytes] = ()
+    # Server-side prompt (e.g. the model_pose12 template); never shown to clients.
+    prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +69,22 @@ class GenerationProvider(Protocol):
     @property
     def name(self) -> str: ...
 
-    def submit(self, request: GenerationRequest) -> GenerationResult: ...
+    @property
+    def style(self) -> ProviderStyle: ...
+
+    def submit(self, request: GenerationRequest) -> GenerationResult:
+        """Start (or, for synchronous providers, do) the work.
+
+        Raises ProviderUnavailable for transient trouble, ProviderRejected for permanent.
+        """
+        ...
 
     def poll(self, provider_job_id: str) -> GenerationResult: ...
 
-    def cancel(self, provider_job_id: str) -> None: ...
+    def cancel(self, provider_job_id: str) -> None:
+        """Best effort; providers without cancellation do nothing."""
+        ...
 
-    def parse_notification(
-        self, headers: Mapping[str, str], body: bytes
-    ) -> GenerationNotification:
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> GenerationNotification:
         """Verify and parse a webhook; raises InvalidNotification."""
         ...

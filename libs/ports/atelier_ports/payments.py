@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class CheckoutMode(enum.StrEnum):
@@ -150,6 +150,7 @@ class PaymentProvider(Protocol):
         ...
 
 
+@runtime_checkable
 class SandboxPaymentProvider(PaymentProvider, Protocol):
     """A provider whose checkout can be completed on this machine (the local sandbox)."""
 

@@ -1,6 +1,6 @@
 """The object storage port (local files, Amazon S3, Tencent COS).
 
-Sketch: finished with the tasks service. Keys are always ``{user_id}/...`` so that signed upload
+Keys are always ``{user_id}/...`` so that signed upload
 targets can be limited to the owner's prefix.
 """
 
@@ -32,14 +32,26 @@ class UploadTarget:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+class ObjectNotFound(KeyError):
+    """No object under that key."""
+
+
 class ObjectStorage(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> StoredObject: ...
 
-    def get(self, key: str) -> bytes: ...
+    def get(self, key: str) -> bytes:
+        """Raises ObjectNotFound."""
+        ...
 
     def head(self, key: str) -> StoredObject | None: ...
 
-    def signed_url(self, key: str, expires_in_seconds: int) -> str: ...
+    def delete(self, key: str) -> None:
+        """Idempotent."""
+        ...
+
+    def signed_url(self, key: str, expires_in_seconds: int) -> str:
+        """A short-lived URL to download the object (never a permanent one)."""
+        ...
 
     def upload_target(
         self,

@@ -1,0 +1,1 @@
+"""Billing adapters: SQLAlchemy persistence and payment providers."""

@@ -1,0 +1,1 @@
+"""Payment provider adapters (implement atelier_ports.payments.PaymentProvider)."""

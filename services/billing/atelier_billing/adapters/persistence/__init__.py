@@ -1,0 +1,1 @@
+"""SQLAlchemy 2 persistence of billing (SQLite and PostgreSQL) and its Alembic migrations."""

@@ -1,0 +1,653 @@
+"""SQLAlchemy implementation of the billing unit of work.
+
+Every write is one statement with its condition inside (``… WHERE remaining >= :n``) or an insert
+guarded by a unique constraint; driver errors are translated at this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+
+from atelier_billing.adapters.persistence.tables import (
+    accounts,
+    grants,
+    hold_allocations,
+    holds,
+    ledger_entries,
+    memberships,
+    orders,
+    payment_events,
+)
+from atelier_billing.application import ports
+from atelier_billing.application.ports import DuplicateKey
+from atelier_billing.domain.errors import InsufficientCredits
+from atelier_billing.domain.model import (
+    Account,
+    Allocation,
+    Grant,
+    GrantSource,
+    Hold,
+    HoldStatus,
+    ItemKind,
+    LedgerCheck,
+    LedgerEntry,
+    LedgerKind,
+    Membership,
+    MembershipStatus,
+    NewLedgerEntry,
+    Order,
+    OrderStatus,
+)
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    text = str(exc.orig).lower()
+    return "unique" in text or "duplicate key" in text
+
+
+def _is_check_violation(exc: IntegrityError) -> bool:
+    return "check" in str(exc.orig).lower()
+
+
+class _Repo:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def _insert(self, stmt: Any, savepoint: bool = False) -> None:
+        """Insert; a unique violation becomes DuplicateKey. Without a savepoint the transaction
+        is spoiled by the violation (callers then roll back, which is what they want)."""
+        try:
+            if savepoint:
+                with self._c.begin_nested():
+                    self._c.execute(stmt)
+            else:
+                self._c.execute(stmt)
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise DuplicateKey(str(exc.orig)) from exc
+            raise
+
+
+def _account(row: Row[Any]) -> Account:
+    return Account(row.user_id, row.available, row.held, row.created_at)
+
+
+class SqlAccounts(_Repo):
+    def create(self, user_id: str, now: datetime) -> bool:
+        try:
+            self._insert(
+                insert(accounts).values(user_id=user_id, available=0, held=0, created_at=now),
+                savepoint=True,
+            )
+        except DuplicateKey:
+            return False
+        return True
+
+    def get(self, user_id: str) -> Account | None:
+        row = self._c.execute(select(accounts).where(accounts.c.user_id == user_id)).first()
+        return _account(row) if row else None
+
+    def lock(self, user_id: str) -> Account | None:
+        row = self._c.execute(
+            select(accounts).where(accounts.c.user_id == user_id).with_for_update()
+        ).first()
+        return _account(row) if row else None
+
+    def add_available(self, user_id: str, amount: int) -> int:
+        row = self._c.execute(
+            update(accounts)
+            .where(accounts.c.user_id == user_id, accounts.c.available + amount >= 0)
+            .values(available=accounts.c.available + amount)
+            .returning(accounts.c.available)
+        ).first()
+        if row is None:
+            raise InsufficientCredits("not enough credits available")
+        return int(row.available)
+
+    def move_to_held(self, user_id: str, amount: int) -> int | None:
+        row = self._c.execute(
+            update(accounts)
+            .where(accounts.c.user_id == user_id, accounts.c.available >= amount)
+            .values(available=accounts.c.available - amount, held=accounts.c.held + amount)
+            .returning(accounts.c.available)
+        ).first()
+        return int(row.available) if row else None
+
+    def settle_held(self, user_id: str, amount: int, back_to_available: bool) -> int:
+        values: dict[str, Any] = {"held": accounts.c.held - amount}
+        if back_to_available:
+            values["available"] = accounts.c.available + amount
+        row = self._c.execute(
+            update(accounts)
+            .where(accounts.c.user_id == user_id, accounts.c.held >= amount)
+            .values(**values)
+            .returning(accounts.c.available)
+        ).first()
+        if row is None:
+            raise RuntimeError(f"held balance of {user_id} is below a hold being settled")
+        return int(row.available)
+
+    def user_ids(self) -> Sequence[str]:
+        return list(
+            self._c.execute(select(accounts.c.user_id).order_by(accounts.c.user_id)).scalars()
+        )
+
+
+def _grant(row: Row[Any]) -> Grant:
+    return Grant(
+        id=row.id,
+        user_id=row.user_id,
+        source=GrantSource(row.source),
+        amount=row.amount,
+        remaining=row.remaining,
+        expires_at=row.expires_at,
+        created_at=row.created_at,
+        reference=row.reference,
+    )
+
+
+class SqlGrants(_Repo):
+    def add(self, grant: Grant, idempotency_key: str | None) -> None:
+        self._insert(
+            insert(grants).values(
+                id=grant.id,
+                user_id=grant.user_id,
+                source=str(grant.source),
+                amount=grant.amount,
+                remaining=grant.remaining,
+                expires_at=grant.expires_at,
+                created_at=grant.created_at,
+                reference=grant.reference[:200],
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def get(self, grant_id: str) -> Grant | None:
+        row = self._c.execute(select(grants).where(grants.c.id == grant_id)).first()
+        return _grant(row) if row else None
+
+    def by_idempotency_key(self, key: str) -> Grant | None:
+        row = self._c.execute(select(grants).where(grants.c.idempotency_key == key)).first()
+        return _grant(row) if row else None
+
+    def spendable(self, user_id: str, now: datetime) -> Sequence[Grant]:
+        rows = self._c.execute(
+            select(grants).where(
+                grants.c.user_id == user_id,
+                grants.c.remaining > 0,
+                or_(grants.c.expires_at.is_(None), grants.c.expires_at > now),
+            )
+        )
+        return [_grant(r) for r in rows]
+
+    def for_user(self, user_id: str) -> Sequence[Grant]:
+        rows = self._c.execute(
+            select(grants).where(grants.c.user_id == user_id).order_by(grants.c.created_at)
+        )
+        return [_grant(r) for r in rows]
+
+    def take(self, grant_id: str, amount: int) -> bool:
+        result = self._c.execute(
+            update(grants)
+            .where(grants.c.id == grant_id, grants.c.remaining >= amount)
+            .values(remaining=grants.c.remaining - amount)
+        )
+        return result.rowcount == 1
+
+    def give_back(self, grant_id: str, amount: int) -> bool:
+        result = self._c.execute(
+            update(grants)
+            .where(
+                grants.c.id == grant_id,
+                grants.c.expired_at.is_(None),
+                grants.c.remaining + amount <= grants.c.amount,
+            )
+            .values(remaining=grants.c.remaining + amount)
+        )
+        return result.rowcount == 1
+
+    def _due(self, now: datetime) -> Any:
+        return and_(
+            grants.c.remaining > 0, grants.c.expires_at.is_not(None), grants.c.expires_at <= now
+        )
+
+    def due_for_expiry(self, now: datetime, user_id: str | None = None) -> Sequence[Grant]:
+        stmt = select(grants).where(self._due(now))
+        if user_id is not None:
+            stmt = stmt.where(grants.c.user_id == user_id)
+        return [_grant(r) for r in self._c.execute(stmt)]
+
+    def expire(self, grant_id: str, now: datetime) -> int:
+        # Right-hand sides see the old row, so expired_amount takes what remained. A grant
+        # expires once: give_back refuses grants with expired_at set.
+        row = self._c.execute(
+            update(grants)
+            .where(grants.c.id == grant_id, grants.c.remaining > 0, grants.c.expired_at.is_(None))
+            .values(expired_amount=grants.c.remaining, remaining=0, expired_at=now)
+            .returning(grants.c.expired_amount)
+        ).first()
+        return int(row.expired_amount) if row else 0
+
+    def users_with_due_grants(self, now: datetime) -> Sequence[str]:
+        return list(
+            self._c.execute(select(grants.c.user_id).where(self._due(now)).distinct()).scalars()
+        )
+
+
+def _hold(row: Row[Any], allocations: Sequence[Allocation] = ()) -> Hold:
+    return Hold(
+        id=row.id,
+        user_id=row.user_id,
+        request_id=row.request_id,
+        amount=row.amount,
+        status=HoldStatus(row.status),
+        reference=row.reference,
+        created_at=row.created_at,
+        settled_at=row.settled_at,
+        allocations=tuple(allocations),
+    )
+
+
+class SqlHolds(_Repo):
+    def add(self, hold: Hold) -> None:
+        self._insert(
+            insert(holds).values(
+                id=hold.id,
+                user_id=hold.user_id,
+                request_id=hold.request_id,
+                amount=hold.amount,
+                status=str(hold.status),
+                reference=hold.reference,
+                created_at=hold.created_at,
+            )
+        )
+        if hold.allocations:
+            self._c.execute(
+                insert(hold_allocations),
+                [
+                    {"hold_id": hold.id, "grant_id": a.grant_id, "amount": a.amount}
+                    for a in hold.allocations
+                ],
+            )
+
+    def get(self, user_id: str, request_id: str) -> Hold | None:
+        row = self._c.execute(
+            select(holds).where(holds.c.user_id == user_id, holds.c.request_id == request_id)
+        ).first()
+        return _hold(row) if row else None
+
+    def transition(
+        self, hold_id: str, source: HoldStatus, target: HoldStatus, now: datetime
+    ) -> bool:
+        result = self._c.execute(
+            update(holds)
+            .where(holds.c.id == hold_id, holds.c.status == str(source))
+            .values(status=str(target), settled_at=now)
+        )
+        return result.rowcount == 1
+
+    def allocations(self, hold_id: str) -> Sequence[Allocation]:
+        rows = self._c.execute(
+            select(hold_allocations).where(hold_allocations.c.hold_id == hold_id)
+        )
+        return [Allocation(r.grant_id, r.amount) for r in rows]
+
+
+class SqlLedger(_Repo):
+    def append(self, entry: NewLedgerEntry, now: datetime) -> None:
+        self._insert(
+            insert(ledger_entries).values(
+                user_id=entry.user_id,
+                kind=str(entry.kind),
+                amount=entry.amount,
+                held_change=entry.held_change,
+                balance_after=entry.balance_after,
+                reference=entry.reference[:200],
+                reason=entry.reason[:500],
+                grant_id=entry.grant_id,
+                hold_id=entry.hold_id,
+                idempotency_key=entry.idempotency_key,
+                created_at=now,
+            )
+        )
+
+    def has_key(self, key: str) -> bool:
+        return (
+            self._c.execute(
+                select(ledger_entries.c.id).where(ledger_entries.c.idempotency_key == key)
+            ).first()
+            is not None
+        )
+
+    def page(self, user_id: str, page_size: int, before_id: int | None) -> Sequence[LedgerEntry]:
+        stmt = select(ledger_entries).where(ledger_entries.c.user_id == user_id)
+        if before_id is not None:
+            stmt = stmt.where(ledger_entries.c.id < before_id)
+        rows = self._c.execute(stmt.order_by(ledger_entries.c.id.desc()).limit(page_size))
+        return [
+            LedgerEntry(
+                id=r.id,
+                user_id=r.user_id,
+                kind=LedgerKind(r.kind),
+                amount=r.amount,
+                held_change=r.held_change,
+                balance_after=r.balance_after,
+                reference=r.reference,
+                reason=r.reason,
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
+
+    def check(self, user_id: str) -> LedgerCheck:
+        """Prove that the stored balances equal what the ledger, grants and holds imply."""
+        c = self._c
+        found: list[str] = []
+        acct = c.execute(select(accounts).where(accounts.c.user_id == user_id)).one()
+        ledger_sum, held_sum = c.execute(
+            select(
+                func.coalesce(func.sum(ledger_entries.c.amount), 0),
+                func.coalesce(func.sum(ledger_entries.c.held_change), 0),
+            ).where(ledger_entries.c.user_id == user_id)
+        ).one()
+        grant_sum = c.execute(
+            select(func.coalesce(func.sum(grants.c.remaining), 0)).where(
+                grants.c.user_id == user_id
+            )
+        ).scalar_one()
+        held_holds = c.execute(
+            select(func.coalesce(func.sum(holds.c.amount), 0)).where(
+                holds.c.user_id == user_id, holds.c.status == str(HoldStatus.HELD)
+            )
+        ).scalar_one()
+        last = c.execute(
+            select(ledger_entries.c.balance_after)
+            .where(ledger_entries.c.user_id == user_id)
+            .order_by(ledger_entries.c.id.desc())
+            .limit(1)
+        ).scalar()
+        if acct.available != ledger_sum:
+            found.append(f"available {acct.available} != ledger sum {ledger_sum}")
+        if acct.available != grant_sum:
+            found.append(f"available {acct.available} != remaining in grants {grant_sum}")
+        if acct.held != held_sum:
+            found.append(f"held {acct.held} != ledger held changes {held_sum}")
+        if acct.held != held_holds:
+            found.append(f"held {acct.held} != open holds {held_holds}")
+        if last is not None and last != acct.available:
+            found.append(f"last ledger balance_after {last} != available {acct.available}")
+        bad_grants = c.execute(
+            select(grants.c.id).where(
+                grants.c.user_id == user_id,
+                or_(grants.c.remaining < 0, grants.c.remaining > grants.c.amount),
+            )
+        ).scalars()
+        found.extend(f"grant {g} is out of bounds" for g in bad_grants)
+        alloc = (
+            select(
+                hold_allocations.c.hold_id,
+                func.sum(hold_allocations.c.amount).label("allocated"),
+            )
+            .group_by(hold_allocations.c.hold_id)
+            .subquery()
+        )
+        mismatched = c.execute(
+            select(holds.c.id)
+            .select_from(holds.outerjoin(alloc, alloc.c.hold_id == holds.c.id))
+            .where(
+                holds.c.user_id == user_id,
+                func.coalesce(alloc.c.allocated, 0) != holds.c.amount,
+            )
+        ).scalars()
+        found.extend(f"hold {h} is not fully allocated to grants" for h in mismatched)
+        return LedgerCheck(user_id=user_id, problems=found)
+
+
+def _order(row: Row[Any]) -> Order:
+    return Order(
+        id=row.id,
+        number=row.number,
+        user_id=row.user_id,
+        item_id=row.item_id,
+        item_kind=ItemKind(row.item_kind),
+        credits=row.credits,
+        period_days=row.period_days,
+        amount=row.amount,
+        currency=row.currency,
+        channel=row.channel,
+        status=OrderStatus(row.status),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        request_id=row.request_id,
+        checkout_url=row.checkout_url,
+        checkout_code_url=row.checkout_code_url,
+        provider_reference=row.provider_reference,
+        provider_transaction_id=row.provider_transaction_id,
+        paid_at=row.paid_at,
+        failed_at=row.failed_at,
+        expired_at=row.expired_at,
+        refunded_at=row.refunded_at,
+    )
+
+
+_STATUS_TIME = {
+    OrderStatus.PAID: "paid_at",
+    OrderStatus.FAILED: "failed_at",
+    OrderStatus.EXPIRED: "expired_at",
+    OrderStatus.REFUNDED: "refunded_at",
+}
+
+
+class SqlOrders(_Repo):
+    def add(self, order: Order) -> None:
+        self._insert(
+            insert(orders).values(
+                id=order.id,
+                number=order.number,
+                user_id=order.user_id,
+                request_id=order.request_id,
+                item_id=order.item_id,
+                item_kind=str(order.item_kind),
+                credits=order.credits,
+                period_days=order.period_days,
+                amount=order.amount,
+                currency=order.currency,
+                channel=order.channel,
+                status=str(order.status),
+                created_at=order.created_at,
+                expires_at=order.expires_at,
+            )
+        )
+
+    def get(self, order_id: str) -> Order | None:
+        row = self._c.execute(select(orders).where(orders.c.id == order_id)).first()
+        return _order(row) if row else None
+
+    def by_request(self, user_id: str, request_id: str) -> Order | None:
+        row = self._c.execute(
+            select(orders).where(orders.c.user_id == user_id, orders.c.request_id == request_id)
+        ).first()
+        return _order(row) if row else None
+
+    def page(
+        self, user_id: str, page_size: int, after: tuple[datetime, str] | None
+    ) -> Sequence[Order]:
+        stmt = select(orders).where(orders.c.user_id == user_id)
+        if after is not None:
+            ts, oid = after
+            stmt = stmt.where(
+                or_(orders.c.created_at < ts, and_(orders.c.created_at == ts, orders.c.id < oid))
+            )
+        rows = self._c.execute(
+            stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(page_size)
+        )
+        return [_order(r) for r in rows]
+
+    def set_checkout(
+        self, order_id: str, url: str | None, code_url: str | None, provider_reference: str
+    ) -> None:
+        self._c.execute(
+            update(orders)
+            .where(orders.c.id == order_id)
+            .values(
+                checkout_url=url, checkout_code_url=code_url, provider_reference=provider_reference
+            )
+        )
+
+    def transition(
+        self,
+        order_id: str,
+        sources: frozenset[OrderStatus],
+        target: OrderStatus,
+        now: datetime,
+        transaction_id: str | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": str(target), _STATUS_TIME[target]: now}
+        if transaction_id:
+            values["provider_transaction_id"] = transaction_id
+        try:
+            result = self._c.execute(
+                update(orders)
+                .where(orders.c.id == order_id, orders.c.status.in_([str(s) for s in sources]))
+                .values(**values)
+            )
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise DuplicateKey("provider transaction id already used") from exc
+            raise
+        return result.rowcount == 1
+
+    def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
+        rows = self._c.execute(
+            select(orders)
+            .where(orders.c.status == str(OrderStatus.PENDING), orders.c.expires_at <= now)
+            .limit(limit)
+        )
+        return [_order(r) for r in rows]
+
+
+class SqlMemberships(_Repo):
+    def get(self, user_id: str) -> Membership | None:
+        row = self._c.execute(select(memberships).where(memberships.c.user_id == user_id)).first()
+        if row is None:
+            return None
+        return Membership(
+            user_id=row.user_id,
+            plan_id=row.plan_id,
+            status=MembershipStatus(row.status),
+            period_start=row.period_start,
+            period_end=row.period_end,
+            quota_total=row.quota_total,
+            subscription_id=row.subscription_id,
+        )
+
+    def put(self, membership: Membership) -> None:
+        values = {
+            "plan_id": membership.plan_id,
+            "status": str(membership.status),
+            "period_start": membership.period_start,
+            "period_end": membership.period_end,
+            "quota_total": membership.quota_total,
+            "subscription_id": membership.subscription_id,
+        }
+        # Callers hold the account lock, so read-then-write of this one row cannot interleave.
+        result = self._c.execute(
+            update(memberships).where(memberships.c.user_id == membership.user_id).values(**values)
+        )
+        if result.rowcount == 0:
+            self._c.execute(insert(memberships).values(user_id=membership.user_id, **values))
+
+    def expire_due(self, now: datetime) -> int:
+        result = self._c.execute(
+            update(memberships)
+            .where(
+                memberships.c.status == str(MembershipStatus.ACTIVE),
+                memberships.c.period_end <= now,
+            )
+            .values(status=str(MembershipStatus.EXPIRED))
+        )
+        return int(result.rowcount)
+
+
+class SqlPaymentEvents(_Repo):
+    def seen(self, provider: str, event_id: str) -> bool:
+        row = self._c.execute(
+            select(payment_events.c.event_id).where(
+                payment_events.c.provider == provider, payment_events.c.event_id == event_id
+            )
+        ).first()
+        return row is not None
+
+    def record(
+        self, provider: str, event_id: str, kind: str, order_id: str | None, now: datetime
+    ) -> None:
+        self._insert(
+            insert(payment_events).values(
+                provider=provider, event_id=event_id, kind=kind, order_id=order_id, received_at=now
+            )
+        )
+
+
+class SqlUnitOfWork:
+    """One database transaction; rolled back unless ``commit()`` was called."""
+
+    accounts: ports.AccountRepository
+    grants: ports.GrantRepository
+    holds: ports.HoldRepository
+    ledger: ports.LedgerRepository
+    orders: ports.OrderRepository
+    memberships: ports.MembershipRepository
+    payment_events: ports.PaymentEventRepository
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __enter__(self) -> Self:
+        self._conn = self._engine.connect()
+        self._tx = self._conn.begin()
+        self.accounts = SqlAccounts(self._conn)
+        self.grants = SqlGrants(self._conn)
+        self.holds = SqlHolds(self._conn)
+        self.ledger = SqlLedger(self._conn)
+        self.orders = SqlOrders(self._conn)
+        self.memberships = SqlMemberships(self._conn)
+        self.payment_events = SqlPaymentEvents(self._conn)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._tx.is_active:
+                self._tx.rollback()
+        finally:
+            self._conn.close()
+        if isinstance(exc, IntegrityError) and _is_check_violation(exc):
+            # A CHECK constraint stopped an overdraft that slipped past the conditions.
+            raise InsufficientCredits("not enough credits") from exc
+
+    def commit(self) -> None:
+        try:
+            self._tx.commit()
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise DuplicateKey(str(exc.orig)) from exc
+            raise
+
+
+class SqlUnitOfWorkFactory:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine)

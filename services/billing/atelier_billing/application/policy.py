@@ -1,0 +1,20 @@
+"""Billing rules that come from configuration (nothing hard-coded in the use cases)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from atelier_billing.domain.model import Catalog
+
+
+@dataclass(frozen=True, slots=True)
+class BillingPolicy:
+    market: str
+    catalog: Catalog
+    signup_bonus: int
+    signup_bonus_validity: timedelta | None
+    grace_period: timedelta
+    order_ttl: timedelta
+    max_page_size: int = 100
+    default_page_size: int = 20

@@ -1,0 +1,217 @@
+"""The persistence port of billing: a unit of work over repositories.
+
+Every mutating method is an atomic statement in the database (conditional updates, inserts
+guarded by unique constraints); none reads a number to write it back. ``lock_account`` takes the
+account's row lock (``SELECT … FOR UPDATE``; SQLite serialises writers with BEGIN IMMEDIATE), so
+all changes to one user's credits happen one transaction at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from atelier_billing.domain.model import (
+    Account,
+    Allocation,
+    Grant,
+    GrantSource,
+    Hold,
+    HoldStatus,
+    LedgerCheck,
+    LedgerEntry,
+    Membership,
+    NewLedgerEntry,
+    Order,
+    OrderStatus,
+)
+
+
+class DuplicateKey(Exception):
+    """An insert hit a unique constraint (an idempotency key already used)."""
+
+
+class AccountRepository(Protocol):
+    def create(self, user_id: str, now: datetime) -> bool:
+        """Insert the account if missing; True when this call created it."""
+        ...
+
+    def get(self, user_id: str) -> Account | None: ...
+
+    def lock(self, user_id: str) -> Account | None:
+        """Row-lock the account for the rest of the transaction."""
+        ...
+
+    def add_available(self, user_id: str, amount: int) -> int:
+        """available += amount (amount may be negative; the database refuses < 0).
+
+        Returns the new available balance; raises InsufficientCredits when it would go negative.
+        """
+        ...
+
+    def move_to_held(self, user_id: str, amount: int) -> int | None:
+        """available -= amount, held += amount if available >= amount; new available or None."""
+        ...
+
+    def settle_held(self, user_id: str, amount: int, back_to_available: bool) -> int:
+        """held -= amount (and available += amount when released); returns new available."""
+        ...
+
+    def user_ids(self) -> Sequence[str]: ...
+
+
+class GrantRepository(Protocol):
+    def add(
+        self,
+        grant: Grant,
+        idempotency_key: str | None,
+    ) -> None:
+        """Raises DuplicateKey when the idempotency key was used before."""
+        ...
+
+    def get(self, grant_id: str) -> Grant | None: ...
+
+    def by_idempotency_key(self, key: str) -> Grant | None: ...
+
+    def spendable(self, user_id: str, now: datetime) -> Sequence[Grant]: ...
+
+    def for_user(self, user_id: str) -> Sequence[Grant]: ...
+
+    def take(self, grant_id: str, amount: int) -> bool:
+        """remaining -= amount if remaining >= amount."""
+        ...
+
+    def give_back(self, grant_id: str, amount: int) -> bool:
+        """remaining += amount if it stays within the grant's amount."""
+        ...
+
+    def due_for_expiry(self, now: datetime, user_id: str | None = None) -> Sequence[Grant]: ...
+
+    def expire(self, grant_id: str, now: datetime) -> int:
+        """Zero the remaining credits of a grant; returns how many were expired (0 if none)."""
+        ...
+
+    def users_with_due_grants(self, now: datetime) -> Sequence[str]: ...
+
+
+class HoldRepository(Protocol):
+    def add(self, hold: Hold) -> None:
+        """Insert the hold and its allocations; DuplicateKey if request_id was used."""
+        ...
+
+    def get(self, user_id: str, request_id: str) -> Hold | None: ...
+
+    def transition(
+        self, hold_id: str, source: HoldStatus, target: HoldStatus, now: datetime
+    ) -> bool: ...
+
+    def allocations(self, hold_id: str) -> Sequence[Allocation]: ...
+
+
+class LedgerRepository(Protocol):
+    def append(self, entry: NewLedgerEntry, now: datetime) -> None:
+        """DuplicateKey when the entry's idempotency key exists."""
+        ...
+
+    def has_key(self, key: str) -> bool: ...
+
+    def page(
+        self, user_id: str, page_size: int, before_id: int | None
+    ) -> Sequence[LedgerEntry]: ...
+
+    def check(self, user_id: str) -> LedgerCheck: ...
+
+
+class OrderRepository(Protocol):
+    def add(self, order: Order) -> None:
+        """DuplicateKey when (user_id, request_id) or the number was used."""
+        ...
+
+    def get(self, order_id: str) -> Order | None: ...
+
+    def by_request(self, user_id: str, request_id: str) -> Order | None: ...
+
+    def page(
+        self, user_id: str, page_size: int, after: tuple[datetime, str] | None
+    ) -> Sequence[Order]: ...
+
+    def set_checkout(
+        self,
+        order_id: str,
+        url: str | None,
+        code_url: str | None,
+        provider_reference: str,
+    ) -> None: ...
+
+    def transition(
+        self,
+        order_id: str,
+        sources: frozenset[OrderStatus],
+        target: OrderStatus,
+        now: datetime,
+        transaction_id: str | None = None,
+    ) -> bool: ...
+
+    def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]: ...
+
+
+class MembershipRepository(Protocol):
+    def get(self, user_id: str) -> Membership | None: ...
+
+    def put(self, membership: Membership) -> None: ...
+
+    def expire_due(self, now: datetime) -> int: ...
+
+
+class PaymentEventRepository(Protocol):
+    def seen(self, provider: str, event_id: str) -> bool: ...
+
+    def record(
+        self, provider: str, event_id: str, kind: str, order_id: str | None, now: datetime
+    ) -> None:
+        """DuplicateKey when the event was recorded before."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    accounts: AccountRepository
+    grants: GrantRepository
+    holds: HoldRepository
+    ledger: LedgerRepository
+    orders: OrderRepository
+    memberships: MembershipRepository
+    payment_events: PaymentEventRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back unless committed."""
+        ...
+
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+__all__ = [
+    "AccountRepository",
+    "DuplicateKey",
+    "GrantRepository",
+    "GrantSource",
+    "HoldRepository",
+    "LedgerRepository",
+    "MembershipRepository",
+    "OrderRepository",
+    "PaymentEventRepository",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+]

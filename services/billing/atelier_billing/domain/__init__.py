@@ -1,0 +1,1 @@
+"""Billing domain: entities, value objects, rules and errors. Standard library only."""

@@ -1,0 +1,1 @@
+"""Billing entrypoints: the gRPC servicer and the command line."""

@@ -1,0 +1,309 @@
+"""The gRPC inbound adapter: maps protobuf messages to use-case calls and back.
+
+Errors are not handled here: domain errors propagate to the interceptor of
+``atelier_common.grpc_server``, which owns the one exception → status table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import grpc
+from atelier_common.context import current_call
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from atelier.billing.v1 import billing_pb2 as pb
+from atelier.billing.v1 import billing_pb2_grpc as pb_grpc
+from atelier_billing.application.use_cases import BillingService
+from atelier_billing.domain import model
+from atelier_ports import problems
+from atelier_ports.clock import Clock
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BillingService"].full_name
+USERLESS_METHODS = frozenset(
+    {
+        f"/{SERVICE_NAME}/HandlePaymentNotification",
+        f"/{SERVICE_NAME}/CompleteSandboxCheckout",
+        f"/{SERVICE_NAME}/RunExpiry",
+        f"/{SERVICE_NAME}/GetCatalog",
+    }
+)
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def _user() -> str:
+    user_id = current_call().user_id
+    if not user_id:
+        raise problems.Unauthenticated("an end user is required")
+    return user_id
+
+
+_SOURCES = {
+    model.GrantSource.SIGNUP_BONUS: pb.GRANT_SOURCE_SIGNUP_BONUS,
+    model.GrantSource.PACK: pb.GRANT_SOURCE_PACK,
+    model.GrantSource.MEMBERSHIP: pb.GRANT_SOURCE_MEMBERSHIP,
+    model.GrantSource.ADMIN: pb.GRANT_SOURCE_ADMIN,
+    model.GrantSource.GRACE: pb.GRANT_SOURCE_GRACE,
+}
+_LEDGER_KINDS = {
+    model.LedgerKind.GRANT: pb.LEDGER_ENTRY_KIND_GRANT,
+    model.LedgerKind.HOLD: pb.LEDGER_ENTRY_KIND_HOLD,
+    model.LedgerKind.CAPTURE: pb.LEDGER_ENTRY_KIND_CAPTURE,
+    model.LedgerKind.RELEASE: pb.LEDGER_ENTRY_KIND_RELEASE,
+    model.LedgerKind.EXPIRE: pb.LEDGER_ENTRY_KIND_EXPIRE,
+    model.LedgerKind.ADJUST: pb.LEDGER_ENTRY_KIND_ADJUST,
+}
+_HOLD_STATUS = {
+    model.HoldStatus.HELD: pb.HOLD_STATUS_HELD,
+    model.HoldStatus.CAPTURED: pb.HOLD_STATUS_CAPTURED,
+    model.HoldStatus.RELEASED: pb.HOLD_STATUS_RELEASED,
+}
+_ITEM_KINDS = {
+    model.ItemKind.PACK: pb.CATALOG_ITEM_KIND_PACK,
+    model.ItemKind.MEMBERSHIP: pb.CATALOG_ITEM_KIND_MEMBERSHIP,
+}
+_ORDER_STATUS = {
+    model.OrderStatus.PENDING: pb.ORDER_STATUS_PENDING,
+    model.OrderStatus.PAID: pb.ORDER_STATUS_PAID,
+    model.OrderStatus.FAILED: pb.ORDER_STATUS_FAILED,
+    model.OrderStatus.EXPIRED: pb.ORDER_STATUS_EXPIRED,
+    model.OrderStatus.REFUNDED: pb.ORDER_STATUS_REFUNDED,
+}
+_MEMBERSHIP_STATUS = {
+    model.MembershipStatus.ACTIVE: pb.MEMBERSHIP_STATUS_ACTIVE,
+    model.MembershipStatus.EXPIRED: pb.MEMBERSHIP_STATUS_EXPIRED,
+    model.MembershipStatus.CANCELED: pb.MEMBERSHIP_STATUS_CANCELED,
+}
+
+
+def balance_pb(balance: model.Balance, now: datetime) -> pb.Balance:
+    msg = pb.Balance(
+        user_id=balance.user_id,
+        available=balance.available,
+        held=balance.held,
+        grants=[
+            pb.Grant(
+                id=g.id,
+                source=_SOURCES[g.source],
+                amount=g.amount,
+                remaining=g.remaining,
+                expire_time=_ts(g.expires_at),
+                create_time=_ts(g.created_at),
+                reference=g.reference,
+            )
+            for g in balance.grants
+        ],
+    )
+    m = balance.membership
+    if m is not None:
+        msg.membership.CopyFrom(
+            pb.Membership(
+                active=m.is_active(now),
+                plan_id=m.plan_id,
+                status=_MEMBERSHIP_STATUS[m.status],
+                period_end_time=_ts(m.period_end),
+                quota_total=m.quota_total,
+                quota_left=balance.quota_left,
+            )
+        )
+    return msg
+
+
+def hold_pb(hold: model.Hold) -> pb.Hold:
+    return pb.Hold(
+        request_id=hold.request_id,
+        amount=hold.amount,
+        status=_HOLD_STATUS[hold.status],
+        reference=hold.reference,
+        create_time=_ts(hold.created_at),
+        settle_time=_ts(hold.settled_at),
+    )
+
+
+def order_pb(order: model.Order) -> pb.Order:
+    return pb.Order(
+        id=order.id,
+        number=order.number,
+        user_id=order.user_id,
+        item_id=order.item_id,
+        item_kind=_ITEM_KINDS[order.item_kind],
+        credits=order.credits,
+        amount=order.amount,
+        currency=order.currency,
+        channel=order.channel,
+        status=_ORDER_STATUS[order.status],
+        checkout=pb.Checkout(
+            url=order.checkout_url or "",
+            code_url=order.checkout_code_url or "",
+            expire_time=_ts(order.expires_at),
+        ),
+        provider_transaction_id=order.provider_transaction_id or "",
+        create_time=_ts(order.created_at),
+        paid_time=_ts(order.paid_at),
+        failed_time=_ts(order.failed_at),
+        expired_time=_ts(order.expired_at),
+        refunded_time=_ts(order.refunded_at),
+    )
+
+
+class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
+    def __init__(self, service: BillingService, clock: Clock) -> None:
+        self._svc = service
+        self._clock = clock.now
+
+    def SetUpAccount(
+        self, request: pb.SetUpAccountRequest, context: grpc.ServicerContext
+    ) -> pb.SetUpAccountResponse:
+        balance, created = self._svc.set_up_account(_user())
+        return pb.SetUpAccountResponse(balance=balance_pb(balance, self._clock()), created=created)
+
+    def GetBalance(
+        self, request: pb.GetBalanceRequest, context: grpc.ServicerContext
+    ) -> pb.GetBalanceResponse:
+        balance = self._svc.get_balance(_user())
+        return pb.GetBalanceResponse(balance=balance_pb(balance, self._clock()))
+
+    def ListLedgerEntries(
+        self, request: pb.ListLedgerEntriesRequest, context: grpc.ServicerContext
+    ) -> pb.ListLedgerEntriesResponse:
+        page = self._svc.list_ledger(_user(), request.page_size, request.page_token)
+        return pb.ListLedgerEntriesResponse(
+            entries=[
+                pb.LedgerEntry(
+                    id=str(e.id),
+                    kind=_LEDGER_KINDS[e.kind],
+                    amount=e.amount,
+                    held_change=e.held_change,
+                    balance_after=e.balance_after,
+                    reference=e.reference,
+                    reason=e.reason,
+                    create_time=_ts(e.created_at),
+                )
+                for e in page.items
+            ],
+            next_page_token=page.next_token,
+        )
+
+    def HoldCredits(
+        self, request: pb.HoldCreditsRequest, context: grpc.ServicerContext
+    ) -> pb.HoldCreditsResponse:
+        hold = self._svc.hold_credits(
+            _user(), request.request_id, request.amount, request.reference
+        )
+        return pb.HoldCreditsResponse(hold=hold_pb(hold))
+
+    def CaptureHold(
+        self, request: pb.CaptureHoldRequest, context: grpc.ServicerContext
+    ) -> pb.CaptureHoldResponse:
+        return pb.CaptureHoldResponse(
+            hold=hold_pb(self._svc.capture_hold(_user(), request.request_id))
+        )
+
+    def ReleaseHold(
+        self, request: pb.ReleaseHoldRequest, context: grpc.ServicerContext
+    ) -> pb.ReleaseHoldResponse:
+        return pb.ReleaseHoldResponse(
+            hold=hold_pb(self._svc.release_hold(_user(), request.request_id))
+        )
+
+    def AdjustCredits(
+        self, request: pb.AdjustCreditsRequest, context: grpc.ServicerContext
+    ) -> pb.AdjustCreditsResponse:
+        call = current_call()
+        expires = (
+            request.expire_time.ToDatetime(tzinfo=self._clock().tzinfo)
+            if request.HasField("expire_time")
+            else None
+        )
+        balance = self._svc.adjust_credits(
+            call.is_admin,
+            request.user_id,
+            request.amount,
+            request.reason,
+            request.request_id,
+            expires,
+        )
+        return pb.AdjustCreditsResponse(balance=balance_pb(balance, self._clock()))
+
+    def GetCatalog(
+        self, request: pb.GetCatalogRequest, context: grpc.ServicerContext
+    ) -> pb.GetCatalogResponse:
+        return pb.GetCatalogResponse(
+            market=self._svc.market,
+            channels=self._svc.channels,
+            items=[
+                pb.CatalogItem(
+                    id=i.id,
+                    kind=_ITEM_KINDS[i.kind],
+                    name=i.name,
+                    credits=i.credits,
+                    period_days=i.period_days,
+                    prices=[pb.Price(currency=c, amount=a) for c, a in sorted(i.prices.items())],
+                )
+                for i in self._svc.catalog.items
+            ],
+        )
+
+    def CreateOrder(
+        self, request: pb.CreateOrderRequest, context: grpc.ServicerContext
+    ) -> pb.CreateOrderResponse:
+        order = self._svc.create_order(
+            _user(), request.item_id, request.channel, request.request_id
+        )
+        return pb.CreateOrderResponse(order=order_pb(order))
+
+    def GetOrder(
+        self, request: pb.GetOrderRequest, context: grpc.ServicerContext
+    ) -> pb.GetOrderResponse:
+        return pb.GetOrderResponse(order=order_pb(self._svc.get_order(_user(), request.order_id)))
+
+    def ListOrders(
+        self, request: pb.ListOrdersRequest, context: grpc.ServicerContext
+    ) -> pb.ListOrdersResponse:
+        page = self._svc.list_orders(_user(), request.page_size, request.page_token)
+        return pb.ListOrdersResponse(
+            orders=[order_pb(o) for o in page.items], next_page_token=page.next_token
+        )
+
+    def RefreshOrder(
+        self, request: pb.RefreshOrderRequest, context: grpc.ServicerContext
+    ) -> pb.RefreshOrderResponse:
+        order = self._svc.refresh_order(_user(), request.order_id)
+        return pb.RefreshOrderResponse(order=order_pb(order))
+
+    def HandlePaymentNotification(
+        self, request: pb.HandlePaymentNotificationRequest, context: grpc.ServicerContext
+    ) -> pb.HandlePaymentNotificationResponse:
+        headers = {h.name: h.value for h in request.headers}
+        outcome = self._svc.handle_notification(request.provider, headers, request.body)
+        return pb.HandlePaymentNotificationResponse(
+            applied=outcome.applied, event_id=outcome.event_id, order_id=outcome.order_id or ""
+        )
+
+    def CompleteSandboxCheckout(
+        self, request: pb.CompleteSandboxCheckoutRequest, context: grpc.ServicerContext
+    ) -> pb.CompleteSandboxCheckoutResponse:
+        if request.outcome == pb.SANDBOX_OUTCOME_UNSPECIFIED:
+            raise problems.InvalidArgument("outcome is required", field="outcome")
+        order = self._svc.complete_sandbox_checkout(
+            request.order_id, request.outcome == pb.SANDBOX_OUTCOME_PAID
+        )
+        return pb.CompleteSandboxCheckoutResponse(order=order_pb(order))
+
+    def RunExpiry(
+        self, request: pb.RunExpiryRequest, context: grpc.ServicerContext
+    ) -> pb.RunExpiryResponse:
+        report = self._svc.run_expiry()
+        return pb.RunExpiryResponse(
+            expired_grants=report.expired_grants,
+            expired_credits=report.expired_credits,
+            expired_orders=report.expired_orders,
+            expired_memberships=report.expired_memberships,
+        )

@@ -1,0 +1,49 @@
+"""Billing configuration, from the environment only (see .env.example)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CATALOG = Path(__file__).with_name("catalog.default.json")
+MARKET_CHANNELS = {"local": ("local",), "global": ("stripe",), "cn": ("wechatpay",)}
+
+
+class BillingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    market: str = Field("local", validation_alias="MARKET", pattern="^(local|global|cn)$")
+    data_dir: Path = Field(Path("var"), validation_alias="ATELIER_DATA_DIR")
+    internal_token: SecretStr = Field(
+        SecretStr("dev-internal-token"), validation_alias="ATELIER_INTERNAL_TOKEN"
+    )
+    database_url: str | None = Field(None, validation_alias="BILLING_DATABASE_URL")
+    grpc_host: str = Field("127.0.0.1", validation_alias="BILLING_GRPC_HOST")
+    grpc_port: int = Field(50051, validation_alias="BILLING_GRPC_PORT")
+    grpc_workers: int = Field(32, validation_alias="BILLING_GRPC_WORKERS")
+    # Comma-separated channels; empty means the market's default set.
+    payment_channels: str = Field("", validation_alias="PAYMENT_CHANNELS")
+    catalog_file: Path = Field(DEFAULT_CATALOG, validation_alias="CATALOG_FILE")
+    signup_bonus: int = Field(10, validation_alias="SIGNUP_BONUS_CREDITS", ge=0)
+    signup_bonus_validity_days: int = Field(
+        0, validation_alias="SIGNUP_BONUS_VALIDITY_DAYS", ge=0
+    )  # 0 = never expires
+    grace_period_days: int = Field(7, validation_alias="GRACE_PERIOD_DAYS", ge=1)
+    order_ttl_minutes: int = Field(30, validation_alias="ORDER_TTL_MINUTES", ge=1)
+    expiry_interval_seconds: float = Field(60.0, validation_alias="BILLING_EXPIRY_INTERVAL_SECONDS")
+    gateway_public_url: str = Field("http://127.0.0.1:8080", validation_alias="GATEWAY_PUBLIC_URL")
+    local_payment_secret: SecretStr = Field(
+        SecretStr("dev-local-payment-secret"), validation_alias="LOCAL_PAYMENT_WEBHOOK_SECRET"
+    )
+    local_payment_currency: str = Field("USD", validation_alias="LOCAL_PAYMENT_CURRENCY")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'billing.db'}"
+
+    def channels(self) -> list[str]:
+        if self.payment_channels.strip():
+            return [c.strip() for c in self.payment_channels.split(",") if c.strip()]
+        return list(MARKET_CHANNELS[self.market])
