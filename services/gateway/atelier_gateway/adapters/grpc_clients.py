@@ -1,0 +1,164 @@
+"""gRPC clients of billing and tasks: deadlines on every call, caller metadata, and errors
+translated into :class:`RemoteCallError` (status name + ``google.rpc.ErrorInfo`` reason)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.aio
+from atelier_common.context import outgoing_metadata
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from atelier_ports.problems import Unavailable
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a call is made for (forwarded as metadata)."""
+
+    user_id: str | None
+    role: str = "user"
+    request_id: str | None = None
+
+
+class RemoteCallError(Exception):
+    """A service answered with a non-OK status."""
+
+    def __init__(
+        self,
+        service: str,
+        status: str,
+        message: str,
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{service}: {status} {reason} {message}")
+        self.service = service
+        self.status = status  # grpc.StatusCode name, e.g. "NOT_FOUND"
+        self.message = message
+        self.reason = reason
+        self.metadata: dict[str, str] = metadata or {}
+
+
+def _error_info(trailing: Any) -> tuple[str, dict[str, str]]:
+    for key, value in trailing or ():
+        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return str(info.reason), dict(info.metadata)
+    return "", {}
+
+
+def translate_error(service: str, exc: grpc.RpcError) -> RemoteCallError:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else ""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else ()
+    reason, metadata = _error_info(trailing)
+    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    return RemoteCallError(service, name, str(details or ""), reason, metadata)
+
+
+@dataclass
+class RemoteService:
+    """An asyncio channel to one service and its generated stub."""
+
+    name: str
+    address: str
+    internal_token: str
+    stub_factory: Callable[[grpc.aio.Channel], Any]
+    timeout: float = 5.0
+    _channel: grpc.aio.Channel | None = field(default=None, init=False)
+    _stub: Any = field(default=None, init=False)
+
+    def _ensure(self) -> Any:
+        # Channels belong to the running event loop, so they are made on first use.
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(
+                self.address, options=[("grpc.enable_retries", 1)]
+            )
+            self._stub = self.stub_factory(self._channel)
+        return self._stub
+
+    def metadata(self, caller: Caller) -> tuple[tuple[str, str], ...]:
+        return outgoing_metadata(
+            self.internal_token, caller.user_id, caller.role, caller.request_id
+        )
+
+    async def call(
+        self, method: str, request: Any, caller: Caller, timeout: float | None = None
+    ) -> Any:
+        stub = self._ensure()
+        try:
+            return await getattr(stub, method)(
+                request, metadata=self.metadata(caller), timeout=timeout or self.timeout
+            )
+        except grpc.aio.AioRpcError as e:
+            raise translate_error(self.name, e) from e
+
+    async def stream(
+        self, method: str, request: Any, caller: Caller, timeout: float
+    ) -> AsyncIterator[Any]:
+        stub = self._ensure()
+        call = getattr(stub, method)(request, metadata=self.metadata(caller), timeout=timeout)
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as e:
+            raise translate_error(self.name, e) from e
+        finally:
+            call.cancel()
+
+    async def healthy(self, timeout: float = 1.0) -> bool:
+        self._ensure()
+        assert self._channel is not None
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+        self._channel = None
+        self._stub = None
+
+
+class GrpcBillingAccounts:
+    """The ``BillingAccounts`` port over a blocking channel (use cases run in worker threads)."""
+
+    def __init__(self, address: str, internal_token: str, timeout: float = 5.0) -> None:
+        from atelier.billing.v1 import billing_pb2_grpc
+
+        self._address = address
+        self._token = internal_token
+        self._timeout = timeout
+        self._channel = grpc.insecure_channel(address)
+        self._stub = billing_pb2_grpc.BillingServiceStub(self._channel)
+
+    def set_up_account(self, user_id: str, email: str | None, name: str | None) -> bool:
+        from atelier.billing.v1 import billing_pb2
+
+        request = billing_pb2.SetUpAccountRequest(email=email or "", name=name or "")
+        try:
+            reply = self._stub.SetUpAccount(
+                request,
+                metadata=outgoing_metadata(self._token, user_id, "user"),
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as e:
+            raise Unavailable("billing could not set up the account") from e
+        return bool(reply.created)
+
+    def close(self) -> None:
+        self._channel.close()

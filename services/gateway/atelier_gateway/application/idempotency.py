@@ -1,0 +1,72 @@
+"""Client idempotency (``Idempotency-Key``): a retry returns the first response."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from atelier_gateway.application.ports import UnitOfWorkFactory
+from atelier_gateway.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
+from atelier_gateway.domain.model import IdempotencyRecord
+from atelier_ports.clock import Clock
+from atelier_ports.problems import InvalidArgument
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: bytes
+
+
+def request_fingerprint(scope: str, body: bytes) -> str:
+    return hashlib.sha256(scope.encode() + b"\n" + body).hexdigest()
+
+
+class IdempotencyService:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    def begin(self, user_id: str, key: str, scope: str, body: bytes) -> StoredResponse | None:
+        """Claim the key for this request, or return the first request's response.
+
+        Raises IdempotencyKeyReused for a different request under the same key, and
+        IdempotencyKeyInFlight while the first request is still running.
+        """
+        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            raise InvalidArgument(
+                "Idempotency-Key must be 1-255 printable characters", field="Idempotency-Key"
+            )
+        fingerprint = request_fingerprint(scope, body)
+        record = IdempotencyRecord(
+            user_id=user_id,
+            key=key,
+            scope=scope,
+            request_hash=fingerprint,
+            created_at=self._clock.now(),
+        )
+        with self._uow() as uow:
+            claimed = uow.idempotency.claim(record)
+            uow.commit()
+            if claimed:
+                return None
+            existing = uow.idempotency.get(user_id, key)
+        if existing is None:  # released between our insert and read: let the caller retry
+            raise IdempotencyKeyInFlight("a request with this Idempotency-Key is in progress")
+        if existing.request_hash != fingerprint:
+            raise IdempotencyKeyReused("Idempotency-Key was already used for a different request")
+        if not existing.completed or existing.response is None or existing.status is None:
+            raise IdempotencyKeyInFlight("a request with this Idempotency-Key is in progress")
+        return StoredResponse(status=existing.status, body=existing.response)
+
+    def complete(self, user_id: str, key: str, status: int, body: bytes) -> None:
+        with self._uow() as uow:
+            uow.idempotency.complete(user_id, key, status, body)
+            uow.commit()
+
+    def abandon(self, user_id: str, key: str) -> None:
+        with self._uow() as uow:
+            uow.idempotency.release(user_id, key)
+            uow.commit()

@@ -1,0 +1,108 @@
+"""The one composition root: settings → adapters → use cases → the aiohttp application.
+
+Nothing is built at import time; tests call :func:`build_container` / :func:`build_app` with a
+few parts overridden and get the real wiring for the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from atelier_common.db import make_engine
+from sqlalchemy import Engine
+
+from atelier_gateway.adapters.grpc_clients import GrpcBillingAccounts, RemoteService
+from atelier_gateway.adapters.jwt_tokens import JwtAccessTokenIssuer, UrlSafeSecretSource
+from atelier_gateway.adapters.passwords import Argon2PasswordHasher
+from atelier_gateway.adapters.sqlalchemy_uow import SqlAlchemyUnitOfWorkFactory
+from atelier_gateway.application.auth import AuthService
+from atelier_gateway.application.idempotency import IdempotencyService
+from atelier_gateway.application.ports import BillingAccounts, PasswordHasher
+from atelier_gateway.settings import GatewaySettings
+from atelier_ports.clock import Clock, SystemClock
+from atelier_ports.ids import IdGenerator, RandomIdGenerator
+
+
+@dataclass
+class Container:
+    settings: GatewaySettings
+    engine: Engine
+    auth: AuthService
+    idempotency: IdempotencyService
+    billing: RemoteService
+    tasks: RemoteService
+    clock: Clock
+    closers: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer()
+        self.engine.dispose()
+
+
+def _billing_stub(channel: Any) -> Any:
+    from atelier.billing.v1 import billing_pb2_grpc
+
+    return billing_pb2_grpc.BillingServiceStub(channel)
+
+
+def _tasks_stub(channel: Any) -> Any:
+    from atelier.tasks.v1 import tasks_pb2_grpc  # type: ignore[import-not-found]
+
+    return tasks_pb2_grpc.TaskServiceStub(channel)
+
+
+def build_container(
+    settings: GatewaySettings | None = None,
+    *,
+    clock: Clock | None = None,
+    ids: IdGenerator | None = None,
+    password_hasher: PasswordHasher | None = None,
+    billing_accounts: BillingAccounts | None = None,
+    engine: Engine | None = None,
+) -> Container:
+    settings = settings or GatewaySettings()
+    engine = engine or make_engine(settings.database_url())
+    clock = clock or SystemClock()
+    ids = ids or RandomIdGenerator()
+    closers: list[Any] = []
+    if billing_accounts is None:
+        grpc_accounts = GrpcBillingAccounts(
+            settings.billing_address,
+            settings.atelier_internal_token,
+            settings.gateway_rpc_timeout_seconds,
+        )
+        closers.append(grpc_accounts.close)
+        billing_accounts = grpc_accounts
+    uow = SqlAlchemyUnitOfWorkFactory(engine)
+    auth = AuthService(
+        uow=uow,
+        hasher=password_hasher or Argon2PasswordHasher(),
+        tokens=JwtAccessTokenIssuer(settings.jwt_secret(), settings.gateway_access_token_seconds),
+        secrets=UrlSafeSecretSource(),
+        billing=billing_accounts,
+        clock=clock,
+        ids=ids,
+        refresh_lifetime=timedelta(days=settings.gateway_refresh_token_days),
+    )
+    timeout = settings.gateway_rpc_timeout_seconds
+    return Container(
+        settings=settings,
+        engine=engine,
+        auth=auth,
+        idempotency=IdempotencyService(uow, clock),
+        billing=RemoteService(
+            "billing",
+            settings.billing_address,
+            settings.atelier_internal_token,
+            _billing_stub,
+            timeout,
+        ),
+        tasks=RemoteService(
+            "tasks", settings.tasks_address, settings.atelier_internal_token, _tasks_stub, timeout
+        ),
+        clock=clock,
+        closers=closers,
+    )

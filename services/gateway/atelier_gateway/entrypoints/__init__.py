@@ -1,0 +1,1 @@
+"""Gateway entrypoints: the aiohttp application and the ``atelier-gateway`` CLI."""

@@ -1,0 +1,1 @@
+"""The public HTTP API (aiohttp): routes, problem+json errors, JSON validation, operations."""

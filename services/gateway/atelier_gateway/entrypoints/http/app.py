@@ -1,0 +1,43 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from atelier_gateway.bootstrap import Container
+from atelier_gateway.entrypoints.http import (
+    auth_routes,
+    billing_routes,
+    ops,
+    sandbox,
+    tasks_routes,
+    webhooks,
+)
+from atelier_gateway.entrypoints.http.context import CONTAINER, METRICS, Metrics
+from atelier_gateway.entrypoints.http.middleware import observe, problems
+
+
+def create_app(container: Container) -> web.Application:
+    app = web.Application(
+        middlewares=[observe, problems],
+        client_max_size=container.settings.gateway_max_body_bytes,
+    )
+    app[CONTAINER] = container
+    app[METRICS] = Metrics()
+    for table in (
+        auth_routes.routes,
+        billing_routes.routes,
+        webhooks.routes,
+        sandbox.routes,
+        tasks_routes.routes,
+        ops.routes,
+    ):
+        app.add_routes(table)
+
+    async def close(_app: web.Application) -> None:
+        await container.billing.close()
+        await container.tasks.close()
+        container.close()
+
+    app.on_cleanup.append(close)
+    return app

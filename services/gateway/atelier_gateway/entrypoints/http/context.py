@@ -1,0 +1,102 @@
+"""Typed application keys and per-request helpers shared by the route modules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from atelier_gateway.adapters.grpc_clients import Caller
+from atelier_gateway.bootstrap import Container
+from atelier_gateway.domain.errors import InvalidAccessToken
+from atelier_gateway.entrypoints.http.problems import Problem, from_domain_error
+
+T = TypeVar("T")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "atelier_gateway_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "atelier_gateway_http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.task_outcomes = Counter(
+            "atelier_gateway_task_outcomes",
+            "Terminal task statuses seen by the gateway (live events and reads)",
+            ["status"],
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "atelier_gateway_webhooks",
+            "Webhook deliveries by provider and HTTP status",
+            ["provider", "status"],
+            registry=self.registry,
+        )
+
+
+CONTAINER = web.AppKey("container", Container)
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def container(request: web.Request) -> Container:
+    return request.app[CONTAINER]
+
+
+def request_id(request: web.Request) -> str | None:
+    rid = request.get("request_id")
+    return rid if isinstance(rid, str) else None
+
+
+async def in_thread(request: web.Request, fn: Callable[..., T], *args: object) -> T:
+    """Run blocking core code (SQLAlchemy, Argon2) off the event loop."""
+    return await asyncio.to_thread(fn, *args)
+
+
+async def authenticate(request: web.Request) -> Caller:
+    cached = request.get("caller")
+    if isinstance(cached, Caller):
+        return cached
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(
+            401,
+            "unauthenticated",
+            "Not authenticated",
+            "missing bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        claims = container(request).auth.authenticate(token.strip())
+    except InvalidAccessToken as e:
+        problem = from_domain_error(e)
+        problem.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        raise problem from e
+    caller = Caller(user_id=claims.user_id, role=claims.role.value, request_id=request_id(request))
+    request["caller"] = caller
+    return caller
+
+
+async def optional_caller(request: web.Request) -> Caller | None:
+    if "Authorization" not in request.headers:
+        return None
+    return await authenticate(request)
+
+
+async def require_admin(request: web.Request) -> Caller:
+    caller = await authenticate(request)
+    if caller.role != "admin":
+        raise Problem(403, "forbidden", "Forbidden", "administrators only")
+    return caller

@@ -1,0 +1,113 @@
+"""Middlewares: request id + JSON access log + metrics, and errors → problem+json."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from atelier_common.context import CallContext, reset_current_call, set_current_call
+
+from atelier_gateway.adapters.grpc_clients import RemoteCallError
+from atelier_gateway.entrypoints.http.context import METRICS
+from atelier_gateway.entrypoints.http.problems import (
+    Problem,
+    from_domain_error,
+    from_remote_error,
+    problem_response,
+)
+from atelier_ports.problems import DomainError
+
+log = logging.getLogger("atelier.gateway.http")
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-ID", "")
+    rid = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request["request_id"] = rid
+    token = set_current_call(CallContext(user_id=None, role="user", request_id=rid))
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-ID"] = rid
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_name(request)
+        metrics = request.app[METRICS]
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.latency.labels(request.method, route).observe(elapsed)
+        caller = request.get("caller")
+        log.info(
+            "request",
+            extra={
+                "fields": {
+                    "method": request.method,
+                    "route": route,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                    "user_id": getattr(caller, "user_id", None),
+                }
+            },
+        )
+        reset_current_call(token)
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as p:
+        return _with_id(problem_response(p), request)
+    except DomainError as e:
+        return _with_id(problem_response(from_domain_error(e)), request)
+    except RemoteCallError as e:
+        problem = from_remote_error(e)
+        if problem.status >= 500:
+            log.warning("upstream error: %s", e)
+        return _with_id(problem_response(problem), request)
+    except web.HTTPRequestEntityTooLarge:
+        return _with_id(problem_response(_TOO_LARGE), request)
+    except web.HTTPMethodNotAllowed as e:
+        allow = ",".join(sorted(e.allowed_methods))
+        return _with_id(problem_response(_not_allowed(allow)), request)
+    except web.HTTPNotFound:
+        return _with_id(problem_response(Problem(404, "not_found", "Not found")), request)
+    except web.HTTPException:
+        raise  # redirects and the like
+    except Exception:
+        log.exception("unhandled error")
+        return _with_id(problem_response(_INTERNAL), request)
+
+
+_TOO_LARGE = Problem(413, "payload_too_large", "Request body too large")
+_INTERNAL = Problem(500, "internal", "Internal error", "internal error")
+
+
+def _not_allowed(allow: str) -> Problem:
+    return Problem(405, "method_not_allowed", "Method not allowed", headers={"Allow": allow})
+
+
+def _with_id(response: web.Response, request: web.Request) -> web.Response:
+    rid = request.get("request_id")
+    if isinstance(rid, str):
+        response.headers["X-Request-ID"] = rid
+    return response

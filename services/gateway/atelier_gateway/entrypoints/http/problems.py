@@ -1,0 +1,140 @@
+"""``application/problem+json`` errors and the ONE table mapping errors to HTTP.
+
+Domain errors of the gateway core and errors of billing/tasks (gRPC status + ErrorInfo reason)
+both end here; anything else is a 500 with a generic message (the detail is logged).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from atelier_gateway.adapters.grpc_clients import RemoteCallError
+from atelier_gateway.domain import errors as gw
+from atelier_ports import problems
+
+PROBLEM_TYPE_BASE = "https://atelier.dev/problems/"
+CONTENT_TYPE = "application/problem+json"
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemSpec:
+    status: int
+    code: str
+    title: str
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str = "",
+        *,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail or title
+        self.field = field
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+def validation_error(field: str, detail: str, status: int = 422) -> Problem:
+    return Problem(status, "validation_error", "Invalid request", detail, field=field)
+
+
+def problem_response(problem: Problem) -> web.Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + problem.code,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "code": problem.code,
+    }
+    if problem.field:
+        body["field"] = problem.field
+        body["errors"] = [{"field": problem.field, "message": problem.detail}]
+    body.update(problem.extra)
+    return web.Response(
+        status=problem.status,
+        body=json.dumps(body).encode(),
+        content_type=CONTENT_TYPE,
+        headers=problem.headers,
+    )
+
+
+# Gateway core errors, first match wins (subclasses before bases).
+DOMAIN_TABLE: tuple[tuple[type[problems.DomainError], ProblemSpec], ...] = (
+    (gw.EmailTaken, ProblemSpec(409, "email_taken", "Email already registered")),
+    (gw.IdempotencyKeyReused, ProblemSpec(409, "idempotency_key_reused", "Key reused")),
+    (
+        gw.IdempotencyKeyInFlight,
+        ProblemSpec(409, "idempotency_key_in_flight", "Request in progress"),
+    ),
+    (gw.InvalidCredentials, ProblemSpec(401, "invalid_credentials", "Wrong email or password")),
+    (problems.Unauthenticated, ProblemSpec(401, "unauthenticated", "Not authenticated")),
+    (problems.NotFound, ProblemSpec(404, "not_found", "Not found")),
+    (problems.AlreadyExists, ProblemSpec(409, "conflict", "Conflict")),
+    (problems.InvalidArgument, ProblemSpec(422, "validation_error", "Invalid request")),
+    (problems.FailedPrecondition, ProblemSpec(409, "failed_precondition", "Not possible now")),
+    (problems.ResourceExhausted, ProblemSpec(429, "rate_limited", "Too many requests")),
+    (problems.PermissionDenied, ProblemSpec(403, "forbidden", "Forbidden")),
+    (problems.Unavailable, ProblemSpec(503, "unavailable", "Service unavailable")),
+)
+
+# Errors of billing and tasks: (gRPC status, ErrorInfo reason or "" for any) → HTTP.
+REMOTE_TABLE: tuple[tuple[str, str, ProblemSpec], ...] = (
+    (
+        "FAILED_PRECONDITION",
+        "INSUFFICIENT_CREDITS",
+        ProblemSpec(402, "insufficient_credits", "Insufficient credits"),
+    ),
+    (
+        "RESOURCE_EXHAUSTED",
+        "DAILY_LIMIT_REACHED",
+        ProblemSpec(429, "daily_limit_reached", "Daily limit reached"),
+    ),
+    (
+        "INVALID_ARGUMENT",
+        "INVALID_SIGNATURE",
+        ProblemSpec(400, "invalid_signature", "Invalid signature"),
+    ),
+    ("NOT_FOUND", "", ProblemSpec(404, "not_found", "Not found")),
+    ("ALREADY_EXISTS", "", ProblemSpec(409, "conflict", "Conflict")),
+    ("INVALID_ARGUMENT", "", ProblemSpec(422, "validation_error", "Invalid request")),
+    ("OUT_OF_RANGE", "", ProblemSpec(422, "validation_error", "Invalid request")),
+    ("FAILED_PRECONDITION", "", ProblemSpec(409, "failed_precondition", "Not possible now")),
+    ("ABORTED", "", ProblemSpec(409, "conflict", "Conflict")),
+    ("RESOURCE_EXHAUSTED", "", ProblemSpec(429, "rate_limited", "Too many requests")),
+    ("PERMISSION_DENIED", "", ProblemSpec(403, "forbidden", "Forbidden")),
+    ("UNAVAILABLE", "", ProblemSpec(503, "unavailable", "Service unavailable")),
+    ("DEADLINE_EXCEEDED", "", ProblemSpec(504, "timeout", "Upstream timeout")),
+)
+
+
+def from_domain_error(exc: problems.DomainError) -> Problem:
+    for cls, spec in DOMAIN_TABLE:
+        if isinstance(exc, cls):
+            field = exc.metadata.get("field")
+            return Problem(spec.status, spec.code, spec.title, exc.message, field=field)
+    return Problem(500, "internal", "Internal error", "internal error")
+
+
+def from_remote_error(exc: RemoteCallError) -> Problem:
+    for status, reason, spec in REMOTE_TABLE:
+        if exc.status == status and (not reason or exc.reason == reason):
+            field = exc.metadata.get("field") if spec.code == "validation_error" else None
+            extra = {"reason": exc.reason} if exc.reason else {}
+            detail = exc.message if spec.status < 500 else spec.title
+            return Problem(spec.status, spec.code, spec.title, detail, field=field, extra=extra)
+    return Problem(500, "internal", "Internal error", "internal error")

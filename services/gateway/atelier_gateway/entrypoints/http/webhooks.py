@@ -1,0 +1,79 @@
+"""Provider webhooks: the raw body and headers go to the service whose adapter verifies them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from atelier_gateway.adapters.grpc_clients import Caller, RemoteCallError
+from atelier_gateway.entrypoints.http.context import METRICS, container, request_id
+from atelier_gateway.entrypoints.http.jsonio import json_response, read_body
+from atelier_gateway.entrypoints.http.problems import Problem
+
+routes = web.RouteTableDef()
+
+PAYMENT_PROVIDERS = frozenset({"local", "stripe", "wechatpay"})
+GENERATION_PROVIDERS = frozenset({"replicate", "runninghub"})
+# Hop-by-hop and proxy headers say nothing about the provider's signature.
+_DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer"})
+
+
+@routes.post("/webhooks/{provider}")
+async def webhook(request: web.Request) -> web.Response:
+    provider = request.match_info["provider"]
+    if provider not in PAYMENT_PROVIDERS and provider not in GENERATION_PROVIDERS:
+        raise Problem(404, "not_found", "Not found", "unknown webhook provider")
+    body = await read_body(request)
+    headers = [(k.lower(), v) for k, v in request.headers.items() if k.lower() not in _DROP]
+    caller = Caller(user_id=None, role="user", request_id=request_id(request))
+    metrics = request.app[METRICS]
+    try:
+        if provider in PAYMENT_PROVIDERS:
+            result = await _to_billing(request, provider, headers, body, caller)
+        else:
+            result = await _to_tasks(request, provider, headers, body, caller)
+    except RemoteCallError as e:
+        if e.status == "INVALID_ARGUMENT":
+            metrics.webhooks.labels(provider, "400").inc()
+            raise Problem(
+                400, "invalid_signature", "Invalid signature", "the notification was not verified"
+            ) from e
+        metrics.webhooks.labels(provider, "error").inc()
+        raise
+    metrics.webhooks.labels(provider, "200").inc()
+    return json_response({"received": True, **result})
+
+
+async def _to_billing(
+    request: web.Request, provider: str, headers: list[tuple[str, str]], body: bytes, caller: Caller
+) -> dict[str, object]:
+    from atelier.billing.v1 import billing_pb2
+
+    reply = await container(request).billing.call(
+        "HandlePaymentNotification",
+        billing_pb2.HandlePaymentNotificationRequest(
+            provider=provider,
+            headers=[billing_pb2.Header(name=k, value=v) for k, v in headers],
+            body=body,
+        ),
+        caller,
+        timeout=15.0,
+    )
+    return {"applied": reply.applied, "event_id": reply.event_id}
+
+
+async def _to_tasks(
+    request: web.Request, provider: str, headers: list[tuple[str, str]], body: bytes, caller: Caller
+) -> dict[str, object]:
+    from atelier.tasks.v1 import tasks_pb2  # type: ignore[import-not-found]
+
+    reply = await container(request).tasks.call(
+        "HandleProviderNotification",
+        tasks_pb2.HandleProviderNotificationRequest(
+            provider=provider,
+            headers=[tasks_pb2.Header(name=k, value=v) for k, v in headers],
+            body=body,
+        ),
+        caller,
+        timeout=15.0,
+    )
+    return {"applied": bool(getattr(reply, "applied", True))}

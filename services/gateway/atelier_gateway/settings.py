@@ -1,0 +1,62 @@
+"""Gateway configuration, from the environment only (pydantic-settings)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    atelier_internal_token: str = Field(
+        default="dev-internal-token", validation_alias="ATELIER_INTERNAL_TOKEN"
+    )
+    atelier_data_dir: Path = Field(default=Path("var"), validation_alias="ATELIER_DATA_DIR")
+    market: str = Field(default="local", validation_alias="MARKET")
+    gateway_host: str = Field(default="127.0.0.1", validation_alias="GATEWAY_HOST")
+    gateway_port: int = Field(default=8080, validation_alias="GATEWAY_PORT")
+    gateway_public_url: str = Field(
+        default="http://127.0.0.1:8080", validation_alias="GATEWAY_PUBLIC_URL"
+    )
+    gateway_database_url: str | None = Field(default=None, validation_alias="GATEWAY_DATABASE_URL")
+    gateway_jwt_secret: str | None = Field(default=None, validation_alias="GATEWAY_JWT_SECRET")
+    gateway_access_token_seconds: int = Field(
+        default=900, validation_alias="GATEWAY_ACCESS_TOKEN_SECONDS"
+    )
+    gateway_refresh_token_days: int = Field(
+        default=30, validation_alias="GATEWAY_REFRESH_TOKEN_DAYS"
+    )
+    gateway_max_body_bytes: int = Field(
+        default=1_048_576, validation_alias="GATEWAY_MAX_BODY_BYTES"
+    )
+    gateway_max_upload_bytes: int = Field(
+        default=20_971_520, validation_alias="GATEWAY_MAX_UPLOAD_BYTES"
+    )
+    gateway_rpc_timeout_seconds: float = Field(
+        default=5.0, validation_alias="GATEWAY_RPC_TIMEOUT_SECONDS"
+    )
+    gateway_log_level: str = Field(default="INFO", validation_alias="GATEWAY_LOG_LEVEL")
+    billing_address: str = Field(default="127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
+    tasks_address: str = Field(default="127.0.0.1:50052", validation_alias="TASKS_ADDRESS")
+
+    def database_url(self) -> str:
+        if self.gateway_database_url:
+            return self.gateway_database_url
+        return f"sqlite:///{(self.atelier_data_dir / 'gateway.db').resolve()}"
+
+    def jwt_secret(self) -> str:
+        """The configured secret, or one generated once and kept in the data directory."""
+        if self.gateway_jwt_secret:
+            return self.gateway_jwt_secret
+        path = self.atelier_data_dir / "gateway_jwt_secret"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        path.write_text(secret)
+        path.chmod(0o600)
+        return secret

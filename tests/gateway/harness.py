@@ -1,0 +1,98 @@
+"""Running the real gateway application on port 0 in a background event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from atelier_gateway.adapters.migrate import migrate
+from atelier_gateway.bootstrap import Container, build_container
+from atelier_gateway.entrypoints.http.app import create_app
+from atelier_gateway.settings import GatewaySettings
+
+
+class FakeBillingAccounts:
+    """The BillingAccounts port without billing: records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None, str | None]] = []
+        self.created: set[str] = set()
+        self.fail = False
+
+    def set_up_account(self, user_id: str, email: str | None, name: str | None) -> bool:
+        from atelier_ports.problems import Unavailable
+
+        if self.fail:
+            raise Unavailable("billing is down")
+        self.calls.append((user_id, email, name))
+        if user_id in self.created:
+            return False
+        self.created.add(user_id)
+        return True
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    port: int
+    container: Container
+    app: web.Application
+    _loop: asyncio.AbstractEventLoop
+    _thread: threading.Thread
+    _runner: web.AppRunner
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(15)
+        self._loop.close()
+
+
+def start_gateway(settings: GatewaySettings, **overrides: Any) -> RunningGateway:
+    container = build_container(settings, **overrides)
+    migrate(container.engine)
+    app = create_app(container)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="gateway-loop", daemon=True)
+    thread.start()
+
+    async def start() -> tuple[web.AppRunner, int]:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        server: Any = site._server
+        return runner, int(server.sockets[0].getsockname()[1])
+
+    runner, port = asyncio.run_coroutine_threadsafe(start(), loop).result(15)
+    return RunningGateway(
+        url=f"http://127.0.0.1:{port}",
+        port=port,
+        container=container,
+        app=app,
+        _loop=loop,
+        _thread=thread,
+        _runner=runner,
+    )
+
+
+def gateway_settings(data_dir: str, database_url: str, **env: Any) -> GatewaySettings:
+    values: dict[str, Any] = {
+        "ATELIER_DATA_DIR": data_dir,
+        "GATEWAY_DATABASE_URL": database_url,
+        "GATEWAY_JWT_SECRET": "test-secret-" + "x" * 40,
+        "ATELIER_INTERNAL_TOKEN": "test-internal-token",
+        # Nothing listens here unless a test starts a service and says so.
+        "BILLING_ADDRESS": "127.0.0.1:1",
+        "TASKS_ADDRESS": "127.0.0.1:1",
+    }
+    values.update(env)
+    return GatewaySettings(**values)
+
+
+Factory = Callable[..., RunningGateway]
