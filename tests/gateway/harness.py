@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +54,19 @@ class RunningGateway:
         self._loop.close()
 
 
-def start_gateway(settings: GatewaySettings, **overrides: Any) -> RunningGateway:
+def reserve_socket() -> socket.socket:
+    """A listening socket on a free port, so other services can be told the URL first."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def start_gateway(
+    settings: GatewaySettings, sock: socket.socket | None = None, **overrides: Any
+) -> RunningGateway:
     container = build_container(settings, **overrides)
     migrate(container.engine)
     app = create_app(container)
@@ -64,6 +77,9 @@ def start_gateway(settings: GatewaySettings, **overrides: Any) -> RunningGateway
     async def start() -> tuple[web.AppRunner, int]:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
+        if sock is not None:
+            await web.SockSite(runner, sock).start()
+            return runner, int(sock.getsockname()[1])
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         server: Any = site._server

@@ -47,7 +47,11 @@ class JwtAccessTokenIssuer:
                 self._secret,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "iss"], "verify_exp": False},
+                options={
+                    "require": ["exp", "iat", "sub", "iss"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError as e:
             raise InvalidAccessToken("invalid access token") from e

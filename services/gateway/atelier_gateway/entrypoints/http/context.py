@@ -48,6 +48,8 @@ class Metrics:
 
 CONTAINER = web.AppKey("container", Container)
 METRICS = web.AppKey("metrics", Metrics)
+REQUEST_ID = web.RequestKey("request_id", str)
+CALLER = web.RequestKey("caller", Caller)
 
 
 def container(request: web.Request) -> Container:
@@ -55,8 +57,7 @@ def container(request: web.Request) -> Container:
 
 
 def request_id(request: web.Request) -> str | None:
-    rid = request.get("request_id")
-    return rid if isinstance(rid, str) else None
+    return request.get(REQUEST_ID)
 
 
 async def in_thread(request: web.Request, fn: Callable[..., T], *args: object) -> T:
@@ -65,9 +66,8 @@ async def in_thread(request: web.Request, fn: Callable[..., T], *args: object) -
 
 
 async def authenticate(request: web.Request) -> Caller:
-    cached = request.get("caller")
-    if isinstance(cached, Caller):
-        return cached
+    if CALLER in request:
+        return request[CALLER]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -85,7 +85,7 @@ async def authenticate(request: web.Request) -> Caller:
         problem.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         raise problem from e
     caller = Caller(user_id=claims.user_id, role=claims.role.value, request_id=request_id(request))
-    request["caller"] = caller
+    request[CALLER] = caller
     return caller
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from atelier_common.context import CallContext, reset_current_call, set_current_call
 
 from atelier_gateway.adapters.grpc_clients import RemoteCallError
-from atelier_gateway.entrypoints.http.context import METRICS
+from atelier_gateway.entrypoints.http.context import CALLER, METRICS, REQUEST_ID
 from atelier_gateway.entrypoints.http.problems import (
     Problem,
     from_domain_error,
@@ -36,7 +36,7 @@ def _route_name(request: web.Request) -> str:
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
     rid = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    request["request_id"] = rid
+    request[REQUEST_ID] = rid
     token = set_current_call(CallContext(user_id=None, role="user", request_id=rid))
     started = time.perf_counter()
     status = 500
@@ -55,7 +55,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics = request.app[METRICS]
         metrics.requests.labels(request.method, route, str(status)).inc()
         metrics.latency.labels(request.method, route).observe(elapsed)
-        caller = request.get("caller")
+        caller = request.get(CALLER)
         log.info(
             "request",
             extra={
@@ -107,7 +107,7 @@ def _not_allowed(allow: str) -> Problem:
 
 
 def _with_id(response: web.Response, request: web.Request) -> web.Response:
-    rid = request.get("request_id")
-    if isinstance(rid, str):
+    rid = request.get(REQUEST_ID)
+    if rid is not None:
         response.headers["X-Request-ID"] = rid
     return response

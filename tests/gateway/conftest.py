@@ -1,0 +1,139 @@
+"""Gateway fixtures: the real aiohttp app on a real port, with real billing where needed."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.gateway.harness import (
+    FakeBillingAccounts,
+    RunningGateway,
+    gateway_settings,
+    reserve_socket,
+    start_gateway,
+)
+from tests.support.billing_server import RunningBilling, start_billing_server
+from tests.support.postgres import PostgresServer
+
+PASSWORD = "correct horse battery"
+
+
+class Api:
+    """A thin client of the public HTTP API."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=30.0)
+
+    def signup(self, email: str, password: str = PASSWORD, name: str = "") -> dict[str, Any]:
+        r = self.http.post(
+            "/v1/auth/signup", json={"email": email, "password": password, "name": name}
+        )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def user(self, email: str) -> User:
+        body = self.signup(email)
+        return User(self, body["user"]["id"], body["access_token"], body["refresh_token"])
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@dataclass
+class User:
+    api: Api
+    id: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.api.http.get(path, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return self.api.http.post(path, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    def patch(self, path: str, **kw: Any) -> httpx.Response:
+        return self.api.http.patch(path, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+
+@pytest.fixture
+def fake_billing() -> FakeBillingAccounts:
+    return FakeBillingAccounts()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, fake_billing: FakeBillingAccounts) -> Iterator[RunningGateway]:
+    """The gateway on SQLite with billing's account port faked (auth-only tests)."""
+    settings = gateway_settings(str(tmp_path / "data"), f"sqlite:///{tmp_path / 'gateway.db'}")
+    gw = start_gateway(settings, billing_accounts=fake_billing)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def api(gateway: RunningGateway) -> Iterator[Api]:
+    client = Api(gateway.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def billing_database_url(
+    database_url: str, tmp_path: Path, postgres_server: PostgresServer | None
+) -> Iterator[str]:
+    """Billing's own database, on the same engine as the gateway's ``database_url``."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'billing.db'}"
+        return
+    assert postgres_server is not None
+    url = postgres_server.create_database()
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(Exception):
+            postgres_server.drop_database(url)
+
+
+@dataclass
+class Stack:
+    gateway: RunningGateway
+    billing: RunningBilling
+    api: Api
+
+
+@pytest.fixture
+def stack(database_url: str, billing_database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """Real billing (gRPC, port 0) and the real gateway, each on its own database."""
+    sock = reserve_socket()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    billing = start_billing_server(
+        billing_database_url,
+        GATEWAY_PUBLIC_URL=url,
+        ATELIER_DATA_DIR=str(tmp_path / "billing-data"),
+    )
+    settings = gateway_settings(
+        str(tmp_path / "data"),
+        database_url,
+        GATEWAY_PUBLIC_URL=url,
+        BILLING_ADDRESS=billing.address,
+        ATELIER_INTERNAL_TOKEN=billing.internal_token,
+    )
+    gw = start_gateway(settings, sock=sock)
+    client = Api(gw.url)
+    try:
+        yield Stack(gateway=gw, billing=billing, api=client)
+    finally:
+        client.close()
+        gw.stop()
+        billing.stop()
