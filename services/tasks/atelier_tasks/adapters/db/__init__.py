@@ -1,0 +1,1 @@
+"""SQLAlchemy 2 (Core) persistence of tasks, their events and images; Alembic migrations."""

@@ -1,0 +1,85 @@
+"""Table definitions (the Alembic migrations create exactly these)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(128), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("hold_state", sa.String(16), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("input_keys", sa.JSON, nullable=False),
+    sa.Column("cost", sa.Integer, nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_reason", sa.String(64), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("provider_job_id", sa.String(128), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("next_poll_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("polls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_sequence", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.CheckConstraint("cost >= 0", name="ck_tasks_cost_non_negative"),
+    sa.CheckConstraint(
+        "status IN ('pending', 'processing', 'succeeded', 'failed', 'cancelled')",
+        name="ck_tasks_status",
+    ),
+    sa.CheckConstraint(
+        "hold_state IN ('placing', 'held', 'captured', 'released')", name="ck_tasks_hold_state"
+    ),
+    sa.UniqueConstraint("user_id", "request_id", name="uq_tasks_user_request"),
+    sa.Index("ix_tasks_user_created", "user_id", "created_at", "id"),
+    sa.Index("ix_tasks_status_next_attempt", "status", "next_attempt_at"),
+    sa.Index("ix_tasks_provider_job", "provider", "provider_job_id"),
+)
+
+task_events = sa.Table(
+    "task_events",
+    metadata,
+    sa.Column(
+        "task_id", sa.String(64), sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("sequence", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error_reason", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+task_images = sa.Table(
+    "task_images",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "task_id", sa.String(64), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("user_id", sa.String(128), nullable=False),
+    sa.Column("task_type", sa.String(32), nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("key", sa.String(512), nullable=False),
+    sa.Column("thumbnail_key", sa.String(512), nullable=False),
+    sa.Column("content_type", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("task_id", "idx", name="uq_task_images_task_idx"),
+    sa.Index("ix_task_images_user_created", "user_id", "created_at", "id"),
+)

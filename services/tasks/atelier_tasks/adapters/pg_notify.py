@@ -1,0 +1,44 @@
+"""Feeds PostgreSQL ``NOTIFY atelier_task_events`` into the in-process hub, so a watcher on one
+replica wakes up when a task changes on another."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+
+from atelier_tasks.adapters.db.repository import NOTIFY_CHANNEL
+from atelier_tasks.application.ports import TaskEventHub
+
+log = logging.getLogger("atelier.tasks.notify")
+
+
+class PostgresNotificationListener:
+    def __init__(self, libpq_url: str, hub: TaskEventHub) -> None:
+        self._url = libpq_url
+        self._hub = hub
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tasks-listen", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._ready.set()
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            self._hub.publish(note.payload)
+            except Exception:
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                self._stop.wait(1.0)

@@ -1,0 +1,41 @@
+"""What the tasks use cases are configured with (filled in by the composition root)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from atelier_tasks.domain.model import TaskType
+
+DEFAULT_COSTS: Mapping[TaskType, int] = {
+    TaskType.TEXT_TO_IMAGE: 1,
+    TaskType.BASIC_CLEAN: 1,
+    TaskType.MODEL_POSE12: 4,
+}
+
+UPLOAD_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+@dataclass(frozen=True, slots=True)
+class TasksConfig:
+    costs: Mapping[TaskType, int] = field(default_factory=lambda: dict(DEFAULT_COSTS))
+    # Provider name per task type (chosen by market, overridable per type).
+    routes: Mapping[TaskType, str] = field(default_factory=lambda: dict.fromkeys(TaskType, "local"))
+    timeout: timedelta = timedelta(minutes=10)
+    daily_limit: int = 200
+    max_attempts: int = 3
+    retry_backoff: timedelta = timedelta(seconds=2)
+    poll_initial: timedelta = timedelta(seconds=2)
+    poll_max: timedelta = timedelta(seconds=60)
+    webhook_sweep: timedelta = timedelta(minutes=2)
+    lease: timedelta = timedelta(minutes=5)
+    hold_grace: timedelta = timedelta(seconds=30)  # before the sweep re-places a hold in doubt
+    url_ttl_seconds: int = 900
+    thumbnail_side: int = 256
+    upload_max_bytes: int = 15 * 1024 * 1024
+    upload_content_types: tuple[str, ...] = UPLOAD_CONTENT_TYPES
+    upload_ttl_seconds: int = 600
+    watch_poll_seconds: float = 1.0
+    max_page_size: int = 100
+    default_page_size: int = 20

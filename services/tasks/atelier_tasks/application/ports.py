@@ -1,0 +1,140 @@
+"""Ports the tasks application needs beyond the shared ones in ``atelier_ports``."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from atelier_tasks.domain.model import ResultImage, Task, TaskEvent, TaskStatus, TaskType
+
+
+class ConcurrentUpdate(Exception):
+    """Someone else changed the task since it was read (optimistic concurrency)."""
+
+
+class ClaimKind(enum.StrEnum):
+    DISPATCH = "dispatch"  # paid-for tasks not yet (or no longer) at a provider
+    POLL = "poll"  # processing at a polling/webhook provider, due for a poll
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    size: int
+    # Keyset cursor: (created_at, id) of the last item of the previous page.
+    after: tuple[datetime, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    created_at: datetime
+    type: TaskType
+    status: TaskStatus
+    cost: int
+    images: int
+
+
+class TaskRepository(Protocol):
+    def add(self, task: Task) -> Task:
+        """Insert a new task and its first event. If the user already has a task with this
+        request_id, insert nothing and return that one."""
+        ...
+
+    def save(self, task: Task, images: Sequence[ResultImage] = ()) -> None:
+        """Write the task's changes, its new events and new images atomically, if the stored
+        version is still ``task.version`` (then bump it); else raise ConcurrentUpdate."""
+        ...
+
+    def delete(self, task_id: str) -> None: ...
+
+    def get(self, task_id: str, user_id: str | None = None) -> Task | None:
+        """``user_id`` scopes the lookup (None only for the worker)."""
+        ...
+
+    def find_by_request(self, user_id: str, request_id: str) -> Task | None: ...
+
+    def find_by_provider_job(self, provider: str, job_id: str) -> Task | None: ...
+
+    def list_tasks(
+        self, user_id: str, page: Page, task_type: TaskType | None, status: TaskStatus | None
+    ) -> list[Task]: ...
+
+    def images_of(self, task_ids: Sequence[str]) -> dict[str, list[ResultImage]]: ...
+
+    def list_images(
+        self, user_id: str, page: Page, task_type: TaskType | None
+    ) -> list[ResultImage]: ...
+
+    def events_after(self, task_id: str, sequence: int) -> list[TaskEvent]: ...
+
+    def count_created_since(self, user_id: str, since: datetime) -> int: ...
+
+    def summaries(self, user_id: str) -> list[TaskSummary]: ...
+
+    def claim(
+        self, kind: ClaimKind, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[Task]:
+        """Lease up to ``limit`` due tasks to ``owner`` (``FOR UPDATE SKIP LOCKED`` where the
+        database has it), oldest first; a leased task is invisible to other claimers until
+        the lease ends."""
+        ...
+
+    def timed_out(self, now: datetime, limit: int) -> list[str]: ...
+
+    def unsettled(self, limit: int) -> list[str]: ...
+
+    def holds_in_doubt(self, created_before: datetime, limit: int) -> list[str]: ...
+
+
+class BillingClient(Protocol):
+    """Credit holds in the billing service; every call is idempotent by ``request_id``."""
+
+    def hold(self, user_id: str, request_id: str, amount: int, reference: str) -> None:
+        """Raises InsufficientCredits, BillingUnavailable."""
+        ...
+
+    def capture(self, user_id: str, request_id: str) -> None: ...
+
+    def release(self, user_id: str, request_id: str) -> None: ...
+
+
+class Subscription(Protocol):
+    def wait(self, timeout: float) -> bool:
+        """Block until something was published for the task (True) or the timeout (False)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TaskEventHub(Protocol):
+    """Wakes watchers when a task has new events (the events themselves are read from the
+    repository, so a lost or repeated wake-up changes nothing)."""
+
+    def publish(self, task_id: str) -> None: ...
+
+    def subscribe(self, task_id: str) -> Subscription: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    content_type: str
+    width: int
+    height: int
+
+
+class ImageTools(Protocol):
+    def inspect(self, data: bytes) -> ImageInfo:
+        """Raises ValueError for data that is not an image."""
+        ...
+
+    def thumbnail(self, data: bytes, max_side: int) -> tuple[bytes, str]:
+        """Returns (bytes, content type)."""
+        ...
+
+
+class OutputFetcher(Protocol):
+    """Downloads a vendor's output URL (copied into our storage, never handed out)."""
+
+    def fetch(self, url: str) -> tuple[bytes, str]: ...

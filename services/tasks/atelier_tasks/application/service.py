@@ -1,0 +1,394 @@
+"""Task use cases: the create saga's first half, reads, cancel, watch, uploads, notifications.
+
+The create saga (the worker does the rest, see ``worker.py``):
+
+1. persist the task (``pending``, hold ``placing``) and its first event — one transaction;
+2. place the hold in billing with the task id as idempotency key;
+3. mark the hold ``held`` — only now can the worker dispatch it.
+
+A crash between 1 and 3 leaves a task whose hold is in doubt; the worker's sweep places the hold
+again with the same key (harmless if it exists) and carries on, or deletes the task when the user
+cannot pay. Insufficient credits at step 2 delete the task: it was never created as far as the
+caller can tell, and no provider is ever called.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any
+
+from atelier_ports.clock import Clock
+from atelier_ports.errors import InvalidNotification
+from atelier_ports.generation import GenerationProvider
+from atelier_ports.ids import IdGenerator
+from atelier_ports.storage import ObjectStorage, UploadTarget
+from atelier_tasks.application.config import TasksConfig
+from atelier_tasks.application.ports import (
+    BillingClient,
+    ConcurrentUpdate,
+    ImageTools,
+    OutputFetcher,
+    Page,
+    TaskEventHub,
+    TaskRepository,
+)
+from atelier_tasks.application.results import apply_result, settle
+from atelier_tasks.domain.errors import (
+    BillingUnavailable,
+    DailyLimitReached,
+    InsufficientCredits,
+    InvalidParams,
+    InvalidUpload,
+    RequestIdConflict,
+    TaskNotFound,
+)
+from atelier_tasks.domain.model import ResultImage, Task, TaskEvent, TaskStatus, TaskType
+from atelier_tasks.domain.params import validate_params
+
+log = logging.getLogger("atelier.tasks")
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTask:
+    user_id: str
+    type: TaskType
+    params: Mapping[str, Any]
+    input_keys: Sequence[str] = ()
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageView:
+    image: ResultImage
+    url: str
+    thumbnail_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    task: Task
+    images: list[ImageView] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MonthStats:
+    month: str
+    generations: int = 0
+    images: int = 0
+    credits_spent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UserStats:
+    generations: int
+    succeeded: int
+    failed: int
+    images: int
+    credits_spent: int
+    months: list[MonthStats]
+    by_type: dict[TaskType, int]
+
+
+def encode_cursor(created_at: datetime, item_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{item_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        stamp, item_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), item_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidParams("page_token is not valid", field="page_token") from None
+
+
+class TaskApplication:
+    def __init__(
+        self,
+        *,
+        repository: TaskRepository,
+        billing: BillingClient,
+        providers: Mapping[str, GenerationProvider],
+        storage: ObjectStorage,
+        hub: TaskEventHub,
+        clock: Clock,
+        ids: IdGenerator,
+        config: TasksConfig,
+        images: ImageTools,
+        fetcher: OutputFetcher | None = None,
+    ) -> None:
+        self.images = images
+        self.fetcher = fetcher
+        self.repository = repository
+        self.billing = billing
+        self.providers = providers
+        self.storage = storage
+        self.hub = hub
+        self.clock = clock
+        self.ids = ids
+        self.config = config
+
+    # --- create ------------------------------------------------------------------------------
+
+    def create_task(self, command: CreateTask) -> TaskView:
+        validated = validate_params(
+            command.type, command.params, command.input_keys, command.user_id
+        )
+        request_id = command.request_id or None
+        if request_id:
+            existing = self.repository.find_by_request(command.user_id, request_id)
+            if existing is not None:
+                return self._replay(existing, command.type, validated.params, validated.input_keys)
+        for key in validated.input_keys:
+            if self.storage.head(key) is None:
+                raise InvalidParams(f"no uploaded image under {key!r}", field="input_keys")
+        now = self.clock.now()
+        day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
+        if (
+            self.repository.count_created_since(command.user_id, day_start)
+            >= self.config.daily_limit
+        ):
+            raise DailyLimitReached(
+                f"daily limit of {self.config.daily_limit} generations reached",
+                metadata={"limit": str(self.config.daily_limit)},
+            )
+        task = Task.create(
+            task_id=self.ids.new_id("task"),
+            user_id=command.user_id,
+            task_type=command.type,
+            params=validated.params,
+            input_keys=validated.input_keys,
+            cost=self.config.costs[command.type],
+            provider=self.config.routes[command.type],
+            now=now,
+            timeout=self.config.timeout,
+            request_id=request_id,
+        )
+        stored = self.repository.add(task)
+        if stored.id != task.id:  # a concurrent create with the same request_id won
+            return self._replay(stored, command.type, validated.params, validated.input_keys)
+        self.hub.publish(task.id)
+        return TaskView(self.place_hold(stored))
+
+    def _replay(
+        self, task: Task, task_type: TaskType, params: Mapping[str, Any], keys: tuple[str, ...]
+    ) -> TaskView:
+        if (
+            task.type is not task_type
+            or dict(task.params) != dict(params)
+            or task.input_keys != keys
+        ):
+            raise RequestIdConflict("request_id was already used for a different task")
+        task = self.place_hold(task)
+        return self.view(task)
+
+    def place_hold(self, task: Task) -> Task:
+        """Saga step 2 (and its recovery): idempotent by the task id."""
+        if task.hold_state.value != "placing":
+            return task
+        try:
+            self.billing.hold(task.user_id, task.id, task.cost, f"task:{task.id}")
+        except InsufficientCredits:
+            self.repository.delete(task.id)
+            self.hub.publish(task.id)
+            raise
+        except BillingUnavailable:
+            log.warning("hold for %s in doubt; the sweep will retry", task.id)
+            raise
+        while True:
+            task.hold_placed(self.clock.now())
+            try:
+                self.repository.save(task)
+                break
+            except ConcurrentUpdate:
+                fresh = self.repository.get(task.id)
+                if fresh is None:
+                    raise TaskNotFound(f"task {task.id} vanished") from None
+                task = fresh
+        self.hub.publish(task.id)
+        if task.needs_settlement:  # cancelled while the hold was being placed
+            task = settle(self, task)
+        return task
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def get_task(self, user_id: str, task_id: str) -> TaskView:
+        return self.view(self._own(user_id, task_id))
+
+    def view(self, task: Task) -> TaskView:
+        images = self.repository.images_of([task.id]).get(task.id, [])
+        return TaskView(task, [self._image_view(i) for i in images])
+
+    def list_tasks(
+        self,
+        user_id: str,
+        page_size: int,
+        page_token: str,
+        task_type: TaskType | None = None,
+        status: TaskStatus | None = None,
+    ) -> tuple[list[TaskView], str]:
+        page = self._page(page_size, page_token)
+        tasks = self.repository.list_tasks(
+            user_id, Page(page.size + 1, page.after), task_type, status
+        )
+        more = len(tasks) > page.size
+        tasks = tasks[: page.size]
+        images = self.repository.images_of([t.id for t in tasks])
+        views = [TaskView(t, [self._image_view(i) for i in images.get(t.id, [])]) for t in tasks]
+        token = encode_cursor(tasks[-1].created_at, tasks[-1].id) if more and tasks else ""
+        return views, token
+
+    def list_images(
+        self, user_id: str, page_size: int, page_token: str, task_type: TaskType | None = None
+    ) -> tuple[list[ImageView], str]:
+        page = self._page(page_size, page_token)
+        images = self.repository.list_images(user_id, Page(page.size + 1, page.after), task_type)
+        more = len(images) > page.size
+        images = images[: page.size]
+        token = encode_cursor(images[-1].created_at, images[-1].id) if more and images else ""
+        return [self._image_view(i) for i in images], token
+
+    def user_stats(self, user_id: str) -> UserStats:
+        months: dict[str, MonthStats] = {}
+        by_type: dict[TaskType, int] = {}
+        generations = succeeded = failed = images = spent = 0
+        for s in self.repository.summaries(user_id):
+            generations += 1
+            by_type[s.type] = by_type.get(s.type, 0) + 1
+            month = s.created_at.strftime("%Y-%m")
+            m = months.get(month, MonthStats(month))
+            charged = s.cost if s.status is TaskStatus.SUCCEEDED else 0
+            months[month] = MonthStats(
+                month, m.generations + 1, m.images + s.images, m.credits_spent + charged
+            )
+            succeeded += s.status is TaskStatus.SUCCEEDED
+            failed += s.status is TaskStatus.FAILED
+            images += s.images
+            spent += charged
+        return UserStats(
+            generations=generations,
+            succeeded=succeeded,
+            failed=failed,
+            images=images,
+            credits_spent=spent,
+            months=[months[k] for k in sorted(months, reverse=True)],
+            by_type=by_type,
+        )
+
+    # --- cancel ------------------------------------------------------------------------------
+
+    def cancel_task(self, user_id: str, task_id: str) -> TaskView:
+        task = self._own(user_id, task_id)
+        while True:
+            provider_job = task.provider_job_id
+            task.cancel(self.clock.now())
+            try:
+                self.repository.save(task)
+                break
+            except ConcurrentUpdate:
+                task = self._own(user_id, task_id)
+        self.hub.publish(task.id)
+        if provider_job and task.provider in self.providers:
+            try:
+                self.providers[task.provider].cancel(provider_job)
+            except Exception:  # best effort: the result is ignored anyway
+                log.warning("provider cancel failed for %s", task.id, exc_info=True)
+        task = settle(self, task)
+        return self.view(task)
+
+    # --- watch -------------------------------------------------------------------------------
+
+    def watch(
+        self, user_id: str, task_id: str, after_sequence: int, stop: Callable[[], bool]
+    ) -> Iterator[TaskEvent]:
+        """Replay events after ``after_sequence``, then follow; ends after the terminal event."""
+        self._own(user_id, task_id)
+        subscription = self.hub.subscribe(task_id)
+        last = max(after_sequence, 0)
+        try:
+            while True:
+                for event in self.repository.events_after(task_id, last):
+                    yield event
+                    last = event.sequence
+                    if event.terminal:
+                        return
+                if stop():
+                    return
+                if not subscription.wait(self.config.watch_poll_seconds) and (
+                    self.repository.get(task_id, user_id) is None
+                ):
+                    return  # deleted (its hold could not be placed)
+        finally:
+            subscription.close()
+
+    # --- uploads -----------------------------------------------------------------------------
+
+    def create_upload(
+        self, user_id: str, content_type: str, size: int, filename: str
+    ) -> tuple[UploadTarget, int, tuple[str, ...]]:
+        allowed = self.config.upload_content_types
+        if content_type not in allowed:
+            raise InvalidUpload(
+                f"content type must be one of {', '.join(allowed)}", field="content_type"
+            )
+        if size <= 0 or size > self.config.upload_max_bytes:
+            raise InvalidUpload(
+                f"size must be between 1 and {self.config.upload_max_bytes} bytes",
+                field="size_bytes",
+            )
+        stem = _SAFE_NAME.sub("-", filename.rsplit(".", 1)[0])[:40].strip("-.") or "image"
+        key = f"{user_id}/uploads/{self.ids.new_id('up')}/{stem}.{_EXTENSIONS[content_type]}"
+        target = self.storage.upload_target(
+            key,
+            (content_type,),
+            min(size, self.config.upload_max_bytes),
+            self.config.upload_ttl_seconds,
+        )
+        return target, self.config.upload_max_bytes, (content_type,)
+
+    # --- provider notifications --------------------------------------------------------------
+
+    def handle_notification(
+        self, provider_name: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[bool, str]:
+        provider = self.providers.get(provider_name)
+        if provider is None:
+            raise InvalidNotification(f"unknown provider {provider_name!r}")
+        note = provider.parse_notification(headers, body)
+        task = self.repository.find_by_provider_job(provider_name, note.provider_job_id)
+        if task is None or task.is_terminal:
+            return False, task.id if task else ""
+        applied = apply_result(self, task, note.result)
+        return applied, task.id
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _own(self, user_id: str, task_id: str) -> Task:
+        task = self.repository.get(task_id, user_id) if task_id else None
+        if task is None:
+            raise TaskNotFound(f"task {task_id!r} not found")
+        return task
+
+    def _page(self, size: int, token: str) -> Page:
+        if size < 0:
+            raise InvalidParams("page_size must not be negative", field="page_size")
+        size = min(size or self.config.default_page_size, self.config.max_page_size)
+        return Page(size, decode_cursor(token) if token else None)
+
+    def _image_view(self, image: ResultImage) -> ImageView:
+        ttl = self.config.url_ttl_seconds
+        return ImageView(
+            image,
+            self.storage.signed_url(image.key, ttl),
+            self.storage.signed_url(image.thumbnail_key, ttl),
+        )

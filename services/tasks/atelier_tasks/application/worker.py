@@ -1,0 +1,226 @@
+"""The background worker: the rest of the create saga, polling, timeouts and recovery.
+
+One pass (``run_once``) does, in order:
+
+1. **holds in doubt** — tasks whose hold placement may have been interrupted (crash, billing
+   down) get the hold placed again with the same key, or are deleted if the user cannot pay;
+2. **timeouts** — unfinished tasks past their deadline fail with ``TIMEOUT``;
+3. **settlement** — terminal tasks with an open hold get it captured or released;
+4. **dispatch** — paid-for tasks are leased (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), marked
+   ``processing`` and handed to their provider; synchronous results are stored and settled at once;
+   a task whose worker died mid-dispatch is dispatched again once its lease runs out;
+5. **poll** — only tasks ``processing`` at a polling (or webhook, as a lost-webhook sweep)
+   provider, only when due, with exponential backoff; a terminal result is stored and the provider
+   is never asked again.
+
+Transient provider errors are retried up to ``max_attempts`` with backoff. Every write is
+version-checked, so a cancel or a timeout racing with a provider result wins cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from atelier_ports.errors import ProviderRejected, ProviderUnavailable
+from atelier_ports.generation import (
+    GenerationRequest,
+    GenerationResult,
+    GenerationState,
+)
+from atelier_ports.storage import ObjectNotFound
+from atelier_tasks.application.ports import ClaimKind, ConcurrentUpdate
+from atelier_tasks.application.results import apply_result, settle
+from atelier_tasks.application.service import TaskApplication
+from atelier_tasks.domain.errors import BillingUnavailable, InsufficientCredits
+from atelier_tasks.domain.model import ErrorReason, Task, TaskType
+from atelier_tasks.domain.params import pose12_prompts
+
+log = logging.getLogger("atelier.tasks.worker")
+
+
+@dataclass
+class PassReport:
+    holds: int = 0
+    timed_out: int = 0
+    settled: int = 0
+    dispatched: int = 0
+    polled: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.holds + self.timed_out + self.settled + self.dispatched + self.polled
+
+
+class TaskWorker:
+    def __init__(
+        self,
+        app: TaskApplication,
+        owner: str,
+        *,
+        batch: int = 10,
+    ) -> None:
+        self.app = app
+        self.owner = owner
+        self.batch = batch
+
+    def run_once(self) -> PassReport:
+        report = PassReport()
+        report.holds = self.recover_holds()
+        report.timed_out = self.reap_timeouts()
+        report.settled = self.settle_open_holds()
+        report.dispatched = self.dispatch_due()
+        report.polled = self.poll_due()
+        return report
+
+    def run_forever(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                busy = self.run_once().total > 0
+            except Exception:
+                log.exception("worker pass failed")
+                busy = False
+            if not busy:
+                stop.wait(idle_seconds)
+
+    # --- the steps -----------------------------------------------------------------------------
+
+    def recover_holds(self) -> int:
+        app = self.app
+        count = 0
+        before = app.clock.now() - app.config.hold_grace
+        for task_id in app.repository.holds_in_doubt(before, self.batch):
+            task = app.repository.get(task_id)
+            if task is None:
+                continue
+            try:
+                app.place_hold(task)
+            except InsufficientCredits:
+                log.info("task %s dropped: the user cannot pay", task_id)
+            except BillingUnavailable:
+                continue
+            count += 1
+        return count
+
+    def reap_timeouts(self) -> int:
+        app = self.app
+        count = 0
+        for task_id in app.repository.timed_out(app.clock.now(), self.batch):
+            task = app.repository.get(task_id)
+            if task is None or task.is_terminal:
+                continue
+            job = task.provider_job_id
+            task.fail(app.clock.now(), ErrorReason.TIMEOUT, "the task did not finish in time")
+            try:
+                app.repository.save(task)
+            except ConcurrentUpdate:
+                continue  # changed meanwhile; the next pass looks again
+            app.hub.publish(task.id)
+            if job:
+                self._cancel_at_provider(task, job)
+            settle(app, task)
+            count += 1
+        return count
+
+    def settle_open_holds(self) -> int:
+        app = self.app
+        count = 0
+        for task_id in app.repository.unsettled(self.batch):
+            task = app.repository.get(task_id)
+            if task is not None and task.needs_settlement:
+                settle(app, task)
+                count += 1
+        return count
+
+    def dispatch_due(self) -> int:
+        app = self.app
+        now = app.clock.now()
+        tasks = app.repository.claim(
+            ClaimKind.DISPATCH, now, self.owner, now + app.config.lease, self.batch
+        )
+        for task in tasks:
+            self.dispatch(task)
+        return len(tasks)
+
+    def poll_due(self) -> int:
+        app = self.app
+        now = app.clock.now()
+        tasks = app.repository.claim(
+            ClaimKind.POLL, now, self.owner, now + app.config.lease, self.batch
+        )
+        for task in tasks:
+            self.poll(task)
+        return len(tasks)
+
+    # --- one task ------------------------------------------------------------------------------
+
+    def dispatch(self, task: Task) -> None:
+        app = self.app
+        provider = app.providers.get(task.provider)
+        if provider is None:
+            self._fail(task, ErrorReason.PROVIDER_REJECTED, f"no provider {task.provider!r}")
+            return
+        if task.attempts >= app.config.max_attempts:
+            self._fail(task, ErrorReason.RETRIES_EXHAUSTED, task.error_message or "no result")
+            return
+        task.start_attempt(app.clock.now())
+        try:
+            app.repository.save(task)
+        except ConcurrentUpdate:
+            return
+        app.hub.publish(task.id)
+        try:
+            inputs = [app.storage.get(key) for key in task.input_keys]
+        except ObjectNotFound:
+            self._fail(task, ErrorReason.PROVIDER_REJECTED, "an input image is missing")
+            return
+        request = GenerationRequest(
+            task_id=task.id,
+            user_id=task.user_id,
+            task_type=task.type.value,
+            params=dict(task.params),
+            input_keys=task.input_keys,
+            inputs=inputs,
+            prompt="\n".join(pose12_prompts(task.params))
+            if task.type is TaskType.MODEL_POSE12
+            else None,
+        )
+        try:
+            result = provider.submit(request)
+        except ProviderUnavailable as exc:
+            result = GenerationResult(GenerationState.FAILED, error=str(exc), transient=True)
+        except ProviderRejected as exc:
+            result = GenerationResult(GenerationState.FAILED, error=str(exc))
+        apply_result(app, task, result)
+
+    def poll(self, task: Task) -> None:
+        app = self.app
+        provider = app.providers.get(task.provider)
+        if provider is None or task.provider_job_id is None:
+            return
+        try:
+            result = provider.poll(task.provider_job_id)
+        except ProviderUnavailable as exc:
+            result = GenerationResult(GenerationState.RUNNING, provider_job_id=None, error=str(exc))
+        except ProviderRejected as exc:
+            result = GenerationResult(GenerationState.FAILED, error=str(exc))
+        apply_result(app, task, result)
+
+    def _fail(self, task: Task, reason: str, message: str) -> None:
+        task.fail(self.app.clock.now(), reason, message)
+        try:
+            self.app.repository.save(task)
+        except ConcurrentUpdate:
+            return
+        self.app.hub.publish(task.id)
+        settle(self.app, task)
+
+    def _cancel_at_provider(self, task: Task, job: str) -> None:
+        provider = self.app.providers.get(task.provider)
+        if provider is None:
+            return
+        try:
+            provider.cancel(job)
+        except Exception:
+            log.warning("provider cancel failed for %s", task.id, exc_info=True)

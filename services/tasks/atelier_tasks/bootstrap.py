@@ -1,0 +1,153 @@
+"""The one composition root of the tasks service: settings in, wired application out.
+
+Adapters are chosen here and nowhere else (``MARKET`` picks the default set, each port can be
+overridden by its own setting); tests pass ``overrides`` to swap a few parts and keep the rest
+of the real wiring.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from atelier_common.db import make_engine
+from sqlalchemy import Engine
+
+from atelier_ports.clock import Clock, SystemClock
+from atelier_ports.generation import GenerationProvider
+from atelier_ports.ids import IdGenerator, RandomIdGenerator
+from atelier_ports.storage import ObjectStorage
+from atelier_tasks.adapters.billing_grpc import GrpcBillingClient
+from atelier_tasks.adapters.db.repository import SqlTaskRepository
+from atelier_tasks.adapters.events import InProcessEventHub
+from atelier_tasks.adapters.local_generation import LocalGenerationProvider
+from atelier_tasks.adapters.local_storage import LocalObjectStorage
+from atelier_tasks.adapters.pg_notify import PostgresNotificationListener
+from atelier_tasks.adapters.pillow_images import PillowImageTools
+from atelier_tasks.application.config import TasksConfig
+from atelier_tasks.application.ports import BillingClient
+from atelier_tasks.application.service import TaskApplication
+from atelier_tasks.application.worker import TaskWorker
+from atelier_tasks.domain.model import TaskType
+from atelier_tasks.settings import TasksSettings
+
+
+@dataclass
+class TasksApp:
+    settings: TasksSettings
+    engine: Engine
+    app: TaskApplication
+    hub: InProcessEventHub
+    storage: ObjectStorage
+    listener: PostgresNotificationListener | None = None
+    closers: list[Any] = field(default_factory=list)
+
+    def new_worker(self, owner: str | None = None) -> TaskWorker:
+        owner = owner or self.settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        return TaskWorker(self.app, owner, batch=self.settings.worker_batch)
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+        for closer in self.closers:
+            closer()
+        self.engine.dispose()
+
+
+def tasks_config(settings: TasksSettings) -> TasksConfig:
+    routes = settings.routes()
+    return TasksConfig(
+        costs={
+            TaskType.TEXT_TO_IMAGE: settings.cost_text_to_image,
+            TaskType.BASIC_CLEAN: settings.cost_basic_clean,
+            TaskType.MODEL_POSE12: settings.cost_model_pose12,
+        },
+        routes={t: routes[t.value] for t in TaskType},
+        timeout=timedelta(seconds=settings.timeout_seconds),
+        daily_limit=settings.daily_limit,
+        max_attempts=settings.max_attempts,
+        retry_backoff=timedelta(seconds=settings.retry_backoff_seconds),
+        lease=timedelta(seconds=settings.lease_seconds),
+        hold_grace=timedelta(seconds=settings.hold_grace_seconds),
+        url_ttl_seconds=settings.url_ttl_seconds,
+        upload_max_bytes=settings.upload_max_bytes,
+    )
+
+
+def build_providers(settings: TasksSettings) -> dict[str, GenerationProvider]:
+    providers: dict[str, GenerationProvider] = {
+        "local": LocalGenerationProvider(
+            delay_ms=settings.local_generator_delay_ms,
+            fail_rate=settings.local_generator_fail_rate,
+        )
+    }
+    missing = sorted(set(settings.routes().values()) - set(providers))
+    if missing:
+        raise RuntimeError(
+            f"generation providers not available in this build: {', '.join(missing)} "
+            "(set MARKET=local or TASKS_PROVIDER_<TYPE>=local)"
+        )
+    return providers
+
+
+def build_storage(settings: TasksSettings, clock: Clock) -> ObjectStorage:
+    backend = settings.storage_backend()
+    if backend != "local":
+        raise RuntimeError(f"object storage {backend!r} is not available in this build")
+    base = settings.gateway_public_url.rstrip("/")
+    return LocalObjectStorage(
+        settings.data_dir / "objects",
+        settings.storage_signing_secret.get_secret_value().encode(),
+        clock,
+        base_url=f"{base}/files",
+        upload_url=f"{base}/uploads",
+    )
+
+
+def build_app(settings: TasksSettings | None = None, **overrides: Any) -> TasksApp:
+    """Wire everything. ``overrides`` may replace: clock, ids, billing, providers, storage."""
+    settings = settings or TasksSettings()
+    clock: Clock = overrides.get("clock") or SystemClock()
+    ids: IdGenerator = overrides.get("ids") or RandomIdGenerator()
+    engine = make_engine(settings.resolved_database_url())
+    hub = InProcessEventHub()
+    closers: list[Any] = []
+    billing: BillingClient | None = overrides.get("billing")
+    if billing is None:
+        grpc_billing = GrpcBillingClient(
+            settings.billing_address,
+            settings.internal_token.get_secret_value(),
+            timeout=settings.billing_timeout_seconds,
+        )
+        closers.append(grpc_billing.close)
+        billing = grpc_billing
+    storage: ObjectStorage = overrides.get("storage") or build_storage(settings, clock)
+    providers = overrides.get("providers") or build_providers(settings)
+    app = TaskApplication(
+        repository=SqlTaskRepository(engine),
+        billing=billing,
+        providers=providers,
+        storage=storage,
+        hub=hub,
+        clock=clock,
+        ids=ids,
+        config=overrides.get("config") or tasks_config(settings),
+        images=PillowImageTools(),
+    )
+    listener = None
+    if engine.dialect.name == "postgresql":
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        listener = PostgresNotificationListener(url, hub)
+        listener.start()
+    return TasksApp(
+        settings=settings,
+        engine=engine,
+        app=app,
+        hub=hub,
+        storage=storage,
+        listener=listener,
+        closers=closers,
+    )

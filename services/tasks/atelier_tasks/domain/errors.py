@@ -1,0 +1,49 @@
+"""Intention-revealing business errors of the tasks service."""
+
+from __future__ import annotations
+
+from atelier_ports import problems
+
+
+class TaskNotFound(problems.NotFound):
+    """Also what another user's task looks like: never a 403 that leaks existence."""
+
+    reason = "TASK_NOT_FOUND"
+
+
+class InvalidParams(problems.InvalidArgument):
+    reason = "INVALID_PARAMS"
+
+
+class UnknownTaskType(problems.InvalidArgument):
+    reason = "UNKNOWN_TASK_TYPE"
+
+
+class InsufficientCredits(problems.FailedPrecondition):
+    reason = "INSUFFICIENT_CREDITS"
+
+
+class TaskNotCancellable(problems.FailedPrecondition):
+    reason = "TASK_NOT_CANCELLABLE"
+
+
+class InvalidTransition(problems.FailedPrecondition):
+    reason = "INVALID_TRANSITION"
+
+
+class DailyLimitReached(problems.ResourceExhausted):
+    reason = "DAILY_LIMIT_REACHED"
+
+
+class RequestIdConflict(problems.AlreadyExists):
+    """The idempotency key was used before with different parameters."""
+
+    reason = "REQUEST_ID_CONFLICT"
+
+
+class BillingUnavailable(problems.Unavailable):
+    reason = "BILLING_UNAVAILABLE"
+
+
+class InvalidUpload(problems.InvalidArgument):
+    reason = "INVALID_UPLOAD"

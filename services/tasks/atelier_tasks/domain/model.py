@@ -1,0 +1,280 @@
+"""The task aggregate and its state machine.
+
+``pending → processing → succeeded | failed | cancelled``. Every status change appends a
+:class:`TaskEvent` with the next per-task sequence number (1, 2, 3 … without gaps). The credit hold
+has its own small machine (``placing → held → captured | released``) driven by the create saga.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from atelier_tasks.domain.errors import InvalidTransition, TaskNotCancellable
+
+
+class TaskType(enum.StrEnum):
+    TEXT_TO_IMAGE = "text_to_image"
+    BASIC_CLEAN = "basic_clean"
+    MODEL_POSE12 = "model_pose12"
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+_ALLOWED: Mapping[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.PENDING: frozenset({TaskStatus.PROCESSING, TaskStatus.FAILED, TaskStatus.CANCELLED}),
+    TaskStatus.PROCESSING: frozenset(
+        {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED}
+    ),
+    TaskStatus.SUCCEEDED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.CANCELLED: frozenset(),
+}
+
+
+class HoldState(enum.StrEnum):
+    PLACING = "placing"  # the task row exists; the hold may or may not exist in billing yet
+    HELD = "held"
+    CAPTURED = "captured"
+    RELEASED = "released"
+
+
+class ErrorReason(enum.StrEnum):
+    PROVIDER_FAILED = "PROVIDER_FAILED"
+    PROVIDER_REJECTED = "PROVIDER_REJECTED"
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+    TIMEOUT = "TIMEOUT"
+    CANCELLED_BY_USER = "CANCELLED_BY_USER"
+    STORAGE_FAILED = "STORAGE_FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    task_id: str
+    sequence: int
+    status: TaskStatus
+    attempts: int
+    at: datetime
+    error_reason: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status.terminal
+
+
+@dataclass(frozen=True, slots=True)
+class ResultImage:
+    id: str
+    task_id: str
+    user_id: str
+    task_type: TaskType
+    index: int
+    key: str
+    thumbnail_key: str
+    content_type: str
+    size: int
+    width: int
+    height: int
+    sha256: str
+    created_at: datetime
+
+
+@dataclass(eq=False)
+class Task:
+    id: str
+    user_id: str
+    type: TaskType
+    params: dict[str, Any]
+    input_keys: tuple[str, ...]
+    cost: int
+    provider: str
+    created_at: datetime
+    deadline_at: datetime
+    request_id: str | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    hold_state: HoldState = HoldState.PLACING
+    attempts: int = 0
+    error_reason: str | None = None
+    error_message: str | None = None
+    provider_job_id: str | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    polls: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    last_sequence: int = 0
+    version: int = 0
+    new_events: list[TaskEvent] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        task_id: str,
+        user_id: str,
+        task_type: TaskType,
+        params: dict[str, Any],
+        input_keys: tuple[str, ...],
+        cost: int,
+        provider: str,
+        now: datetime,
+        timeout: timedelta,
+        request_id: str | None,
+    ) -> Task:
+        task = cls(
+            id=task_id,
+            user_id=user_id,
+            type=task_type,
+            params=params,
+            input_keys=input_keys,
+            cost=cost,
+            provider=provider,
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + timeout,
+            next_attempt_at=now,
+            request_id=request_id,
+        )
+        task._record(now)
+        return task
+
+    # --- queries -----------------------------------------------------------------------------
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.terminal
+
+    @property
+    def needs_settlement(self) -> bool:
+        """Terminal with a hold still open: capture (succeeded) or release (otherwise)."""
+        return self.is_terminal and self.hold_state is HoldState.HELD
+
+    @property
+    def settlement_is_capture(self) -> bool:
+        return self.status is TaskStatus.SUCCEEDED
+
+    # --- the hold ------------------------------------------------------------------------------
+
+    def hold_placed(self, now: datetime) -> None:
+        if self.hold_state is HoldState.PLACING:
+            self.hold_state = HoldState.HELD
+            self.updated_at = now
+
+    def settled(self, now: datetime) -> None:
+        if not self.needs_settlement:
+            raise InvalidTransition(f"task {self.id} has no open hold to settle")
+        self.hold_state = HoldState.CAPTURED if self.settlement_is_capture else HoldState.RELEASED
+        self.updated_at = now
+
+    # --- the lifecycle -------------------------------------------------------------------------
+
+    def start_attempt(self, now: datetime) -> None:
+        """Hand the task to its provider (again, after a transient failure or a crash)."""
+        if self.hold_state is HoldState.PLACING:
+            raise InvalidTransition(f"task {self.id} is not paid for yet")
+        if self.status is not TaskStatus.PENDING and self.status is not TaskStatus.PROCESSING:
+            raise InvalidTransition(f"task {self.id} is {self.status}")
+        self.attempts += 1
+        self.provider_job_id = None
+        self.next_attempt_at = None
+        if self.status is TaskStatus.PENDING:
+            self.started_at = now
+            self._move(TaskStatus.PROCESSING, now)
+        else:  # a retry: watchers see the attempt count change
+            self.updated_at = now
+            self._record(now)
+
+    def running_at_provider(self, job_id: str, now: datetime, first_poll_at: datetime) -> None:
+        self._require(TaskStatus.PROCESSING)
+        self.provider_job_id = job_id
+        self.next_poll_at = first_poll_at
+        self.polls = 0
+        self.updated_at = now
+
+    def polled_still_running(self, now: datetime, next_poll_at: datetime) -> None:
+        self._require(TaskStatus.PROCESSING)
+        self.polls += 1
+        self.next_poll_at = next_poll_at
+        self.updated_at = now
+
+    def retry_later(self, now: datetime, at: datetime, message: str) -> None:
+        """A transient provider failure: the worker dispatches the task again at ``at``."""
+        self._require(TaskStatus.PROCESSING)
+        self.provider_job_id = None
+        self.next_attempt_at = at
+        self.error_message = message
+        self.updated_at = now
+
+    def succeed(self, now: datetime) -> None:
+        self._move(TaskStatus.SUCCEEDED, now)
+        self.error_reason = None
+        self.error_message = None
+        self._finish(now)
+
+    def fail(self, now: datetime, reason: str, message: str) -> None:
+        self.error_reason = reason
+        self.error_message = message
+        self._move(TaskStatus.FAILED, now)
+        self._finish(now)
+
+    def cancel(self, now: datetime) -> None:
+        if self.is_terminal:
+            raise TaskNotCancellable(f"task {self.id} is already {self.status}")
+        self.error_reason = ErrorReason.CANCELLED_BY_USER
+        self.error_message = "cancelled by the user"
+        self._move(TaskStatus.CANCELLED, now)
+        self._finish(now)
+
+    def release_lease(self) -> None:
+        self.lease_owner = None
+        self.lease_expires_at = None
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _require(self, status: TaskStatus) -> None:
+        if self.status is not status:
+            raise InvalidTransition(f"task {self.id} is {self.status}, not {status}")
+
+    def _move(self, to: TaskStatus, now: datetime) -> None:
+        if to not in _ALLOWED[self.status]:
+            raise InvalidTransition(f"task {self.id}: {self.status} → {to} is not allowed")
+        self.status = to
+        self.updated_at = now
+        self._record(now)
+
+    def _finish(self, now: datetime) -> None:
+        self.finished_at = now
+        self.next_attempt_at = None
+        self.next_poll_at = None
+        self.release_lease()
+
+    def _record(self, now: datetime) -> None:
+        self.last_sequence += 1
+        self.new_events.append(
+            TaskEvent(
+                task_id=self.id,
+                sequence=self.last_sequence,
+                status=self.status,
+                attempts=self.attempts,
+                at=now,
+                error_reason=self.error_reason,
+            )
+        )

@@ -1,0 +1,229 @@
+"""The gRPC servicer: maps protobuf messages to use-case calls and back, nothing more.
+
+Auth, the call context and the error table live in ``atelier_common.grpc_server``; domain
+errors raised here become statuses there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import grpc
+from atelier_common.context import current_call
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from atelier.tasks.v1 import tasks_pb2 as pb
+from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
+from atelier_ports.errors import InvalidNotification
+from atelier_ports.problems import InvalidArgument, Unauthenticated
+from atelier_tasks.application.service import CreateTask, ImageView, TaskApplication, TaskView
+from atelier_tasks.domain.model import TaskEvent, TaskStatus, TaskType
+
+SERVICE_NAME = "atelier.tasks.v1.TaskService"
+USERLESS_METHODS = frozenset({f"/{SERVICE_NAME}/HandleProviderNotification"})
+
+_TYPES = {
+    TaskType.TEXT_TO_IMAGE: pb.TASK_TYPE_TEXT_TO_IMAGE,
+    TaskType.BASIC_CLEAN: pb.TASK_TYPE_BASIC_CLEAN,
+    TaskType.MODEL_POSE12: pb.TASK_TYPE_MODEL_POSE12,
+}
+_TYPES_BACK: dict[int, TaskType] = {int(v): k for k, v in _TYPES.items()}
+_STATUSES = {
+    TaskStatus.PENDING: pb.TASK_STATUS_PENDING,
+    TaskStatus.PROCESSING: pb.TASK_STATUS_PROCESSING,
+    TaskStatus.SUCCEEDED: pb.TASK_STATUS_SUCCEEDED,
+    TaskStatus.FAILED: pb.TASK_STATUS_FAILED,
+    TaskStatus.CANCELLED: pb.TASK_STATUS_CANCELLED,
+}
+_STATUSES_BACK: dict[int, TaskStatus] = {int(v): k for k, v in _STATUSES.items()}
+
+
+class InvalidProviderNotification(InvalidArgument):
+    reason = "INVALID_NOTIFICATION"
+
+
+def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _user() -> str:
+    user_id = current_call().user_id
+    if not user_id:
+        raise Unauthenticated("missing end user")
+    return user_id
+
+
+def _task_type(value: int, *, required: bool) -> TaskType | None:
+    if value == pb.TASK_TYPE_UNSPECIFIED:
+        if required:
+            raise InvalidArgument("type is required", field="type")
+        return None
+    if value not in _TYPES_BACK:
+        raise InvalidArgument("unknown task type", field="type")
+    return _TYPES_BACK[value]
+
+
+def image_message(view: ImageView) -> Any:
+    image = view.image
+    return pb.Image(
+        id=image.id,
+        task_id=image.task_id,
+        index=image.index,
+        content_type=image.content_type,
+        size_bytes=image.size,
+        width=image.width,
+        height=image.height,
+        sha256=image.sha256,
+        url=view.url,
+        thumbnail_url=view.thumbnail_url,
+        create_time=_ts(image.created_at),
+        task_type=_TYPES[image.task_type],
+    )
+
+
+def task_message(view: TaskView) -> Any:
+    task = view.task
+    params = struct_pb2.Struct()
+    params.update(task.params)
+    return pb.Task(
+        id=task.id,
+        type=_TYPES[task.type],
+        status=_STATUSES[task.status],
+        params=params,
+        input_keys=list(task.input_keys),
+        cost=task.cost,
+        provider=task.provider,
+        attempts=task.attempts,
+        error_reason=task.error_reason or "",
+        error_message=task.error_message or "",
+        images=[image_message(i) for i in view.images],
+        create_time=_ts(task.created_at),
+        update_time=_ts(task.updated_at),
+        start_time=_ts(task.started_at),
+        finish_time=_ts(task.finished_at),
+        deadline_time=_ts(task.deadline_at),
+        request_id=task.request_id or "",
+    )
+
+
+def event_message(event: TaskEvent) -> Any:
+    return pb.TaskEvent(
+        task_id=event.task_id,
+        sequence=event.sequence,
+        status=_STATUSES[event.status],
+        error_reason=event.error_reason or "",
+        attempts=event.attempts,
+        create_time=_ts(event.at),
+        terminal=event.terminal,
+    )
+
+
+class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
+    def __init__(self, app: TaskApplication) -> None:
+        self.app = app
+
+    def CreateTask(self, request: Any, context: grpc.ServicerContext) -> Any:
+        task_type = _task_type(request.type, required=True)
+        assert task_type is not None
+        params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
+        view = self.app.create_task(
+            CreateTask(
+                user_id=_user(),
+                type=task_type,
+                params=params,
+                input_keys=list(request.input_keys),
+                request_id=request.request_id or None,
+            )
+        )
+        return pb.CreateTaskResponse(task=task_message(view))
+
+    def GetTask(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return pb.GetTaskResponse(task=task_message(self.app.get_task(_user(), request.task_id)))
+
+    def ListTasks(self, request: Any, context: grpc.ServicerContext) -> Any:
+        status = None
+        if request.status != pb.TASK_STATUS_UNSPECIFIED:
+            if request.status not in _STATUSES_BACK:
+                raise InvalidArgument("unknown status", field="status")
+            status = _STATUSES_BACK[request.status]
+        views, token = self.app.list_tasks(
+            _user(),
+            request.page_size,
+            request.page_token,
+            _task_type(request.type, required=False),
+            status,
+        )
+        return pb.ListTasksResponse(tasks=[task_message(v) for v in views], next_page_token=token)
+
+    def CancelTask(self, request: Any, context: grpc.ServicerContext) -> Any:
+        view = self.app.cancel_task(_user(), request.task_id)
+        return pb.CancelTaskResponse(task=task_message(view))
+
+    def WatchTask(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        events = self.app.watch(
+            _user(),
+            request.task_id,
+            request.after_sequence,
+            stop=lambda: not context.is_active(),
+        )
+        for event in events:
+            yield pb.WatchTaskResponse(event=event_message(event))
+
+    def ListImages(self, request: Any, context: grpc.ServicerContext) -> Any:
+        views, token = self.app.list_images(
+            _user(), request.page_size, request.page_token, _task_type(request.type, required=False)
+        )
+        return pb.ListImagesResponse(
+            images=[image_message(v) for v in views], next_page_token=token
+        )
+
+    def GetUserStats(self, request: Any, context: grpc.ServicerContext) -> Any:
+        stats = self.app.user_stats(_user())
+        return pb.GetUserStatsResponse(
+            generations=stats.generations,
+            succeeded=stats.succeeded,
+            failed=stats.failed,
+            images=stats.images,
+            credits_spent=stats.credits_spent,
+            months=[
+                pb.MonthStats(
+                    month=m.month,
+                    generations=m.generations,
+                    images=m.images,
+                    credits_spent=m.credits_spent,
+                )
+                for m in stats.months
+            ],
+            by_type=[pb.TypeCount(type=_TYPES[t], count=n) for t, n in stats.by_type.items()],
+        )
+
+    def CreateUpload(self, request: Any, context: grpc.ServicerContext) -> Any:
+        target, max_size, content_types = self.app.create_upload(
+            _user(), request.content_type, request.size_bytes, request.filename
+        )
+        return pb.CreateUploadResponse(
+            upload=pb.Upload(
+                key=target.key,
+                method=target.method,
+                url=target.url,
+                fields=dict(target.fields),
+                headers=dict(target.headers),
+                expire_time=_ts(target.expires_at),
+                max_size_bytes=max_size,
+                content_types=list(content_types),
+            )
+        )
+
+    def HandleProviderNotification(self, request: Any, context: grpc.ServicerContext) -> Any:
+        headers = {h.name.lower(): h.value for h in request.headers}
+        try:
+            applied, task_id = self.app.handle_notification(request.provider, headers, request.body)
+        except InvalidNotification as exc:
+            raise InvalidProviderNotification(str(exc) or "invalid notification") from exc
+        return pb.HandleProviderNotificationResponse(applied=applied, task_id=task_id)

@@ -1,0 +1,84 @@
+"""Tasks configuration, from the environment only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Provider per task type and market (F16); each can be overridden by TASKS_PROVIDER_<TYPE>.
+MARKET_ROUTES: dict[str, dict[str, str]] = {
+    "local": {"text_to_image": "local", "basic_clean": "local", "model_pose12": "local"},
+    "global": {
+        "text_to_image": "replicate",
+        "basic_clean": "replicate",
+        "model_pose12": "replicate",
+    },
+    "cn": {
+        "text_to_image": "runninghub",
+        "basic_clean": "tencent_ci",
+        "model_pose12": "runninghub",
+    },
+}
+
+
+class TasksSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    market: str = Field("local", validation_alias="MARKET", pattern="^(local|global|cn)$")
+    data_dir: Path = Field(Path("var"), validation_alias="ATELIER_DATA_DIR")
+    internal_token: SecretStr = Field(
+        SecretStr("dev-internal-token"), validation_alias="ATELIER_INTERNAL_TOKEN"
+    )
+    database_url: str | None = Field(None, validation_alias="TASKS_DATABASE_URL")
+    grpc_host: str = Field("127.0.0.1", validation_alias="TASKS_GRPC_HOST")
+    grpc_port: int = Field(50052, validation_alias="TASKS_GRPC_PORT")
+    grpc_workers: int = Field(32, validation_alias="TASKS_GRPC_WORKERS")
+    billing_address: str = Field("127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
+    billing_timeout_seconds: float = Field(5.0, validation_alias="BILLING_TIMEOUT_SECONDS", gt=0)
+
+    cost_text_to_image: int = Field(1, validation_alias="TASKS_COST_TEXT_TO_IMAGE", ge=0)
+    cost_basic_clean: int = Field(1, validation_alias="TASKS_COST_BASIC_CLEAN", ge=0)
+    cost_model_pose12: int = Field(4, validation_alias="TASKS_COST_MODEL_POSE12", ge=0)
+    provider_text_to_image: str = Field("", validation_alias="TASKS_PROVIDER_TEXT_TO_IMAGE")
+    provider_basic_clean: str = Field("", validation_alias="TASKS_PROVIDER_BASIC_CLEAN")
+    provider_model_pose12: str = Field("", validation_alias="TASKS_PROVIDER_MODEL_POSE12")
+    timeout_seconds: float = Field(600.0, validation_alias="TASKS_TIMEOUT_SECONDS", gt=0)
+    daily_limit: int = Field(200, validation_alias="TASKS_DAILY_LIMIT", ge=0)
+    max_attempts: int = Field(3, validation_alias="TASKS_MAX_ATTEMPTS", ge=1)
+    retry_backoff_seconds: float = Field(2.0, validation_alias="TASKS_RETRY_BACKOFF_SECONDS", ge=0)
+    lease_seconds: float = Field(300.0, validation_alias="TASKS_LEASE_SECONDS", gt=0)
+    hold_grace_seconds: float = Field(30.0, validation_alias="TASKS_HOLD_GRACE_SECONDS", ge=0)
+
+    worker_enabled: bool = Field(True, validation_alias="TASKS_WORKER_ENABLED")
+    worker_batch: int = Field(10, validation_alias="TASKS_WORKER_BATCH", ge=1)
+    worker_idle_seconds: float = Field(0.5, validation_alias="TASKS_WORKER_IDLE_SECONDS", gt=0)
+    worker_id: str = Field("", validation_alias="TASKS_WORKER_ID")
+
+    local_generator_delay_ms: int = Field(0, validation_alias="LOCAL_GENERATOR_DELAY_MS", ge=0)
+    local_generator_fail_rate: float = Field(
+        0.0, validation_alias="LOCAL_GENERATOR_FAIL_RATE", ge=0, le=1
+    )
+    storage: str = Field("", validation_alias="TASKS_STORAGE")  # default: by market
+    storage_signing_secret: SecretStr = Field(
+        SecretStr("dev-storage-signing-secret"), validation_alias="STORAGE_SIGNING_SECRET"
+    )
+    gateway_public_url: str = Field("http://127.0.0.1:8080", validation_alias="GATEWAY_PUBLIC_URL")
+    url_ttl_seconds: int = Field(900, validation_alias="STORAGE_URL_TTL_SECONDS", gt=0)
+    upload_max_bytes: int = Field(15 * 1024 * 1024, validation_alias="UPLOAD_MAX_BYTES", gt=0)
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'tasks.db'}"
+
+    def routes(self) -> dict[str, str]:
+        routes = dict(MARKET_ROUTES[self.market])
+        for task_type in routes:
+            override = getattr(self, f"provider_{task_type}")
+            if override:
+                routes[task_type] = override
+        return routes
+
+    def storage_backend(self) -> str:
+        return self.storage or {"local": "local", "global": "s3", "cn": "cos"}[self.market]

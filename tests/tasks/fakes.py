@@ -1,0 +1,408 @@
+"""Fake* implementations of the tasks service's ports (no mocks: they implement the protocols)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from atelier_ports.errors import InvalidNotification, ProviderUnavailable
+from atelier_ports.generation import (
+    GeneratedOutput,
+    GenerationNotification,
+    GenerationRequest,
+    GenerationResult,
+    GenerationState,
+    ProviderStyle,
+)
+from atelier_ports.storage import ObjectNotFound, StoredObject, UploadTarget
+from atelier_tasks.application.ports import (
+    ClaimKind,
+    ConcurrentUpdate,
+    ImageInfo,
+    Page,
+    TaskSummary,
+)
+from atelier_tasks.domain.errors import BillingUnavailable, InsufficientCredits
+from atelier_tasks.domain.model import (
+    HoldState,
+    ResultImage,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    TaskType,
+)
+
+START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self, now: datetime = START) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, **kwargs: float) -> None:
+        with self._lock:
+            self._now += timedelta(**kwargs)
+
+
+class SequentialIds:
+    def __init__(self) -> None:
+        self._n = itertools.count(1)
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._n):06d}"
+
+    def readable_code(self, length: int) -> str:
+        return str(next(self._n)).zfill(length)[:length]
+
+
+@dataclass
+class FakeHold:
+    user_id: str
+    amount: int
+    status: str = "held"
+
+
+@dataclass
+class FakeBillingClient:
+    """Balances and idempotent holds, like the real billing service."""
+
+    balances: dict[str, int] = field(default_factory=dict)
+    holds: dict[str, FakeHold] = field(default_factory=dict)
+    down: bool = False
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def fund(self, user_id: str, credits: int) -> None:
+        self.balances[user_id] = self.balances.get(user_id, 0) + credits
+
+    def hold(self, user_id: str, request_id: str, amount: int, reference: str) -> None:
+        self.calls.append(("hold", request_id))
+        if self.down:
+            raise BillingUnavailable("billing is down")
+        if request_id in self.holds:
+            return
+        if self.balances.get(user_id, 0) < amount:
+            raise InsufficientCredits("not enough credits")
+        self.balances[user_id] -= amount
+        self.holds[request_id] = FakeHold(user_id, amount)
+
+    def capture(self, user_id: str, request_id: str) -> None:
+        self.calls.append(("capture", request_id))
+        if self.down:
+            raise BillingUnavailable("billing is down")
+        hold = self.holds[request_id]
+        assert hold.status in ("held", "captured"), f"capture of a {hold.status} hold"
+        hold.status = "captured"
+
+    def release(self, user_id: str, request_id: str) -> None:
+        self.calls.append(("release", request_id))
+        if self.down:
+            raise BillingUnavailable("billing is down")
+        hold = self.holds.get(request_id)
+        if hold is None:
+            return
+        assert hold.status in ("held", "released"), f"release of a {hold.status} hold"
+        if hold.status == "held":
+            self.balances[user_id] += hold.amount
+            hold.status = "released"
+
+
+class FakeProvider:
+    """A scriptable provider: answers from ``script`` (task id → results), else succeeds."""
+
+    def __init__(self, name: str = "local", style: ProviderStyle = ProviderStyle.SYNCHRONOUS):
+        self._name = name
+        self._style = style
+        self.submitted: list[str] = []
+        self.polled: list[str] = []
+        self.cancelled: list[str] = []
+        self.script: dict[str, list[GenerationResult | Exception]] = {}
+        self.poll_script: dict[str, list[GenerationResult]] = {}
+        self.outputs = 1
+        self.lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def style(self) -> ProviderStyle:
+        return self._style
+
+    def submit(self, request: GenerationRequest) -> GenerationResult:
+        with self.lock:
+            self.submitted.append(request.task_id)
+            script = self.script.get(request.task_id)
+            answer = script.pop(0) if script else None
+        if isinstance(answer, Exception):
+            raise answer
+        if answer is not None:
+            return answer
+        if self._style is not ProviderStyle.SYNCHRONOUS:
+            return GenerationResult(
+                GenerationState.RUNNING, provider_job_id=f"job-{request.task_id}"
+            )
+        return succeeded(request.task_id, self.outputs)
+
+    def poll(self, provider_job_id: str) -> GenerationResult:
+        self.polled.append(provider_job_id)
+        script = self.poll_script.get(provider_job_id)
+        if script:
+            return script.pop(0)
+        return GenerationResult(GenerationState.RUNNING, provider_job_id=provider_job_id)
+
+    def cancel(self, provider_job_id: str) -> None:
+        self.cancelled.append(provider_job_id)
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> GenerationNotification:
+        if headers.get("x-fake-signature") != "ok":
+            raise InvalidNotification("bad signature")
+        job = body.decode()
+        return GenerationNotification(f"n-{job}", job, succeeded(job, 1))
+
+
+def png_bytes(tag: str) -> bytes:
+    return b"\x89PNG" + hashlib.sha256(tag.encode()).digest()
+
+
+def succeeded(tag: str, n: int) -> GenerationResult:
+    outputs = [GeneratedOutput("image/png", data=png_bytes(f"{tag}-{i}")) for i in range(n)]
+    return GenerationResult(
+        GenerationState.SUCCEEDED, provider_job_id=f"job-{tag}", outputs=outputs
+    )
+
+
+def failed(message: str = "boom", transient: bool = False) -> GenerationResult:
+    return GenerationResult(GenerationState.FAILED, error=message, transient=transient)
+
+
+def unavailable() -> ProviderUnavailable:
+    return ProviderUnavailable("provider timed out")
+
+
+class FakeImageTools:
+    def inspect(self, data: bytes) -> ImageInfo:
+        if not data.startswith(b"\x89PNG"):
+            raise ValueError("not an image")
+        return ImageInfo("image/png", 64, 64)
+
+    def thumbnail(self, data: bytes, max_side: int) -> tuple[bytes, str]:
+        return b"thumb:" + data[:8], "image/jpeg"
+
+
+class FakeStorage:
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str]] = {}
+
+    def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        self.objects[key] = (data, content_type)
+        return StoredObject(key, len(data), content_type, hashlib.sha256(data).hexdigest())
+
+    def get(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise ObjectNotFound(key)
+        return self.objects[key][0]
+
+    def head(self, key: str) -> StoredObject | None:
+        if key not in self.objects:
+            return None
+        data, content_type = self.objects[key]
+        return StoredObject(key, len(data), content_type, hashlib.sha256(data).hexdigest())
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    def signed_url(self, key: str, expires_in_seconds: int) -> str:
+        return f"https://files.test/{key}?ttl={expires_in_seconds}"
+
+    def upload_target(
+        self, key: str, content_types: tuple[str, ...], max_size: int, expires_in_seconds: int
+    ) -> UploadTarget:
+        return UploadTarget(key, "PUT", f"https://files.test/{key}", START, {})
+
+
+class FakeTaskRepository:
+    """In memory, with the same optimistic-concurrency and leasing rules as the SQL one."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Task] = {}
+        self.events: dict[str, list[TaskEvent]] = {}
+        self.images: dict[str, list[ResultImage]] = {}
+        self.lock = threading.RLock()
+
+    def _copy(self, task: Task) -> Task:
+        fresh = copy.deepcopy(task)
+        fresh.new_events = []
+        return fresh
+
+    def add(self, task: Task) -> Task:
+        with self.lock:
+            if task.request_id:
+                existing = self.find_by_request(task.user_id, task.request_id)
+                if existing is not None:
+                    return existing
+            task.version = 1
+            self.events[task.id] = list(task.new_events)
+            task.new_events.clear()
+            self.tasks[task.id] = self._copy(task)
+            return task
+
+    def save(self, task: Task, images: Sequence[ResultImage] = ()) -> None:
+        with self.lock:
+            stored = self.tasks.get(task.id)
+            if stored is None or stored.version != task.version:
+                raise ConcurrentUpdate(task.id)
+            self.events[task.id].extend(task.new_events)
+            task.new_events.clear()
+            task.version += 1
+            self.tasks[task.id] = self._copy(task)
+            self.images.setdefault(task.id, []).extend(images)
+
+    def delete(self, task_id: str) -> None:
+        with self.lock:
+            self.tasks.pop(task_id, None)
+            self.events.pop(task_id, None)
+            self.images.pop(task_id, None)
+
+    def get(self, task_id: str, user_id: str | None = None) -> Task | None:
+        with self.lock:
+            task = self.tasks.get(task_id)
+            if task is None or (user_id is not None and task.user_id != user_id):
+                return None
+            return self._copy(task)
+
+    def find_by_request(self, user_id: str, request_id: str) -> Task | None:
+        with self.lock:
+            for task in self.tasks.values():
+                if task.user_id == user_id and task.request_id == request_id:
+                    return self._copy(task)
+        return None
+
+    def find_by_provider_job(self, provider: str, job_id: str) -> Task | None:
+        with self.lock:
+            for task in self.tasks.values():
+                if task.provider == provider and task.provider_job_id == job_id:
+                    return self._copy(task)
+        return None
+
+    def _newest_first(self, items: list, page: Page) -> list:  # type: ignore[type-arg]
+        items.sort(key=lambda x: (x.created_at, x.id), reverse=True)
+        if page.after is not None:
+            items = [x for x in items if (x.created_at, x.id) < page.after]
+        return items[: page.size]
+
+    def list_tasks(
+        self, user_id: str, page: Page, task_type: TaskType | None, status: TaskStatus | None
+    ) -> list[Task]:
+        with self.lock:
+            found = [
+                self._copy(t)
+                for t in self.tasks.values()
+                if t.user_id == user_id
+                and (task_type is None or t.type is task_type)
+                and (status is None or t.status is status)
+            ]
+        return self._newest_first(found, page)
+
+    def images_of(self, task_ids: Sequence[str]) -> dict[str, list[ResultImage]]:
+        with self.lock:
+            return {t: list(self.images[t]) for t in task_ids if self.images.get(t)}
+
+    def list_images(
+        self, user_id: str, page: Page, task_type: TaskType | None
+    ) -> list[ResultImage]:
+        with self.lock:
+            found = [
+                i
+                for images in self.images.values()
+                for i in images
+                if i.user_id == user_id and (task_type is None or i.task_type is task_type)
+            ]
+        return self._newest_first(found, page)
+
+    def events_after(self, task_id: str, sequence: int) -> list[TaskEvent]:
+        with self.lock:
+            return [e for e in self.events.get(task_id, []) if e.sequence > sequence]
+
+    def count_created_since(self, user_id: str, since: datetime) -> int:
+        with self.lock:
+            return sum(
+                1 for t in self.tasks.values() if t.user_id == user_id and t.created_at >= since
+            )
+
+    def summaries(self, user_id: str) -> list[TaskSummary]:
+        with self.lock:
+            return [
+                TaskSummary(t.created_at, t.type, t.status, t.cost, len(self.images.get(t.id, [])))
+                for t in self.tasks.values()
+                if t.user_id == user_id
+            ]
+
+    def claim(
+        self, kind: ClaimKind, now: datetime, owner: str, lease_until: datetime, limit: int
+    ) -> list[Task]:
+        with self.lock:
+            due: list[Task] = []
+            for t in sorted(self.tasks.values(), key=lambda t: (t.created_at, t.id)):
+                free = t.lease_expires_at is None or t.lease_expires_at < now
+                if not free or t.deadline_at <= now:
+                    continue
+                if kind is ClaimKind.DISPATCH:
+                    ok = t.hold_state is HoldState.HELD and (
+                        (
+                            t.status is TaskStatus.PENDING
+                            and t.next_attempt_at is not None
+                            and t.next_attempt_at <= now
+                        )
+                        or (
+                            t.status is TaskStatus.PROCESSING
+                            and t.provider_job_id is None
+                            and (t.next_attempt_at is None or t.next_attempt_at <= now)
+                        )
+                    )
+                else:
+                    ok = (
+                        t.status is TaskStatus.PROCESSING
+                        and t.provider_job_id is not None
+                        and t.next_poll_at is not None
+                        and t.next_poll_at <= now
+                    )
+                if ok:
+                    due.append(t)
+            out = []
+            for t in due[:limit]:
+                t.lease_owner, t.lease_expires_at = owner, lease_until
+                t.version += 1
+                out.append(self._copy(t))
+            return out
+
+    def timed_out(self, now: datetime, limit: int) -> list[str]:
+        with self.lock:
+            return [
+                t.id
+                for t in self.tasks.values()
+                if not t.is_terminal
+                and t.deadline_at < now
+                and t.hold_state is not HoldState.PLACING
+            ][:limit]
+
+    def unsettled(self, limit: int) -> list[str]:
+        with self.lock:
+            return [t.id for t in self.tasks.values() if t.needs_settlement][:limit]
+
+    def holds_in_doubt(self, created_before: datetime, limit: int) -> list[str]:
+        with self.lock:
+            return [
+                t.id
+                for t in self.tasks.values()
+                if t.hold_state is HoldState.PLACING and t.created_at < created_before
+            ][:limit]
