@@ -45,6 +45,11 @@ class FakeClock:
         self._now = now
         self._lock = threading.Lock()
 
+    @classmethod
+    def real(cls) -> FakeClock:
+        """Starts at the real time (for wiring that also talks to real services)."""
+        return cls(datetime.now(UTC))
+
     def now(self) -> datetime:
         with self._lock:
             return self._now

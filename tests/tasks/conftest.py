@@ -1,0 +1,52 @@
+"""Fixtures of the tasks tests: the real wiring on a test database, with parts swapped."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atelier_tasks.adapters.db.migrate import upgrade
+from atelier_tasks.bootstrap import TasksApp, build_app
+from atelier_tasks.settings import TasksSettings
+from tests.support.billing_server import INTERNAL_TOKEN
+
+
+def tasks_settings(database_url: str, data_dir: Path, **env: Any) -> TasksSettings:
+    values: dict[str, Any] = {
+        "TASKS_DATABASE_URL": database_url,
+        "ATELIER_DATA_DIR": str(data_dir),
+        "ATELIER_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "TASKS_HOLD_GRACE_SECONDS": 0,
+        "TASKS_RETRY_BACKOFF_SECONDS": 0,
+    }
+    values.update(env)
+    return TasksSettings(**values)
+
+
+@pytest.fixture
+def make_tasks(database_url: str, tmp_path: Path) -> Iterator[Callable[..., TasksApp]]:
+    """Build (and migrate) a TasksApp on the test database; closed at teardown."""
+    apps: list[TasksApp] = []
+
+    def make(env: dict[str, Any] | None = None, **overrides: Any) -> TasksApp:
+        app = build_app(tasks_settings(database_url, tmp_path / "data", **(env or {})), **overrides)
+        upgrade(app.engine)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    """Poll until ``predicate()`` holds or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)

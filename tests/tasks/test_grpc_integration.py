@@ -1,0 +1,267 @@
+"""Tasks and the real billing service over gRPC: the saga end to end, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from atelier_common.context import outgoing_metadata
+from google.protobuf import struct_pb2
+
+from atelier.billing.v1 import billing_pb2 as bpb
+from atelier.tasks.v1 import tasks_pb2 as pb
+from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
+from atelier_ports.generation import GenerationRequest, GenerationResult
+from atelier_tasks.adapters.local_generation import LocalGenerationProvider
+from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.entrypoints.server import TasksServer, start_server
+from tests.support.billing_server import RunningBilling, start_billing_server
+from tests.tasks.billing_rpc import error_reason
+from tests.tasks.fakes import FakeClock
+
+
+class CountingProvider(LocalGenerationProvider):
+    def __init__(self) -> None:
+        super().__init__()
+        self.submitted: list[str] = []
+
+    def submit(self, request: GenerationRequest) -> GenerationResult:
+        self.submitted.append(request.task_id)
+        return super().submit(request)
+
+
+@dataclass
+class Stack:
+    billing: RunningBilling
+    tasks: TasksApp
+    server: TasksServer
+    provider: CountingProvider
+    clock: Any
+    channel: grpc.Channel
+
+    @property
+    def stub(self) -> pb_grpc.TaskServiceStub:
+        return pb_grpc.TaskServiceStub(self.channel)
+
+    def md(self, user: str | None) -> tuple[tuple[str, str], ...]:
+        return outgoing_metadata(self.billing.internal_token, user_id=user)
+
+    def set_up(self, user: str) -> None:
+        with self.billing.channel() as ch:
+            self.billing.stub(ch).SetUpAccount(bpb.SetUpAccountRequest(), metadata=self.md(user))
+
+    def balance(self, user: str) -> tuple[int, int]:
+        with self.billing.channel() as ch:
+            b = self.billing.stub(ch).GetBalance(bpb.GetBalanceRequest(), metadata=self.md(user))
+        return b.balance.available, b.balance.held
+
+    def create(self, user: str, **params: Any) -> Any:
+        struct = struct_pb2.Struct()
+        struct.update({"prompt": "a lighthouse", "width": 64, "height": 64, **params})
+        request = pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=struct)
+        return self.stub.CreateTask(request, metadata=self.md(user)).task
+
+    def get(self, user: str, task_id: str) -> Any:
+        return self.stub.GetTask(pb.GetTaskRequest(task_id=task_id), metadata=self.md(user)).task
+
+    def run_worker(self) -> None:
+        worker = self.tasks.new_worker("test-worker")
+        while worker.run_once().total:
+            pass
+
+    def ledger_ok(self) -> bool:
+        return all(check.ok for check in self.billing.app.service.check_ledger())
+
+
+@pytest.fixture
+def stack(database_url: str, make_tasks: Callable[..., TasksApp]) -> Iterator[Stack]:
+    billing = start_billing_server(database_url)
+    provider = CountingProvider()
+    clock = FakeClock.real()
+    tasks = make_tasks(
+        {"BILLING_ADDRESS": billing.address}, providers={"local": provider}, clock=clock
+    )
+    server = start_server(tasks, "127.0.0.1:0", run_worker=False)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield Stack(billing, tasks, server, provider, clock, channel)
+    finally:
+        channel.close()
+        server.grpc.stop()
+        billing.stop()
+
+
+def test_create_succeeds_and_captures(stack: Stack) -> None:
+    stack.set_up("alice")
+    task = stack.create("alice")
+    assert task.status == pb.TASK_STATUS_PENDING and task.cost == 1
+    assert stack.balance("alice") == (9, 1)
+    stack.run_worker()
+    done = stack.get("alice", task.id)
+    assert done.status == pb.TASK_STATUS_SUCCEEDED
+    assert len(done.images) == 1 and done.images[0].url and done.images[0].thumbnail_url
+    assert stack.balance("alice") == (9, 0)
+    assert stack.ledger_ok()
+
+
+def test_provider_failure_releases(stack: Stack) -> None:
+    stack.set_up("alice")
+    task = stack.create("alice", sandbox_outcome="fail")
+    stack.run_worker()
+    done = stack.get("alice", task.id)
+    assert done.status == pb.TASK_STATUS_FAILED and done.error_reason == "PROVIDER_FAILED"
+    assert stack.balance("alice") == (10, 0)
+    assert stack.ledger_ok()
+
+
+def test_timeout_releases(stack: Stack) -> None:
+    stack.set_up("alice")
+    task = stack.create("alice")
+    stack.clock.advance(minutes=11)
+    stack.run_worker()
+    done = stack.get("alice", task.id)
+    assert done.status == pb.TASK_STATUS_FAILED and done.error_reason == "TIMEOUT"
+    assert stack.provider.submitted == []
+    assert stack.balance("alice") == (10, 0)
+    assert stack.ledger_ok()
+
+
+def test_cancel_releases(stack: Stack) -> None:
+    stack.set_up("alice")
+    task = stack.create("alice")
+    cancelled = stack.stub.CancelTask(
+        pb.CancelTaskRequest(task_id=task.id), metadata=stack.md("alice")
+    ).task
+    assert cancelled.status == pb.TASK_STATUS_CANCELLED
+    stack.run_worker()
+    assert stack.provider.submitted == []
+    assert stack.balance("alice") == (10, 0)
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.CancelTask(pb.CancelTaskRequest(task_id=task.id), metadata=stack.md("alice"))
+    assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert stack.ledger_ok()
+
+
+def test_insufficient_credits_creates_nothing(stack: Stack) -> None:
+    stack.set_up("alice")
+    for _ in range(10):
+        stack.create("alice")
+    with pytest.raises(grpc.RpcError) as err:
+        stack.create("alice")
+    assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert error_reason(err.value) == "INSUFFICIENT_CREDITS"
+    listed = stack.stub.ListTasks(pb.ListTasksRequest(page_size=50), metadata=stack.md("alice"))
+    assert len(listed.tasks) == 10
+    with pytest.raises(grpc.RpcError) as err:
+        stack.create("nobody")  # no account at all
+    assert error_reason(err.value) == "INSUFFICIENT_CREDITS"
+    assert stack.provider.submitted == []
+    stack.run_worker()
+    assert len(stack.provider.submitted) == 10
+    assert stack.balance("alice") == (0, 0)
+    assert stack.ledger_ok()
+
+
+def test_bad_input_and_auth(stack: Stack) -> None:
+    stack.set_up("alice")
+    with pytest.raises(grpc.RpcError) as err:
+        stack.create("alice", prompt="x" * 5000)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert error_reason(err.value) == "INVALID_PARAMS"
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.CreateTask(pb.CreateTaskRequest(), metadata=stack.md("alice"))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.GetTask(pb.GetTaskRequest(task_id="x"), metadata=(("x-atelier-user-id", "a"),))
+    assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.GetTask(pb.GetTaskRequest(task_id="x"), metadata=stack.md(None))
+    assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert stack.balance("alice") == (10, 0)
+
+
+def test_isolation_over_grpc(stack: Stack) -> None:
+    stack.set_up("alice")
+    task = stack.create("alice")
+    stack.run_worker()
+    md = stack.md("bob")
+    for call in (
+        lambda: stack.stub.GetTask(pb.GetTaskRequest(task_id=task.id), metadata=md),
+        lambda: stack.stub.CancelTask(pb.CancelTaskRequest(task_id=task.id), metadata=md),
+        lambda: list(stack.stub.WatchTask(pb.WatchTaskRequest(task_id=task.id), metadata=md)),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() is grpc.StatusCode.NOT_FOUND
+    assert not stack.stub.ListTasks(pb.ListTasksRequest(), metadata=md).tasks
+    assert not stack.stub.ListImages(pb.ListImagesRequest(), metadata=md).images
+    assert stack.stub.ListImages(pb.ListImagesRequest(), metadata=stack.md("alice")).images
+
+
+def test_watch_late_and_resumed_sees_every_event_once_in_order(stack: Stack) -> None:
+    stack.set_up("alice")
+    task = stack.create("alice")
+    live: list[int] = []
+    first = threading.Event()
+
+    def follow() -> None:
+        for r in stack.stub.WatchTask(
+            pb.WatchTaskRequest(task_id=task.id), metadata=stack.md("alice")
+        ):
+            live.append(r.event.sequence)
+            first.set()
+
+    watcher = threading.Thread(target=follow)
+    watcher.start()
+    assert first.wait(10)
+    stack.run_worker()
+    watcher.join(10)
+    assert not watcher.is_alive()
+    assert live == [1, 2, 3]
+    # Connecting late replays everything; reconnecting with the last sequence resumes.
+    late = list(
+        stack.stub.WatchTask(pb.WatchTaskRequest(task_id=task.id), metadata=stack.md("alice"))
+    )
+    assert [r.event.sequence for r in late] == [1, 2, 3]
+    assert late[-1].event.terminal and late[-1].event.status == pb.TASK_STATUS_SUCCEEDED
+    resumed = stack.stub.WatchTask(
+        pb.WatchTaskRequest(task_id=task.id, after_sequence=1), metadata=stack.md("alice")
+    )
+    assert [r.event.sequence for r in resumed] == [2, 3]
+
+
+def test_uploads_and_stats(stack: Stack) -> None:
+    stack.set_up("alice")
+    upload = stack.stub.CreateUpload(
+        pb.CreateUploadRequest(content_type="image/png", size_bytes=1000, filename="my photo.png"),
+        metadata=stack.md("alice"),
+    ).upload
+    assert upload.key.startswith("alice/uploads/") and upload.key.endswith(".png")
+    assert upload.method == "POST" and upload.fields["signature"]
+    for bad in (
+        pb.CreateUploadRequest(content_type="application/pdf", size_bytes=10),
+        pb.CreateUploadRequest(content_type="image/png", size_bytes=10**9),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            stack.stub.CreateUpload(bad, metadata=stack.md("alice"))
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    stack.create("alice")
+    stack.run_worker()
+    stats = stack.stub.GetUserStats(pb.GetUserStatsRequest(), metadata=stack.md("alice"))
+    assert (stats.generations, stats.succeeded, stats.images, stats.credits_spent) == (1, 1, 1, 1)
+    assert stats.by_type[0].type == pb.TASK_TYPE_TEXT_TO_IMAGE
+
+
+def test_provider_notification_needs_only_the_internal_credential(stack: Stack) -> None:
+    request = pb.HandleProviderNotificationRequest(provider="local", body=b"{}")
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.HandleProviderNotification(request, metadata=stack.md(None))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # verified by the adapter
+    assert error_reason(err.value) == "INVALID_NOTIFICATION"
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.HandleProviderNotification(request)
+    assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED

@@ -1,0 +1,199 @@
+"""The saga and worker on the real SQL repository (SQLite and PostgreSQL), real local adapters."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pytest
+import sqlalchemy as sa
+from PIL import Image
+
+from atelier_tasks.adapters.db.migrate import upgrade
+from atelier_tasks.adapters.local_storage import LocalObjectStorage
+from atelier_tasks.application.service import CreateTask
+from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.domain.errors import InsufficientCredits, RequestIdConflict, TaskNotFound
+from atelier_tasks.domain.model import HoldState, TaskStatus, TaskType
+from tests.tasks.fakes import FakeBillingClient, FakeClock
+
+
+@pytest.fixture
+def billing() -> FakeBillingClient:
+    fake = FakeBillingClient()
+    fake.fund("u1", 20)
+    return fake
+
+
+def png(colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (80, 60)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_migrations_are_idempotent(
+    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+) -> None:
+    app = make_tasks(billing=billing)
+    upgrade(app.engine)
+    names = set(sa.inspect(app.engine).get_table_names())
+    assert {"tasks", "task_events", "task_images", "alembic_version_tasks"} <= names
+
+
+def test_text_to_image_end_to_end_on_sql(
+    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+) -> None:
+    tasks = make_tasks(billing=billing)
+    view = tasks.app.create_task(
+        CreateTask(
+            "u1",
+            TaskType.TEXT_TO_IMAGE,
+            {"prompt": "a red fox", "width": 96, "height": 64, "seed": 7},
+        )
+    )
+    worker = tasks.new_worker("w1")
+    assert worker.run_once().dispatched == 1
+    done = tasks.app.get_task("u1", view.task.id)
+    assert done.task.status is TaskStatus.SUCCEEDED
+    assert done.task.hold_state is HoldState.CAPTURED
+    (image,) = done.images
+    assert (image.image.width, image.image.height) == (96, 64)
+    assert image.image.content_type == "image/png" and len(image.image.sha256) == 64
+    # The signed URL verifies, and tampering or expiry does not.
+    storage = tasks.storage
+    assert isinstance(storage, LocalObjectStorage)
+    url = urlparse(image.url)
+    key = unquote(url.path.split("/files/", 1)[1])
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert storage.verify_download(key, query["expires"], query["signature"])
+    assert not storage.verify_download(key + "x", query["expires"], query["signature"])
+    assert not storage.verify_download(key, str(int(query["expires"]) + 1), query["signature"])
+    with Image.open(io.BytesIO(storage.get(key))) as img:
+        assert img.size == (96, 64)
+    thumb_key = unquote(urlparse(image.thumbnail_url).path.split("/files/", 1)[1])
+    with Image.open(io.BytesIO(storage.get(thumb_key))) as img:
+        assert max(img.size) <= 256
+    events = tasks.app.repository.events_after(view.task.id, 0)
+    assert [(e.sequence, e.status) for e in events] == [
+        (1, TaskStatus.PENDING),
+        (2, TaskStatus.PROCESSING),
+        (3, TaskStatus.SUCCEEDED),
+    ]
+
+
+def test_basic_clean_and_pose12_on_sql(
+    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+) -> None:
+    tasks = make_tasks(billing=billing)
+    tasks.storage.put("u1/uploads/a/photo.png", png(), "image/png")
+    clean = tasks.app.create_task(
+        CreateTask("u1", TaskType.BASIC_CLEAN, {"size": 256}, ["u1/uploads/a/photo.png"])
+    )
+    pose = tasks.app.create_task(
+        CreateTask(
+            "u1",
+            TaskType.MODEL_POSE12,
+            {"scene": "beach", "category": "tops"},
+            ["u1/uploads/a/photo.png"],
+        )
+    )
+    tasks.new_worker("w1").run_once()
+    clean_view = tasks.app.get_task("u1", clean.task.id)
+    assert [(i.image.width, i.image.height) for i in clean_view.images] == [(256, 256)]
+    pose_view = tasks.app.get_task("u1", pose.task.id)
+    assert pose_view.task.status is TaskStatus.SUCCEEDED
+    assert len({i.image.sha256 for i in pose_view.images}) == 12
+    assert billing.balances["u1"] == 20 - 1 - 4
+    images, token = tasks.app.list_images("u1", 5, "")
+    assert len(images) == 5 and token
+    rest, _ = tasks.app.list_images("u1", 50, token)
+    assert len(images) + len(rest) == 13
+    stats = tasks.app.user_stats("u1")
+    assert stats.images == 13 and stats.credits_spent == 5
+
+
+def test_sandbox_failure_releases(
+    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+) -> None:
+    tasks = make_tasks(billing=billing)
+    view = tasks.app.create_task(
+        CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "x", "sandbox_outcome": "fail"})
+    )
+    tasks.new_worker("w1").run_once()
+    task = tasks.app.get_task("u1", view.task.id).task
+    assert task.status is TaskStatus.FAILED and task.error_reason == "PROVIDER_FAILED"
+    assert task.hold_state is HoldState.RELEASED
+    assert billing.balances["u1"] == 20
+
+
+def test_insufficient_credits_leaves_no_row(
+    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+) -> None:
+    tasks = make_tasks(billing=billing)
+    with pytest.raises(InsufficientCredits):
+        tasks.app.create_task(CreateTask("poor", TaskType.TEXT_TO_IMAGE, {"prompt": "x"}))
+    with tasks.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM task_events")).scalar_one() == 0
+
+
+def test_concurrent_creates_with_one_request_id_make_one_task(
+    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+) -> None:
+    tasks = make_tasks(billing=billing)
+    results: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            view = tasks.app.create_task(
+                CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "same"}, request_id="k1")
+            )
+            results.append(view.task.id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(results)) == 1
+    assert billing.balances["u1"] == 19
+    with pytest.raises(RequestIdConflict):
+        tasks.app.create_task(
+            CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "other"}, request_id="k1")
+        )
+
+
+def test_timeout_on_sql(make_tasks: Callable[..., TasksApp], billing: FakeBillingClient) -> None:
+    clock = FakeClock()
+    tasks = make_tasks(billing=billing, clock=clock)
+    view = tasks.app.create_task(CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "slow"}))
+    clock.advance(minutes=11)
+    report = tasks.new_worker("w1").run_once()
+    assert report.timed_out == 1 and report.dispatched == 0
+    task = tasks.app.get_task("u1", view.task.id).task
+    assert task.status is TaskStatus.FAILED and task.error_reason == "TIMEOUT"
+    assert billing.balances["u1"] == 20
+
+
+def test_isolation_on_sql(make_tasks: Callable[..., TasksApp], billing: FakeBillingClient) -> None:
+    tasks = make_tasks(billing=billing)
+    view = tasks.app.create_task(CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "mine"}))
+    tasks.new_worker("w1").run_once()
+    for call in (
+        lambda: tasks.app.get_task("u2", view.task.id),
+        lambda: tasks.app.cancel_task("u2", view.task.id),
+        lambda: list(tasks.app.watch("u2", view.task.id, 0, stop=lambda: True)),
+    ):
+        with pytest.raises(TaskNotFound):
+            call()
+    assert tasks.app.list_tasks("u2", 10, "")[0] == []
+    assert tasks.app.list_images("u2", 10, "")[0] == []
+    assert tasks.app.user_stats("u2").generations == 0
