@@ -17,6 +17,7 @@ from tests.gateway.harness import (
     gateway_settings,
     reserve_socket,
     start_gateway,
+    start_tasks_server,
 )
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support.postgres import PostgresServer
@@ -88,13 +89,11 @@ def api(gateway: RunningGateway) -> Iterator[Api]:
     client.close()
 
 
-@pytest.fixture
-def billing_database_url(
-    database_url: str, tmp_path: Path, postgres_server: PostgresServer | None
+def _sibling_database(
+    name: str, database_url: str, tmp_path: Path, postgres_server: PostgresServer | None
 ) -> Iterator[str]:
-    """Billing's own database, on the same engine as the gateway's ``database_url``."""
     if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'billing.db'}"
+        yield f"sqlite:///{tmp_path / (name + '.db')}"
         return
     assert postgres_server is not None
     url = postgres_server.create_database()
@@ -105,35 +104,99 @@ def billing_database_url(
             postgres_server.drop_database(url)
 
 
+@pytest.fixture
+def billing_database_url(
+    database_url: str, tmp_path: Path, postgres_server: PostgresServer | None
+) -> Iterator[str]:
+    """Billing's own database, on the same engine as the gateway's ``database_url``."""
+    yield from _sibling_database("billing", database_url, tmp_path, postgres_server)
+
+
+@pytest.fixture
+def tasks_database_url(
+    database_url: str, tmp_path: Path, postgres_server: PostgresServer | None
+) -> Iterator[str]:
+    yield from _sibling_database("tasks", database_url, tmp_path, postgres_server)
+
+
 @dataclass
 class Stack:
     gateway: RunningGateway
     billing: RunningBilling
     api: Api
+    tasks: Any = None
 
 
 @pytest.fixture
 def stack(database_url: str, billing_database_url: str, tmp_path: Path) -> Iterator[Stack]:
     """Real billing (gRPC, port 0) and the real gateway, each on its own database."""
+    with _stack(database_url, billing_database_url, None, tmp_path) as s:
+        yield s
+
+
+@pytest.fixture
+def full_stack(
+    database_url: str, billing_database_url: str, tasks_database_url: str, tmp_path: Path
+) -> Iterator[Stack]:
+    """Billing, tasks (with its worker and local generators) and the gateway."""
+    with _stack(database_url, billing_database_url, tasks_database_url, tmp_path) as s:
+        yield s
+
+
+@pytest.fixture
+def paused_stack(
+    database_url: str, billing_database_url: str, tasks_database_url: str, tmp_path: Path
+) -> Iterator[Stack]:
+    """The full stack with the tasks worker stopped: tasks stay pending (cancel, races)."""
+    with _stack(
+        database_url, billing_database_url, tasks_database_url, tmp_path, run_worker=False
+    ) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def _stack(
+    database_url: str,
+    billing_url: str,
+    tasks_url: str | None,
+    tmp_path: Path,
+    run_worker: bool = True,
+) -> Iterator[Stack]:
     sock = reserve_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     billing = start_billing_server(
-        billing_database_url,
+        billing_url,
         GATEWAY_PUBLIC_URL=url,
         ATELIER_DATA_DIR=str(tmp_path / "billing-data"),
     )
+    data_dir = str(tmp_path / "data")
+    tasks = None
+    extra: dict[str, str] = {}
+    if tasks_url is not None:
+        tasks = start_tasks_server(
+            tasks_url,
+            ATELIER_DATA_DIR=data_dir,
+            ATELIER_INTERNAL_TOKEN=billing.internal_token,
+            BILLING_ADDRESS=billing.address,
+            GATEWAY_PUBLIC_URL=url,
+            run_worker=run_worker,
+        )
+        extra["TASKS_ADDRESS"] = f"127.0.0.1:{tasks.port}"
     settings = gateway_settings(
-        str(tmp_path / "data"),
+        data_dir,
         database_url,
         GATEWAY_PUBLIC_URL=url,
         BILLING_ADDRESS=billing.address,
         ATELIER_INTERNAL_TOKEN=billing.internal_token,
+        **extra,
     )
     gw = start_gateway(settings, sock=sock)
     client = Api(gw.url)
     try:
-        yield Stack(gateway=gw, billing=billing, api=client)
+        yield Stack(gateway=gw, billing=billing, api=client, tasks=tasks)
     finally:
         client.close()
         gw.stop()
+        if tasks is not None:
+            tasks.stop()
         billing.stop()

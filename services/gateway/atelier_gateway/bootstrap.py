@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from atelier_gateway.adapters.grpc_clients import GrpcBillingAccounts, RemoteService
 from atelier_gateway.adapters.jwt_tokens import JwtAccessTokenIssuer, UrlSafeSecretSource
+from atelier_gateway.adapters.local_files import LocalFileStore
 from atelier_gateway.adapters.passwords import Argon2PasswordHasher
 from atelier_gateway.adapters.sqlalchemy_uow import SqlAlchemyUnitOfWorkFactory
 from atelier_gateway.application.auth import AuthService
@@ -34,6 +35,7 @@ class Container:
     billing: RemoteService
     tasks: RemoteService
     clock: Clock
+    files: LocalFileStore
     closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
@@ -49,7 +51,7 @@ def _billing_stub(channel: Any) -> Any:
 
 
 def _tasks_stub(channel: Any) -> Any:
-    from atelier.tasks.v1 import tasks_pb2_grpc  # type: ignore[import-not-found]
+    from atelier.tasks.v1 import tasks_pb2_grpc
 
     return tasks_pb2_grpc.TaskServiceStub(channel)
 
@@ -104,5 +106,8 @@ def build_container(
             "tasks", settings.tasks_address, settings.atelier_internal_token, _tasks_stub, timeout
         ),
         clock=clock,
+        files=LocalFileStore(
+            settings.storage_dir(), settings.storage_signing_secret.get_secret_value().encode()
+        ),
         closers=closers,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,10 @@ class GatewaySettings(BaseSettings):
         default=5.0, validation_alias="GATEWAY_RPC_TIMEOUT_SECONDS"
     )
     gateway_log_level: str = Field(default="INFO", validation_alias="GATEWAY_LOG_LEVEL")
+    local_storage_dir: Path | None = Field(default=None, validation_alias="LOCAL_STORAGE_DIR")
+    storage_signing_secret: SecretStr = Field(
+        default=SecretStr("dev-storage-signing-secret"), validation_alias="STORAGE_SIGNING_SECRET"
+    )
     billing_address: str = Field(default="127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     tasks_address: str = Field(default="127.0.0.1:50052", validation_alias="TASKS_ADDRESS")
 
@@ -47,6 +51,10 @@ class GatewaySettings(BaseSettings):
         if self.gateway_database_url:
             return self.gateway_database_url
         return f"sqlite:///{(self.atelier_data_dir / 'gateway.db').resolve()}"
+
+    def storage_dir(self) -> Path:
+        """Where the tasks service's local storage keeps objects (shared data directory)."""
+        return self.local_storage_dir or self.atelier_data_dir / "objects"
 
     def jwt_secret(self) -> str:
         """The configured secret, or one generated once and kept in the data directory."""

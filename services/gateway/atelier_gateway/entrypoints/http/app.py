@@ -8,6 +8,7 @@ from atelier_gateway.bootstrap import Container
 from atelier_gateway.entrypoints.http import (
     auth_routes,
     billing_routes,
+    files_routes,
     ops,
     sandbox,
     tasks_routes,
@@ -27,6 +28,7 @@ def create_app(container: Container) -> web.Application:
     for table in (
         auth_routes.routes,
         billing_routes.routes,
+        files_routes.routes,
         webhooks.routes,
         sandbox.routes,
         tasks_routes.routes,

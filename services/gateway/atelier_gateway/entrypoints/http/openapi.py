@@ -239,9 +239,8 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str | None, int, str | None, bool]]
     ),
     ("GET", "/orders/{order_id}"): ("Order page after checkout", None, 200, None, False),
     ("GET", "/files/{key}"): ("Download a stored file by signed URL", None, 200, None, False),
-    ("PUT", "/files/{key}"): ("Direct upload target (local storage)", None, 201, None, False),
-    ("POST", "/files/{key}"): (
-        "Direct upload target (local storage, form)",
+    ("POST", "/uploads"): (
+        "Direct upload to local storage (multipart form)",
         None,
         201,
         None,

@@ -1,0 +1,256 @@
+"""Uploads, tasks, live events, images and files through the gateway, with billing and tasks
+running behind it for real (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from tests.gateway.conftest import Stack, User
+
+
+def jpeg(width: int = 320, height: int = 240) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def upload_photo(stack: Stack, user: User, data: bytes | None = None) -> str:
+    data = data or jpeg()
+    r = user.post("/v1/uploads", json={"content_type": "image/jpeg", "size": len(data)})
+    assert r.status_code == 201, r.text
+    target = r.json()
+    assert target["method"] == "POST"
+    assert target["url"].startswith(stack.gateway.url)
+    sent = httpx.post(
+        target["url"], data=target["fields"], files={"file": ("p.jpg", data, "image/jpeg")}
+    )
+    assert sent.status_code == 201, sent.text
+    return str(target["upload_id"])
+
+
+def read_events(user: User, task_id: str, last_event_id: str | None = None) -> list[dict[str, Any]]:
+    headers = {**user.auth, "Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    with user.api.http.stream(
+        "GET", f"/v1/tasks/{task_id}/events", headers=headers, timeout=60
+    ) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                current["id"] = line[4:]
+            elif line.startswith("event: "):
+                current["event"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+            elif line == "" and "data" in current:
+                events.append(current)
+                current = {}
+    return events
+
+
+def wait_for_status(user: User, task_id: str, statuses: set[str]) -> dict[str, Any]:
+    # The SSE stream ends after the terminal event, so this is a bounded wait, not a sleep.
+    read_events(user, task_id)
+    task = user.get(f"/v1/tasks/{task_id}").json()
+    assert task["status"] in statuses, task
+    return dict(task)
+
+
+def test_basic_clean_end_to_end(full_stack: Stack) -> None:
+    stack = full_stack
+    user = stack.api.user("ann@example.com")
+    upload_id = upload_photo(stack, user)
+    r = user.post("/v1/tasks", json={"type": "basic_clean", "input_upload_id": upload_id})
+    assert r.status_code == 201, r.text
+    task = r.json()
+    assert task["type"] == "basic_clean" and task["cost"] == 1
+    assert task["status"] in ("pending", "processing", "succeeded")
+
+    events = read_events(user, task["id"])
+    statuses = [e["data"]["status"] for e in events]
+    assert statuses[-1] == "succeeded"
+    assert "processing" in statuses
+    assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["data"]["terminal"] is True
+
+    # Resuming after the first event replays exactly the rest.
+    rest = read_events(user, task["id"], last_event_id="1")
+    assert [e["id"] for e in rest] == [e["id"] for e in events[1:]]
+
+    done = user.get(f"/v1/tasks/{task['id']}").json()
+    assert done["status"] == "succeeded" and done["finished_at"]
+    assert len(done["images"]) == 1
+    image = done["images"][0]
+    for url in (image["url"], image["thumbnail_url"]):
+        got = httpx.get(url)
+        assert got.status_code == 200
+        Image.open(io.BytesIO(got.content)).verify()
+    assert image["width"] > 0 and image["size"] > 0
+
+    assert user.get("/v1/me/balance").json()["available"] == 9
+    gallery = user.get("/v1/images").json()
+    assert [i["id"] for i in gallery["items"]] == [image["id"]]
+    stats = user.get("/v1/me/stats").json()
+    assert stats["total_tasks"] == 1 and stats["succeeded"] == 1 and stats["total_images"] == 1
+    listed = user.get("/v1/tasks", params={"status": "succeeded"}).json()
+    assert [t["id"] for t in listed["items"]] == [task["id"]]
+    assert user.get("/v1/tasks", params={"type": "text_to_image"}).json()["items"] == []
+
+
+def test_a_failed_task_is_refunded(full_stack: Stack) -> None:
+    user = full_stack.api.user("bo@example.com")
+    r = user.post(
+        "/v1/tasks",
+        json={
+            "type": "text_to_image",
+            "params": {"prompt": "a red cube", "sandbox_outcome": "fail"},
+        },
+    )
+    assert r.status_code == 201, r.text
+    task = wait_for_status(user, r.json()["id"], {"failed"})
+    assert task["error"]
+    balance = user.get("/v1/me/balance").json()
+    assert balance["available"] == 10 and balance["held"] == 0
+    kinds = [e["kind"] for e in user.get("/v1/me/ledger").json()["items"]]
+    assert "hold" in kinds and "release" in kinds
+
+
+def test_cancel_releases_the_hold(paused_stack: Stack) -> None:
+    user = paused_stack.api.user("cy@example.com")
+    task = user.post("/v1/tasks", json={"type": "text_to_image", "params": {"prompt": "x"}}).json()
+    assert user.get("/v1/me/balance").json()["held"] == 1
+    r = user.post(f"/v1/tasks/{task['id']}/cancel")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "cancelled"
+    balance = user.get("/v1/me/balance").json()
+    assert balance["available"] == 10 and balance["held"] == 0
+    again = user.post(f"/v1/tasks/{task['id']}/cancel")
+    assert again.status_code == 409
+    events = read_events(user, task["id"])
+    assert events[-1]["data"]["status"] == "cancelled"
+
+
+def test_race_forty_tasks_on_ten_credits(paused_stack: Stack) -> None:
+    user = paused_stack.api.user("race@example.com")
+
+    def create(i: int) -> int:
+        with httpx.Client(base_url=paused_stack.gateway.url, timeout=60) as c:
+            return c.post(
+                "/v1/tasks",
+                headers=user.auth,
+                json={"type": "text_to_image", "params": {"prompt": f"p{i}"}},
+            ).status_code
+
+    with ThreadPoolExecutor(40) as pool:
+        codes = list(pool.map(create, range(40)))
+    assert codes.count(201) == 10, codes
+    assert codes.count(402) == 30, codes
+    balance = user.get("/v1/me/balance").json()
+    assert balance["available"] == 0 and balance["held"] == 10
+    problem = user.post("/v1/tasks", json={"type": "text_to_image", "params": {"prompt": "p"}})
+    assert problem.status_code == 402
+    assert problem.json()["code"] == "insufficient_credits"
+
+
+def test_idempotency_key_on_tasks_charges_once(paused_stack: Stack) -> None:
+    user = paused_stack.api.user("dee@example.com")
+    body = {"type": "text_to_image", "params": {"prompt": "same"}}
+    first = user.post("/v1/tasks", json=body, headers={"Idempotency-Key": "t-1"})
+    second = user.post("/v1/tasks", json=body, headers={"Idempotency-Key": "t-1"})
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] == second.json()["id"]
+    other = user.post(
+        "/v1/tasks",
+        json={"type": "text_to_image", "params": {"prompt": "different"}},
+        headers={"Idempotency-Key": "t-1"},
+    )
+    assert other.status_code == 409
+    assert user.get("/v1/me/balance").json()["available"] == 9
+    assert len(user.get("/v1/tasks").json()["items"]) == 1
+
+
+def test_isolation_matrix(full_stack: Stack) -> None:
+    stack = full_stack
+    alice = stack.api.user("alice@example.com")
+    bob = stack.api.user("bob@example.com")
+    task = alice.post("/v1/tasks", json={"type": "text_to_image", "params": {"prompt": "a"}})
+    task_id = task.json()["id"]
+    wait_for_status(alice, task_id, {"succeeded"})
+    order = alice.post("/v1/orders", json={"item_id": "pack_100", "channel": "local"}).json()
+    for r in (
+        bob.get(f"/v1/tasks/{task_id}"),
+        bob.get(f"/v1/tasks/{task_id}/events"),
+        bob.post(f"/v1/tasks/{task_id}/cancel"),
+        bob.get(f"/v1/orders/{order['id']}"),
+        bob.post(f"/v1/orders/{order['id']}/refresh"),
+    ):
+        assert r.status_code == 404, r.text
+        assert r.json()["code"] == "not_found"
+    assert bob.get("/v1/images").json()["items"] == []
+    assert bob.get("/v1/tasks").json()["items"] == []
+
+
+def test_bad_task_input_changes_nothing(paused_stack: Stack) -> None:
+    user = paused_stack.api.user("eve@example.com")
+    cases: list[tuple[Any, int, str]] = [
+        ({"type": "paint_a_house", "params": {}}, 422, "type"),
+        ({"type": 3}, 422, "type"),
+        ({"type": "text_to_image", "params": "a cat"}, 422, "params"),
+        ({"type": "text_to_image", "params": {"prompt": "x" * 2001}}, 422, ""),
+        ({"type": "text_to_image", "params": {}}, 422, ""),
+        ({"type": "basic_clean"}, 422, ""),
+    ]
+    for body, status, field in cases:
+        r = user.post("/v1/tasks", json=body)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["code"] == "validation_error"
+        if field:
+            assert r.json()["field"] == field
+    r = user.post("/v1/tasks", content=b"{", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert user.get("/v1/tasks").json()["items"] == []
+    assert user.get("/v1/me/balance").json()["available"] == 10
+
+
+def test_files_refuse_tampered_and_expired_links_and_bad_uploads(full_stack: Stack) -> None:
+    stack = full_stack
+    user = stack.api.user("fay@example.com")
+    data = jpeg()
+    target = user.post("/v1/uploads", json={"content_type": "image/jpeg", "size": len(data)}).json()
+    fields = dict(target["fields"])
+
+    tampered = {**fields, "max_size": str(10**9)}
+    r = httpx.post(target["url"], data=tampered, files={"file": ("p.jpg", data, "image/jpeg")})
+    assert r.status_code == 403
+    r = httpx.post(target["url"], data=fields, files={"file": ("p.png", data, "image/png")})
+    assert r.status_code == 403
+    big = b"\xff\xd8\xff" + b"0" * int(fields["max_size"])
+    r = httpx.post(target["url"], data=fields, files={"file": ("p.jpg", big, "image/jpeg")})
+    assert r.status_code == 413
+    r = httpx.post(
+        target["url"], data=fields, files={"file": ("p.jpg", b"not a jpeg", "image/jpeg")}
+    )
+    assert r.status_code == 422
+
+    upload_id = upload_photo(stack, user, data)
+    task = user.post("/v1/tasks", json={"type": "basic_clean", "input_upload_id": upload_id})
+    done = wait_for_status(user, task.json()["id"], {"succeeded"})
+    url = httpx.URL(done["images"][0]["url"])
+    assert httpx.get(url).status_code == 200
+    bad_sig = url.copy_merge_params({"signature": "0" * 64})
+    assert httpx.get(bad_sig).status_code == 403
+    expired = url.copy_merge_params({"expires": str(int(time.time()) - 10)})
+    assert httpx.get(expired).status_code == 403
+    other_key = str(url).replace(user.id, "usr_someone_else")
+    assert httpx.get(other_key).status_code == 403
