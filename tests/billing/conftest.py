@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from atelier_billing.application.policy import BillingPolicy
+from atelier_billing.application.use_cases import BillingService
+from atelier_billing.domain.catalog import parse_catalog
+from atelier_billing.settings import DEFAULT_CATALOG
+from tests.billing.fakes import FakeClock, FakeIds, FakePaymentProvider, FakeStore
+
+
+def make_policy(**overrides: object) -> BillingPolicy:
+    values: dict[str, object] = {
+        "market": "local",
+        "catalog": parse_catalog(json.loads(Path(DEFAULT_CATALOG).read_text())),
+        "signup_bonus": 10,
+        "signup_bonus_validity": None,
+        "grace_period": timedelta(days=7),
+        "order_ttl": timedelta(minutes=30),
+    }
+    values.update(overrides)
+    return BillingPolicy(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def provider() -> FakePaymentProvider:
+    return FakePaymentProvider()
+
+
+@pytest.fixture
+def service(store: FakeStore, clock: FakeClock, provider: FakePaymentProvider) -> BillingService:
+    return BillingService(
+        uow=store, clock=clock, ids=FakeIds(), policy=make_policy(), providers={"fake": provider}
+    )

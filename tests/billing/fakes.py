@@ -1,0 +1,434 @@
+"""In-memory Fake* implementations of billing's ports, for use-case unit tests (no database).
+
+The fake unit of work snapshots its state on enter and restores it unless committed, so
+rollbacks behave like the database's. Single-threaded by design: concurrency is tested on the
+real databases.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+from atelier_billing.application.ports import DuplicateKey
+from atelier_billing.domain.errors import InsufficientCredits
+from atelier_billing.domain.model import (
+    Account,
+    Allocation,
+    Grant,
+    Hold,
+    HoldStatus,
+    LedgerCheck,
+    LedgerEntry,
+    Membership,
+    MembershipStatus,
+    NewLedgerEntry,
+    Order,
+    OrderStatus,
+)
+from atelier_ports.errors import InvalidNotification
+from atelier_ports.payments import (
+    Checkout,
+    CheckoutRequest,
+    OrderRef,
+    PaymentEvent,
+    PaymentState,
+    PaymentStatusReport,
+)
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **kwargs: float) -> None:
+        self.current += timedelta(**kwargs)
+
+
+class FakeIds:
+    def __init__(self) -> None:
+        self._n = itertools.count(1)
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._n):04d}"
+
+    def readable_code(self, length: int) -> str:
+        return f"{next(self._n):0{length}d}"[-length:]
+
+
+@dataclass
+class FakePaymentProvider:
+    """A provider whose notifications are pre-parsed events keyed by the body."""
+
+    name: str = "fake"
+    currency: str = "USD"
+    events: dict[bytes, PaymentEvent] = field(default_factory=dict)
+    states: dict[str, PaymentStatusReport] = field(default_factory=dict)
+    checkouts: list[CheckoutRequest] = field(default_factory=list)
+
+    def create_checkout(self, request: CheckoutRequest) -> Checkout:
+        self.checkouts.append(request)
+        return Checkout(
+            provider_reference=f"ref_{request.order_id}", url=f"https://pay/{request.order_id}"
+        )
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
+        if headers.get("sig") != "ok" or body not in self.events:
+            raise InvalidNotification("bad signature")
+        return self.events[body]
+
+    def query_payment(self, order: OrderRef) -> PaymentStatusReport:
+        return self.states.get(order.order_id, PaymentStatusReport(state=PaymentState.PENDING))
+
+    def ensure_customer(self, user_id: str, email: str | None, name: str | None) -> str | None:
+        return None
+
+    def cancel_subscription(self, subscription_id: str, at_period_end: bool) -> None:
+        return None
+
+
+@dataclass
+class _State:
+    accounts: dict[str, Account] = field(default_factory=dict)
+    grants: dict[str, Grant] = field(default_factory=dict)
+    grant_keys: dict[str, str] = field(default_factory=dict)
+    expired_grants: set[str] = field(default_factory=set)
+    holds: dict[str, Hold] = field(default_factory=dict)
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    ledger_keys: set[str] = field(default_factory=set)
+    orders: dict[str, Order] = field(default_factory=dict)
+    memberships: dict[str, Membership] = field(default_factory=dict)
+    events: set[tuple[str, str]] = field(default_factory=set)
+
+
+class _Accounts:
+    def __init__(self, s: _State) -> None:
+        self.s = s
+
+    def create(self, user_id: str, now: datetime) -> bool:
+        if user_id in self.s.accounts:
+            return False
+        self.s.accounts[user_id] = Account(user_id, 0, 0, now)
+        return True
+
+    def get(self, user_id: str) -> Account | None:
+        return self.s.accounts.get(user_id)
+
+    lock = get
+
+    def add_available(self, user_id: str, amount: int) -> int:
+        a = self.s.accounts[user_id]
+        if a.available + amount < 0:
+            raise InsufficientCredits("not enough")
+        self.s.accounts[user_id] = replace(a, available=a.available + amount)
+        return a.available + amount
+
+    def move_to_held(self, user_id: str, amount: int) -> int | None:
+        a = self.s.accounts[user_id]
+        if a.available < amount:
+            return None
+        self.s.accounts[user_id] = replace(a, available=a.available - amount, held=a.held + amount)
+        return a.available - amount
+
+    def settle_held(self, user_id: str, amount: int, back_to_available: bool) -> int:
+        a = self.s.accounts[user_id]
+        assert a.held >= amount
+        avail = a.available + (amount if back_to_available else 0)
+        self.s.accounts[user_id] = replace(a, available=avail, held=a.held - amount)
+        return avail
+
+    def user_ids(self) -> Sequence[str]:
+        return sorted(self.s.accounts)
+
+
+class _Grants:
+    def __init__(self, s: _State) -> None:
+        self.s = s
+
+    def add(self, grant: Grant, idempotency_key: str | None) -> None:
+        if idempotency_key in self.s.grant_keys:
+            raise DuplicateKey(idempotency_key)
+        if idempotency_key:
+            self.s.grant_keys[idempotency_key] = grant.id
+        self.s.grants[grant.id] = grant
+
+    def get(self, grant_id: str) -> Grant | None:
+        return self.s.grants.get(grant_id)
+
+    def by_idempotency_key(self, key: str) -> Grant | None:
+        gid = self.s.grant_keys.get(key)
+        return self.s.grants.get(gid) if gid else None
+
+    def spendable(self, user_id: str, now: datetime) -> Sequence[Grant]:
+        return [g for g in self.for_user(user_id) if g.remaining > 0 and not g.is_expired(now)]
+
+    def for_user(self, user_id: str) -> Sequence[Grant]:
+        return [g for g in self.s.grants.values() if g.user_id == user_id]
+
+    def take(self, grant_id: str, amount: int) -> bool:
+        g = self.s.grants[grant_id]
+        if g.remaining < amount:
+            return False
+        self.s.grants[grant_id] = replace(g, remaining=g.remaining - amount)
+        return True
+
+    def give_back(self, grant_id: str, amount: int) -> bool:
+        g = self.s.grants[grant_id]
+        if grant_id in self.s.expired_grants or g.remaining + amount > g.amount:
+            return False
+        self.s.grants[grant_id] = replace(g, remaining=g.remaining + amount)
+        return True
+
+    def due_for_expiry(self, now: datetime, user_id: str | None = None) -> Sequence[Grant]:
+        return [
+            g
+            for g in self.s.grants.values()
+            if g.remaining > 0 and g.is_expired(now) and user_id in (None, g.user_id)
+        ]
+
+    def expire(self, grant_id: str, now: datetime) -> int:
+        g = self.s.grants[grant_id]
+        if g.remaining <= 0 or grant_id in self.s.expired_grants:
+            return 0
+        self.s.expired_grants.add(grant_id)
+        self.s.grants[grant_id] = replace(g, remaining=0)
+        return g.remaining
+
+    def users_with_due_grants(self, now: datetime) -> Sequence[str]:
+        return sorted({g.user_id for g in self.due_for_expiry(now)})
+
+
+class _Holds:
+    def __init__(self, s: _State) -> None:
+        self.s = s
+
+    def add(self, hold: Hold) -> None:
+        if any(
+            (h.user_id, h.request_id) == (hold.user_id, hold.request_id)
+            for h in self.s.holds.values()
+        ):
+            raise DuplicateKey(hold.request_id)
+        self.s.holds[hold.id] = hold
+
+    def get(self, user_id: str, request_id: str) -> Hold | None:
+        return next(
+            (
+                h
+                for h in self.s.holds.values()
+                if (h.user_id, h.request_id) == (user_id, request_id)
+            ),
+            None,
+        )
+
+    def transition(
+        self, hold_id: str, source: HoldStatus, target: HoldStatus, now: datetime
+    ) -> bool:
+        h = self.s.holds[hold_id]
+        if h.status != source:
+            return False
+        self.s.holds[hold_id] = replace(h, status=target, settled_at=now)
+        return True
+
+    def allocations(self, hold_id: str) -> Sequence[Allocation]:
+        return self.s.holds[hold_id].allocations
+
+
+class _Ledger:
+    def __init__(self, s: _State) -> None:
+        self.s = s
+
+    def append(self, entry: NewLedgerEntry, now: datetime) -> None:
+        if entry.idempotency_key:
+            if entry.idempotency_key in self.s.ledger_keys:
+                raise DuplicateKey(entry.idempotency_key)
+            self.s.ledger_keys.add(entry.idempotency_key)
+        self.s.ledger.append(
+            LedgerEntry(
+                id=len(self.s.ledger) + 1,
+                user_id=entry.user_id,
+                kind=entry.kind,
+                amount=entry.amount,
+                held_change=entry.held_change,
+                balance_after=entry.balance_after,
+                reference=entry.reference,
+                reason=entry.reason,
+                created_at=now,
+            )
+        )
+
+    def has_key(self, key: str) -> bool:
+        return key in self.s.ledger_keys
+
+    def page(self, user_id: str, page_size: int, before_id: int | None) -> Sequence[LedgerEntry]:
+        rows = [
+            e
+            for e in reversed(self.s.ledger)
+            if e.user_id == user_id and (before_id is None or e.id < before_id)
+        ]
+        return rows[:page_size]
+
+    def check(self, user_id: str) -> LedgerCheck:
+        a = self.s.accounts[user_id]
+        entries = [e for e in self.s.ledger if e.user_id == user_id]
+        found = []
+        if sum(e.amount for e in entries) != a.available:
+            found.append("available != ledger")
+        if sum(g.remaining for g in self.s.grants.values() if g.user_id == user_id) != a.available:
+            found.append("available != grants")
+        if sum(e.held_change for e in entries) != a.held:
+            found.append("held != ledger")
+        return LedgerCheck(user_id, found)
+
+
+class _Orders:
+    def __init__(self, s: _State) -> None:
+        self.s = s
+
+    def add(self, order: Order) -> None:
+        if order.request_id and self.by_request(order.user_id, order.request_id):
+            raise DuplicateKey(order.request_id)
+        self.s.orders[order.id] = order
+
+    def get(self, order_id: str) -> Order | None:
+        return self.s.orders.get(order_id)
+
+    def by_request(self, user_id: str, request_id: str) -> Order | None:
+        return next(
+            (
+                o
+                for o in self.s.orders.values()
+                if (o.user_id, o.request_id) == (user_id, request_id)
+            ),
+            None,
+        )
+
+    def page(
+        self, user_id: str, page_size: int, after: tuple[datetime, str] | None
+    ) -> Sequence[Order]:
+        rows = sorted(
+            (o for o in self.s.orders.values() if o.user_id == user_id),
+            key=lambda o: (o.created_at, o.id),
+            reverse=True,
+        )
+        if after:
+            rows = [o for o in rows if (o.created_at, o.id) < after]
+        return rows[:page_size]
+
+    def set_checkout(
+        self, order_id: str, url: str | None, code_url: str | None, provider_reference: str
+    ) -> None:
+        o = self.s.orders[order_id]
+        self.s.orders[order_id] = replace(
+            o, checkout_url=url, checkout_code_url=code_url, provider_reference=provider_reference
+        )
+
+    def transition(
+        self,
+        order_id: str,
+        sources: frozenset[OrderStatus],
+        target: OrderStatus,
+        now: datetime,
+        transaction_id: str | None = None,
+    ) -> bool:
+        o = self.s.orders[order_id]
+        if o.status not in sources:
+            return False
+        stamp = {f"{target.value}_at": now} if target is not OrderStatus.PENDING else {}
+        self.s.orders[order_id] = replace(
+            o,
+            status=target,
+            provider_transaction_id=transaction_id or o.provider_transaction_id,
+            **stamp,  # type: ignore[arg-type]
+        )
+        return True
+
+    def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
+        return [
+            o
+            for o in self.s.orders.values()
+            if o.status is OrderStatus.PENDING and o.expires_at <= now
+        ][:limit]
+
+
+class _Memberships:
+    def __init__(self, s: _State) -> None:
+        self.s = s
+
+    def get(self, user_id: str) -> Membership | None:
+        return self.s.memberships.get(user_id)
+
+    def put(self, membership: Membership) -> None:
+        self.s.memberships[membership.user_id] = membership
+
+    def expire_due(self, now: datetime) -> int:
+        n = 0
+        for uid, m in list(self.s.memberships.items()):
+            if m.status is MembershipStatus.ACTIVE and m.period_end <= now:
+                self.s.memberships[uid] = replace(m, status=MembershipStatus.EXPIRED)
+                n += 1
+        return n
+
+
+class _Events:
+    def __init__(self, s: _State) -> None:
+        self.s = s
+
+    def seen(self, provider: str, event_id: str) -> bool:
+        return (provider, event_id) in self.s.events
+
+    def record(
+        self, provider: str, event_id: str, kind: str, order_id: str | None, now: datetime
+    ) -> None:
+        if (provider, event_id) in self.s.events:
+            raise DuplicateKey(event_id)
+        self.s.events.add((provider, event_id))
+
+
+class FakeUnitOfWork:
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> Self:
+        self._snapshot = copy.deepcopy(self._store.state)
+        s = self._store.state
+        self.accounts = _Accounts(s)
+        self.grants = _Grants(s)
+        self.holds = _Holds(s)
+        self.ledger = _Ledger(s)
+        self.orders = _Orders(s)
+        self.memberships = _Memberships(s)
+        self.payment_events = _Events(s)
+        self._committed = False
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._committed:
+            self._store.state.__dict__.update(self._snapshot.__dict__)
+
+    def commit(self) -> None:
+        self._committed = True
+        self._store.commits += 1
+
+
+class FakeStore:
+    """The fake database; call it to get a unit of work."""
+
+    def __init__(self) -> None:
+        self.state = _State()
+        self.commits = 0
+
+    def __call__(self) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self)

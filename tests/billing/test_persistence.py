@@ -1,0 +1,150 @@
+"""Use cases on the real databases with a controlled clock: expiry, grace, the database's own
+guards, and the check-ledger command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.exc import DBAPIError
+
+from atelier_billing.adapters.persistence.migrate import upgrade
+from atelier_billing.adapters.persistence.tables import accounts
+from atelier_billing.bootstrap import BillingApp, build_app
+from atelier_billing.domain.errors import InsufficientCredits
+from atelier_billing.domain.model import GrantSource, LedgerKind
+from tests.billing.fakes import FakeClock
+from tests.support.billing_server import billing_settings
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, clock: FakeClock) -> Iterator[BillingApp]:
+    app = build_app(
+        billing_settings(database_url, tmp_path, SIGNUP_BONUS_VALIDITY_DAYS=3), clock=clock
+    )
+    upgrade(app.engine)
+    yield app
+    app.close()
+
+
+def admin_grant(
+    app: BillingApp, user: str, amount: int, expires_in_days: int, key: str, clock: FakeClock
+) -> None:
+    app.service.adjust_credits(
+        True, user, amount, "test grant", key, clock.now() + timedelta(days=expires_in_days)
+    )
+
+
+def test_spending_takes_the_earliest_expiring_grant_first(
+    app: BillingApp, clock: FakeClock
+) -> None:
+    svc = app.service
+    svc.set_up_account("u")  # 10, expires in 3 days
+    admin_grant(app, "u", 5, 1, "g1", clock)  # expires in 1 day
+    admin_grant(app, "u", 20, 10, "g2", clock)  # expires in 10 days
+    svc.hold_credits("u", "t1", 8, "")
+    # the 1-day grant is used up, then 3 of the 3-day bonus; the 10-day grant is untouched
+    remaining = {g.amount: g.remaining for g in svc.get_balance("u").grants}
+    assert remaining == {10: 7, 20: 20}
+
+
+def test_expiry_of_a_partially_spent_grant(app: BillingApp, clock: FakeClock) -> None:
+    svc = app.service
+    svc.set_up_account("u")
+    svc.hold_credits("u", "t1", 4, "")
+    svc.capture_hold("u", "t1")
+    clock.advance(days=3, seconds=1)
+    assert svc.get_balance("u").available == 0  # already not spendable at read time
+    report = svc.run_expiry()
+    assert (report.expired_grants, report.expired_credits) == (1, 6)
+    assert svc.run_expiry().expired_grants == 0  # only once
+    [entry, *_] = svc.list_ledger("u", 0, "").items
+    assert (entry.kind, entry.amount, entry.balance_after) == (LedgerKind.EXPIRE, -6, 0)
+    assert all(c.ok for c in svc.check_ledger())
+
+
+def test_release_into_an_expired_grant_gets_a_grace_regrant(
+    app: BillingApp, clock: FakeClock
+) -> None:
+    svc = app.service
+    svc.set_up_account("u")
+    admin_grant(app, "u", 5, 30, "long", clock)
+    svc.hold_credits("u", "t1", 12, "task:t1")  # 10 from the bonus, 2 from the long grant
+    clock.advance(days=4)
+    svc.run_expiry()
+    svc.release_hold("u", "t1")
+    balance = svc.get_balance("u")
+    by_source = {g.source: g for g in balance.grants}
+    assert balance.available == 15
+    assert by_source[GrantSource.GRACE].remaining == 10
+    assert by_source[GrantSource.GRACE].expires_at == clock.now() + timedelta(days=7)
+    assert by_source[GrantSource.ADMIN].remaining == 5
+    assert all(c.ok for c in svc.check_ledger())
+
+
+def test_expiry_is_applied_before_a_hold(app: BillingApp, clock: FakeClock) -> None:
+    svc = app.service
+    svc.set_up_account("u")
+    clock.advance(days=5)
+    with pytest.raises(InsufficientCredits):
+        svc.hold_credits("u", "t1", 1, "")
+    assert all(c.ok for c in svc.check_ledger())
+
+
+def test_the_database_refuses_negative_balances_and_ledger_edits(app: BillingApp) -> None:
+    app.service.set_up_account("u")
+    with pytest.raises(DBAPIError), app.engine.begin() as conn:
+        conn.execute(update(accounts).where(accounts.c.user_id == "u").values(available=-1))
+    with pytest.raises(DBAPIError), app.engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_entries SET amount = 1000"))
+    with pytest.raises(DBAPIError), app.engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger_entries"))
+    assert app.service.get_balance("u").available == 10
+
+
+def run_cli(database_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "BILLING_DATABASE_URL": database_url,
+        "ATELIER_DATA_DIR": str(tmp_path),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "atelier_billing.entrypoints.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_ledger_command_proves_consistency_and_reports_drift(
+    database_url: str, tmp_path: Path
+) -> None:
+    assert run_cli(database_url, tmp_path, "migrate").returncode == 0
+    app = build_app(billing_settings(database_url, tmp_path))
+    try:
+        app.service.set_up_account("good")
+        app.service.set_up_account("bad")
+        app.service.hold_credits("good", "t1", 3, "")
+        ok = run_cli(database_url, tmp_path, "check-ledger")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "2 accounts, 0 inconsistent" in ok.stdout
+        with app.engine.begin() as conn:  # drift: a balance changed behind the ledger's back
+            conn.execute(update(accounts).where(accounts.c.user_id == "bad").values(available=9))
+    finally:
+        app.close()
+    drift = run_cli(database_url, tmp_path, "check-ledger")
+    assert drift.returncode == 1
+    assert "bad: available 9 != ledger sum 10" in drift.stdout
+    assert "good:" not in drift.stdout

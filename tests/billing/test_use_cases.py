@@ -1,0 +1,262 @@
+"""Use cases on Fake* ports (no database)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from atelier_billing.application.use_cases import BillingService
+from atelier_billing.domain import errors
+from atelier_billing.domain.model import GrantSource, HoldStatus, LedgerKind, OrderStatus
+from atelier_ports import problems
+from atelier_ports.clock import Clock
+from atelier_ports.payments import PaymentEvent, PaymentEventKind, PaymentState, PaymentStatusReport
+from tests.billing.fakes import FakeClock, FakePaymentProvider, FakeStore
+
+
+def paid_event(
+    order_id: str, amount: int, event_id: str = "evt_1", currency: str = "USD"
+) -> PaymentEvent:
+    return PaymentEvent(
+        provider="fake",
+        event_id=event_id,
+        kind=PaymentEventKind.PAYMENT_SUCCEEDED,
+        occurred_at=FakeClock().now(),
+        order_id=order_id,
+        transaction_id=f"txn_{event_id}",
+        amount=amount,
+        currency=currency,
+    )
+
+
+def test_signup_bonus_is_granted_once(service: BillingService, store: FakeStore) -> None:
+    balance, created = service.set_up_account("u1")
+    again, created_again = service.set_up_account("u1")
+    assert (balance.available, created) == (10, True)
+    assert (again.available, created_again) == (10, False)
+    assert [g.source for g in again.grants] == [GrantSource.SIGNUP_BONUS]
+
+
+def test_hold_capture_release_move_credits(service: BillingService) -> None:
+    service.set_up_account("u1")
+    service.hold_credits("u1", "t1", 4, "task:t1")
+    service.hold_credits("u1", "t2", 3, "task:t2")
+    assert (service.get_balance("u1").available, service.get_balance("u1").held) == (3, 7)
+    service.capture_hold("u1", "t1")
+    service.release_hold("u1", "t2")
+    balance = service.get_balance("u1")
+    assert (balance.available, balance.held) == (6, 0)
+    kinds = [e.kind for e in service.list_ledger("u1", 0, "").items]
+    assert kinds == [
+        LedgerKind.RELEASE,
+        LedgerKind.CAPTURE,
+        LedgerKind.HOLD,
+        LedgerKind.HOLD,
+        LedgerKind.GRANT,
+    ]
+    assert all(check.ok for check in service.check_ledger())
+
+
+def test_insufficient_credits_change_nothing(service: BillingService) -> None:
+    service.set_up_account("u1")
+    with pytest.raises(errors.InsufficientCredits):
+        service.hold_credits("u1", "t1", 11, "")
+    assert service.get_balance("u1").available == 10
+    assert len(service.list_ledger("u1", 0, "").items) == 1
+
+
+def test_repeated_hold_is_one_effect_and_conflicting_reuse_is_refused(
+    service: BillingService,
+) -> None:
+    service.set_up_account("u1")
+    first = service.hold_credits("u1", "t1", 2, "")
+    for _ in range(5):
+        assert service.hold_credits("u1", "t1", 2, "").id == first.id
+    assert service.get_balance("u1").available == 8
+    with pytest.raises(errors.IdempotencyConflict):
+        service.hold_credits("u1", "t1", 3, "")
+
+
+def test_capture_after_release_and_release_after_capture_are_refused(
+    service: BillingService,
+) -> None:
+    service.set_up_account("u1")
+    service.hold_credits("u1", "a", 1, "")
+    service.hold_credits("u1", "b", 1, "")
+    service.release_hold("u1", "a")
+    service.capture_hold("u1", "b")
+    with pytest.raises(errors.HoldAlreadyReleased):
+        service.capture_hold("u1", "a")
+    with pytest.raises(errors.HoldAlreadyCaptured):
+        service.release_hold("u1", "b")
+    assert service.release_hold("u1", "a").status is HoldStatus.RELEASED  # repeat: fine
+    balance = service.get_balance("u1")
+    assert (balance.available, balance.held) == (9, 0)
+
+
+def test_unknown_hold_is_not_found(service: BillingService) -> None:
+    service.set_up_account("u1")
+    with pytest.raises(errors.HoldNotFound):
+        service.capture_hold("u1", "nope")
+
+
+def test_holds_are_scoped_to_their_user(service: BillingService) -> None:
+    service.set_up_account("a")
+    service.set_up_account("b")
+    service.hold_credits("a", "t1", 1, "")
+    with pytest.raises(errors.HoldNotFound):
+        service.release_hold("b", "t1")
+
+
+def test_release_into_an_expired_grant_is_regranted_with_grace(
+    store: FakeStore, clock: FakeClock, provider: FakePaymentProvider
+) -> None:
+    from tests.billing.conftest import make_policy
+    from tests.billing.fakes import FakeIds
+
+    svc = BillingService(
+        store,
+        clock,
+        FakeIds(),
+        make_policy(signup_bonus_validity=timedelta(days=1)),
+        {"fake": provider},
+    )
+    svc.set_up_account("u1")
+    svc.hold_credits("u1", "t1", 4, "task:t1")
+    clock.advance(days=2)
+    report = svc.run_expiry()
+    assert (report.expired_grants, report.expired_credits) == (1, 6)
+    svc.release_hold("u1", "t1")
+    balance = svc.get_balance("u1")
+    assert balance.available == 4
+    [grace] = balance.grants
+    assert grace.source is GrantSource.GRACE
+    assert grace.expires_at == clock.now() + timedelta(days=7)
+    assert all(check.ok for check in svc.check_ledger())
+
+
+def test_admin_adjustment_requires_admin_and_a_reason(service: BillingService) -> None:
+    service.set_up_account("u1")
+    with pytest.raises(problems.PermissionDenied):
+        service.adjust_credits(False, "u1", 5, "gift", "r1", None)
+    with pytest.raises(problems.InvalidArgument):
+        service.adjust_credits(True, "u1", 5, "  ", "r1", None)
+    service.adjust_credits(True, "u1", 5, "gift", "r1", None)
+    service.adjust_credits(True, "u1", 5, "gift", "r1", None)  # repeat: one effect
+    assert service.get_balance("u1").available == 15
+    service.adjust_credits(True, "u1", -12, "chargeback", "r2", None)
+    assert service.get_balance("u1").available == 3
+    with pytest.raises(errors.InsufficientCredits):
+        service.adjust_credits(True, "u1", -4, "too much", "r3", None)
+    [entry, *_] = service.list_ledger("u1", 0, "").items
+    assert (entry.kind, entry.amount, entry.reason) == (LedgerKind.ADJUST, -12, "chargeback")
+
+
+def test_order_prices_come_from_the_catalog(
+    service: BillingService, provider: FakePaymentProvider
+) -> None:
+    service.set_up_account("u1")
+    order = service.create_order("u1", "pack_100", "fake", "")
+    assert (order.amount, order.currency, order.status) == (999, "USD", OrderStatus.PENDING)
+    assert order.checkout_url == f"https://pay/{order.id}"
+    assert provider.checkouts[0].amount == 999
+    with pytest.raises(errors.CatalogItemNotFound):
+        service.create_order("u1", "pack_free", "fake", "")
+    with pytest.raises(errors.ChannelNotAvailable):
+        service.create_order("u1", "pack_100", "stripe", "")
+
+
+def test_order_request_id_is_idempotent(service: BillingService) -> None:
+    service.set_up_account("u1")
+    first = service.create_order("u1", "pack_100", "fake", "k1")
+    assert service.create_order("u1", "pack_100", "fake", "k1").id == first.id
+    with pytest.raises(errors.IdempotencyConflict):
+        service.create_order("u1", "pack_500", "fake", "k1")
+
+
+def test_membership_payment_activates_and_grants_quota_once(
+    service: BillingService, provider: FakePaymentProvider, clock: Clock
+) -> None:
+    service.set_up_account("u1")
+    order = service.create_order("u1", "plan_monthly", "fake", "")
+    provider.events[b"paid"] = paid_event(order.id, order.amount)
+    assert service.handle_notification("fake", {"sig": "ok"}, b"paid").applied
+    assert not service.handle_notification("fake", {"sig": "ok"}, b"paid").applied
+    balance = service.get_balance("u1")
+    assert balance.available == 10 + 300
+    assert balance.membership is not None and balance.membership.is_active(clock.now())
+    assert balance.quota_left == 300
+    assert service.get_order("u1", order.id).status is OrderStatus.PAID
+
+
+def test_forged_or_mismatched_notifications_change_nothing(
+    service: BillingService, provider: FakePaymentProvider
+) -> None:
+    service.set_up_account("u1")
+    order = service.create_order("u1", "pack_100", "fake", "")
+    provider.events[b"cheap"] = paid_event(order.id, 1, "evt_cheap")
+    provider.events[b"ghost"] = paid_event("ord_ghost", 999, "evt_ghost")
+    with pytest.raises(errors.InvalidSignature):
+        service.handle_notification("fake", {"sig": "forged"}, b"cheap")
+    with pytest.raises(errors.PaymentAmountMismatch):
+        service.handle_notification("fake", {"sig": "ok"}, b"cheap")
+    with pytest.raises(errors.OrderNotFound):
+        service.handle_notification("fake", {"sig": "ok"}, b"ghost")
+    with pytest.raises(errors.UnknownProvider):
+        service.handle_notification("paypal", {"sig": "ok"}, b"cheap")
+    assert service.get_order("u1", order.id).status is OrderStatus.PENDING
+    assert service.get_balance("u1").available == 10
+
+
+def test_refresh_recovers_a_lost_webhook(
+    service: BillingService, provider: FakePaymentProvider
+) -> None:
+    service.set_up_account("u1")
+    order = service.create_order("u1", "pack_100", "fake", "")
+    assert service.refresh_order("u1", order.id).status is OrderStatus.PENDING
+    provider.states[order.id] = PaymentStatusReport(
+        state=PaymentState.PAID, transaction_id="txn", amount=999, currency="USD"
+    )
+    assert service.refresh_order("u1", order.id).status is OrderStatus.PAID
+    assert service.refresh_order("u1", order.id).status is OrderStatus.PAID
+    assert service.get_balance("u1").available == 110
+
+
+def test_orders_of_other_users_are_not_found(service: BillingService) -> None:
+    service.set_up_account("a")
+    service.set_up_account("b")
+    order = service.create_order("a", "pack_100", "fake", "")
+    with pytest.raises(errors.OrderNotFound):
+        service.get_order("b", order.id)
+    assert service.list_orders("b", 0, "").items == []
+
+
+def test_pending_orders_and_memberships_expire(
+    service: BillingService, provider: FakePaymentProvider, clock: FakeClock
+) -> None:
+    service.set_up_account("u1")
+    pending = service.create_order("u1", "pack_100", "fake", "")
+    plan = service.create_order("u1", "plan_monthly", "fake", "")
+    provider.events[b"p"] = paid_event(plan.id, plan.amount)
+    service.handle_notification("fake", {"sig": "ok"}, b"p")
+    clock.advance(minutes=31)
+    assert service.run_expiry().expired_orders == 1
+    assert service.get_order("u1", pending.id).status is OrderStatus.EXPIRED
+    clock.advance(days=30)
+    report = service.run_expiry()
+    assert (report.expired_memberships, report.expired_credits) == (1, 300)
+    balance = service.get_balance("u1")
+    assert balance.available == 10 and balance.quota_left == 0
+
+
+def test_ledger_pages(service: BillingService) -> None:
+    service.set_up_account("u1")
+    for i in range(5):
+        service.hold_credits("u1", f"t{i}", 1, "")
+    first = service.list_ledger("u1", 4, "")
+    second = service.list_ledger("u1", 4, first.next_token)
+    assert len(first.items) == 4 and first.next_token
+    assert len(second.items) == 2 and second.next_token == ""
+    ids = [e.id for e in [*first.items, *second.items]]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 6
