@@ -47,7 +47,9 @@ run-billing: install
 	$(VENV)/bin/atelier-billing migrate
 	$(VENV)/bin/atelier-billing serve
 
-run: run-billing
+# The whole product (billing, tasks, gateway) on the embedded default; Ctrl-C stops all three.
+run: install
+	$(PY) -m atelier_gateway.devstack
 
 clean:
 	rm -rf $(GEN) $(VENV) var

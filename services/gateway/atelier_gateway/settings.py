@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,7 +39,9 @@ class GatewaySettings(BaseSettings):
     gateway_rpc_timeout_seconds: float = Field(
         default=5.0, validation_alias="GATEWAY_RPC_TIMEOUT_SECONDS"
     )
-    gateway_log_level: str = Field(default="INFO", validation_alias="GATEWAY_LOG_LEVEL")
+    gateway_log_level: str = Field(
+        default="INFO", validation_alias=AliasChoices("GATEWAY_LOG_LEVEL", "LOG_LEVEL")
+    )
     local_storage_dir: Path | None = Field(default=None, validation_alias="LOCAL_STORAGE_DIR")
     storage_signing_secret: SecretStr = Field(
         default=SecretStr("dev-storage-signing-secret"), validation_alias="STORAGE_SIGNING_SECRET"
