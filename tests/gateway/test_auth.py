@@ -348,3 +348,47 @@ def test_concurrent_signups_with_one_email_create_one_user(
         codes = sorted(pool.map(attempt, range(8)))
     assert codes == [201] + [409] * 7
     assert _count(gateway, orm.users) == 1
+
+
+def test_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
+    clock = FakeClock()
+    settings = gateway_settings(
+        str(tmp_path / "d"),
+        f"sqlite:///{tmp_path / 'g.db'}",
+        GATEWAY_AUTH_RATE_LIMIT_PER_MINUTE=6,
+        GATEWAY_AUTH_RATE_LIMIT_BURST=3,
+        GATEWAY_RATE_LIMIT_PER_MINUTE=60,
+        GATEWAY_RATE_LIMIT_BURST=5,
+    )
+    gw = start_gateway(settings, billing_accounts=FakeBillingAccounts(), clock=clock)
+    api = Api(gw.url)
+    try:
+        login = {"email": "x@example.com", "password": "wrong password"}
+        codes = [api.http.post("/v1/auth/login", json=login).status_code for _ in range(4)]
+        assert codes == [401, 401, 401, 429]
+        limited = api.http.post("/v1/auth/login", json=login)
+        assert limited.json()["code"] == "rate_limited"
+        assert int(limited.headers["Retry-After"]) >= 1
+        clock.current += timedelta(seconds=10)  # 6/minute: one more try after 10 s
+        assert api.http.post("/v1/auth/login", json=login).status_code == 401
+        # The general budget (5 burst) is separate and per client; health checks are exempt.
+        statuses = [api.http.get("/v1/catalog").status_code for _ in range(8)]
+        assert 429 in statuses
+        assert api.http.get("/healthz").status_code == 200
+    finally:
+        api.close()
+        gw.stop()
+
+
+def test_request_id_is_logged_as_json(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    from atelier_common.logs import JsonFormatter
+
+    caplog.set_level("INFO", logger="atelier.gateway.http")
+    api.http.get("/healthz", headers={"X-Request-ID": "log-me-7"})
+    lines = [
+        json.loads(JsonFormatter().format(r))
+        for r in caplog.records
+        if r.name == "atelier.gateway.http"
+    ]
+    assert any(line.get("route") == "/healthz" and line.get("status") == 200 for line in lines)
+    assert "password" not in caplog.text

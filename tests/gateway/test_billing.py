@@ -4,9 +4,11 @@ real billing service behind it (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import httpx
+from atelier_common.logs import JsonFormatter
 
 from tests.gateway.conftest import Stack, User
 
@@ -167,3 +169,33 @@ def test_readiness_and_request_id_with_billing(stack: Stack) -> None:
     assert r.headers["X-Request-ID"] == "trace-me-1"
     metrics = stack.api.http.get("/metrics").text
     assert re.search(r'route="/v1/me/balance",status="200"', metrics)
+
+
+class _Capture(logging.Handler):
+    """Formats at emit time, in the thread that handles the call (its context is set there)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[dict[str, object]] = []
+        self.formatter_ = JsonFormatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.formatter_.format(record)))
+
+
+def test_request_id_reaches_billing_in_grpc_metadata(stack: Stack) -> None:
+    user = stack.api.user("jay@example.com")
+    capture = _Capture()
+    grpc_log = logging.getLogger("atelier.grpc")
+    old_level = grpc_log.level
+    grpc_log.addHandler(capture)
+    grpc_log.setLevel(logging.DEBUG)
+    try:
+        r = user.get("/v1/me/balance", headers={"X-Request-ID": "follow-me-42"})
+        assert r.status_code == 200
+    finally:
+        grpc_log.removeHandler(capture)
+        grpc_log.setLevel(old_level)
+    seen = [line for line in capture.lines if line.get("request_id") == "follow-me-42"]
+    assert seen, capture.lines
+    assert seen[0]["user_id"] == user.id

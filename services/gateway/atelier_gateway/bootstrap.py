@@ -17,6 +17,7 @@ from atelier_gateway.adapters.grpc_clients import GrpcBillingAccounts, RemoteSer
 from atelier_gateway.adapters.jwt_tokens import JwtAccessTokenIssuer, UrlSafeSecretSource
 from atelier_gateway.adapters.local_files import LocalFileStore
 from atelier_gateway.adapters.passwords import Argon2PasswordHasher
+from atelier_gateway.adapters.rate_limit import TokenBucketRateLimiter
 from atelier_gateway.adapters.sqlalchemy_uow import SqlAlchemyUnitOfWorkFactory
 from atelier_gateway.application.auth import AuthService
 from atelier_gateway.application.idempotency import IdempotencyService
@@ -36,6 +37,8 @@ class Container:
     tasks: RemoteService
     clock: Clock
     files: LocalFileStore
+    rate_limit: TokenBucketRateLimiter
+    auth_rate_limit: TokenBucketRateLimiter
     closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
@@ -108,6 +111,14 @@ def build_container(
         clock=clock,
         files=LocalFileStore(
             settings.storage_dir(), settings.storage_signing_secret.get_secret_value().encode()
+        ),
+        rate_limit=TokenBucketRateLimiter(
+            settings.gateway_rate_limit_per_minute, settings.gateway_rate_limit_burst, clock
+        ),
+        auth_rate_limit=TokenBucketRateLimiter(
+            settings.gateway_auth_rate_limit_per_minute,
+            settings.gateway_auth_rate_limit_burst,
+            clock,
         ),
         closers=closers,
     )

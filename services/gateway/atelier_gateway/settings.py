@@ -46,6 +46,19 @@ class GatewaySettings(BaseSettings):
     storage_signing_secret: SecretStr = Field(
         default=SecretStr("dev-storage-signing-secret"), validation_alias="STORAGE_SIGNING_SECRET"
     )
+    # Requests per minute per client (0 disables); auth endpoints have their own, lower limit.
+    gateway_rate_limit_per_minute: int = Field(
+        default=600, validation_alias="GATEWAY_RATE_LIMIT_PER_MINUTE", ge=0
+    )
+    gateway_rate_limit_burst: int = Field(
+        default=120, validation_alias="GATEWAY_RATE_LIMIT_BURST", ge=1
+    )
+    gateway_auth_rate_limit_per_minute: int = Field(
+        default=30, validation_alias="GATEWAY_AUTH_RATE_LIMIT_PER_MINUTE", ge=0
+    )
+    gateway_auth_rate_limit_burst: int = Field(
+        default=20, validation_alias="GATEWAY_AUTH_RATE_LIMIT_BURST", ge=1
+    )
     billing_address: str = Field(default="127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     tasks_address: str = Field(default="127.0.0.1:50052", validation_alias="TASKS_ADDRESS")
 

@@ -15,12 +15,12 @@ from atelier_gateway.entrypoints.http import (
     webhooks,
 )
 from atelier_gateway.entrypoints.http.context import CONTAINER, METRICS, Metrics
-from atelier_gateway.entrypoints.http.middleware import observe, problems
+from atelier_gateway.entrypoints.http.middleware import observe, problems, rate_limit
 
 
 def create_app(container: Container) -> web.Application:
     app = web.Application(
-        middlewares=[observe, problems],
+        middlewares=[observe, problems, rate_limit],
         client_max_size=container.settings.gateway_max_body_bytes,
     )
     app[CONTAINER] = container

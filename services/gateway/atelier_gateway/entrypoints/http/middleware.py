@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import re
 import time
 import uuid
@@ -12,7 +14,7 @@ from aiohttp import web
 from atelier_common.context import CallContext, reset_current_call, set_current_call
 
 from atelier_gateway.adapters.grpc_clients import RemoteCallError
-from atelier_gateway.entrypoints.http.context import CALLER, METRICS, REQUEST_ID
+from atelier_gateway.entrypoints.http.context import CALLER, CONTAINER, METRICS, REQUEST_ID
 from atelier_gateway.entrypoints.http.problems import (
     Problem,
     from_domain_error,
@@ -69,6 +71,43 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             },
         )
         reset_current_call(token)
+
+
+_UNLIMITED_PREFIXES = ("/healthz", "/readyz", "/metrics", "/webhooks/")
+_AUTH_PREFIX = "/v1/auth/"
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """429 ``rate_limited`` past the budget: per user when a token is sent, else per address."""
+    path = request.path
+    if path.startswith(_UNLIMITED_PREFIXES):
+        return await handler(request)
+    c = request.app[CONTAINER]
+    client = request.remote or "unknown"
+    checks = [(c.rate_limit, _client_key(request, client))]
+    if path.startswith(_AUTH_PREFIX) and request.method == "POST":
+        checks.append((c.auth_rate_limit, f"auth:{client}"))
+    for limiter, key in checks:
+        wait = limiter.allow(key)
+        if wait > 0:
+            raise Problem(
+                429,
+                "rate_limited",
+                "Too many requests",
+                "slow down and retry later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+    return await handler(request)
+
+
+def _client_key(request: web.Request, client: str) -> str:
+    # The bearer token (hashed) identifies a user without verifying it here; unverified tokens
+    # only ever share a budget with themselves.
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer ") and len(header) < 4096:
+        return "tok:" + hashlib.sha256(header.encode()).hexdigest()[:32]
+    return f"ip:{client}"
 
 
 @web.middleware

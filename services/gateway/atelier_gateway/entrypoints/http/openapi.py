@@ -247,6 +247,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str | None, int, str | None, bool]]
         False,
     ),
     ("GET", "/healthz"): ("Liveness", None, 200, None, False),
+    ("GET", "/"): ("Landing page", None, 200, None, False),
     ("GET", "/readyz"): ("Readiness (database, billing, tasks)", None, 200, None, False),
     ("GET", "/metrics"): ("Prometheus metrics", None, 200, None, False),
     ("GET", "/v1/openapi.json"): ("This document", None, 200, None, False),

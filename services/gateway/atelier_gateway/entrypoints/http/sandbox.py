@@ -1,4 +1,5 @@
-"""The local market's sandbox checkout page (the "Pay" and "Fail" buttons) and order page."""
+"""HTML pages: the landing page, the local market's sandbox checkout (the "Pay" and "Fail"
+buttons) and the order page it returns to."""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ def _page(title: str, content: str, status: int = 200) -> web.Response:
         content_type="text/html",
         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
     )
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    content = (
+        "<p>The Atelier API is running.</p><ul>"
+        '<li><a href="/v1/openapi.json">OpenAPI document</a> (every endpoint)</li>'
+        '<li><a href="/readyz">Readiness</a> and <a href="/metrics">metrics</a></li>'
+        "</ul><p>Start with <code>POST /v1/auth/signup</code>; the README walks through a "
+        "purchase and a generation with curl.</p>"
+    )
+    return _page("Atelier", content)
 
 
 @routes.get("/sandbox/checkout/{order_id}")
