@@ -6,7 +6,7 @@ import copy
 import hashlib
 import itertools
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -353,7 +353,13 @@ class FakeTaskRepository:
             ]
 
     def claim(
-        self, kind: ClaimKind, now: datetime, owner: str, lease_until: datetime, limit: int
+        self,
+        kind: ClaimKind,
+        now: datetime,
+        owner: str,
+        lease_until: datetime,
+        limit: int,
+        start: Callable[[Task], None] | None = None,
     ) -> list[Task]:
         with self.lock:
             due: list[Task] = []
@@ -384,10 +390,16 @@ class FakeTaskRepository:
                 if ok:
                     due.append(t)
             out = []
-            for t in due[:limit]:
+            for stored in due[:limit]:
+                t = self._copy(stored)
                 t.lease_owner, t.lease_expires_at = owner, lease_until
+                if start is not None:
+                    start(t)
+                self.events[t.id].extend(t.new_events)
+                t.new_events.clear()
                 t.version += 1
-                out.append(self._copy(t))
+                self.tasks[t.id] = self._copy(t)
+                out.append(t)
             return out
 
     def timed_out(self, now: datetime, limit: int) -> list[str]:

@@ -47,7 +47,8 @@ class LocalObjectStorage:
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")
-        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        bad_part = any(p in ("", ".", "..") for p in parts)
+        if not key or key.startswith("/") or "\\" in key or bad_part:
             raise InvalidKey(f"invalid object key {key!r}")
         if key.endswith(_META):
             raise InvalidKey("reserved suffix")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -74,11 +74,19 @@ class TaskRepository(Protocol):
     def summaries(self, user_id: str) -> list[TaskSummary]: ...
 
     def claim(
-        self, kind: ClaimKind, now: datetime, owner: str, lease_until: datetime, limit: int
+        self,
+        kind: ClaimKind,
+        now: datetime,
+        owner: str,
+        lease_until: datetime,
+        limit: int,
+        start: Callable[[Task], None] | None = None,
     ) -> list[Task]:
         """Lease up to ``limit`` due tasks to ``owner`` (``FOR UPDATE SKIP LOCKED`` where the
         database has it), oldest first; a leased task is invisible to other claimers until
-        the lease ends."""
+        the lease ends. ``start`` is applied to each leased task inside the claiming
+        transaction (e.g. the move to ``processing``); its changes and events are written
+        together with the lease."""
         ...
 
     def timed_out(self, now: datetime, limit: int) -> list[str]: ...

@@ -50,11 +50,12 @@ def apply_result(app: TaskApplication, task: Task, result: GenerationResult) -> 
     config = app.config
     provider = app.providers.get(task.provider)
     if result.state is GenerationState.RUNNING:
+        style = provider.style if provider else ProviderStyle.POLLING
+        # Webhook providers report by themselves; polling them is only the lost-webhook sweep.
+        base = config.webhook_sweep if style is ProviderStyle.WEBHOOK else config.poll_initial
         if task.provider_job_id is None and result.provider_job_id:
-            task.running_at_provider(result.provider_job_id, now, now + config.poll_initial)
+            task.running_at_provider(result.provider_job_id, now, now + base)
         else:
-            style = provider.style if provider else ProviderStyle.POLLING
-            base = config.webhook_sweep if style is ProviderStyle.WEBHOOK else config.poll_initial
             delay = min(base * (2 ** min(task.polls + 1, 10)), max(config.poll_max, base))
             task.polled_still_running(now, now + delay)
         task.release_lease()

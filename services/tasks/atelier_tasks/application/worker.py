@@ -136,11 +136,21 @@ class TaskWorker:
     def dispatch_due(self) -> int:
         app = self.app
         now = app.clock.now()
+        started: set[str] = set()
+
+        def start(task: Task) -> None:
+            # Leasing and the move to processing are one transaction (one commit per task less).
+            if task.provider in app.providers and task.attempts < app.config.max_attempts:
+                task.start_attempt(now)
+                started.add(task.id)
+
         tasks = app.repository.claim(
-            ClaimKind.DISPATCH, now, self.owner, now + app.config.lease, self.batch
+            ClaimKind.DISPATCH, now, self.owner, now + app.config.lease, self.batch, start
         )
         for task in tasks:
-            self.dispatch(task)
+            if task.id in started:
+                app.hub.publish(task.id)
+            self.dispatch(task, started=task.id in started)
         return len(tasks)
 
     def poll_due(self) -> int:
@@ -155,21 +165,24 @@ class TaskWorker:
 
     # --- one task ------------------------------------------------------------------------------
 
-    def dispatch(self, task: Task) -> None:
+    def dispatch(self, task: Task, *, started: bool = False) -> None:
+        """Hand a leased task to its provider (``started``: already moved to processing)."""
         app = self.app
         provider = app.providers.get(task.provider)
         if provider is None:
             self._fail(task, ErrorReason.PROVIDER_REJECTED, f"no provider {task.provider!r}")
             return
-        if task.attempts >= app.config.max_attempts:
-            self._fail(task, ErrorReason.RETRIES_EXHAUSTED, task.error_message or "no result")
-            return
-        task.start_attempt(app.clock.now())
-        try:
-            app.repository.save(task)
-        except ConcurrentUpdate:
-            return
-        app.hub.publish(task.id)
+        if not started:
+            if task.attempts >= app.config.max_attempts:
+                message = task.error_message or "no result"
+                self._fail(task, ErrorReason.RETRIES_EXHAUSTED, message)
+                return
+            task.start_attempt(app.clock.now())
+            try:
+                app.repository.save(task)
+            except ConcurrentUpdate:
+                return
+            app.hub.publish(task.id)
         try:
             inputs = [app.storage.get(key) for key in task.input_keys]
         except ObjectNotFound:

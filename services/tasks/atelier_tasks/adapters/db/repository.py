@@ -9,7 +9,7 @@ the task id, delivered at commit, so watchers on every replica wake up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,10 +77,11 @@ class SqlTaskRepository:
             )
             if result.rowcount != 1:
                 raise ConcurrentUpdate(task.id)
-            self._insert_events(conn, task)
+            if task.new_events:
+                self._insert_events(conn, task)
+                self._notify(conn, task.id)  # watchers care about events only
             if images:
                 conn.execute(task_images.insert(), [self._image_row(i) for i in images])
-            self._notify(conn, task.id)
         task.version += 1
         task.new_events.clear()
 
@@ -92,7 +93,13 @@ class SqlTaskRepository:
             self._notify(conn, task_id)
 
     def claim(
-        self, kind: ClaimKind, now: datetime, owner: str, lease_until: datetime, limit: int
+        self,
+        kind: ClaimKind,
+        now: datetime,
+        owner: str,
+        lease_until: datetime,
+        limit: int,
+        start: Callable[[Task], None] | None = None,
     ) -> list[Task]:
         t = tasks.c
         free = sa.or_(t.lease_expires_at.is_(None), t.lease_expires_at < now)
@@ -119,23 +126,32 @@ class SqlTaskRepository:
             )
             order = t.next_poll_at
         query = (
-            sa.select(t.id)
+            sa.select(tasks)
             .where(due, free)
             .order_by(order, t.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        claimed: list[Task] = []
         with self.engine.begin() as conn:
-            ids = list(conn.execute(query).scalars())
-            if not ids:
-                return []
-            conn.execute(
-                tasks.update()
-                .where(t.id.in_(ids))
-                .values(lease_owner=owner, lease_expires_at=lease_until, version=t.version + 1)
-            )
-            rows = conn.execute(sa.select(tasks).where(t.id.in_(ids)).order_by(order, t.id))
-            return [self._task(r._mapping) for r in rows]
+            for row in conn.execute(query).all():
+                task = self._task(row._mapping)
+                task.lease_owner, task.lease_expires_at = owner, lease_until
+                if start is not None:
+                    start(task)
+                conn.execute(
+                    tasks.update()
+                    .where(t.id == task.id, t.version == task.version)
+                    .values(**self._row(task), version=task.version + 1)
+                )
+                if task.new_events:
+                    self._insert_events(conn, task)
+                    self._notify(conn, task.id)
+                claimed.append(task)
+        for task in claimed:
+            task.version += 1
+            task.new_events.clear()
+        return claimed
 
     # --- reads ---------------------------------------------------------------------------------
 
