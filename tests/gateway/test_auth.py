@@ -392,3 +392,37 @@ def test_request_id_is_logged_as_json(api: Api, caplog: pytest.LogCaptureFixture
     ]
     assert any(line.get("route") == "/healthz" and line.get("status") == 200 for line in lines)
     assert "password" not in caplog.text
+
+
+def test_token_lifecycle_on_each_database(database_url: str, tmp_path: Path) -> None:
+    """Rotation, reuse detection, concurrent refreshes and log-out on SQLite and PostgreSQL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = gateway_settings(str(tmp_path / "d"), database_url)
+    gw = start_gateway(settings, billing_accounts=FakeBillingAccounts())
+    api = Api(gw.url)
+    try:
+        user = api.user("pat@example.com")
+
+        def refresh(_: int) -> int:
+            with httpx.Client(base_url=gw.url, timeout=30) as c:
+                return c.post(
+                    "/v1/auth/refresh", json={"refresh_token": user.refresh_token}
+                ).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            codes = sorted(pool.map(refresh, range(6)))
+        # One refresh wins; every concurrent copy counts as reuse.
+        assert codes == [200] + [401] * 5
+        login = api.http.post(
+            "/v1/auth/login", json={"email": "pat@example.com", "password": PASSWORD}
+        ).json()
+        rotated = api.http.post("/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
+        assert rotated.status_code == 200
+        token = rotated.json()["refresh_token"]
+        assert api.http.post("/v1/auth/logout", json={"refresh_token": token}).status_code == 204
+        assert api.http.post("/v1/auth/refresh", json={"refresh_token": token}).status_code == 401
+        assert _count(gw, orm.users) == 1
+    finally:
+        api.close()
+        gw.stop()

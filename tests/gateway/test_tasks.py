@@ -254,3 +254,34 @@ def test_files_refuse_tampered_and_expired_links_and_bad_uploads(full_stack: Sta
     assert httpx.get(expired).status_code == 403
     other_key = str(url).replace(user.id, "usr_someone_else")
     assert httpx.get(other_key).status_code == 403
+
+
+def test_concurrent_retries_with_one_idempotency_key_create_one_task(paused_stack: Stack) -> None:
+    user = paused_stack.api.user("gia@example.com")
+    body = {"type": "text_to_image", "params": {"prompt": "once"}}
+
+    def create(_: int) -> httpx.Response:
+        with httpx.Client(base_url=paused_stack.gateway.url, timeout=60) as c:
+            return c.post("/v1/tasks", json=body, headers={**user.auth, "Idempotency-Key": "same"})
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(create, range(8)))
+    created = {r.json()["id"] for r in responses if r.status_code == 201}
+    assert len(created) == 1
+    for r in responses:
+        assert r.status_code == 201 or r.json()["code"] == "idempotency_key_in_flight", r.text
+    assert len(user.get("/v1/tasks").json()["items"]) == 1
+    assert user.get("/v1/me/balance").json()["available"] == 9
+
+
+def test_admin_task_listing_checks_the_role(paused_stack: Stack) -> None:
+    user = paused_stack.api.user("ops@example.com")
+    assert user.get("/v1/admin/tasks").status_code == 403
+    paused_stack.gateway.container.auth.promote_admin("ops@example.com")
+    r = paused_stack.api.http.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})
+    admin = User(user.api, user.id, r.json()["access_token"], r.json()["refresh_token"])
+    listing = admin.get("/v1/admin/tasks", params={"status": "pending"})
+    assert listing.status_code == 200, listing.text
+    assert "items" in listing.json()
+    bad = admin.get("/v1/admin/tasks", params={"status": "sleeping"})
+    assert bad.status_code == 400 and bad.json()["field"] == "status"
