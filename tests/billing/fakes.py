@@ -107,6 +107,7 @@ class _State:
     orders: dict[str, Order] = field(default_factory=dict)
     memberships: dict[str, Membership] = field(default_factory=dict)
     events: set[tuple[str, str]] = field(default_factory=set)
+    customers: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class _Accounts:
@@ -147,6 +148,10 @@ class _Accounts:
 
     def user_ids(self) -> Sequence[str]:
         return sorted(self.s.accounts)
+
+    def set_contact(self, user_id: str, email: str | None, name: str | None) -> None:
+        a = self.s.accounts[user_id]
+        self.s.accounts[user_id] = replace(a, email=email or a.email, name=name or a.name)
 
 
 class _Grants:
@@ -350,6 +355,16 @@ class _Orders:
         )
         return True
 
+    def by_transaction(self, channel: str, transaction_id: str) -> Order | None:
+        return next(
+            (
+                o
+                for o in self.s.orders.values()
+                if (o.channel, o.provider_transaction_id) == (channel, transaction_id)
+            ),
+            None,
+        )
+
     def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
         return [
             o
@@ -367,6 +382,11 @@ class _Memberships:
 
     def put(self, membership: Membership) -> None:
         self.s.memberships[membership.user_id] = membership
+
+    def by_subscription(self, subscription_id: str) -> Membership | None:
+        return next(
+            (m for m in self.s.memberships.values() if m.subscription_id == subscription_id), None
+        )
 
     def expire_due(self, now: datetime) -> int:
         n = 0
@@ -392,6 +412,25 @@ class _Events:
         self.s.events.add((provider, event_id))
 
 
+class _Customers:
+    def __init__(self, s: _State) -> None:
+        self.s = s
+
+    def get(self, user_id: str, provider: str) -> str | None:
+        return self.s.customers.get((user_id, provider))
+
+    def by_customer(self, provider: str, customer_id: str) -> str | None:
+        return next(
+            (u for (u, p), c in self.s.customers.items() if (p, c) == (provider, customer_id)),
+            None,
+        )
+
+    def add(self, user_id: str, provider: str, customer_id: str) -> None:
+        if (user_id, provider) in self.s.customers:
+            raise DuplicateKey(user_id)
+        self.s.customers[(user_id, provider)] = customer_id
+
+
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore) -> None:
         self._store = store
@@ -406,6 +445,7 @@ class FakeUnitOfWork:
         self.orders = _Orders(s)
         self.memberships = _Memberships(s)
         self.payment_events = _Events(s)
+        self.customers = _Customers(s)
         self._committed = False
         return self
 

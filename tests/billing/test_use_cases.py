@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -260,3 +261,128 @@ def test_ledger_pages(service: BillingService) -> None:
     assert len(second.items) == 2 and second.next_token == ""
     ids = [e.id for e in [*first.items, *second.items]]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == 6
+
+
+def subscription_event(kind: PaymentEventKind, event_id: str, **fields: object) -> PaymentEvent:
+    return PaymentEvent(
+        provider="fake",
+        event_id=event_id,
+        kind=kind,
+        occurred_at=FakeClock().now(),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def buy_membership(service: BillingService, provider: FakePaymentProvider) -> str:
+    service.set_up_account("u1")
+    order = service.create_order("u1", "plan_monthly", "fake", "")
+    provider.events[b"paid"] = PaymentEvent(
+        provider="fake",
+        event_id="evt_paid",
+        kind=PaymentEventKind.PAYMENT_SUCCEEDED,
+        occurred_at=FakeClock().now(),
+        order_id=order.id,
+        transaction_id="sub_1_first",
+        amount=order.amount,
+        currency="USD",
+        subscription_id="sub_1",
+    )
+    service.handle_notification("fake", {"sig": "ok"}, b"paid")
+    return order.id
+
+
+def deliver(service: BillingService, provider: FakePaymentProvider, event: PaymentEvent) -> bool:
+    provider.events[event.event_id.encode()] = event
+    return service.handle_notification("fake", {"sig": "ok"}, event.event_id.encode()).applied
+
+
+def test_renewals_grant_the_next_period_once_per_invoice(
+    service: BillingService, provider: FakePaymentProvider, clock: FakeClock
+) -> None:
+    buy_membership(service, provider)
+    first_end = service.get_balance("u1").membership.period_end  # type: ignore[union-attr]
+    renewal = subscription_event(
+        PaymentEventKind.SUBSCRIPTION_RENEWED,
+        "evt_r1",
+        subscription_id="sub_1",
+        transaction_id="in_2",
+        amount=1999,
+        currency="USD",
+    )
+    again = replace(renewal, event_id="evt_r1_redelivered")
+    assert deliver(service, provider, renewal)
+    assert not deliver(service, provider, again)  # another event for the same invoice
+    balance = service.get_balance("u1")
+    assert balance.available == 10 + 300 + 300
+    assert balance.membership is not None
+    assert balance.membership.period_end == first_end + timedelta(days=30)
+
+
+def test_a_renewal_before_its_checkout_is_refused_for_redelivery(
+    service: BillingService, provider: FakePaymentProvider
+) -> None:
+    service.set_up_account("u1")
+    early = subscription_event(
+        PaymentEventKind.SUBSCRIPTION_RENEWED,
+        "evt_early",
+        subscription_id="sub_9",
+        transaction_id="in_9",
+    )
+    with pytest.raises(errors.SubscriptionNotYetKnown):
+        deliver(service, provider, early)
+    assert service.get_balance("u1").available == 10
+
+
+def test_subscription_cancellation_is_final(
+    service: BillingService, provider: FakePaymentProvider
+) -> None:
+    buy_membership(service, provider)
+    at_end = subscription_event(
+        PaymentEventKind.SUBSCRIPTION_UPDATED,
+        "evt_u1",
+        subscription_id="sub_1",
+        details={"cancel_at_period_end": "true"},
+    )
+    assert deliver(service, provider, at_end)
+    assert service.get_balance("u1").membership.cancel_at_period_end  # type: ignore[union-attr]
+    assert deliver(
+        service,
+        provider,
+        subscription_event(
+            PaymentEventKind.SUBSCRIPTION_CANCELED, "evt_d", subscription_id="sub_1"
+        ),
+    )
+    late_update = subscription_event(
+        PaymentEventKind.SUBSCRIPTION_UPDATED,
+        "evt_u0",
+        subscription_id="sub_1",
+        details={"cancel_at_period_end": "false"},
+    )
+    assert not deliver(service, provider, late_update)  # out of order: changes nothing
+    membership = service.get_balance("u1").membership
+    assert membership is not None and membership.status.value == "canceled"
+
+
+def test_refund_takes_back_only_the_unspent_credits(
+    service: BillingService, provider: FakePaymentProvider
+) -> None:
+    service.set_up_account("u1")
+    order = service.create_order("u1", "pack_100", "fake", "")
+    provider.events[b"p"] = paid_event(order.id, order.amount, "evt_p")
+    service.handle_notification("fake", {"sig": "ok"}, b"p")
+    service.hold_credits("u1", "t1", 15, "")  # from the pack: it expires, the bonus never does
+    service.capture_hold("u1", "t1")
+    refund = subscription_event(
+        PaymentEventKind.REFUNDED,
+        "evt_refund",
+        transaction_id="txn_evt_p",
+        amount=999,
+        currency="USD",
+    )
+    assert deliver(service, provider, refund)
+    assert not deliver(service, provider, replace(refund, event_id="evt_refund_2"))
+    assert service.get_order("u1", order.id).status is OrderStatus.REFUNDED
+    assert service.get_balance("u1").available == 10  # the 85 unspent pack credits went back
+    [clawback, *_] = service.list_ledger("u1", 0, "").items
+    assert (clawback.kind, clawback.amount) == (LedgerKind.ADJUST, -85)
+    assert all(check.ok for check in service.check_ledger())

@@ -61,6 +61,10 @@ class AccountRepository(Protocol):
 
     def user_ids(self) -> Sequence[str]: ...
 
+    def set_contact(self, user_id: str, email: str | None, name: str | None) -> None:
+        """Remember the user's email/name (for provider customer records); None keeps a value."""
+        ...
+
 
 class GrantRepository(Protocol):
     def add(
@@ -156,11 +160,15 @@ class OrderRepository(Protocol):
 
     def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]: ...
 
+    def by_transaction(self, channel: str, transaction_id: str) -> Order | None: ...
+
 
 class MembershipRepository(Protocol):
     def get(self, user_id: str) -> Membership | None: ...
 
     def put(self, membership: Membership) -> None: ...
+
+    def by_subscription(self, subscription_id: str) -> Membership | None: ...
 
     def expire_due(self, now: datetime) -> int: ...
 
@@ -175,6 +183,18 @@ class PaymentEventRepository(Protocol):
         ...
 
 
+class CustomerRepository(Protocol):
+    def get(self, user_id: str, provider: str) -> str | None: ...
+
+    def by_customer(self, provider: str, customer_id: str) -> str | None:
+        """The user id owning a provider customer."""
+        ...
+
+    def add(self, user_id: str, provider: str, customer_id: str) -> None:
+        """DuplicateKey when the user already has a customer at this provider."""
+        ...
+
+
 class UnitOfWork(Protocol):
     accounts: AccountRepository
     grants: GrantRepository
@@ -183,6 +203,7 @@ class UnitOfWork(Protocol):
     orders: OrderRepository
     memberships: MembershipRepository
     payment_events: PaymentEventRepository
+    customers: CustomerRepository
 
     def __enter__(self) -> Self: ...
 
@@ -204,6 +225,7 @@ class UnitOfWorkFactory(Protocol):
 
 __all__ = [
     "AccountRepository",
+    "CustomerRepository",
     "DuplicateKey",
     "GrantRepository",
     "GrantSource",

@@ -114,11 +114,14 @@ class BillingService:
 
     # ---- accounts and balances -------------------------------------------------------------
 
-    def set_up_account(self, user_id: str) -> tuple[Balance, bool]:
+    def set_up_account(
+        self, user_id: str, email: str | None = None, name: str | None = None
+    ) -> tuple[Balance, bool]:
         """Create the account and grant the sign-up bonus — once per user, however often called."""
         now = self._clock.now()
         with self._uow() as uow:
             created = uow.accounts.create(user_id, now)
+            uow.accounts.set_contact(user_id, email or None, name or None)
             bonus = self._policy.signup_bonus
             if created and bonus > 0:
                 expires = (
@@ -444,9 +447,29 @@ class BillingService:
         with self._uow() as uow:
             return uow.orders.by_request(user_id, request_id)
 
+    def _customer(self, user_id: str, provider: PaymentProvider) -> str | None:
+        """The user's customer at the provider: created once, remembered (F3)."""
+        with self._uow() as uow:
+            known = uow.customers.get(user_id, provider.name)
+            account = uow.accounts.get(user_id)
+        if known is not None or account is None:
+            return known
+        customer_id = provider.ensure_customer(user_id, account.email, account.name)
+        if customer_id is None:
+            return None
+        try:
+            with self._uow() as uow:
+                uow.customers.add(user_id, provider.name, customer_id)
+                uow.commit()
+        except DuplicateKey:
+            with self._uow() as uow:
+                return uow.customers.get(user_id, provider.name)
+        return customer_id
+
     def _start_checkout(self, order: Order, provider: PaymentProvider) -> Order:
         item = self._policy.catalog.get(order.item_id)
         try:
+            customer_id = self._customer(order.user_id, provider)
             checkout = provider.create_checkout(
                 CheckoutRequest(
                     order_id=order.id,
@@ -463,6 +486,7 @@ class BillingService:
                     ),
                     expires_at=order.expires_at,
                     period_days=order.period_days,
+                    customer_id=customer_id,
                 )
             )
         except ProviderUnavailable as exc:
@@ -575,18 +599,22 @@ class BillingService:
         return NotificationOutcome(applied, event.event_id, event.order_id)
 
     def _apply_in(self, uow: UnitOfWork, event: PaymentEvent, now: datetime) -> bool:
-        if event.kind is PaymentEventKind.IGNORED:
+        kind = event.kind
+        if kind is PaymentEventKind.IGNORED:
             return False
-        if event.order_id is None:
-            log.warning(
-                "payment event kind not handled yet",
-                extra={"fields": {"provider": event.provider, "kind": event.kind}},
-            )
-            return False
-        order = uow.orders.get(event.order_id)
-        if order is None or order.channel != event.provider:
-            raise errors.OrderNotFound("the notification names an unknown order")
-        if event.kind is PaymentEventKind.PAYMENT_SUCCEEDED:
+        if kind is PaymentEventKind.SUBSCRIPTION_RENEWED:
+            return self._renew(uow, event, now)
+        if kind in (
+            PaymentEventKind.SUBSCRIPTION_UPDATED,
+            PaymentEventKind.SUBSCRIPTION_CANCELED,
+        ):
+            return self._subscription_changed(uow, event)
+        if kind is PaymentEventKind.CUSTOMER_UPDATED:
+            return self._customer_updated(uow, event)
+        order = self._order_of(uow, event)
+        if kind is PaymentEventKind.REFUNDED:
+            return self._refund(uow, order, event, now)
+        if kind is PaymentEventKind.PAYMENT_SUCCEEDED:
             if event.amount != order.amount or (event.currency or "").upper() != order.currency:
                 log.error(
                     "payment amount mismatch",
@@ -610,17 +638,125 @@ class BillingService:
                 return False  # already paid (or refunded): nothing twice
             self._fulfil(uow, order, event, now)
             return True
-        target = {
-            PaymentEventKind.PAYMENT_FAILED: OrderStatus.FAILED,
-            PaymentEventKind.CHECKOUT_EXPIRED: OrderStatus.EXPIRED,
-        }.get(event.kind)
-        if target is None:
-            log.warning(
-                "payment event kind not handled yet",
-                extra={"fields": {"provider": event.provider, "kind": event.kind}},
-            )
-            return False
+        target = (
+            OrderStatus.FAILED if kind is PaymentEventKind.PAYMENT_FAILED else OrderStatus.EXPIRED
+        )
         return uow.orders.transition(order.id, frozenset({OrderStatus.PENDING}), target, now)
+
+    def _order_of(self, uow: UnitOfWork, event: PaymentEvent) -> Order:
+        order = uow.orders.get(event.order_id) if event.order_id else None
+        if order is None and event.transaction_id:
+            order = uow.orders.by_transaction(event.provider, event.transaction_id)
+        if order is None or order.channel != event.provider:
+            raise errors.OrderNotFound("the notification names an unknown order")
+        return order
+
+    def _renew(self, uow: UnitOfWork, event: PaymentEvent, now: datetime) -> bool:
+        """A subscription invoice was paid: grant the next period's quota, once per invoice."""
+        membership = (
+            uow.memberships.by_subscription(event.subscription_id)
+            if event.subscription_id
+            else None
+        )
+        if membership is None:
+            # The checkout that created the subscription has not been applied yet (events arrive
+            # out of order): refuse, so the provider delivers this again later.
+            raise errors.SubscriptionNotYetKnown("renewal for a subscription we do not know yet")
+        plan = self._policy.catalog.get(membership.plan_id)
+        if plan is None:
+            raise errors.CatalogItemNotFound(f"plan {membership.plan_id!r} left the catalog")
+        key = f"renewal:{event.provider}:{event.transaction_id or event.event_id}"
+        if uow.grants.by_idempotency_key(key) is not None:
+            return False
+        start = max(membership.period_end, now)
+        end = event.period_end if event.period_end and event.period_end > start else None
+        end = end or start + timedelta(days=plan.period_days)
+        self._lock(uow, membership.user_id)
+        uow.memberships.put(
+            replace(
+                membership,
+                status=MembershipStatus.ACTIVE,
+                period_start=start,
+                period_end=end,
+                quota_total=plan.credits,
+            )
+        )
+        self._grant(
+            uow,
+            membership.user_id,
+            GrantSource.MEMBERSHIP,
+            plan.credits,
+            end,
+            now,
+            key=key,
+            reference=f"renewal {event.transaction_id or ''}".strip(),
+        )
+        return True
+
+    def _subscription_changed(self, uow: UnitOfWork, event: PaymentEvent) -> bool:
+        membership = (
+            uow.memberships.by_subscription(event.subscription_id)
+            if event.subscription_id
+            else None
+        )
+        if membership is None:
+            raise errors.SubscriptionNotYetKnown("update for a subscription we do not know yet")
+        if membership.status is MembershipStatus.CANCELED:
+            return False  # final: a late "updated" never revives a deleted subscription
+        if event.kind is PaymentEventKind.SUBSCRIPTION_CANCELED:
+            updated = replace(membership, status=MembershipStatus.CANCELED)
+        else:
+            updated = replace(
+                membership,
+                cancel_at_period_end=event.details.get("cancel_at_period_end") == "true",
+            )
+        if updated == membership:
+            return False
+        uow.memberships.put(updated)
+        return True
+
+    def _customer_updated(self, uow: UnitOfWork, event: PaymentEvent) -> bool:
+        user_id = (
+            uow.customers.by_customer(event.provider, event.customer_id)
+            if event.customer_id
+            else None
+        )
+        if user_id is None:
+            return False
+        uow.accounts.set_contact(user_id, event.details.get("email"), event.details.get("name"))
+        return True
+
+    def _refund(self, uow: UnitOfWork, order: Order, event: PaymentEvent, now: datetime) -> bool:
+        """Refunded: the order is marked so and the unspent part of what it bought is taken back
+        (never below zero); the ledger says how much."""
+        self._lock(uow, order.user_id)
+        if not uow.orders.transition(
+            order.id, frozenset({OrderStatus.PAID}), OrderStatus.REFUNDED, now
+        ):
+            return False
+        grant = uow.grants.by_idempotency_key(f"order:{order.id}")
+        if grant is None or grant.remaining == 0:
+            return True
+        refunded = event.amount if event.amount is not None else order.amount
+        wanted = -(-order.credits * min(refunded, order.amount) // max(order.amount, 1))
+        take = min(grant.remaining, wanted)
+        if take > 0 and uow.grants.take(grant.id, take):
+            after = uow.accounts.add_available(order.user_id, -take)
+            uow.ledger.append(
+                NewLedgerEntry(
+                    user_id=order.user_id,
+                    kind=LedgerKind.ADJUST,
+                    amount=-take,
+                    held_change=0,
+                    balance_after=after,
+                    reference=f"order {order.number}",
+                    reason=f"refund: {take} unspent credits taken back",
+                    idempotency_key=f"refund:{order.id}",
+                    grant_id=grant.id,
+                ),
+                now,
+            )
+        return True
 
     def _fulfil(self, uow: UnitOfWork, order: Order, event: PaymentEvent, now: datetime) -> None:
         """Grant what the order bought, in the transaction that marks it paid (F11)."""

@@ -69,3 +69,9 @@ class PaymentProviderUnavailable(problems.Unavailable):
 
 class AdminOnly(problems.PermissionDenied):
     reason = "ADMIN_ONLY"
+
+
+class SubscriptionNotYetKnown(problems.FailedPrecondition):
+    """An event about a subscription arrived before the checkout that created it."""
+
+    reason = "SUBSCRIPTION_NOT_YET_KNOWN"

@@ -75,6 +75,8 @@ class Account:
     available: int
     held: int
     created_at: datetime
+    email: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,7 @@ class Membership:
     period_end: datetime
     quota_total: int
     subscription_id: str | None = None
+    cancel_at_period_end: bool = False
 
     def is_active(self, now: datetime) -> bool:
         return self.status == MembershipStatus.ACTIVE and self.period_end > now

@@ -161,7 +161,9 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
     def SetUpAccount(
         self, request: pb.SetUpAccountRequest, context: grpc.ServicerContext
     ) -> pb.SetUpAccountResponse:
-        balance, created = self._svc.set_up_account(_user())
+        balance, created = self._svc.set_up_account(
+            _user(), request.email or None, request.name or None
+        )
         return pb.SetUpAccountResponse(balance=balance_pb(balance, self._clock()), created=created)
 
     def GetBalance(

@@ -23,6 +23,7 @@ from atelier_billing.adapters.persistence.tables import (
     ledger_entries,
     memberships,
     orders,
+    payment_customers,
     payment_events,
 )
 from atelier_billing.application import ports
@@ -76,7 +77,7 @@ class _Repo:
 
 
 def _account(row: Row[Any]) -> Account:
-    return Account(row.user_id, row.available, row.held, row.created_at)
+    return Account(row.user_id, row.available, row.held, row.created_at, row.email, row.name)
 
 
 class SqlAccounts(_Repo):
@@ -138,6 +139,11 @@ class SqlAccounts(_Repo):
         return list(
             self._c.execute(select(accounts.c.user_id).order_by(accounts.c.user_id)).scalars()
         )
+
+    def set_contact(self, user_id: str, email: str | None, name: str | None) -> None:
+        values = {k: v for k, v in (("email", email), ("name", name)) if v is not None}
+        if values:
+            self._c.execute(update(accounts).where(accounts.c.user_id == user_id).values(**values))
 
 
 def _grant(row: Row[Any]) -> Grant:
@@ -524,6 +530,14 @@ class SqlOrders(_Repo):
             raise
         return result.rowcount == 1
 
+    def by_transaction(self, channel: str, transaction_id: str) -> Order | None:
+        row = self._c.execute(
+            select(orders).where(
+                orders.c.channel == channel, orders.c.provider_transaction_id == transaction_id
+            )
+        ).first()
+        return _order(row) if row else None
+
     def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
         rows = self._c.execute(
             select(orders)
@@ -533,20 +547,29 @@ class SqlOrders(_Repo):
         return [_order(r) for r in rows]
 
 
+def _membership(row: Row[Any]) -> Membership:
+    return Membership(
+        user_id=row.user_id,
+        plan_id=row.plan_id,
+        status=MembershipStatus(row.status),
+        period_start=row.period_start,
+        period_end=row.period_end,
+        quota_total=row.quota_total,
+        subscription_id=row.subscription_id,
+        cancel_at_period_end=row.cancel_at_period_end,
+    )
+
+
 class SqlMemberships(_Repo):
     def get(self, user_id: str) -> Membership | None:
         row = self._c.execute(select(memberships).where(memberships.c.user_id == user_id)).first()
-        if row is None:
-            return None
-        return Membership(
-            user_id=row.user_id,
-            plan_id=row.plan_id,
-            status=MembershipStatus(row.status),
-            period_start=row.period_start,
-            period_end=row.period_end,
-            quota_total=row.quota_total,
-            subscription_id=row.subscription_id,
-        )
+        return _membership(row) if row else None
+
+    def by_subscription(self, subscription_id: str) -> Membership | None:
+        row = self._c.execute(
+            select(memberships).where(memberships.c.subscription_id == subscription_id)
+        ).first()
+        return _membership(row) if row else None
 
     def put(self, membership: Membership) -> None:
         values = {
@@ -556,6 +579,7 @@ class SqlMemberships(_Repo):
             "period_end": membership.period_end,
             "quota_total": membership.quota_total,
             "subscription_id": membership.subscription_id,
+            "cancel_at_period_end": membership.cancel_at_period_end,
         }
         # Callers hold the account lock, so read-then-write of this one row cannot interleave.
         result = self._c.execute(
@@ -595,6 +619,30 @@ class SqlPaymentEvents(_Repo):
         )
 
 
+class SqlCustomers(_Repo):
+    def get(self, user_id: str, provider: str) -> str | None:
+        return self._c.execute(
+            select(payment_customers.c.customer_id).where(
+                payment_customers.c.user_id == user_id, payment_customers.c.provider == provider
+            )
+        ).scalar()
+
+    def by_customer(self, provider: str, customer_id: str) -> str | None:
+        return self._c.execute(
+            select(payment_customers.c.user_id).where(
+                payment_customers.c.provider == provider,
+                payment_customers.c.customer_id == customer_id,
+            )
+        ).scalar()
+
+    def add(self, user_id: str, provider: str, customer_id: str) -> None:
+        self._insert(
+            insert(payment_customers).values(
+                user_id=user_id, provider=provider, customer_id=customer_id
+            )
+        )
+
+
 class SqlUnitOfWork:
     """One database transaction; rolled back unless ``commit()`` was called."""
 
@@ -605,6 +653,7 @@ class SqlUnitOfWork:
     orders: ports.OrderRepository
     memberships: ports.MembershipRepository
     payment_events: ports.PaymentEventRepository
+    customers: ports.CustomerRepository
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -619,6 +668,7 @@ class SqlUnitOfWork:
         self.orders = SqlOrders(self._conn)
         self.memberships = SqlMemberships(self._conn)
         self.payment_events = SqlPaymentEvents(self._conn)
+        self.customers = SqlCustomers(self._conn)
         return self
 
     def __exit__(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from atelier_common.sqltypes import UtcDateTime
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -42,6 +44,8 @@ accounts = Table(
     Column("available", BigInteger, nullable=False),
     Column("held", BigInteger, nullable=False),
     Column("created_at", TS, nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("name", String(200), nullable=True),
     CheckConstraint("available >= 0", name="available_non_negative"),
     CheckConstraint("held >= 0", name="held_non_negative"),
 )
@@ -154,7 +158,18 @@ memberships = Table(
     Column("period_start", TS, nullable=False),
     Column("period_end", TS, nullable=False),
     Column("quota_total", BigInteger, nullable=False),
-    Column("subscription_id", String(255), nullable=True),
+    Column("subscription_id", String(255), nullable=True, unique=True),
+    Column("cancel_at_period_end", Boolean, nullable=False, server_default=false()),
+)
+
+# One provider-side customer per user and provider, created once and remembered.
+payment_customers = Table(
+    "payment_customers",
+    metadata,
+    Column("user_id", String(64), ForeignKey("accounts.user_id"), primary_key=True),
+    Column("provider", String(32), primary_key=True),
+    Column("customer_id", String(255), nullable=False),
+    UniqueConstraint("provider", "customer_id"),
 )
 
 payment_events = Table(
