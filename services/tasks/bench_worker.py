@@ -48,19 +48,27 @@ def _settings(url: str, data_dir: str, billing_address: str | None) -> Any:
     return TasksSettings(**env)
 
 
-def _worker(url: str, data_dir: str, billing_address: str | None, name: str, q: Any) -> None:
+def _worker(
+    url: str, data_dir: str, billing_address: str | None, name: str, q: Any, go: Any
+) -> None:
     from atelier_tasks.bootstrap import build_app
 
     overrides: dict[str, Any] = {} if billing_address else {"billing": NoBilling()}
     app = build_app(_settings(url, data_dir, billing_address), **overrides)
     worker = app.new_worker(name)
+    q.put("ready")
+    go.wait()  # start-up (imports, connections) is not part of the measurement
+    cpu = time.process_time()
     done = idle = 0
+    finished = time.time()
     while idle < 3:
         n = worker.run_once().dispatched
         done += n
+        if n:
+            finished = time.time()
         idle = idle + 1 if n == 0 else 0
+    q.put((done, time.process_time() - cpu, finished))
     app.close()
-    q.put(done)
 
 
 def run(admin_url: str, tasks: int, workers: int, size: int, real_billing: bool) -> float:
@@ -104,19 +112,25 @@ def run(admin_url: str, tasks: int, workers: int, size: int, real_billing: bool)
             app.app.create_task(CreateTask("bench", TaskType.TEXT_TO_IMAGE, {**params, "seed": i}))
         app.close()
         ctx = mp.get_context("spawn")
-        q = ctx.Queue()
+        q, go = ctx.Queue(), ctx.Event()
         procs = [
-            ctx.Process(target=_worker, args=(url, data_dir, address, f"w{n}", q))
+            ctx.Process(target=_worker, args=(url, data_dir, address, f"w{n}", q, go))
             for n in range(workers)
         ]
-        started = time.perf_counter()
         for p in procs:
             p.start()
-        counts = [q.get() for _ in procs]
-        elapsed = time.perf_counter() - started
+        for _ in procs:
+            assert q.get() == "ready"
+        started = time.time()
+        go.set()
+        results = [q.get() for _ in procs]
+        elapsed = max(r[2] for r in results) - started
         for p in procs:
             p.join()
+        counts = [r[0] for r in results]
         assert sum(counts) == tasks, counts
+        cpu = sum(r[1] for r in results)
+        print(f"  worker CPU {cpu:.1f} s over {elapsed:.1f} s wall, split {counts}")
         return tasks / elapsed
     finally:
         if billing is not None:
