@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from atelier_billing.adapters.payments.http_sender import UrllibNotificationSender
 from atelier_billing.adapters.payments.local import LocalPaymentProvider
+from atelier_billing.adapters.payments.stripe_provider import StripePaymentProvider
 from atelier_billing.adapters.persistence.repository import SqlUnitOfWorkFactory
 from atelier_billing.application.policy import BillingPolicy
 from atelier_billing.application.use_cases import BillingService
@@ -42,7 +43,18 @@ def build_payment_provider(name: str, settings: BillingSettings, clock: Clock) -
             clock=clock,
             currency=settings.local_payment_currency,
         )
-    # Stripe and WeChat Pay adapters come with their market issues; until then refuse clearly.
+    if name == "stripe":
+        order_page = f"{settings.gateway_public_url.rstrip('/')}/orders/{{order_id}}"
+        return StripePaymentProvider(
+            api_key=settings.stripe_api_key.get_secret_value(),
+            webhook_secret=settings.stripe_webhook_secret.get_secret_value(),
+            success_url=settings.stripe_success_url or f"{order_page}?checkout=success",
+            cancel_url=settings.stripe_cancel_url or f"{order_page}?checkout=cancel",
+            clock=clock,
+            currency=settings.stripe_currency,
+            api_base=settings.stripe_api_base or None,
+        )
+    # The WeChat Pay adapter comes with the cn market issue; until then refuse clearly.
     raise ValueError(f"payment channel {name!r} is not available in this build")
 
 

@@ -38,6 +38,16 @@ class BillingSettings(BaseSettings):
         SecretStr("dev-local-payment-secret"), validation_alias="LOCAL_PAYMENT_WEBHOOK_SECRET"
     )
     local_payment_currency: str = Field("USD", validation_alias="LOCAL_PAYMENT_CURRENCY")
+    stripe_api_key: SecretStr = Field(SecretStr(""), validation_alias="STRIPE_API_KEY")
+    stripe_webhook_secret: SecretStr = Field(
+        SecretStr(""), validation_alias="STRIPE_WEBHOOK_SECRET"
+    )
+    # Only for tests and stripe-mock style servers; empty means Stripe's real API.
+    stripe_api_base: str = Field("", validation_alias="STRIPE_API_BASE")
+    stripe_currency: str = Field("USD", validation_alias="STRIPE_CURRENCY")
+    # {order_id} is replaced; the default returns the browser to the gateway's order page.
+    stripe_success_url: str = Field("", validation_alias="STRIPE_SUCCESS_URL")
+    stripe_cancel_url: str = Field("", validation_alias="STRIPE_CANCEL_URL")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 
     def resolved_database_url(self) -> str:

@@ -39,7 +39,7 @@ from atelier_billing.domain.model import (
 )
 from atelier_ports import problems
 from atelier_ports.clock import Clock
-from atelier_ports.errors import InvalidNotification, ProviderUnavailable
+from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
 from atelier_ports.ids import IdGenerator
 from atelier_ports.payments import (
     CheckoutMode,
@@ -494,6 +494,17 @@ class BillingService:
             raise errors.PaymentProviderUnavailable(
                 "the payment provider is unavailable; try again"
             ) from exc
+        except ProviderRejected as exc:
+            log.error("checkout refused", extra={"fields": {"order": order.id, "error": str(exc)}})
+            with self._uow() as uow:
+                uow.orders.transition(
+                    order.id,
+                    frozenset({OrderStatus.PENDING}),
+                    OrderStatus.FAILED,
+                    self._clock.now(),
+                )
+                uow.commit()
+            raise errors.PaymentProviderRejected("the payment provider refused the order") from exc
         with self._uow() as uow:
             uow.orders.set_checkout(
                 order.id, checkout.url, checkout.code_url, checkout.provider_reference

@@ -75,3 +75,7 @@ class SubscriptionNotYetKnown(problems.FailedPrecondition):
     """An event about a subscription arrived before the checkout that created it."""
 
     reason = "SUBSCRIPTION_NOT_YET_KNOWN"
+
+
+class PaymentProviderRejected(problems.FailedPrecondition):
+    reason = "PAYMENT_PROVIDER_REJECTED"
