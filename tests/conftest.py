@@ -22,13 +22,12 @@ def postgres_server() -> Iterator[PostgresServer | None]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer | None
-) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: an SQLite file, or a new database on the PostgreSQL server."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
+    postgres_server: PostgresServer | None = request.getfixturevalue("postgres_server")
     if postgres_server is None:
         pytest.skip(f"NO POSTGRESQL AVAILABLE — PostgreSQL tests skipped: {_pg_status['why_not']}")
     url = postgres_server.create_database()
