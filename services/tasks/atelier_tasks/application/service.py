@@ -48,7 +48,14 @@ from atelier_tasks.domain.errors import (
     RequestIdConflict,
     TaskNotFound,
 )
-from atelier_tasks.domain.model import ResultImage, Task, TaskEvent, TaskStatus, TaskType
+from atelier_tasks.domain.model import (
+    HoldState,
+    ResultImage,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    TaskType,
+)
 from atelier_tasks.domain.params import validate_params
 
 log = logging.getLogger("atelier.tasks")
@@ -194,7 +201,7 @@ class TaskApplication:
 
     def place_hold(self, task: Task) -> Task:
         """Saga step 2 (and its recovery): idempotent by the task id."""
-        if task.hold_state.value != "placing":
+        if task.hold_state is not HoldState.PLACING:
             return task
         try:
             self.billing.hold(task.user_id, task.id, task.cost, f"task:{task.id}")

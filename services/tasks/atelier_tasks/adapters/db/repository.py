@@ -283,7 +283,9 @@ class SqlTaskRepository:
         t = tasks.c
         query = (
             sa.select(t.id)
-            .where(t.status.in_(_OPEN), t.deadline_at < now, t.hold_state != "placing")
+            .where(
+                t.status.in_(_OPEN), t.deadline_at < now, t.hold_state != HoldState.PLACING.value
+            )
             .order_by(t.deadline_at)
             .limit(limit)
         )
