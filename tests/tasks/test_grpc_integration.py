@@ -261,7 +261,7 @@ def test_provider_notification_needs_only_the_internal_credential(stack: Stack) 
     with pytest.raises(grpc.RpcError) as err:
         stack.stub.HandleProviderNotification(request, metadata=stack.md(None))
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # verified by the adapter
-    assert error_reason(err.value) == "INVALID_NOTIFICATION"
+    assert error_reason(err.value) == "INVALID_SIGNATURE"
     with pytest.raises(grpc.RpcError) as err:
         stack.stub.HandleProviderNotification(request)
     assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED

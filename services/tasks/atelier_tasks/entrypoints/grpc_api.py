@@ -41,7 +41,7 @@ _STATUSES_BACK: dict[int, TaskStatus] = {int(v): k for k, v in _STATUSES.items()
 
 
 class InvalidProviderNotification(InvalidArgument):
-    reason = "INVALID_NOTIFICATION"
+    reason = "INVALID_SIGNATURE"
 
 
 def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
