@@ -365,6 +365,14 @@ class _Orders:
             None,
         )
 
+    def pending_since(self, cutoff: datetime, limit: int) -> Sequence[Order]:
+        rows = [
+            o
+            for o in self.s.orders.values()
+            if o.status is OrderStatus.PENDING and o.created_at <= cutoff
+        ]
+        return sorted(rows, key=lambda o: o.created_at)[:limit]
+
     def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
         return [
             o

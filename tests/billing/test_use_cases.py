@@ -386,3 +386,23 @@ def test_refund_takes_back_only_the_unspent_credits(
     [clawback, *_] = service.list_ledger("u1", 0, "").items
     assert (clawback.kind, clawback.amount) == (LedgerKind.ADJUST, -85)
     assert all(check.ok for check in service.check_ledger())
+
+
+def test_the_periodic_sweep_reconciles_orders_pending_for_a_while(
+    service: BillingService, provider: FakePaymentProvider, clock: FakeClock
+) -> None:
+    service.set_up_account("u1")
+    old = service.create_order("u1", "pack_100", "fake", "")
+    clock.advance(minutes=5)
+    young = service.create_order("u1", "pack_500", "fake", "")
+    for order in (old, young):
+        provider.states[order.id] = PaymentStatusReport(
+            state=PaymentState.PAID,
+            transaction_id=f"txn_{order.id}",
+            amount=order.amount,
+            currency="USD",
+        )
+    assert service.reconcile_pending_orders(timedelta(minutes=3)) == 1
+    assert service.get_order("u1", old.id).status is OrderStatus.PAID
+    assert service.get_order("u1", young.id).status is OrderStatus.PENDING
+    assert service.get_balance("u1").available == 110

@@ -32,6 +32,8 @@ class BillingSettings(BaseSettings):
     )  # 0 = never expires
     grace_period_days: int = Field(7, validation_alias="GRACE_PERIOD_DAYS", ge=1)
     order_ttl_minutes: int = Field(30, validation_alias="ORDER_TTL_MINUTES", ge=1)
+    # The periodic sweep asks providers about orders pending longer than this (F12).
+    reconcile_after_seconds: int = Field(180, validation_alias="BILLING_RECONCILE_AFTER_SECONDS")
     expiry_interval_seconds: float = Field(60.0, validation_alias="BILLING_EXPIRY_INTERVAL_SECONDS")
     gateway_public_url: str = Field("http://127.0.0.1:8080", validation_alias="GATEWAY_PUBLIC_URL")
     local_payment_secret: SecretStr = Field(

@@ -162,6 +162,10 @@ class OrderRepository(Protocol):
 
     def by_transaction(self, channel: str, transaction_id: str) -> Order | None: ...
 
+    def pending_since(self, cutoff: datetime, limit: int) -> Sequence[Order]:
+        """Pending orders created at or before ``cutoff``, oldest first."""
+        ...
+
 
 class MembershipRepository(Protocol):
     def get(self, user_id: str) -> Membership | None: ...

@@ -545,10 +545,34 @@ class BillingService:
         order = self.get_order(user_id, order_id)
         if order.status not in (OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.FAILED):
             return order
+        self._reconcile(order)
+        return self.get_order(user_id, order_id)
+
+    def reconcile_pending_orders(self, min_age: timedelta, limit: int = 100) -> int:
+        """The periodic sweep of F12: ask providers about orders pending for a while.
+        Returns how many orders changed."""
+        with self._uow() as uow:
+            pending = list(uow.orders.pending_since(self._clock.now() - min_age, limit))
+        changed = 0
+        for order in pending:
+            try:
+                self._reconcile(order)
+            except problems.DomainError as exc:  # one bad order must not stop the sweep
+                log.warning(
+                    "reconciliation failed",
+                    extra={"fields": {"order": order.id, "reason": exc.reason}},
+                )
+                continue
+            with self._uow() as uow:
+                current = uow.orders.get(order.id)
+            changed += current is not None and current.status is not order.status
+        return changed
+
+    def _reconcile(self, order: Order) -> None:
         provider = self._provider(order.channel)
         try:
             report = provider.query_payment(self._ref(order))
-        except ProviderUnavailable as exc:
+        except (ProviderUnavailable, ProviderRejected) as exc:
             raise errors.PaymentProviderUnavailable("could not reach the provider") from exc
         kind = {
             PaymentState.PAID: PaymentEventKind.PAYMENT_SUCCEEDED,
@@ -570,7 +594,6 @@ class BillingService:
                 period_end=report.period_end,
             )
             self._apply_event(event)
-        return self.get_order(user_id, order_id)
 
     # ---- payment notifications (F11) ------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 
 from atelier_common.grpc_server import RunningServer, ServerConfig, build_server
 
@@ -38,6 +39,11 @@ class BillingServer:
 def _expiry_loop(app: BillingApp, stop: threading.Event, interval: float) -> None:
     while not stop.wait(interval):
         try:
+            reconciled = app.service.reconcile_pending_orders(
+                timedelta(seconds=app.settings.reconcile_after_seconds)
+            )
+            if reconciled:
+                log.info("reconciled orders", extra={"fields": {"changed": reconciled}})
             report = app.service.run_expiry()
             if any((report.expired_grants, report.expired_orders, report.expired_memberships)):
                 log.info("expiry", extra={"fields": asdict(report)})

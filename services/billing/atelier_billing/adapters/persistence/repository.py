@@ -538,6 +538,15 @@ class SqlOrders(_Repo):
         ).first()
         return _order(row) if row else None
 
+    def pending_since(self, cutoff: datetime, limit: int) -> Sequence[Order]:
+        rows = self._c.execute(
+            select(orders)
+            .where(orders.c.status == str(OrderStatus.PENDING), orders.c.created_at <= cutoff)
+            .order_by(orders.c.created_at)
+            .limit(limit)
+        )
+        return [_order(r) for r in rows]
+
     def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
         rows = self._c.execute(
             select(orders)
