@@ -193,3 +193,16 @@ def test_concurrent_refreshes_and_webhook_grant_once(env: Env) -> None:
     assert results == [200] * 5 + [pb.ORDER_STATUS_PAID] * 5
     assert env.balance().available == 510
     assert all(check.ok for check in env.billing.app.service.check_ledger())
+
+
+def test_the_periodic_sweep_recovers_a_lost_webhook(env: Env) -> None:
+    order = create_order(env, "plan_monthly")
+    env.relay.close()
+    with pytest.raises(grpc.RpcError):
+        env.stub.CompleteSandboxCheckout(
+            pb.CompleteSandboxCheckoutRequest(order_id=order.id, outcome=pb.SANDBOX_OUTCOME_PAID),
+            metadata=env.billing.metadata(None),
+        )
+    assert env.billing.app.service.reconcile_pending_orders(timedelta(0)) == 1
+    assert env.order(order.id).status == pb.ORDER_STATUS_PAID
+    assert env.balance().membership.active
