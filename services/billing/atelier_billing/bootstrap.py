@@ -38,7 +38,8 @@ def build_payment_provider(name: str, settings: BillingSettings, clock: Clock) -
         return LocalPaymentProvider(
             secret=settings.local_payment_secret.get_secret_value(),
             checkout_base_url=settings.gateway_public_url,
-            webhook_url=f"{settings.gateway_public_url.rstrip('/')}/webhooks/local",
+            webhook_url=settings.local_payment_webhook_url
+            or f"{settings.gateway_public_url.rstrip('/')}/webhooks/local",
             records_dir=settings.data_dir / "local-payments",
             clock=clock,
             currency=settings.local_payment_currency,

@@ -39,6 +39,9 @@ class BillingSettings(BaseSettings):
     local_payment_secret: SecretStr = Field(
         SecretStr("dev-local-payment-secret"), validation_alias="LOCAL_PAYMENT_WEBHOOK_SECRET"
     )
+    # Where the sandbox sends its notifications; empty = {GATEWAY_PUBLIC_URL}/webhooks/local.
+    # Set it when the gateway is reached under another name inside the network (containers).
+    local_payment_webhook_url: str = Field("", validation_alias="LOCAL_PAYMENT_WEBHOOK_URL")
     local_payment_currency: str = Field("USD", validation_alias="LOCAL_PAYMENT_CURRENCY")
     stripe_api_key: SecretStr = Field(SecretStr(""), validation_alias="STRIPE_API_KEY")
     stripe_webhook_secret: SecretStr = Field(
