@@ -197,3 +197,34 @@ def test_isolation_on_sql(make_tasks: Callable[..., TasksApp], billing: FakeBill
     assert tasks.app.list_tasks("u2", 10, "")[0] == []
     assert tasks.app.list_images("u2", 10, "")[0] == []
     assert tasks.app.user_stats("u2").generations == 0
+
+
+def test_list_tasks_pages_and_filters_on_sql(
+    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+) -> None:
+    clock = FakeClock()
+    tasks = make_tasks(billing=billing, clock=clock)
+    created = []
+    for i in range(7):
+        created.append(
+            tasks.app.create_task(
+                CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": f"p{i}"})
+            ).task.id
+        )
+        if i % 2:
+            clock.advance(seconds=1)  # some share a timestamp: the id breaks the tie
+    tasks.app.cancel_task("u1", created[3])
+    seen: list[str] = []
+    token = ""
+    while True:
+        page, token = tasks.app.list_tasks("u1", 3, token)
+        seen += [v.task.id for v in page]
+        if not token:
+            break
+    assert sorted(seen) == sorted(created) and len(seen) == 7
+    stamps = [tasks.app.get_task("u1", t).task.created_at for t in seen]
+    assert stamps == sorted(stamps, reverse=True)
+    cancelled, _ = tasks.app.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
+    assert [v.task.id for v in cancelled] == [created[3]]
+    none, _ = tasks.app.list_tasks("u1", 10, "", task_type=TaskType.BASIC_CLEAN)
+    assert none == []
