@@ -1,0 +1,167 @@
+"""The PaymentProvider contract: every adapter passes the same suite, so they are
+interchangeable by proof. A *driver* per adapter plays the customer and the vendor (paying,
+producing the notification the vendor would send)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from atelier_billing.adapters.payments.local import LocalPaymentProvider
+from atelier_billing.adapters.payments.stripe_provider import StripePaymentProvider
+from atelier_ports.clock import SystemClock
+from atelier_ports.errors import InvalidNotification
+from atelier_ports.payments import (
+    Checkout,
+    CheckoutMode,
+    CheckoutRequest,
+    OrderRef,
+    PaymentEventKind,
+    PaymentProvider,
+    PaymentState,
+)
+from tests.support.stripe_server import API_KEY, WEBHOOK_SECRET, FakeStripe, sign
+
+
+class Driver(Protocol):
+    provider: PaymentProvider
+
+    def pay(self, request: CheckoutRequest, checkout: Checkout) -> tuple[dict[str, str], bytes]:
+        """Complete the payment; return the notification (headers, raw body) the vendor sends."""
+        ...
+
+
+@dataclass
+class LocalDriver:
+    provider: LocalPaymentProvider
+
+    def pay(self, request: CheckoutRequest, checkout: Checkout) -> tuple[dict[str, str], bytes]:
+        ref = OrderRef(
+            request.order_id,
+            request.order_number,
+            checkout.provider_reference,
+            request.amount,
+            request.currency,
+        )
+        note = self.provider.sandbox_notification(ref, True, SystemClock().now())
+        return dict(note.headers), note.body
+
+
+@dataclass
+class StripeDriver:
+    provider: StripePaymentProvider
+    server: FakeStripe
+
+    def pay(self, request: CheckoutRequest, checkout: Checkout) -> tuple[dict[str, str], bytes]:
+        event = self.server.complete_session(checkout.provider_reference)
+        body = json.dumps(event).encode()
+        ts = int(SystemClock().now().timestamp())
+        return {"Stripe-Signature": sign(body, WEBHOOK_SECRET, ts)}, body
+
+
+@pytest.fixture(params=["local", "stripe"])
+def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
+    clock = SystemClock()
+    if request.param == "local":
+        yield LocalDriver(
+            LocalPaymentProvider(
+                secret="contract-secret",
+                checkout_base_url="http://gateway.test",
+                webhook_url="http://gateway.test/webhooks/local",
+                records_dir=tmp_path / "records",
+                clock=clock,
+            )
+        )
+        return
+    server = FakeStripe()
+    try:
+        yield StripeDriver(
+            StripePaymentProvider(
+                api_key=API_KEY,
+                webhook_secret=WEBHOOK_SECRET,
+                success_url="http://gateway.test/orders/{order_id}",
+                cancel_url="http://gateway.test/orders/{order_id}",
+                clock=clock,
+                api_base=server.url,
+                max_network_retries=0,
+            ),
+            server,
+        )
+    finally:
+        server.close()
+
+
+def checkout_request(
+    order_id: str = "ord_contract_1", mode: CheckoutMode = CheckoutMode.ONE_TIME
+) -> CheckoutRequest:
+    return CheckoutRequest(
+        order_id=order_id,
+        order_number="AT-261121-ABCDEF",
+        user_id="user_1",
+        item_id="pack_100",
+        item_name="100 credits",
+        amount=999,
+        currency="USD",
+        mode=mode,
+        expires_at=SystemClock().now() + timedelta(minutes=30),
+        period_days=30 if mode is CheckoutMode.SUBSCRIPTION else 0,
+    )
+
+
+def ref(request: CheckoutRequest, checkout: Checkout) -> OrderRef:
+    return OrderRef(
+        request.order_id,
+        request.order_number,
+        checkout.provider_reference,
+        request.amount,
+        request.currency,
+    )
+
+
+@pytest.mark.parametrize("mode", list(CheckoutMode))
+def test_checkout_gives_the_browser_somewhere_to_pay(driver: Driver, mode: CheckoutMode) -> None:
+    checkout = driver.provider.create_checkout(checkout_request(mode=mode))
+    assert checkout.provider_reference
+    assert checkout.url or checkout.code_url
+    assert driver.provider.currency == "USD"
+
+
+def test_checkout_is_idempotent_per_order(driver: Driver) -> None:
+    first = driver.provider.create_checkout(checkout_request())
+    again = driver.provider.create_checkout(checkout_request())
+    assert (first.provider_reference, first.url) == (again.provider_reference, again.url)
+
+
+def test_a_paid_order_is_notified_and_queryable(driver: Driver) -> None:
+    request = checkout_request()
+    checkout = driver.provider.create_checkout(request)
+    assert driver.provider.query_payment(ref(request, checkout)).state is PaymentState.PENDING
+    headers, body = driver.pay(request, checkout)
+    event = driver.provider.parse_notification(headers, body)
+    assert event.kind is PaymentEventKind.PAYMENT_SUCCEEDED
+    assert (event.order_id, event.amount, event.currency) == (request.order_id, 999, "USD")
+    assert event.event_id and event.transaction_id and event.provider == driver.provider.name
+    report = driver.provider.query_payment(ref(request, checkout))
+    assert report.state is PaymentState.PAID
+    assert (report.amount, report.transaction_id) == (999, event.transaction_id)
+
+
+def test_tampered_or_unsigned_notifications_are_refused(driver: Driver) -> None:
+    request = checkout_request()
+    checkout = driver.provider.create_checkout(request)
+    headers, body = driver.pay(request, checkout)
+    tampered = body.replace(b"999", b"1")
+    assert tampered != body
+    for bad_headers, bad_body in (
+        (headers, tampered),
+        ({}, body),
+        ({k: "t=1,v1=00" for k in headers}, body),
+    ):
+        with pytest.raises(InvalidNotification):
+            driver.provider.parse_notification(bad_headers, bad_body)
