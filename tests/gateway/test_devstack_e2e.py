@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import Api, User
-from tests.gateway.test_tasks import jpeg, read_events
+from tests.gateway.test_tasks import jpeg, read_events, settled_balance
 from tests.support.postgres import PostgresServer
 
 
@@ -119,7 +119,7 @@ def test_the_whole_product_over_http(
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
 
     expected = 10 + plan["credits"] - done["cost"]
-    balance = user.get("/v1/me/balance").json()
+    balance = settled_balance(user)
     assert balance["available"] == expected and balance["held"] == 0
     kinds = [
         e["kind"] for e in user.get("/v1/me/ledger", params={"page_size": 100}).json()["items"]

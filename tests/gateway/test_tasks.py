@@ -67,6 +67,17 @@ def wait_for_status(user: User, task_id: str, statuses: set[str]) -> dict[str, A
     return dict(task)
 
 
+def settled_balance(user: User, timeout: float = 20.0) -> dict[str, Any]:
+    """The balance once no credits are held. Tasks settle holds (capture or release) in a worker
+    phase right after the terminal status, so this waits for that, within a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        balance = dict(user.get("/v1/me/balance").json())
+        if balance["held"] == 0 or time.monotonic() > deadline:
+            return balance
+        time.sleep(0.05)
+
+
 def test_basic_clean_end_to_end(full_stack: Stack) -> None:
     stack = full_stack
     user = stack.api.user("ann@example.com")
@@ -120,7 +131,7 @@ def test_a_failed_task_is_refunded(full_stack: Stack) -> None:
     assert r.status_code == 201, r.text
     task = wait_for_status(user, r.json()["id"], {"failed"})
     assert task["error"]
-    balance = user.get("/v1/me/balance").json()
+    balance = settled_balance(user)
     assert balance["available"] == 10 and balance["held"] == 0
     kinds = [e["kind"] for e in user.get("/v1/me/ledger").json()["items"]]
     assert "hold" in kinds and "release" in kinds
