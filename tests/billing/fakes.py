@@ -91,6 +91,9 @@ class FakePaymentProvider:
     def ensure_customer(self, user_id: str, email: str | None, name: str | None) -> str | None:
         return None
 
+    def update_customer(self, customer_id: str, email: str | None, name: str | None) -> None:
+        return None
+
     def cancel_subscription(self, subscription_id: str, at_period_end: bool) -> None:
         return None
 
@@ -426,6 +429,9 @@ class _Customers:
 
     def get(self, user_id: str, provider: str) -> str | None:
         return self.s.customers.get((user_id, provider))
+
+    def for_user(self, user_id: str) -> Mapping[str, str]:
+        return {p: c for (u, p), c in self.s.customers.items() if u == user_id}
 
     def by_customer(self, provider: str, customer_id: str) -> str | None:
         return next(

@@ -182,3 +182,14 @@ def test_customer_updates_flow_back(env: Env) -> None:
     with env.billing.app.engine.connect() as conn:
         email = conn.execute(select(accounts.c.email).where(accounts.c.user_id == "u1")).scalar()
     assert email == "ada@new.example"
+
+
+def test_profile_edits_are_pushed_to_the_stripe_customer(env: Env) -> None:
+    env.order("pack_100")
+    [customer_id] = env.stripe.customers
+    response = env.stub.UpdateAccountContact(
+        pb.UpdateAccountContactRequest(name="Ada Lovelace"), metadata=env.md()
+    )
+    assert list(response.providers) == ["stripe"]
+    assert env.stripe.customers[customer_id]["name"] == "Ada Lovelace"
+    assert env.stripe.customers[customer_id]["email"] == "ada@example.com"

@@ -4,7 +4,7 @@ signed like Stripe does. Test infrastructure, not product code.
 What it speaks: ``Authorization: Bearer sk_test_…``; form-encoded bodies with bracket keys
 (``line_items[0][price_data][currency]=usd``); ``Idempotency-Key`` replay (same key → the saved
 response; same key, other parameters → 400 ``idempotency_error``); Stripe's error envelope.
-Endpoints: ``POST /v1/customers``, ``POST /v1/checkout/sessions``,
+Endpoints: ``POST /v1/customers``, ``POST /v1/customers/{id}``, ``POST /v1/checkout/sessions``,
 ``GET /v1/checkout/sessions/{id}``, ``POST /v1/subscriptions/{id}``,
 ``DELETE /v1/subscriptions/{id}``. Test controls are Python methods (``complete_session``,
 ``send`` …), standing in for a customer paying on Stripe's page.
@@ -74,6 +74,7 @@ class FakeStripe:
         self._lock = threading.Lock()
         app = web.Application()
         app.router.add_post("/v1/customers", self._create_customer)
+        app.router.add_post("/v1/customers/{id}", self._update_customer)
         app.router.add_post("/v1/checkout/sessions", self._create_session)
         app.router.add_get("/v1/checkout/sessions/{id}", self._get_session)
         app.router.add_post("/v1/subscriptions/{id}", self._update_subscription)
@@ -131,6 +132,13 @@ class FakeStripe:
             "created": int(time.time()),
         }
         self.customers[customer["id"]] = customer
+        return web.json_response(customer)
+
+    async def _update_customer(self, request: web.Request) -> web.Response:
+        customer = self.customers.get(request.match_info["id"])
+        if customer is None:
+            return _error(404, "invalid_request_error", "No such customer")
+        customer.update({k: v for k, v in request[PARAMS].items() if k in ("email", "name")})
         return web.json_response(customer)
 
     async def _create_session(self, request: web.Request) -> web.Response:

@@ -145,6 +145,10 @@ class PaymentProvider(Protocol):
         """Return the provider's customer id for the user, creating it once; None if unused."""
         ...
 
+    def update_customer(self, customer_id: str, email: str | None, name: str | None) -> None:
+        """Push changed contact details to the provider's customer record."""
+        ...
+
     def cancel_subscription(self, subscription_id: str, at_period_end: bool) -> None:
         """Stop renewals of a subscription (no-op for providers without subscriptions)."""
         ...

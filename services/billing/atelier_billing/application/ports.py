@@ -8,7 +8,7 @@ all changes to one user's credits happen one transaction at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -189,6 +189,10 @@ class PaymentEventRepository(Protocol):
 
 class CustomerRepository(Protocol):
     def get(self, user_id: str, provider: str) -> str | None: ...
+
+    def for_user(self, user_id: str) -> Mapping[str, str]:
+        """provider → customer id."""
+        ...
 
     def by_customer(self, provider: str, customer_id: str) -> str | None:
         """The user id owning a provider customer."""

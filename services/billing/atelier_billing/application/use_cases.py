@@ -143,6 +143,28 @@ class BillingService:
             uow.commit()
         return self.get_balance(user_id), created
 
+    def update_contact(self, user_id: str, email: str | None, name: str | None) -> list[str]:
+        """Remember new contact details and push them to providers' customer records (F3)."""
+        with self._uow() as uow:
+            if uow.accounts.lock(user_id) is None:
+                raise errors.AccountNotFound("no billing account for this user")
+            uow.accounts.set_contact(user_id, email, name)
+            customers = dict(uow.customers.for_user(user_id))
+            uow.commit()
+        pushed: list[str] = []
+        for provider_name, customer_id in sorted(customers.items()):
+            provider = self._providers.get(provider_name)
+            if provider is None:
+                continue
+            try:
+                provider.update_customer(customer_id, email, name)
+            except (ProviderUnavailable, ProviderRejected) as exc:
+                raise errors.PaymentProviderUnavailable(
+                    f"could not update the customer at {provider_name}"
+                ) from exc
+            pushed.append(provider_name)
+        return pushed
+
     def get_balance(self, user_id: str) -> Balance:
         now = self._clock.now()
         with self._uow() as uow:

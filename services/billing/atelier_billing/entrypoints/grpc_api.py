@@ -166,6 +166,12 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
         )
         return pb.SetUpAccountResponse(balance=balance_pb(balance, self._clock()), created=created)
 
+    def UpdateAccountContact(
+        self, request: pb.UpdateAccountContactRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateAccountContactResponse:
+        pushed = self._svc.update_contact(_user(), request.email or None, request.name or None)
+        return pb.UpdateAccountContactResponse(providers=pushed)
+
     def GetBalance(
         self, request: pb.GetBalanceRequest, context: grpc.ServicerContext
     ) -> pb.GetBalanceResponse:

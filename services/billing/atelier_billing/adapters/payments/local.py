@@ -155,6 +155,9 @@ class LocalPaymentProvider:
     def ensure_customer(self, user_id: str, email: str | None, name: str | None) -> str | None:
         return None
 
+    def update_customer(self, customer_id: str, email: str | None, name: str | None) -> None:
+        return None
+
     def cancel_subscription(self, subscription_id: str, at_period_end: bool) -> None:
         return None
 

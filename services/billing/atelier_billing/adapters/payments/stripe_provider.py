@@ -159,6 +159,13 @@ class StripePaymentProvider:
         )
         return str(customer.id)
 
+    def update_customer(self, customer_id: str, email: str | None, name: str | None) -> None:
+        params = {k: v for k, v in (("email", email), ("name", name)) if v}
+        if params:
+            self._call(
+                lambda: self._client.v1.customers.update(customer_id, params=params)  # type: ignore[arg-type]
+            )
+
     def cancel_subscription(self, subscription_id: str, at_period_end: bool) -> None:
         if at_period_end:
             self._call(

@@ -6,7 +6,7 @@ guarded by a unique constraint; driver errors are translated at this boundary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -635,6 +635,14 @@ class SqlCustomers(_Repo):
                 payment_customers.c.user_id == user_id, payment_customers.c.provider == provider
             )
         ).scalar()
+
+    def for_user(self, user_id: str) -> Mapping[str, str]:
+        rows = self._c.execute(
+            select(payment_customers.c.provider, payment_customers.c.customer_id).where(
+                payment_customers.c.user_id == user_id
+            )
+        )
+        return {r.provider: r.customer_id for r in rows}
 
     def by_customer(self, provider: str, customer_id: str) -> str | None:
         return self._c.execute(
