@@ -23,11 +23,16 @@ from atelier_ports.storage import ObjectNotFound, StoredObject, UploadTarget
 from atelier_tasks.application.ports import (
     ClaimKind,
     ConcurrentUpdate,
+    DailyQuota,
     ImageInfo,
     Page,
     TaskSummary,
 )
-from atelier_tasks.domain.errors import BillingUnavailable, InsufficientCredits
+from atelier_tasks.domain.errors import (
+    BillingUnavailable,
+    DailyLimitReached,
+    InsufficientCredits,
+)
 from atelier_tasks.domain.model import (
     HoldState,
     ResultImage,
@@ -249,12 +254,20 @@ class FakeTaskRepository:
         fresh.new_events = []
         return fresh
 
-    def add(self, task: Task) -> Task:
+    def add(self, task: Task, quota: DailyQuota | None = None) -> Task:
         with self.lock:
             if task.request_id:
                 existing = self.find_by_request(task.user_id, task.request_id)
                 if existing is not None:
                     return existing
+            if quota is not None:
+                today = sum(
+                    1
+                    for t in self.tasks.values()
+                    if t.user_id == task.user_id and t.created_at >= quota.since
+                )
+                if today >= quota.limit:
+                    raise DailyLimitReached("daily limit reached")
             task.version = 1
             self.events[task.id] = list(task.new_events)
             task.new_events.clear()
@@ -337,12 +350,6 @@ class FakeTaskRepository:
     def events_after(self, task_id: str, sequence: int) -> list[TaskEvent]:
         with self.lock:
             return [e for e in self.events.get(task_id, []) if e.sequence > sequence]
-
-    def count_created_since(self, user_id: str, since: datetime) -> int:
-        with self.lock:
-            return sum(
-                1 for t in self.tasks.values() if t.user_id == user_id and t.created_at >= since
-            )
 
     def summaries(self, user_id: str) -> list[TaskSummary]:
         with self.lock:

@@ -15,7 +15,12 @@ from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.adapters.local_storage import LocalObjectStorage
 from atelier_tasks.application.service import CreateTask
 from atelier_tasks.bootstrap import TasksApp
-from atelier_tasks.domain.errors import InsufficientCredits, RequestIdConflict, TaskNotFound
+from atelier_tasks.domain.errors import (
+    DailyLimitReached,
+    InsufficientCredits,
+    RequestIdConflict,
+    TaskNotFound,
+)
 from atelier_tasks.domain.model import HoldState, TaskStatus, TaskType
 from tests.tasks.fakes import FakeBillingClient, FakeClock
 
@@ -228,3 +233,27 @@ def test_list_tasks_pages_and_filters_on_sql(
     assert [v.task.id for v in cancelled] == [created[3]]
     none, _ = tasks.app.list_tasks("u1", 10, "", task_type=TaskType.BASIC_CLEAN)
     assert none == []
+
+
+def test_daily_limit_holds_under_concurrent_creates(
+    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+) -> None:
+    tasks = make_tasks({"TASKS_DAILY_LIMIT": 3}, billing=billing)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def create(i: int) -> None:
+        barrier.wait()
+        try:
+            tasks.app.create_task(CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": f"p{i}"}))
+            outcomes.append("created")
+        except DailyLimitReached:
+            outcomes.append("limited")
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["created"] * 3 + ["limited"] * 5
+    assert billing.balances["u1"] == 20 - 3

@@ -36,10 +36,18 @@ class TaskSummary:
     images: int
 
 
+@dataclass(frozen=True, slots=True)
+class DailyQuota:
+    since: datetime
+    limit: int
+
+
 class TaskRepository(Protocol):
-    def add(self, task: Task) -> Task:
+    def add(self, task: Task, quota: DailyQuota | None = None) -> Task:
         """Insert a new task and its first event. If the user already has a task with this
-        request_id, insert nothing and return that one."""
+        request_id, insert nothing and return that one. With a ``quota``, count the user's
+        tasks since ``quota.since`` in the same transaction, serialised per user, and raise
+        DailyLimitReached instead of inserting when ``quota.limit`` is reached."""
         ...
 
     def save(self, task: Task, images: Sequence[ResultImage] = ()) -> None:
@@ -68,8 +76,6 @@ class TaskRepository(Protocol):
     ) -> list[ResultImage]: ...
 
     def events_after(self, task_id: str, sequence: int) -> list[TaskEvent]: ...
-
-    def count_created_since(self, user_id: str, since: datetime) -> int: ...
 
     def summaries(self, user_id: str) -> list[TaskSummary]: ...
 

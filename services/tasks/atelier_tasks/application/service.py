@@ -32,6 +32,7 @@ from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import (
     BillingClient,
     ConcurrentUpdate,
+    DailyQuota,
     ImageTools,
     OutputFetcher,
     Page,
@@ -41,7 +42,6 @@ from atelier_tasks.application.ports import (
 from atelier_tasks.application.results import apply_result, settle
 from atelier_tasks.domain.errors import (
     BillingUnavailable,
-    DailyLimitReached,
     InsufficientCredits,
     InvalidParams,
     InvalidUpload,
@@ -161,14 +161,7 @@ class TaskApplication:
                 raise InvalidParams(f"no uploaded image under {key!r}", field="input_keys")
         now = self.clock.now()
         day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
-        if (
-            self.repository.count_created_since(command.user_id, day_start)
-            >= self.config.daily_limit
-        ):
-            raise DailyLimitReached(
-                f"daily limit of {self.config.daily_limit} generations reached",
-                metadata={"limit": str(self.config.daily_limit)},
-            )
+        quota = DailyQuota(day_start, self.config.daily_limit)
         task = Task.create(
             task_id=self.ids.new_id("task"),
             user_id=command.user_id,
@@ -181,7 +174,7 @@ class TaskApplication:
             timeout=self.config.timeout,
             request_id=request_id,
         )
-        stored = self.repository.add(task)
+        stored = self.repository.add(task, quota)
         if stored.id != task.id:  # a concurrent create with the same request_id won
             return self._replay(stored, command.type, validated.params, validated.input_keys)
         self.hub.publish(task.id)

@@ -18,7 +18,14 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from atelier_tasks.adapters.db.tables import task_events, task_images, tasks
-from atelier_tasks.application.ports import ClaimKind, ConcurrentUpdate, Page, TaskSummary
+from atelier_tasks.application.ports import (
+    ClaimKind,
+    ConcurrentUpdate,
+    DailyQuota,
+    Page,
+    TaskSummary,
+)
+from atelier_tasks.domain.errors import DailyLimitReached
 from atelier_tasks.domain.model import (
     HoldState,
     ResultImage,
@@ -52,9 +59,11 @@ class SqlTaskRepository:
 
     # --- writes --------------------------------------------------------------------------------
 
-    def add(self, task: Task) -> Task:
+    def add(self, task: Task, quota: DailyQuota | None = None) -> Task:
         try:
             with self.engine.begin() as conn:
+                if quota is not None:
+                    self._check_quota(conn, task.user_id, quota)
                 conn.execute(tasks.insert().values(**self._row(task), version=1))
                 self._insert_events(conn, task)
                 self._notify(conn, task.id)
@@ -67,6 +76,20 @@ class SqlTaskRepository:
         task.version = 1
         task.new_events.clear()
         return task
+
+    def _check_quota(self, conn: Connection, user_id: str, quota: DailyQuota) -> None:
+        if self._pg:  # one creator per user at a time; SQLite's BEGIN IMMEDIATE already is
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(user_id))))
+        count = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(tasks)
+            .where(tasks.c.user_id == user_id, tasks.c.created_at >= quota.since)
+        ).scalar_one()
+        if count >= quota.limit:
+            raise DailyLimitReached(
+                f"daily limit of {quota.limit} generations reached",
+                metadata={"limit": str(quota.limit)},
+            )
 
     def save(self, task: Task, images: Sequence[ResultImage] = ()) -> None:
         with self.engine.begin() as conn:
@@ -245,15 +268,6 @@ class SqlTaskRepository:
                 )
                 for r in conn.execute(query)
             ]
-
-    def count_created_since(self, user_id: str, since: datetime) -> int:
-        query = (
-            sa.select(sa.func.count())
-            .select_from(tasks)
-            .where(tasks.c.user_id == user_id, tasks.c.created_at >= since)
-        )
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
 
     def summaries(self, user_id: str) -> list[TaskSummary]:
         counts = (
