@@ -51,5 +51,9 @@ run-billing: install
 run: install
 	$(PY) -m atelier_gateway.devstack
 
+# Create-task throughput over HTTP on PostgreSQL against its two ceilings; prints one JSON line.
+bench: install
+	$(PY) -m tests.gateway.bench_http
+
 clean:
 	rm -rf $(GEN) $(VENV) var

@@ -90,16 +90,17 @@ class Supervisor:
         return [name for name, p in self.procs.items() if p.poll() is not None]
 
     def stop(self) -> int:
-        # The gateway first (no new requests), then the services behind it.
+        """Stop the gateway first (no new requests), then tasks (its worker may still settle
+        holds with billing), then billing; each gets a grace period before being killed."""
         worst = 0
         for name in ("gateway", "tasks", "billing"):
             proc = self.procs.get(name)
-            if proc is not None and proc.poll() is None:
+            if proc is None:
+                continue
+            if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for proc in self.procs.values():
             try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
+                proc.wait(STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
