@@ -153,3 +153,17 @@ def test_pillow_tools_inspect_and_thumbnail() -> None:
     assert content_type == "image/jpeg" and image(thumb).size == (256, 128)
     with pytest.raises(ValueError):
         tools.inspect(b"nope")
+
+
+def test_failure_rate_is_roughly_the_configured_share() -> None:
+    gen = LocalGenerationProvider(fail_rate=0.3)
+    outcomes = [
+        gen.submit(
+            GenerationRequest(
+                f"task_{i}", "u1", "text_to_image", {"prompt": "x", "width": 64, "height": 64}
+            )
+        ).state
+        for i in range(200)
+    ]
+    share = outcomes.count(GenerationState.FAILED) / len(outcomes)
+    assert 0.2 < share < 0.4

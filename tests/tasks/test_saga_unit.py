@@ -370,3 +370,10 @@ def test_running_result_without_job_id_is_not_lost(h: Harness) -> None:
     h.provider.script[task_id] = [GenerationResult(GenerationState.RUNNING, provider_job_id="j1")]
     h.worker.run_once()
     assert h.repository.get(task_id).provider_job_id == "j1"
+
+
+def test_inputs_must_be_images(h: Harness) -> None:
+    h.storage.put("u1/uploads/doc.pdf", b"%PDF", "application/pdf")
+    with pytest.raises(InvalidParams):
+        h.app.create_task(CreateTask("u1", TaskType.BASIC_CLEAN, {}, ["u1/uploads/doc.pdf"]))
+    assert h.billing.calls == []

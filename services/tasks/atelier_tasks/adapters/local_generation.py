@@ -9,7 +9,7 @@
   rotation, mirroring, scene colour and a pose silhouette).
 
 ``LOCAL_GENERATOR_DELAY_MS`` adds latency; ``LOCAL_GENERATOR_FAIL_RATE`` makes that share of
-tasks fail (chosen deterministically from the task id and attempt). The sandbox trigger
+tasks fail (chosen deterministically from the task id). The sandbox trigger
 ``params.sandbox_outcome = "fail"`` always fails — the documented way to demonstrate failure and
 refund; other adapters reject or ignore it.
 """
@@ -65,7 +65,7 @@ class LocalGenerationProvider:
             return GenerationResult(
                 GenerationState.FAILED, job, error="sandbox failure requested (sandbox_outcome)"
             )
-        if self.fail_rate and _unit(request.task_id, len(request.inputs)) < self.fail_rate:
+        if self.fail_rate and _unit(request.task_id) < self.fail_rate:
             return GenerationResult(GenerationState.FAILED, job, error="injected local failure")
         try:
             if request.task_type == "text_to_image":
@@ -98,8 +98,9 @@ def _one(request: GenerationRequest) -> bytes:
     return request.inputs[0]
 
 
-def _unit(task_id: str, salt: int) -> float:
-    digest = hashlib.sha256(f"{task_id}:{salt}".encode()).digest()
+def _unit(task_id: str) -> float:
+    """A number in [0, 1) fixed by the task id: failure injection is reproducible."""
+    digest = hashlib.sha256(task_id.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -157,8 +157,11 @@ class TaskApplication:
             if existing is not None:
                 return self._replay(existing, command.type, validated.params, validated.input_keys)
         for key in validated.input_keys:
-            if self.storage.head(key) is None:
+            upload = self.storage.head(key)
+            if upload is None:
                 raise InvalidParams(f"no uploaded image under {key!r}", field="input_keys")
+            if upload.content_type not in self.config.upload_content_types:
+                raise InvalidParams(f"{key!r} is not a supported image", field="input_keys")
         now = self.clock.now()
         day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
         quota = DailyQuota(day_start, self.config.daily_limit)
