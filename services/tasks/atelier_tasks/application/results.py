@@ -41,6 +41,23 @@ def settle(app: TaskApplication, task: Task) -> Task:
             if fresh is None:
                 return task
             task = fresh
+            continue
+        log.info(
+            "task finished",
+            extra={
+                "fields": {
+                    "task_id": task.id,
+                    "user_id": task.user_id,
+                    "type": task.type.value,
+                    "status": task.status.value,
+                    "error_reason": task.error_reason,
+                    "attempts": task.attempts,
+                    "provider": task.provider,
+                    "hold": task.hold_state.value,
+                    "cost": task.cost,
+                }
+            },
+        )
     return task
 
 
