@@ -426,3 +426,47 @@ def test_token_lifecycle_on_each_database(database_url: str, tmp_path: Path) -> 
     finally:
         api.close()
         gw.stop()
+
+
+def test_an_abandoned_idempotency_claim_is_taken_over_when_stale(tmp_path: Path) -> None:
+    """A claim left by a gateway that died mid-request blocks retries only for a while."""
+    from atelier_gateway.adapters.sqlalchemy_uow import SqlAlchemyUnitOfWork
+    from atelier_gateway.application.idempotency import request_fingerprint
+    from atelier_gateway.domain.model import IdempotencyRecord
+
+    clock = FakeClock()
+    settings = gateway_settings(str(tmp_path / "d"), f"sqlite:///{tmp_path / 'g.db'}")
+    gw = start_gateway(settings, billing_accounts=FakeBillingAccounts(), clock=clock)
+    api = Api(gw.url)
+    try:
+        user = api.user("quinn@example.com")
+        raw = b'{"item_id": "pack_100", "channel": "local"}'
+        with SqlAlchemyUnitOfWork(gw.container.engine) as uow:
+            assert uow.idempotency.claim(
+                IdempotencyRecord(
+                    user_id=user.id,
+                    key="crashed",
+                    scope="POST /v1/orders",
+                    request_hash=request_fingerprint("POST /v1/orders", raw),
+                    created_at=clock.now(),
+                )
+            )
+            uow.commit()
+
+        def retry() -> httpx.Response:
+            return user.post(
+                "/v1/orders",
+                content=raw,
+                headers={"Idempotency-Key": "crashed", "content-type": "application/json"},
+            )
+
+        assert retry().json()["code"] == "idempotency_key_in_flight"
+        clock.current += timedelta(minutes=3)
+        # Taken over: the call goes through to billing (not running here: 503) and the
+        # failed attempt releases the key again.
+        assert retry().status_code == 503
+        with SqlAlchemyUnitOfWork(gw.container.engine) as uow:
+            assert uow.idempotency.get(user.id, "crashed") is None
+    finally:
+        api.close()
+        gw.stop()

@@ -296,3 +296,16 @@ def test_admin_task_listing_checks_the_role(paused_stack: Stack) -> None:
     assert "items" in listing.json()
     bad = admin.get("/v1/admin/tasks", params={"status": "sleeping"})
     assert bad.status_code == 400 and bad.json()["field"] == "status"
+
+
+def test_forged_generation_webhooks_are_400(full_stack: Stack) -> None:
+    for provider in ("replicate", "runninghub"):
+        r = full_stack.api.http.post(
+            f"/webhooks/{provider}",
+            content=b'{"id": "job-1", "status": "succeeded"}',
+            headers={"content-type": "application/json", "webhook-signature": "v1,forged"},
+        )
+        assert r.status_code == 400, (provider, r.text)
+        assert r.json()["code"] == "invalid_signature"
+    metrics = full_stack.api.http.get("/metrics").text
+    assert 'atelier_gateway_webhooks_total{provider="replicate",status="400"} 1.0' in metrics

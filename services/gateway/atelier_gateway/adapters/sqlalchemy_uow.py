@@ -192,6 +192,20 @@ class SqlIdempotencyRepository:
             return False
         return True
 
+    def reclaim(self, user_id: str, key: str, claimed_at: datetime, now: datetime) -> bool:
+        t = orm.idempotency_keys
+        result = self._conn.execute(
+            update(t)
+            .where(
+                t.c.user_id == user_id,
+                t.c.key == key,
+                t.c.status.is_(None),
+                t.c.created_at == claimed_at,
+            )
+            .values(created_at=now)
+        )
+        return result.rowcount == 1
+
     def complete(self, user_id: str, key: str, status: int, response: bytes) -> None:
         t = orm.idempotency_keys
         self._conn.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import timedelta
 
 from atelier_gateway.application.ports import UnitOfWorkFactory
 from atelier_gateway.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
@@ -25,9 +26,14 @@ def request_fingerprint(scope: str, body: bytes) -> str:
 
 
 class IdempotencyService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, clock: Clock, stale_after: timedelta = timedelta(minutes=2)
+    ) -> None:
         self._uow = uow
         self._clock = clock
+        # A claim never completed (the gateway died mid-request) is taken over after this. Safe:
+        # the owning service gets the same derived request_id, so it creates nothing twice.
+        self._stale_after = stale_after
 
     def begin(self, user_id: str, key: str, scope: str, body: bytes) -> StoredResponse | None:
         """Claim the key for this request, or return the first request's response.
@@ -58,6 +64,13 @@ class IdempotencyService:
         if existing.request_hash != fingerprint:
             raise IdempotencyKeyReused("Idempotency-Key was already used for a different request")
         if not existing.completed or existing.response is None or existing.status is None:
+            now = self._clock.now()
+            if existing.created_at + self._stale_after <= now:
+                with self._uow() as uow:
+                    taken = uow.idempotency.reclaim(user_id, key, existing.created_at, now)
+                    uow.commit()
+                if taken:
+                    return None
             raise IdempotencyKeyInFlight("a request with this Idempotency-Key is in progress")
         return StoredResponse(status=existing.status, body=existing.response)
 

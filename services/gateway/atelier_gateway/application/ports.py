@@ -43,6 +43,10 @@ class IdempotencyRepository(Protocol):
         """Insert the record; False if a record with that user and key already exists."""
         ...
 
+    def reclaim(self, user_id: str, key: str, claimed_at: datetime, now: datetime) -> bool:
+        """Take over an unfinished claim made at ``claimed_at``; False if it changed since."""
+        ...
+
     def complete(self, user_id: str, key: str, status: int, response: bytes) -> None: ...
 
     def release(self, user_id: str, key: str) -> None:
