@@ -470,3 +470,27 @@ def test_an_abandoned_idempotency_claim_is_taken_over_when_stale(tmp_path: Path)
     finally:
         api.close()
         gw.stop()
+
+
+def test_rate_limits_per_forwarded_client_behind_a_proxy(tmp_path: Path) -> None:
+    settings = gateway_settings(
+        str(tmp_path / "d"),
+        f"sqlite:///{tmp_path / 'g.db'}",
+        GATEWAY_AUTH_RATE_LIMIT_PER_MINUTE=1,
+        GATEWAY_AUTH_RATE_LIMIT_BURST=2,
+        GATEWAY_TRUST_FORWARDED_FOR=True,
+    )
+    gw = start_gateway(settings, billing_accounts=FakeBillingAccounts(), clock=FakeClock())
+    api = Api(gw.url)
+    try:
+        login = {"email": "x@example.com", "password": "wrong password"}
+
+        def attempt(client: str) -> int:
+            headers = {"X-Forwarded-For": f"203.0.113.9, {client}"}
+            return api.http.post("/v1/auth/login", json=login, headers=headers).status_code
+
+        assert [attempt("198.51.100.1") for _ in range(3)] == [401, 401, 429]
+        assert attempt("198.51.100.2") == 401  # another client behind the same proxy
+    finally:
+        api.close()
+        gw.stop()

@@ -59,6 +59,10 @@ class GatewaySettings(BaseSettings):
     gateway_auth_rate_limit_burst: int = Field(
         default=20, validation_alias="GATEWAY_AUTH_RATE_LIMIT_BURST", ge=1
     )
+    # Behind a load balancer: take the client address from the last X-Forwarded-For hop it added.
+    gateway_trust_forwarded_for: bool = Field(
+        default=False, validation_alias="GATEWAY_TRUST_FORWARDED_FOR"
+    )
     billing_address: str = Field(default="127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     tasks_address: str = Field(default="127.0.0.1:50052", validation_alias="TASKS_ADDRESS")
 

@@ -84,7 +84,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     if path.startswith(_UNLIMITED_PREFIXES):
         return await handler(request)
     c = request.app[CONTAINER]
-    client = request.remote or "unknown"
+    client = client_address(request, c.settings.gateway_trust_forwarded_for)
     checks = [(c.rate_limit, _client_key(request, client))]
     if path.startswith(_AUTH_PREFIX) and request.method == "POST":
         checks.append((c.auth_rate_limit, f"auth:{client}"))
@@ -99,6 +99,15 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
     return await handler(request)
+
+
+def client_address(request: web.Request, trust_forwarded_for: bool) -> str:
+    if trust_forwarded_for:
+        # The proxy appends the address it saw; earlier entries are the client's own claims.
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+        if hops and hops[-1]:
+            return hops[-1]
+    return request.remote or "unknown"
 
 
 def _client_key(request: web.Request, client: str) -> str:
