@@ -257,3 +257,27 @@ def test_daily_limit_holds_under_concurrent_creates(
         t.join()
     assert sorted(outcomes) == ["created"] * 3 + ["limited"] * 5
     assert billing.balances["u1"] == 20 - 3
+
+
+def test_metrics_count_outcomes_and_provider_calls(
+    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+) -> None:
+    from prometheus_client import generate_latest
+
+    tasks = make_tasks(billing=billing)
+    for params in ({"prompt": "ok"}, {"prompt": "no", "sandbox_outcome": "fail"}):
+        tasks.app.create_task(CreateTask("u1", TaskType.TEXT_TO_IMAGE, params))
+    tasks.new_worker("w1").run_once()
+    text = generate_latest(tasks.metrics.registry).decode()
+    assert (
+        'atelier_tasks_finished_total{reason="",status="succeeded",type="text_to_image"} 1.0'
+        in text
+    )
+    assert (
+        'atelier_tasks_finished_total{reason="PROVIDER_FAILED",status="failed",'
+        'type="text_to_image"} 1.0' in text
+    )
+    assert (
+        'atelier_tasks_provider_call_seconds_count{call="submit",outcome="succeeded",'
+        'provider="local"} 1.0' in text
+    )

@@ -27,6 +27,7 @@ from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.adapters.local_storage import LocalObjectStorage
 from atelier_tasks.adapters.pg_notify import PostgresNotificationListener
 from atelier_tasks.adapters.pillow_images import PillowImageTools
+from atelier_tasks.adapters.prometheus_metrics import PrometheusTaskMetrics
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import BillingClient
 from atelier_tasks.application.service import TaskApplication
@@ -42,6 +43,7 @@ class TasksApp:
     app: TaskApplication
     hub: InProcessEventHub
     storage: ObjectStorage
+    metrics: PrometheusTaskMetrics
     listener: PostgresNotificationListener | None = None
     closers: list[Any] = field(default_factory=list)
 
@@ -126,6 +128,7 @@ def build_app(settings: TasksSettings | None = None, **overrides: Any) -> TasksA
         billing = grpc_billing
     storage: ObjectStorage = overrides.get("storage") or build_storage(settings, clock)
     providers = overrides.get("providers") or build_providers(settings)
+    metrics = PrometheusTaskMetrics()
     app = TaskApplication(
         repository=SqlTaskRepository(engine),
         billing=billing,
@@ -136,6 +139,7 @@ def build_app(settings: TasksSettings | None = None, **overrides: Any) -> TasksA
         ids=ids,
         config=overrides.get("config") or tasks_config(settings),
         images=PillowImageTools(),
+        metrics=metrics,
     )
     listener = None
     if engine.dialect.name == "postgresql":
@@ -148,6 +152,7 @@ def build_app(settings: TasksSettings | None = None, **overrides: Any) -> TasksA
         app=app,
         hub=hub,
         storage=storage,
+        metrics=metrics,
         listener=listener,
         closers=closers,
     )

@@ -67,6 +67,7 @@ class TasksSettings(BaseSettings):
     gateway_public_url: str = Field("http://127.0.0.1:8080", validation_alias="GATEWAY_PUBLIC_URL")
     url_ttl_seconds: int = Field(900, validation_alias="STORAGE_URL_TTL_SECONDS", gt=0)
     upload_max_bytes: int = Field(15 * 1024 * 1024, validation_alias="UPLOAD_MAX_BYTES", gt=0)
+    metrics_port: int = Field(0, validation_alias="TASKS_METRICS_PORT", ge=0)  # 0: off
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 
     def resolved_database_url(self) -> str:

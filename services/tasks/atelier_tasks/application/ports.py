@@ -152,3 +152,22 @@ class OutputFetcher(Protocol):
     """Downloads a vendor's output URL (copied into our storage, never handed out)."""
 
     def fetch(self, url: str) -> tuple[bytes, str]: ...
+
+
+class TaskMetrics(Protocol):
+    """Counters and timings for operations (Prometheus in production)."""
+
+    def task_finished(self, task_type: str, status: str, reason: str | None) -> None: ...
+
+    def provider_call(self, provider: str, call: str, outcome: str, seconds: float) -> None:
+        """``call``: submit | poll; ``outcome``: running | succeeded | failed | unavailable |
+        rejected."""
+        ...
+
+
+class NoMetrics:
+    def task_finished(self, task_type: str, status: str, reason: str | None) -> None:
+        return None
+
+    def provider_call(self, provider: str, call: str, outcome: str, seconds: float) -> None:
+        return None

@@ -42,6 +42,7 @@ def settle(app: TaskApplication, task: Task) -> Task:
                 return task
             task = fresh
             continue
+        app.metrics.task_finished(task.type.value, task.status.value, task.error_reason)
         log.info(
             "task finished",
             extra={

@@ -34,9 +34,11 @@ from atelier_tasks.application.ports import (
     ConcurrentUpdate,
     DailyQuota,
     ImageTools,
+    NoMetrics,
     OutputFetcher,
     Page,
     TaskEventHub,
+    TaskMetrics,
     TaskRepository,
 )
 from atelier_tasks.application.results import apply_result, settle
@@ -133,8 +135,10 @@ class TaskApplication:
         config: TasksConfig,
         images: ImageTools,
         fetcher: OutputFetcher | None = None,
+        metrics: TaskMetrics | None = None,
     ) -> None:
         self.images = images
+        self.metrics: TaskMetrics = metrics or NoMetrics()
         self.fetcher = fetcher
         self.repository = repository
         self.billing = billing

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from atelier_ports.errors import ProviderRejected, ProviderUnavailable
@@ -199,12 +200,18 @@ class TaskWorker:
             if task.type is TaskType.MODEL_POSE12
             else None,
         )
+        started_at = time.perf_counter()
         try:
             result = provider.submit(request)
+            outcome = result.state.value
         except ProviderUnavailable as exc:
             result = GenerationResult(GenerationState.FAILED, error=str(exc), transient=True)
+            outcome = "unavailable"
         except ProviderRejected as exc:
             result = GenerationResult(GenerationState.FAILED, error=str(exc))
+            outcome = "rejected"
+        seconds = time.perf_counter() - started_at
+        app.metrics.provider_call(provider.name, "submit", outcome, seconds)
         apply_result(app, task, result)
 
     def poll(self, task: Task) -> None:
@@ -212,12 +219,18 @@ class TaskWorker:
         provider = app.providers.get(task.provider)
         if provider is None or task.provider_job_id is None:
             return
+        started_at = time.perf_counter()
         try:
             result = provider.poll(task.provider_job_id)
+            outcome = result.state.value
         except ProviderUnavailable as exc:
             result = GenerationResult(GenerationState.RUNNING, provider_job_id=None, error=str(exc))
+            outcome = "unavailable"
         except ProviderRejected as exc:
             result = GenerationResult(GenerationState.FAILED, error=str(exc))
+            outcome = "rejected"
+        seconds = time.perf_counter() - started_at
+        app.metrics.provider_call(provider.name, "poll", outcome, seconds)
         apply_result(app, task, result)
 
     def _fail(self, task: Task, reason: str, message: str) -> None:

@@ -36,6 +36,8 @@ def _serve(settings: TasksSettings, migrate_first: bool, worker: bool | None) ->
     app = build_app(settings)
     if migrate_first:
         upgrade(app.engine)
+    if settings.metrics_port:
+        app.metrics.serve(settings.metrics_port, settings.grpc_host)
     server = start_server(app, f"{settings.grpc_host}:{settings.grpc_port}", run_worker=worker)
     print(f"tasks gRPC listening on {settings.grpc_host}:{server.port}", flush=True)
     _wait_for_signal()
@@ -45,6 +47,8 @@ def _serve(settings: TasksSettings, migrate_first: bool, worker: bool | None) ->
 
 def _worker(settings: TasksSettings) -> int:
     app = build_app(settings)
+    if settings.metrics_port:
+        app.metrics.serve(settings.metrics_port, settings.grpc_host)
     handle = start_worker(app)
     print("tasks worker running", flush=True)
     _wait_for_signal()
