@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -31,13 +33,14 @@ users = Table(
     Column("preferences", JSON, nullable=False),
     Column("billing_ready", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("role IN ('user', 'admin')", name="ck_users_role"),
 )
 
 refresh_tokens = Table(
     "refresh_tokens",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("user_id", String(64), nullable=False, index=True),
+    Column("user_id", String(64), ForeignKey("users.id"), nullable=False, index=True),
     Column("family_id", String(64), nullable=False, index=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
