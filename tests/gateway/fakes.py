@@ -1,0 +1,175 @@
+"""In-memory fakes of the gateway core's ports (they implement the real Protocols)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+from atelier_gateway.application.ports import AccessClaims
+from atelier_gateway.domain.errors import EmailTaken, InvalidAccessToken
+from atelier_gateway.domain.model import IdempotencyRecord, RefreshTokenRecord, Role, User
+
+
+class FakeClock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.current = now or datetime(2030, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+
+class SequentialIds:
+    def __init__(self) -> None:
+        self._n = itertools.count(1)
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._n)}"
+
+    def readable_code(self, length: int) -> str:
+        return str(next(self._n)).zfill(length)
+
+
+class FakeUsers:
+    def __init__(self) -> None:
+        self.rows: dict[str, User] = {}
+
+    def add(self, user: User) -> None:
+        if any(u.email == user.email for u in self.rows.values()):
+            raise EmailTaken("taken")
+        self.rows[user.id] = replace(user)
+
+    def get(self, user_id: str) -> User | None:
+        u = self.rows.get(user_id)
+        return replace(u) if u else None
+
+    def get_by_email(self, email: str) -> User | None:
+        return next((replace(u) for u in self.rows.values() if u.email == email), None)
+
+    def save(self, user: User) -> None:
+        self.rows[user.id] = replace(user)
+
+    def search(self, query: str, limit: int, offset: int) -> list[User]:
+        found = [u for u in self.rows.values() if query in (u.email or "")]
+        return found[offset : offset + limit]
+
+
+class FakeRefreshTokens:
+    def __init__(self) -> None:
+        self.rows: dict[str, RefreshTokenRecord] = {}
+
+    def add(self, token: RefreshTokenRecord) -> None:
+        self.rows[token.id] = token
+
+    def get_by_hash(self, token_hash: str) -> RefreshTokenRecord | None:
+        return next((t for t in self.rows.values() if t.token_hash == token_hash), None)
+
+    def mark_used(self, token_id: str, at: datetime) -> bool:
+        t = self.rows[token_id]
+        if t.used_at is not None or t.revoked_at is not None:
+            return False
+        self.rows[token_id] = replace(t, used_at=at)
+        return True
+
+    def revoke_family(self, family_id: str, at: datetime) -> None:
+        for key, t in self.rows.items():
+            if t.family_id == family_id and t.revoked_at is None:
+                self.rows[key] = replace(t, revoked_at=at)
+
+
+class FakeIdempotency:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], IdempotencyRecord] = {}
+
+    def get(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        return self.rows.get((user_id, key))
+
+    def claim(self, record: IdempotencyRecord) -> bool:
+        if (record.user_id, record.key) in self.rows:
+            return False
+        self.rows[(record.user_id, record.key)] = record
+        return True
+
+    def reclaim(self, user_id: str, key: str, claimed_at: datetime, now: datetime) -> bool:
+        r = self.rows.get((user_id, key))
+        if r is None or r.status is not None or r.created_at != claimed_at:
+            return False
+        self.rows[(user_id, key)] = replace(r, created_at=now)
+        return True
+
+    def complete(self, user_id: str, key: str, status: int, response: bytes) -> None:
+        r = self.rows[(user_id, key)]
+        self.rows[(user_id, key)] = replace(r, status=status, response=response)
+
+    def release(self, user_id: str, key: str) -> None:
+        r = self.rows.get((user_id, key))
+        if r is not None and r.status is None:
+            del self.rows[(user_id, key)]
+
+
+class FakeUnitOfWork:
+    """Shares its repositories across units (the "database"); counts commits."""
+
+    def __init__(self) -> None:
+        self.users = FakeUsers()
+        self.refresh_tokens = FakeRefreshTokens()
+        self.idempotency = FakeIdempotency()
+        self.commits = 0
+
+    def __call__(self) -> Self:
+        return self
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def commit(self) -> None:
+        self.commits += 1
+
+
+class FakePasswordHasher:
+    def __init__(self) -> None:
+        self.verified = 0
+
+    def hash(self, password: str) -> str:
+        return "hashed:" + password
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        self.verified += 1
+        return password_hash == "hashed:" + password
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return False
+
+
+class FakeTokens:
+    lifetime_seconds = 60
+
+    def issue(self, user_id: str, role: Role, now: datetime) -> str:
+        return f"access:{user_id}:{role.value}:{int(now.timestamp()) + self.lifetime_seconds}"
+
+    def verify(self, token: str, now: datetime) -> AccessClaims:
+        try:
+            _, user_id, role, exp = token.split(":")
+        except ValueError as e:
+            raise InvalidAccessToken("bad") from e
+        if int(exp) <= now.timestamp():
+            raise InvalidAccessToken("expired")
+        return AccessClaims(user_id, Role(role), datetime.fromtimestamp(int(exp), UTC))
+
+
+class FakeSecrets:
+    def __init__(self) -> None:
+        self._n = itertools.count(1)
+
+    def new_secret(self) -> str:
+        return f"secret-{next(self._n)}"
