@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
 from tests.gateway.conftest import Stack, User
@@ -309,3 +310,26 @@ def test_forged_generation_webhooks_are_400(full_stack: Stack) -> None:
         assert r.json()["code"] == "invalid_signature"
     metrics = full_stack.api.http.get("/metrics").text
     assert 'atelier_gateway_webhooks_total{provider="replicate",status="400"} 1.0' in metrics
+
+
+def test_a_client_leaving_an_event_stream_is_not_an_error(
+    paused_stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = paused_stack.api.user("hal@example.com")
+    task = user.post("/v1/tasks", json={"type": "text_to_image", "params": {"prompt": "x"}}).json()
+    with user.api.http.stream(
+        "GET", f"/v1/tasks/{task['id']}/events", headers=user.auth, timeout=30
+    ) as r:
+        lines = r.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))  # pending
+    # The task is still pending, so the stream was open when we left. The gateway notices
+    # within a tick and lets go of the watch stream on the tasks service.
+    from atelier_gateway.entrypoints.http.context import OPEN_STREAMS
+
+    streams = paused_stack.gateway.app[OPEN_STREAMS]
+    deadline = time.monotonic() + 5
+    while streams and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not streams
+    assert user.get(f"/v1/tasks/{task['id']}").json()["status"] == "pending"
+    assert "unhandled error" not in caplog.text

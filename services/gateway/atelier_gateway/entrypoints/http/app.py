@@ -14,7 +14,7 @@ from atelier_gateway.entrypoints.http import (
     tasks_routes,
     webhooks,
 )
-from atelier_gateway.entrypoints.http.context import CONTAINER, METRICS, Metrics
+from atelier_gateway.entrypoints.http.context import CONTAINER, METRICS, OPEN_STREAMS, Metrics
 from atelier_gateway.entrypoints.http.middleware import observe, problems, rate_limit
 
 
@@ -25,6 +25,7 @@ def create_app(container: Container) -> web.Application:
     )
     app[CONTAINER] = container
     app[METRICS] = Metrics()
+    app[OPEN_STREAMS] = set()
     for table in (
         auth_routes.routes,
         billing_routes.routes,
@@ -41,5 +42,6 @@ def create_app(container: Container) -> web.Application:
         await container.tasks.close()
         container.close()
 
+    app.on_shutdown.append(tasks_routes.close_open_streams)
     app.on_cleanup.append(close)
     return app

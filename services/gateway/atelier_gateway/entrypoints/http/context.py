@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -48,6 +48,7 @@ class Metrics:
 
 CONTAINER = web.AppKey("container", Container)
 METRICS = web.AppKey("metrics", Metrics)
+OPEN_STREAMS = web.AppKey("open_streams", set[asyncio.Task[Any]])
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)
 

@@ -14,6 +14,7 @@ from atelier_gateway.adapters.grpc_clients import Caller, RemoteCallError
 from atelier_gateway.entrypoints.http.billing_routes import path_id
 from atelier_gateway.entrypoints.http.context import (
     METRICS,
+    OPEN_STREAMS,
     authenticate,
     container,
     require_admin,
@@ -39,6 +40,7 @@ TASK_TYPES = ("text_to_image", "basic_clean", "model_pose12")
 TASK_STATUSES = ("pending", "processing", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 SSE_HEARTBEAT_SECONDS = 15.0
+SSE_TICK_SECONDS = 1.0
 SSE_MAX_SECONDS = 3600.0
 
 
@@ -289,13 +291,26 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     await response.write(b"retry: 2000\n\n")
     reader = asyncio.create_task(pump())
     metrics = request.app[METRICS]
+    streams = request.app[OPEN_STREAMS]
+    me = asyncio.current_task()
+    if me is not None:
+        streams.add(me)
+    idle = 0.0
     try:
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), SSE_HEARTBEAT_SECONDS)
+                item = await asyncio.wait_for(queue.get(), SSE_TICK_SECONDS)
             except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+                # A client that left is noticed within a tick, so its watch stream on the tasks
+                # service is released promptly.
+                if request.transport is None or request.transport.is_closing():
+                    return response
+                idle += SSE_TICK_SECONDS
+                if idle >= SSE_HEARTBEAT_SECONDS:
+                    idle = 0.0
+                    await response.write(b": keep-alive\n\n")
                 continue
+            idle = 0.0
             if item is done:
                 break
             if isinstance(item, RemoteCallError):
@@ -307,12 +322,23 @@ async def task_events(request: web.Request) -> web.StreamResponse:
                 metrics.task_outcomes.labels(body["status"]).inc()
             chunk = f"id: {item.sequence}\nevent: status\ndata: {json.dumps(body)}\n\n"
             await response.write(chunk.encode())
+    except ConnectionResetError:
+        return response  # the browser went away; it resumes with Last-Event-ID
     finally:
+        if me is not None:
+            streams.discard(me)
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
     await response.write_eof()
     return response
+
+
+async def close_open_streams(app: web.Application) -> None:
+    """On shutdown, end live event streams (clients reconnect to another replica)."""
+    streams = app[OPEN_STREAMS]
+    for task in tuple(streams):
+        task.cancel()
 
 
 @routes.get("/v1/images")
