@@ -28,6 +28,9 @@ from atelier_tasks.adapters.local_storage import LocalObjectStorage
 from atelier_tasks.adapters.pg_notify import PostgresNotificationListener
 from atelier_tasks.adapters.pillow_images import PillowImageTools
 from atelier_tasks.adapters.prometheus_metrics import PrometheusTaskMetrics
+from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
+from atelier_tasks.adapters.s3_storage import S3ObjectStorage
+from atelier_tasks.adapters.safe_fetch import SafeOutputFetcher
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import BillingClient
 from atelier_tasks.application.service import TaskApplication
@@ -79,13 +82,45 @@ def tasks_config(settings: TasksSettings) -> TasksConfig:
     )
 
 
-def build_providers(settings: TasksSettings) -> dict[str, GenerationProvider]:
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def build_replicate(settings: TasksSettings, clock: Clock) -> ReplicateGenerationProvider:
+    fetcher = SafeOutputFetcher(
+        _csv(settings.replicate_output_hosts),
+        max_bytes=settings.replicate_output_max_bytes,
+        timeout_seconds=settings.replicate_timeout_seconds,
+        trusted_origins=_csv(settings.replicate_output_trusted_origins),
+    )
+    webhook_url = (
+        settings.replicate_webhook_url
+        or f"{settings.gateway_public_url.rstrip('/')}/webhooks/replicate"
+    )
+    return ReplicateGenerationProvider(
+        api_token=settings.replicate_api_token.get_secret_value(),
+        webhook_secret=settings.replicate_webhook_secret.get_secret_value(),
+        webhook_url=webhook_url,
+        models=settings.replicate_models(),
+        fetcher=fetcher,
+        clock=clock,
+        base_url=settings.replicate_api_base or None,
+        tolerance_seconds=settings.replicate_webhook_tolerance_seconds,
+        timeout_seconds=settings.replicate_timeout_seconds,
+    )
+
+
+def build_providers(
+    settings: TasksSettings, clock: Clock | None = None
+) -> dict[str, GenerationProvider]:
     providers: dict[str, GenerationProvider] = {
         "local": LocalGenerationProvider(
             delay_ms=settings.local_generator_delay_ms,
             fail_rate=settings.local_generator_fail_rate,
         )
     }
+    if "replicate" in settings.routes().values():
+        providers["replicate"] = build_replicate(settings, clock or SystemClock())
     missing = sorted(set(settings.routes().values()) - set(providers))
     if missing:
         raise RuntimeError(
@@ -97,6 +132,16 @@ def build_providers(settings: TasksSettings) -> dict[str, GenerationProvider]:
 
 def build_storage(settings: TasksSettings, clock: Clock) -> ObjectStorage:
     backend = settings.storage_backend()
+    if backend == "s3":
+        return S3ObjectStorage(
+            bucket=settings.s3_bucket,
+            clock=clock,
+            region=settings.s3_region,
+            endpoint_url=settings.s3_endpoint_url or None,
+            access_key_id=settings.s3_access_key_id or None,
+            secret_access_key=settings.s3_secret_access_key.get_secret_value() or None,
+            addressing_style=settings.s3_addressing_style,
+        )
     if backend != "local":
         raise RuntimeError(f"object storage {backend!r} is not available in this build")
     base = settings.gateway_public_url.rstrip("/")
@@ -127,7 +172,7 @@ def build_app(settings: TasksSettings | None = None, **overrides: Any) -> TasksA
         closers.append(grpc_billing.close)
         billing = grpc_billing
     storage: ObjectStorage = overrides.get("storage") or build_storage(settings, clock)
-    providers = overrides.get("providers") or build_providers(settings)
+    providers = overrides.get("providers") or build_providers(settings, clock)
     metrics = PrometheusTaskMetrics()
     app = TaskApplication(
         repository=SqlTaskRepository(engine),

@@ -68,6 +68,45 @@ class TasksSettings(BaseSettings):
     url_ttl_seconds: int = Field(900, validation_alias="STORAGE_URL_TTL_SECONDS", gt=0)
     upload_max_bytes: int = Field(15 * 1024 * 1024, validation_alias="UPLOAD_MAX_BYTES", gt=0)
     metrics_port: int = Field(0, validation_alias="TASKS_METRICS_PORT", ge=0)  # 0: off
+
+    # --- global market: Replicate (generation) ---
+    replicate_api_token: SecretStr = Field(SecretStr(""), validation_alias="REPLICATE_API_TOKEN")
+    replicate_webhook_secret: SecretStr = Field(
+        SecretStr(""), validation_alias="REPLICATE_WEBHOOK_SECRET"
+    )
+    replicate_api_base: str = Field("", validation_alias="REPLICATE_API_BASE")  # tests only
+    replicate_webhook_url: str = Field("", validation_alias="REPLICATE_WEBHOOK_URL")
+    replicate_webhook_tolerance_seconds: int = Field(
+        300, validation_alias="REPLICATE_WEBHOOK_TOLERANCE_SECONDS", gt=0
+    )
+    replicate_timeout_seconds: float = Field(
+        30.0, validation_alias="REPLICATE_TIMEOUT_SECONDS", gt=0
+    )
+    replicate_model_text_to_image: str = Field(
+        "black-forest-labs/flux-schnell", validation_alias="REPLICATE_MODEL_TEXT_TO_IMAGE"
+    )
+    replicate_model_basic_clean: str = Field("", validation_alias="REPLICATE_MODEL_BASIC_CLEAN")
+    replicate_model_model_pose12: str = Field("", validation_alias="REPLICATE_MODEL_MODEL_POSE12")
+    replicate_output_hosts: str = Field(
+        "replicate.delivery,*.replicate.delivery", validation_alias="REPLICATE_OUTPUT_HOSTS"
+    )
+    replicate_output_max_bytes: int = Field(
+        25 * 1024 * 1024, validation_alias="REPLICATE_OUTPUT_MAX_BYTES", gt=0
+    )
+    # Exact origins (scheme://host:port) exempt from the private-address check: tests only.
+    replicate_output_trusted_origins: str = Field(
+        "", validation_alias="REPLICATE_OUTPUT_TRUSTED_ORIGINS"
+    )
+
+    # --- global market: S3 (object storage) ---
+    s3_bucket: str = Field("", validation_alias="S3_BUCKET")
+    s3_region: str = Field("us-east-1", validation_alias="S3_REGION")
+    s3_endpoint_url: str = Field("", validation_alias="S3_ENDPOINT_URL")
+    s3_access_key_id: str = Field("", validation_alias="S3_ACCESS_KEY_ID")
+    s3_secret_access_key: SecretStr = Field(SecretStr(""), validation_alias="S3_SECRET_ACCESS_KEY")
+    s3_addressing_style: str = Field(
+        "auto", validation_alias="S3_ADDRESSING_STYLE", pattern="^(auto|path|virtual)$"
+    )
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 
     def resolved_database_url(self) -> str:
@@ -80,6 +119,13 @@ class TasksSettings(BaseSettings):
             if override:
                 routes[task_type] = override
         return routes
+
+    def replicate_models(self) -> dict[str, str]:
+        return {
+            "text_to_image": self.replicate_model_text_to_image,
+            "basic_clean": self.replicate_model_basic_clean,
+            "model_pose12": self.replicate_model_model_pose12,
+        }
 
     def storage_backend(self) -> str:
         return self.storage or {"local": "local", "global": "s3", "cn": "cos"}[self.market]
