@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from atelier_common.context import CallContext, set_current_call
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from atelier_gateway.adapters.grpc_clients import Caller
@@ -87,6 +88,10 @@ async def authenticate(request: web.Request) -> Caller:
         raise problem from e
     caller = Caller(user_id=claims.user_id, role=claims.role.value, request_id=request_id(request))
     request[CALLER] = caller
+    # Log lines of the rest of this request carry the user (the observe middleware resets it).
+    set_current_call(
+        CallContext(user_id=caller.user_id, role=caller.role, request_id=caller.request_id)
+    )
     return caller
 
 
