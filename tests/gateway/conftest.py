@@ -154,6 +154,22 @@ def paused_stack(
         yield s
 
 
+@pytest.fixture
+def daily_limited_stack(
+    database_url: str, billing_database_url: str, tasks_database_url: str, tmp_path: Path
+) -> Iterator[Stack]:
+    """Paused worker and a daily limit of two generations per user."""
+    with _stack(
+        database_url,
+        billing_database_url,
+        tasks_database_url,
+        tmp_path,
+        run_worker=False,
+        tasks_env={"TASKS_DAILY_LIMIT": "2"},
+    ) as s:
+        yield s
+
+
 @contextlib.contextmanager
 def _stack(
     database_url: str,
@@ -161,6 +177,7 @@ def _stack(
     tasks_url: str | None,
     tmp_path: Path,
     run_worker: bool = True,
+    tasks_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     sock = reserve_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -180,6 +197,7 @@ def _stack(
             BILLING_ADDRESS=billing.address,
             GATEWAY_PUBLIC_URL=url,
             run_worker=run_worker,
+            **(tasks_env or {}),
         )
         extra["TASKS_ADDRESS"] = f"127.0.0.1:{tasks.port}"
     settings = gateway_settings(

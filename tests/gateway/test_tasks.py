@@ -333,3 +333,15 @@ def test_a_client_leaving_an_event_stream_is_not_an_error(
     assert not streams
     assert user.get(f"/v1/tasks/{task['id']}").json()["status"] == "pending"
     assert "unhandled error" not in caplog.text
+
+
+def test_daily_limit_is_429_and_holds_nothing(daily_limited_stack: Stack) -> None:
+    user = daily_limited_stack.api.user("ivo@example.com")
+    body = {"type": "text_to_image", "params": {"prompt": "x"}}
+    assert [user.post("/v1/tasks", json=body).status_code for _ in range(2)] == [201, 201]
+    r = user.post("/v1/tasks", json=body)
+    assert r.status_code == 429, r.text
+    assert r.json()["code"] == "daily_limit_reached"
+    balance = user.get("/v1/me/balance").json()
+    assert balance["available"] == 8 and balance["held"] == 2
+    assert len(user.get("/v1/tasks").json()["items"]) == 2
