@@ -9,15 +9,21 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from atelier_ports.clock import SystemClock
-from atelier_ports.errors import InvalidNotification, ProviderUnavailable
+from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
 from atelier_ports.generation import GenerationRequest, GenerationState
+from atelier_tasks.adapters.local_storage import LocalObjectStorage
 from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
 from atelier_tasks.adapters.s3_storage import S3ObjectStorage
 from atelier_tasks.adapters.safe_fetch import OutputRefused, SafeOutputFetcher
+from atelier_tasks.bootstrap import build_providers, build_storage
+from atelier_tasks.settings import TasksSettings
 from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, moto_s3
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate, png
 from tests.tasks.fakes import FakeClock
@@ -149,8 +155,6 @@ def test_predictions_carry_our_webhook_and_the_configured_model(fake: FakeReplic
 
 def test_a_wrong_token_is_rejected_not_retried(fake: FakeReplicate) -> None:
     fake.token = "r8_other"
-    from atelier_ports.errors import ProviderRejected
-
     with pytest.raises(ProviderRejected, match="401"):
         replicate(fake).submit(t2i())
 
@@ -225,3 +229,55 @@ def test_outputs_too_large_or_not_images_are_refused(fake: FakeReplicate) -> Non
         small.fetch(html)
     data, kind = small.fetch(fake.add_file("ok.png", png(side=4)))
     assert kind == "image/png" and data.startswith(b"\x89PNG")
+
+
+# --- wiring ------------------------------------------------------------------------------------
+
+
+def global_settings(**env: Any) -> TasksSettings:
+    values: dict[str, Any] = {
+        "MARKET": "global",
+        "REPLICATE_API_TOKEN": API_TOKEN,
+        "REPLICATE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "S3_BUCKET": "media",
+        "S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "GATEWAY_PUBLIC_URL": "https://api.atelier.test/",
+    }
+    values.update(env)
+    return TasksSettings(**values)
+
+
+def test_market_global_picks_replicate_and_s3() -> None:
+    settings = global_settings()
+    providers = build_providers(settings, SystemClock())
+    assert isinstance(providers["replicate"], ReplicateGenerationProvider)
+    assert isinstance(build_storage(settings, SystemClock()), S3ObjectStorage)
+
+
+def test_each_port_can_still_be_overridden_on_its_own(tmp_path: Path) -> None:
+    settings = global_settings(
+        TASKS_STORAGE="local",
+        TASKS_PROVIDER_TEXT_TO_IMAGE="local",
+        TASKS_PROVIDER_BASIC_CLEAN="local",
+        TASKS_PROVIDER_MODEL_POSE12="local",
+        ATELIER_DATA_DIR=str(tmp_path),
+    )
+    assert set(build_providers(settings, SystemClock())) == {"local"}
+    assert isinstance(build_storage(settings, SystemClock()), LocalObjectStorage)
+    only_storage = global_settings(TASKS_STORAGE="local", ATELIER_DATA_DIR=str(tmp_path))
+    assert "replicate" in build_providers(only_storage, SystemClock())
+
+
+def test_market_global_without_credentials_fails_fast() -> None:
+    with pytest.raises(ValueError, match="REPLICATE_API_TOKEN"):
+        build_providers(global_settings(REPLICATE_API_TOKEN=""), SystemClock())
+    with pytest.raises(ValueError, match="S3_BUCKET"):
+        build_storage(global_settings(S3_BUCKET=""), SystemClock())
+
+
+def test_the_local_replicate_server_speaks_both_auth_schemes(fake: FakeReplicate) -> None:
+    url = f"{fake.url}/v1/predictions/nope"
+    assert httpx.get(url, headers={"Authorization": f"Token {API_TOKEN}"}).status_code == 404
+    assert httpx.get(url, headers={"Authorization": f"Bearer {API_TOKEN}"}).status_code == 404
+    refused = httpx.get(url, headers={"Authorization": "Bearer r8_wrong"})
+    assert refused.status_code == 401 and refused.json()["status"] == 401
