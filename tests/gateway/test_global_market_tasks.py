@@ -1,0 +1,161 @@
+"""MARKET=global through the public HTTP API: the gateway, the real billing service and the tasks
+service (its worker running) wired to the local Replicate server and moto's S3. Replicate's
+webhook arrives at the gateway's ``/webhooks/replicate`` like it would in production."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.gateway.conftest import Api, User
+from tests.gateway.harness import (
+    RunningGateway,
+    gateway_settings,
+    reserve_socket,
+    start_gateway,
+    start_tasks_server,
+)
+from tests.support.billing_server import RunningBilling, start_billing_server
+from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, MotoS3, moto_s3
+from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate
+from tests.tasks.conftest import wait_until
+
+
+@dataclass
+class GlobalStack:
+    gateway: RunningGateway
+    billing: RunningBilling
+    tasks: Any
+    api: Api
+    replicate: FakeReplicate
+    moto: MotoS3
+    bucket: str
+
+
+@pytest.fixture
+def global_stack(
+    database_url: str, billing_database_url: str, tasks_database_url: str, tmp_path: Path
+) -> Iterator[GlobalStack]:
+    sock = reserve_socket()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    replicate = FakeReplicate()
+    moto = moto_s3()
+    bucket = moto.new_bucket()
+    billing = start_billing_server(
+        billing_database_url, GATEWAY_PUBLIC_URL=url, ATELIER_DATA_DIR=str(tmp_path / "b")
+    )
+    tasks = start_tasks_server(
+        tasks_database_url,
+        MARKET="global",
+        ATELIER_DATA_DIR=str(tmp_path / "data"),
+        ATELIER_INTERNAL_TOKEN=billing.internal_token,
+        BILLING_ADDRESS=billing.address,
+        GATEWAY_PUBLIC_URL=url,
+        TASKS_WORKER_IDLE_SECONDS=0.05,
+        REPLICATE_API_TOKEN=API_TOKEN,
+        REPLICATE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        REPLICATE_API_BASE=replicate.url,
+        REPLICATE_OUTPUT_TRUSTED_ORIGINS=replicate.url,
+        S3_BUCKET=bucket,
+        S3_ENDPOINT_URL=moto.endpoint_url,
+        S3_ACCESS_KEY_ID=ACCESS_KEY,
+        S3_SECRET_ACCESS_KEY=SECRET_KEY,
+        S3_ADDRESSING_STYLE="path",
+    )
+    settings = gateway_settings(
+        str(tmp_path / "data"),
+        database_url,
+        GATEWAY_PUBLIC_URL=url,
+        BILLING_ADDRESS=billing.address,
+        TASKS_ADDRESS=f"127.0.0.1:{tasks.port}",
+        ATELIER_INTERNAL_TOKEN=billing.internal_token,
+    )
+    gateway = start_gateway(settings, sock=sock)
+    api = Api(gateway.url)
+    try:
+        yield GlobalStack(gateway, billing, tasks, api, replicate, moto, bucket)
+    finally:
+        api.close()
+        gateway.stop()
+        tasks.stop()
+        billing.stop()
+        replicate.close()
+
+
+def balance(user: User) -> dict[str, Any]:
+    return dict(user.get("/v1/me/balance").json())
+
+
+def started_prediction(stack: GlobalStack, user: User) -> tuple[str, str]:
+    r = user.post("/v1/tasks", json={"type": "text_to_image", "params": {"prompt": "a fox"}})
+    assert r.status_code == 201, r.text
+    task_id = str(r.json()["id"])
+    wait_until(lambda: len(stack.replicate.predictions) == 1, what="the prediction")
+    wait_until(
+        lambda: user.get(f"/v1/tasks/{task_id}").json()["status"] == "processing",
+        what="the task to be processing",
+    )
+    return task_id, next(iter(stack.replicate.predictions))
+
+
+def test_text_to_image_via_replicate_webhook_to_the_gateway(global_stack: GlobalStack) -> None:
+    stack = global_stack
+    user = stack.api.user("gina@example.com")
+    task_id, prediction_id = started_prediction(stack, user)
+    assert balance(user)["held"] == 1
+
+    stack.replicate.complete(prediction_id)
+    assert stack.replicate.webhook_statuses == [200]
+    done = user.get(f"/v1/tasks/{task_id}").json()
+    assert done["status"] == "succeeded", done
+    image = done["images"][0]
+    assert image["url"].startswith(f"{stack.moto.endpoint_url}/{stack.bucket}/{user.id}/")
+    assert stack.replicate.url not in str(done)  # vendor URLs are never handed out
+    for url in (image["url"], image["thumbnail_url"]):
+        got = httpx.get(url)
+        assert got.status_code == 200
+        Image.open(io.BytesIO(got.content)).verify()
+    wait_until(lambda: balance(user)["held"] == 0, what="the capture")
+    assert balance(user)["available"] == 9
+
+
+def test_forged_and_stale_replicate_webhooks_are_400(global_stack: GlobalStack) -> None:
+    stack = global_stack
+    user = stack.api.user("hal@example.com")
+    task_id, prediction_id = started_prediction(stack, user)
+    stack.replicate.complete(prediction_id, webhook=False)
+    wrong = "whsec_" + base64.b64encode(b"someone-else").decode()
+    assert stack.replicate.send(prediction_id, secret=wrong) == 400
+    assert stack.replicate.send(prediction_id, timestamp=int(time.time()) - 3600) == 400
+    headers, body = stack.replicate.notification(prediction_id)
+    r = stack.api.http.post("/webhooks/replicate", content=body, headers=headers)
+    assert r.status_code == 200, r.text  # the genuine one, for contrast
+    assert user.get(f"/v1/tasks/{task_id}").json()["status"] == "succeeded"
+
+
+def test_browser_uploads_go_straight_to_s3(global_stack: GlobalStack) -> None:
+    stack = global_stack
+    user = stack.api.user("ivy@example.com")
+    photo = io.BytesIO()
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(photo, "PNG")
+    data = photo.getvalue()
+    r = user.post("/v1/uploads", json={"content_type": "image/png", "size": len(data)})
+    assert r.status_code == 201, r.text
+    target = r.json()
+    assert target["url"].startswith(f"{stack.moto.endpoint_url}/{stack.bucket}")
+    assert target["upload_id"].startswith(f"{user.id}/")
+    sent = httpx.post(
+        target["url"], data=target["fields"], files={"file": ("p.png", data, "image/png")}
+    )
+    assert sent.status_code in (200, 201, 204), sent.text
+    stored = stack.moto.client().get_object(Bucket=stack.bucket, Key=target["upload_id"])
+    assert stored["Body"].read() == data
