@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import random
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from atelier_ports.clock import SystemClock
 from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
@@ -281,3 +284,39 @@ def test_the_local_replicate_server_speaks_both_auth_schemes(fake: FakeReplicate
     assert httpx.get(url, headers={"Authorization": f"Bearer {API_TOKEN}"}).status_code == 404
     refused = httpx.get(url, headers={"Authorization": "Bearer r8_wrong"})
     assert refused.status_code == 401 and refused.json()["status"] == 401
+
+
+def test_inputs_travel_inline_when_small_and_by_signed_url_when_large(
+    fake: FakeReplicate,
+) -> None:
+    signed: list[str] = []
+
+    def input_url(key: str) -> str:
+        signed.append(key)
+        return f"https://media.example.com/{key}?X-Amz-Signature=abc"
+
+    provider = ReplicateGenerationProvider(
+        api_token=API_TOKEN,
+        webhook_secret=WEBHOOK_SECRET,
+        webhook_url="https://api.atelier.test/webhooks/replicate",
+        models={"basic_clean": "acme/cleaner"},
+        fetcher=SafeOutputFetcher([]),
+        clock=FakeClock.real(),
+        base_url=fake.url,
+        input_url=input_url,
+        inline_input_max_bytes=1000,
+    )
+    noisy = io.BytesIO()
+    Image.frombytes("RGB", (40, 40), random.Random(1).randbytes(4800)).save(noisy, "PNG")
+    small, large = png(side=4), noisy.getvalue()
+    assert len(small) <= 1000 < len(large)
+    for data in (small, large):
+        provider.submit(
+            GenerationRequest(
+                "task_2", "u1", "basic_clean", {"size": 512}, ("u1/uploads/a.png",), (data,)
+            )
+        )
+    inline, linked = (body["input"] for _, _, body in fake.requests[-2:])
+    assert inline["image"] == "data:image/png;base64," + base64.b64encode(small).decode()
+    assert linked["image"] == "https://media.example.com/u1/uploads/a.png?X-Amz-Signature=abc"
+    assert signed == ["u1/uploads/a.png"] and linked["size"] == 512

@@ -86,7 +86,13 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def build_replicate(settings: TasksSettings, clock: Clock) -> ReplicateGenerationProvider:
+# Long enough for a queued prediction to start and read its input.
+INPUT_URL_TTL_SECONDS = 3600
+
+
+def build_replicate(
+    settings: TasksSettings, clock: Clock, storage: ObjectStorage | None = None
+) -> ReplicateGenerationProvider:
     fetcher = SafeOutputFetcher(
         _csv(settings.replicate_output_hosts),
         max_bytes=settings.replicate_output_max_bytes,
@@ -107,11 +113,12 @@ def build_replicate(settings: TasksSettings, clock: Clock) -> ReplicateGeneratio
         base_url=settings.replicate_api_base or None,
         tolerance_seconds=settings.replicate_webhook_tolerance_seconds,
         timeout_seconds=settings.replicate_timeout_seconds,
+        input_url=(lambda key: storage.signed_url(key, INPUT_URL_TTL_SECONDS)) if storage else None,
     )
 
 
 def build_providers(
-    settings: TasksSettings, clock: Clock | None = None
+    settings: TasksSettings, clock: Clock | None = None, storage: ObjectStorage | None = None
 ) -> dict[str, GenerationProvider]:
     providers: dict[str, GenerationProvider] = {
         "local": LocalGenerationProvider(
@@ -120,7 +127,7 @@ def build_providers(
         )
     }
     if "replicate" in settings.routes().values():
-        providers["replicate"] = build_replicate(settings, clock or SystemClock())
+        providers["replicate"] = build_replicate(settings, clock or SystemClock(), storage)
     missing = sorted(set(settings.routes().values()) - set(providers))
     if missing:
         raise RuntimeError(
@@ -172,7 +179,7 @@ def build_app(settings: TasksSettings | None = None, **overrides: Any) -> TasksA
         closers.append(grpc_billing.close)
         billing = grpc_billing
     storage: ObjectStorage = overrides.get("storage") or build_storage(settings, clock)
-    providers = overrides.get("providers") or build_providers(settings, clock)
+    providers = overrides.get("providers") or build_providers(settings, clock, storage)
     metrics = PrometheusTaskMetrics()
     app = TaskApplication(
         repository=SqlTaskRepository(engine),

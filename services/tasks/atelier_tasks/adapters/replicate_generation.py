@@ -12,6 +12,8 @@
   image content types — and handed to the application as bytes to store under our keys. A
   refused output fails the task with the refusal as its message (the hold is then released).
 - ``canceled`` and ``failed`` predictions become failed results.
+- Input images up to 256 KiB travel inline as data URLs; larger ones as a short-lived signed URL
+  of our storage (``input_url``), as Replicate recommends.
 - ``params.sandbox_outcome`` (the local provider's test trigger) is rejected.
 
 Vendor errors are translated at this boundary: transport trouble, 429 and 5xx →
@@ -75,6 +77,8 @@ class ReplicateGenerationProvider:
         base_url: str | None = None,
         tolerance_seconds: int = 300,
         timeout_seconds: float = 30.0,
+        input_url: Callable[[str], str] | None = None,
+        inline_input_max_bytes: int = 256 * 1024,
     ) -> None:
         if not api_token or not webhook_secret:
             raise ValueError("Replicate needs REPLICATE_API_TOKEN and REPLICATE_WEBHOOK_SECRET")
@@ -91,6 +95,9 @@ class ReplicateGenerationProvider:
         self._fetcher = fetcher
         self._clock = clock
         self._tolerance = tolerance_seconds
+        # Inputs above the inline limit travel as a short-lived signed URL of our storage.
+        self._input_url = input_url
+        self._inline_max = inline_input_max_bytes
 
     @property
     def name(self) -> str:
@@ -108,7 +115,7 @@ class ReplicateGenerationProvider:
         model = self._models.get(request.task_type)
         if model is None:
             raise ProviderRejected(f"no Replicate model configured for {request.task_type!r}")
-        model_input = _model_input(request)
+        model_input = _model_input(request, self._input_ref)
         params: dict[str, Any] = {
             "input": model_input,
             "webhook": self._webhook_url,
@@ -158,6 +165,13 @@ class ReplicateGenerationProvider:
         return GenerationNotification(webhook_id, job_id, result)
 
     # --- mapping -------------------------------------------------------------------------------
+
+    def _input_ref(self, request: GenerationRequest, index: int) -> str:
+        data = request.inputs[index]
+        keys = request.input_keys
+        if len(data) > self._inline_max and self._input_url is not None and index < len(keys):
+            return self._input_url(keys[index])
+        return _data_uri(data)
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -209,7 +223,9 @@ class ReplicateGenerationProvider:
         return GenerationResult(GenerationState.SUCCEEDED, job_id, outputs=outputs)
 
 
-def _model_input(request: GenerationRequest) -> dict[str, Any]:
+def _model_input(
+    request: GenerationRequest, image_ref: Callable[[GenerationRequest, int], str]
+) -> dict[str, Any]:
     params = request.params
     out: dict[str, Any] = {}
     if request.task_type == "text_to_image":
@@ -217,11 +233,11 @@ def _model_input(request: GenerationRequest) -> dict[str, Any]:
             if params.get(key) not in (None, ""):
                 out[key] = params[key]
         if request.inputs:
-            out["image"] = _data_uri(request.inputs[0])
+            out["image"] = image_ref(request, 0)
         return out
     if len(request.inputs) != 1:
         raise ProviderRejected(f"{request.task_type} needs exactly one input image")
-    out["image"] = _data_uri(request.inputs[0])
+    out["image"] = image_ref(request, 0)
     if request.prompt:
         out["prompt"] = request.prompt
     if request.task_type == "model_pose12":
@@ -233,7 +249,7 @@ def _model_input(request: GenerationRequest) -> dict[str, Any]:
 
 
 def _data_uri(data: bytes) -> str:
-    """Inputs travel inline (no public URL of our storage is ever handed to the vendor)."""
+    """Small inputs travel inline, as a data URL."""
     kind = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         kind = "image/webp"
