@@ -32,9 +32,11 @@ class PostgresServer:
     how: str
 
     def create_database(self) -> str:
+        # template0 accepts no connections, so "source database is being accessed by other
+        # users" cannot happen when test runs create databases at the same time.
         name = f"atelier_t_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
         return _with_database(self.admin_url, name)
 
     def drop_database(self, url: str) -> None:
