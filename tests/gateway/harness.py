@@ -23,6 +23,7 @@ class FakeBillingAccounts:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str | None, str | None]] = []
         self.created: set[str] = set()
+        self.contacts: list[tuple[str, str | None, str | None]] = []
         self.fail = False
 
     def set_up_account(self, user_id: str, email: str | None, name: str | None) -> bool:
@@ -35,6 +36,13 @@ class FakeBillingAccounts:
             return False
         self.created.add(user_id)
         return True
+
+    def update_contact(self, user_id: str, email: str | None, name: str | None) -> None:
+        from atelier_ports.problems import Unavailable
+
+        if self.fail:
+            raise Unavailable("billing is down")
+        self.contacts.append((user_id, email, name))
 
 
 @dataclass

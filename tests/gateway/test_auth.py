@@ -198,6 +198,18 @@ def test_profile_read_and_update(api: Api) -> None:
     assert user.get("/v1/me").json()["preferences"] == {"theme": "dark"}
 
 
+def test_a_name_change_is_pushed_to_billing(api: Api, fake_billing: FakeBillingAccounts) -> None:
+    user = api.user("nan@example.com")
+    me = user.get("/v1/me").json()
+    assert user.patch("/v1/me", json={"preferences": {"a": 1}}).status_code == 200
+    assert fake_billing.contacts == []  # nothing billing keeps changed
+    assert user.patch("/v1/me", json={"name": "Nan B."}).status_code == 200
+    assert fake_billing.contacts == [(me["id"], None, "Nan B.")]
+    fake_billing.fail = True  # billing down: the profile edit still stands
+    assert user.patch("/v1/me", json={"name": "Nan C."}).status_code == 200
+    assert user.get("/v1/me").json()["name"] == "Nan C."
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

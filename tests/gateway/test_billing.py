@@ -199,3 +199,18 @@ def test_request_id_reaches_billing_in_grpc_metadata(stack: Stack) -> None:
     seen = [line for line in capture.lines if line.get("request_id") == "follow-me-42"]
     assert seen, capture.lines
     assert seen[0]["user_id"] == user.id
+
+
+def test_profile_name_reaches_billing(stack: Stack) -> None:
+    from sqlalchemy import select
+
+    from atelier_billing.adapters.persistence.tables import accounts
+
+    user = stack.api.user("eve@example.com")
+    user_id = user.get("/v1/me").json()["id"]
+    assert user.patch("/v1/me", json={"name": "Eve Q."}).status_code == 200
+    with stack.billing.app.engine.connect() as conn:
+        row = conn.execute(
+            select(accounts.c.email, accounts.c.name).where(accounts.c.user_id == user_id)
+        ).one()
+    assert (row.email, row.name) == ("eve@example.com", "Eve Q.")

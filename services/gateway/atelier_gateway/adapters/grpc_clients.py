@@ -160,5 +160,20 @@ class GrpcBillingAccounts:
             raise Unavailable("billing could not set up the account") from e
         return bool(reply.created)
 
+    def update_contact(self, user_id: str, email: str | None, name: str | None) -> None:
+        from atelier.billing.v1 import billing_pb2
+
+        request = billing_pb2.UpdateAccountContactRequest(email=email or "", name=name or "")
+        try:
+            self._stub.UpdateAccountContact(
+                request,
+                metadata=outgoing_metadata(self._token, user_id, "user"),
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return  # no billing account yet: it will be created with the new details
+            raise Unavailable("billing could not update the contact details") from e
+
     def close(self) -> None:
         self._channel.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,7 +28,7 @@ from atelier_gateway.domain.errors import (
 from atelier_gateway.domain.model import RefreshTokenRecord, Role, User
 from atelier_ports.clock import Clock
 from atelier_ports.ids import IdGenerator
-from atelier_ports.problems import InvalidArgument
+from atelier_ports.problems import InvalidArgument, Unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,9 @@ class Session:
     access_token: str
     refresh_token: str
     expires_in: int
+
+
+log = logging.getLogger("atelier.gateway")
 
 
 def hash_refresh_token(token: str) -> str:
@@ -244,6 +248,15 @@ class AuthService:
                 user.preferences = prefs
             uow.users.save(user)
             uow.commit()
+        if name is not None:
+            try:
+                self._billing.update_contact(user_id, None, name)
+            except Unavailable:
+                # The profile is ours and is saved; the provider's copy catches up at the next
+                # edit. Logged so an operator sees the drift.
+                log.warning(
+                    "could not push the profile to billing", extra={"fields": {"user": user_id}}
+                )
         return user
 
     def promote_admin(self, email: str) -> User:

@@ -114,3 +114,8 @@ class BillingAccounts(Protocol):
         Raises ``atelier_ports.problems.Unavailable`` if billing cannot be reached.
         """
         ...
+
+    def update_contact(self, user_id: str, email: str | None, name: str | None) -> None:
+        """Tell billing the user's new contact details; billing pushes them to payment
+        providers' customer records (F3). Raises ``Unavailable`` if billing cannot be reached."""
+        ...
