@@ -1,6 +1,7 @@
-"""MARKET=global through the public HTTP API: the gateway, the real billing service and the tasks
-service (its worker running) wired to the local Replicate server and moto's S3. Replicate's
-webhook arrives at the gateway's ``/webhooks/replicate`` like it would in production."""
+"""MARKET=global through the public HTTP API: the gateway, the real billing service wired to the
+local Stripe server, and the tasks service (its worker running) wired to the local Replicate
+server and moto's S3. Stripe's and Replicate's webhooks arrive at the gateway's
+``/webhooks/stripe`` and ``/webhooks/replicate`` like they would in production."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ from tests.gateway.harness import (
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, MotoS3, moto_s3
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate
+from tests.support.stripe_server import API_KEY as STRIPE_KEY
+from tests.support.stripe_server import WEBHOOK_SECRET as STRIPE_WEBHOOK_SECRET
+from tests.support.stripe_server import FakeStripe
 from tests.tasks.conftest import wait_until
 
 
@@ -39,6 +43,7 @@ class GlobalStack:
     replicate: FakeReplicate
     moto: MotoS3
     bucket: str
+    stripe: FakeStripe
 
 
 @pytest.fixture
@@ -48,10 +53,17 @@ def global_stack(
     sock = reserve_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     replicate = FakeReplicate()
+    stripe = FakeStripe(webhook_url=f"{url}/webhooks/stripe")
     moto = moto_s3()
     bucket = moto.new_bucket()
     billing = start_billing_server(
-        billing_database_url, GATEWAY_PUBLIC_URL=url, ATELIER_DATA_DIR=str(tmp_path / "b")
+        billing_database_url,
+        GATEWAY_PUBLIC_URL=url,
+        ATELIER_DATA_DIR=str(tmp_path / "b"),
+        MARKET="global",
+        STRIPE_API_KEY=STRIPE_KEY,
+        STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
+        STRIPE_API_BASE=stripe.url,
     )
     tasks = start_tasks_server(
         tasks_database_url,
@@ -82,13 +94,14 @@ def global_stack(
     gateway = start_gateway(settings, sock=sock)
     api = Api(gateway.url)
     try:
-        yield GlobalStack(gateway, billing, tasks, api, replicate, moto, bucket)
+        yield GlobalStack(gateway, billing, tasks, api, replicate, moto, bucket, stripe)
     finally:
         api.close()
         gateway.stop()
         tasks.stop()
         billing.stop()
         replicate.close()
+        stripe.close()
 
 
 def balance(user: User) -> dict[str, Any]:
@@ -159,3 +172,48 @@ def test_browser_uploads_go_straight_to_s3(global_stack: GlobalStack) -> None:
     assert sent.status_code in (200, 201, 204), sent.text
     stored = stack.moto.client().get_object(Bucket=stack.bucket, Key=target["upload_id"])
     assert stored["Body"].read() == data
+
+
+def test_packs_and_membership_through_stripe_checkout(global_stack: GlobalStack) -> None:
+    stack = global_stack
+    user = stack.api.user("jan@example.com")
+    catalog = stack.api.http.get("/v1/catalog").json()
+    assert (catalog["market"], catalog["channels"]) == ("global", ["stripe"])
+
+    def checkout(item_id: str) -> tuple[str, dict[str, Any]]:
+        r = user.post("/v1/orders", json={"item_id": item_id, "channel": "stripe"})
+        assert r.status_code == 201, r.text
+        order = r.json()
+        assert order["checkout"]["url"].startswith(stack.stripe.url)
+        session = next(
+            s for s in stack.stripe.sessions.values() if s["client_reference_id"] == order["id"]
+        )
+        return order["id"], session
+
+    pack_id, pack_session = checkout("pack_100")
+    assert stack.stripe.send(stack.stripe.complete_session(pack_session["id"])) == 200
+    assert user.get(f"/v1/orders/{pack_id}").json()["status"] == "paid"
+    plan_id, plan_session = checkout("plan_monthly")
+    completed = stack.stripe.complete_session(plan_session["id"])
+    assert [stack.stripe.send(completed) for _ in range(2)] == [200, 200]  # redelivered: once
+    assert balance(user)["available"] == 10 + 100 + 300
+    assert balance(user)["membership"]["active"] is True
+    assert user.get(f"/v1/orders/{plan_id}").json()["status"] == "paid"
+
+    renewal = stack.stripe.renewal_invoice(plan_session["subscription"])
+    assert [stack.stripe.send(renewal) for _ in range(2)] == [200, 200]
+    assert balance(user)["available"] == 10 + 100 + 300 + 300
+
+    refund = stack.stripe.refund(pack_session["id"])
+    assert stack.stripe.send(refund) == 200
+    assert user.get(f"/v1/orders/{pack_id}").json()["status"] == "refunded"
+    assert balance(user)["available"] == 10 + 300 + 300
+    kinds = [
+        e["kind"] for e in user.get("/v1/me/ledger", params={"page_size": 100}).json()["items"]
+    ]
+    assert kinds == ["adjust", "grant", "grant", "grant", "grant"]
+
+    forged = stack.stripe.renewal_invoice(plan_session["subscription"])
+    assert stack.stripe.send(forged, secret="whsec_forged") == 400
+    assert balance(user)["available"] == 10 + 300 + 300
+    assert all(c.ok for c in stack.billing.app.service.check_ledger())
