@@ -303,6 +303,8 @@ class _Orders:
     def add(self, order: Order) -> None:
         if order.request_id and self.by_request(order.user_id, order.request_id):
             raise DuplicateKey(order.request_id)
+        if any(o.number == order.number for o in self.s.orders.values()):
+            raise DuplicateKey(order.number)
         self.s.orders[order.id] = order
 
     def get(self, order_id: str) -> Order | None:

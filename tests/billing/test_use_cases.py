@@ -406,3 +406,27 @@ def test_the_periodic_sweep_reconciles_orders_pending_for_a_while(
     assert service.get_order("u1", old.id).status is OrderStatus.PAID
     assert service.get_order("u1", young.id).status is OrderStatus.PENDING
     assert service.get_balance("u1").available == 110
+
+
+def test_an_order_number_clash_retries_with_a_new_number(
+    store: FakeStore, clock: FakeClock, provider: FakePaymentProvider
+) -> None:
+    from tests.billing.conftest import make_policy
+    from tests.billing.fakes import FakeIds
+
+    class RepeatingIds(FakeIds):
+        """Hands out the same readable code twice before moving on."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.codes = iter(["AAAAAA", "AAAAAA", "BBBBBB"])
+
+        def readable_code(self, length: int) -> str:
+            return next(self.codes)
+
+    svc = BillingService(store, clock, RepeatingIds(), make_policy(), {"fake": provider})
+    svc.set_up_account("u1")
+    first = svc.create_order("u1", "pack_100", "fake", "")
+    second = svc.create_order("u1", "pack_100", "fake", "")
+    assert first.number.endswith("-AAAAAA") and second.number.endswith("-BBBBBB")
+    assert svc.get_order("u1", second.id).number == second.number

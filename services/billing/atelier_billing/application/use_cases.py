@@ -447,27 +447,37 @@ class BillingService:
             expires_at=now + self._policy.order_ttl,
             request_id=request_id or None,
         )
-        with self._uow() as uow:
-            if uow.accounts.get(user_id) is None:
-                raise errors.AccountNotFound("no billing account for this user")
-            existing = uow.orders.by_request(user_id, request_id) if request_id else None
-            if existing is None:
-                try:
-                    uow.orders.add(order)
-                    uow.commit()
-                except DuplicateKey:
-                    existing = self._order_by_request(user_id, request_id)
-        if existing is not None:
-            if (existing.item_id, existing.channel) != (item_id, channel):
+        order, existed = self._insert_order(order)
+        if existed:
+            if (order.item_id, order.channel) != (item_id, channel):
                 raise errors.IdempotencyConflict("request_id was used for another order")
-            order = existing
             if order.checkout_url or order.checkout_code_url or order.status != OrderStatus.PENDING:
                 return order
         return self._start_checkout(order, provider)
 
-    def _order_by_request(self, user_id: str, request_id: str) -> Order | None:
-        with self._uow() as uow:
-            return uow.orders.by_request(user_id, request_id)
+    def _insert_order(self, order: Order, attempts: int = 3) -> tuple[Order, bool]:
+        """Insert a new order → (it, False); or (the earlier order, True) when its request_id
+        was used before.
+
+        A clash of the random order number (not of the request_id) retries with a new number.
+        """
+        for _ in range(attempts):
+            with self._uow() as uow:
+                if uow.accounts.get(order.user_id) is None:
+                    raise errors.AccountNotFound("no billing account for this user")
+                if order.request_id:
+                    existing = uow.orders.by_request(order.user_id, order.request_id)
+                    if existing is not None:
+                        return existing, True
+                try:
+                    uow.orders.add(order)
+                    uow.commit()
+                    return order, False
+                except DuplicateKey:
+                    pass  # a concurrent twin with our request_id, or a number clash
+            number = f"{order.number.rsplit('-', 1)[0]}-{self._ids.readable_code(6)}"
+            order = replace(order, number=number)
+        raise problems.Unavailable("could not allocate an order number; try again")
 
     def _customer(self, user_id: str, provider: PaymentProvider) -> str | None:
         """The user's customer at the provider: created once, remembered (F3)."""
