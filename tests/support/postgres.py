@@ -36,7 +36,7 @@ class PostgresServer:
         # users" cannot happen when test runs create databases at the same time.
         name = f"atelier_t_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+            conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
         return _with_database(self.admin_url, name)
 
     def drop_database(self, url: str) -> None:
