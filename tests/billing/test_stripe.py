@@ -193,3 +193,48 @@ def test_profile_edits_are_pushed_to_the_stripe_customer(env: Env) -> None:
     assert list(response.providers) == ["stripe"]
     assert env.stripe.customers[customer_id]["name"] == "Ada Lovelace"
     assert env.stripe.customers[customer_id]["email"] == "ada@example.com"
+
+
+def test_async_payments_and_every_event_delivered_twice_have_one_effect(env: Env) -> None:
+    """checkout.session.completed with an unpaid (async) payment waits for the outcome; each
+    event type delivered twice changes things once."""
+    paid_later = env.order("pack_100")
+    failed_later = env.order("pack_500")
+    expired = env.order("pack_100", key="to-expire")
+    for order in (paid_later, failed_later):
+        session = env.stripe.sessions[env.session_of(order)]
+        session.update(status="complete", payment_status="unpaid", payment_intent=f"pi_{order.id}")
+        assert env.stripe.send(env.stripe.event("checkout.session.completed", session)) == 200
+    assert env.get(paid_later.id).status == pb.ORDER_STATUS_PENDING  # not paid yet
+    ok = env.stripe.sessions[env.session_of(paid_later)]
+    ok["payment_status"] = "paid"
+    bad = env.stripe.sessions[env.session_of(failed_later)]
+    events = [
+        env.stripe.event("checkout.session.async_payment_succeeded", ok),
+        env.stripe.event("checkout.session.async_payment_failed", bad),
+        env.stripe.expire_session(env.session_of(expired)),
+    ]
+    for event in events:
+        assert [env.stripe.send(event), env.stripe.send(event)] == [200, 200]
+    assert env.get(paid_later.id).status == pb.ORDER_STATUS_PAID
+    assert env.get(failed_later.id).status == pb.ORDER_STATUS_FAILED
+    assert env.get(expired.id).status == pb.ORDER_STATUS_EXPIRED
+    assert env.balance().available == 110
+
+    plan = env.order("plan_monthly")
+    session = env.stripe.sessions[env.session_of(plan)]
+    env.stripe.send(env.stripe.complete_session(session["id"]))
+    update = env.stripe.subscription_event(session["subscription"], cancel_at_period_end=True)
+    assert [env.stripe.send(update), env.stripe.send(update)] == [200, 200]
+    assert env.balance().membership.active  # cancelled at period end: still running
+    deleted = env.stripe.subscription_event(session["subscription"], deleted=True)
+    assert [env.stripe.send(deleted), env.stripe.send(deleted)] == [200, 200]
+    assert env.balance().membership.status == pb.MEMBERSHIP_STATUS_CANCELED
+    [customer_id] = env.stripe.customers
+    changed = env.stripe.customer_updated(customer_id, name="Ada L.")
+    assert [env.stripe.send(changed), env.stripe.send(changed)] == [200, 200]
+    entries = env.stub.ListLedgerEntries(
+        pb.ListLedgerEntriesRequest(page_size=100), metadata=env.md()
+    ).entries
+    assert [e.amount for e in entries] == [300, 100, 10]  # one grant per paid order
+    assert env.consistent()
