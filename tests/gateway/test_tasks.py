@@ -299,6 +299,22 @@ def test_admin_task_listing_checks_the_role(paused_stack: Stack) -> None:
     assert bad.status_code == 400 and bad.json()["field"] == "status"
 
 
+def test_admins_see_every_users_tasks_and_users_are_refused(paused_stack: Stack) -> None:
+    owner = paused_stack.api.user("owner@example.com")
+    task = owner.post("/v1/tasks", json={"type": "text_to_image", "params": {"prompt": "x"}})
+    assert task.status_code == 201, task.text
+    other = paused_stack.api.user("root@example.com")
+    refused = other.get("/v1/admin/tasks")
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    paused_stack.gateway.container.auth.promote_admin("root@example.com")
+    r = paused_stack.api.http.post("/v1/auth/refresh", json={"refresh_token": other.refresh_token})
+    admin = User(other.api, other.id, r.json()["access_token"], r.json()["refresh_token"])
+    assert admin.get("/v1/tasks").json()["items"] == []
+    listing = admin.get("/v1/admin/tasks", params={"type": "text_to_image"})
+    assert listing.status_code == 200, listing.text
+    assert [t["id"] for t in listing.json()["items"]] == [task.json()["id"]]
+
+
 def test_forged_generation_webhooks_are_400(full_stack: Stack) -> None:
     for provider in ("replicate", "runninghub"):
         r = full_stack.api.http.post(

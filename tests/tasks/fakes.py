@@ -319,13 +319,17 @@ class FakeTaskRepository:
         return items[: page.size]
 
     def list_tasks(
-        self, user_id: str, page: Page, task_type: TaskType | None, status: TaskStatus | None
+        self,
+        user_id: str | None,
+        page: Page,
+        task_type: TaskType | None,
+        status: TaskStatus | None,
     ) -> list[Task]:
         with self.lock:
             found = [
                 self._copy(t)
                 for t in self.tasks.values()
-                if t.user_id == user_id
+                if (user_id is None or t.user_id == user_id)
                 and (task_type is None or t.type is task_type)
                 and (status is None or t.status is status)
             ]

@@ -202,6 +202,28 @@ def test_isolation_over_grpc(stack: Stack) -> None:
     assert stack.stub.ListImages(pb.ListImagesRequest(), metadata=stack.md("alice")).images
 
 
+def test_admins_list_every_users_tasks_and_users_are_refused(stack: Stack) -> None:
+    for user in ("alice", "bob"):
+        stack.set_up(user)
+    mine = {stack.create("alice").id, stack.create("bob").id}
+    admin_md = outgoing_metadata(stack.billing.internal_token, user_id="root", role="admin")
+    listed = stack.stub.ListAllTasks(pb.ListAllTasksRequest(page_size=1), metadata=admin_md)
+    assert len(listed.tasks) == 1 and listed.next_page_token
+    rest = stack.stub.ListAllTasks(
+        pb.ListAllTasksRequest(page_size=1, page_token=listed.next_page_token), metadata=admin_md
+    )
+    assert {listed.tasks[0].id, rest.tasks[0].id} == mine and not rest.next_page_token
+    done = pb.ListAllTasksRequest(status=pb.TASK_STATUS_SUCCEEDED)
+    assert not stack.stub.ListAllTasks(done, metadata=admin_md).tasks
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.ListAllTasks(pb.ListAllTasksRequest(), metadata=stack.md("alice"))
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert error_reason(err.value) == "ADMIN_ONLY"
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.ListAllTasks(pb.ListAllTasksRequest(status=99), metadata=admin_md)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_watch_late_and_resumed_sees_every_event_once_in_order(stack: Stack) -> None:
     stack.set_up("alice")
     task = stack.create("alice")

@@ -66,8 +66,14 @@ class TaskRepository(Protocol):
     def find_by_provider_job(self, provider: str, job_id: str) -> Task | None: ...
 
     def list_tasks(
-        self, user_id: str, page: Page, task_type: TaskType | None, status: TaskStatus | None
-    ) -> list[Task]: ...
+        self,
+        user_id: str | None,
+        page: Page,
+        task_type: TaskType | None,
+        status: TaskStatus | None,
+    ) -> list[Task]:
+        """Newest first; ``user_id`` None lists every user's tasks (admin only, checked above)."""
+        ...
 
     def images_of(self, task_ids: Sequence[str]) -> dict[str, list[ResultImage]]: ...
 

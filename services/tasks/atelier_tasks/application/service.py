@@ -43,6 +43,7 @@ from atelier_tasks.application.ports import (
 )
 from atelier_tasks.application.results import apply_result, settle
 from atelier_tasks.domain.errors import (
+    AdminOnly,
     BillingUnavailable,
     InsufficientCredits,
     InvalidParams,
@@ -243,6 +244,30 @@ class TaskApplication:
         page_token: str,
         task_type: TaskType | None = None,
         status: TaskStatus | None = None,
+    ) -> tuple[list[TaskView], str]:
+        return self._list(user_id, page_size, page_token, task_type, status)
+
+    def list_all_tasks(
+        self,
+        *,
+        caller_is_admin: bool,
+        page_size: int,
+        page_token: str,
+        task_type: TaskType | None = None,
+        status: TaskStatus | None = None,
+    ) -> tuple[list[TaskView], str]:
+        """Every user's tasks (the admin console)."""
+        if not caller_is_admin:
+            raise AdminOnly("listing every user's tasks needs the admin role")
+        return self._list(None, page_size, page_token, task_type, status)
+
+    def _list(
+        self,
+        user_id: str | None,
+        page_size: int,
+        page_token: str,
+        task_type: TaskType | None,
+        status: TaskStatus | None,
     ) -> tuple[list[TaskView], str]:
         page = self._page(page_size, page_token)
         tasks = self.repository.list_tasks(

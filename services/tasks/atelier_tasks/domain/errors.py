@@ -27,6 +27,12 @@ class TaskNotCancellable(problems.FailedPrecondition):
     reason = "TASK_NOT_CANCELLABLE"
 
 
+class AdminOnly(problems.PermissionDenied):
+    """Listing every user's tasks is for admins."""
+
+    reason = "ADMIN_ONLY"
+
+
 class InvalidTransition(problems.FailedPrecondition):
     reason = "INVALID_TRANSITION"
 

@@ -69,6 +69,14 @@ def _task_type(value: int, *, required: bool) -> TaskType | None:
     return _TYPES_BACK[value]
 
 
+def _status_filter(value: int) -> TaskStatus | None:
+    if value == pb.TASK_STATUS_UNSPECIFIED:
+        return None
+    if value not in _STATUSES_BACK:
+        raise InvalidArgument("unknown status", field="status")
+    return _STATUSES_BACK[value]
+
+
 def image_message(view: ImageView) -> Any:
     image = view.image
     return pb.Image(
@@ -147,11 +155,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
         return pb.GetTaskResponse(task=task_message(self.app.get_task(_user(), request.task_id)))
 
     def ListTasks(self, request: Any, context: grpc.ServicerContext) -> Any:
-        status = None
-        if request.status != pb.TASK_STATUS_UNSPECIFIED:
-            if request.status not in _STATUSES_BACK:
-                raise InvalidArgument("unknown status", field="status")
-            status = _STATUSES_BACK[request.status]
+        status = _status_filter(request.status)
         views, token = self.app.list_tasks(
             _user(),
             request.page_size,
@@ -160,6 +164,19 @@ class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
             status,
         )
         return pb.ListTasksResponse(tasks=[task_message(v) for v in views], next_page_token=token)
+
+    def ListAllTasks(self, request: Any, context: grpc.ServicerContext) -> Any:
+        _user()  # an admin is still a signed-in end user
+        views, token = self.app.list_all_tasks(
+            caller_is_admin=current_call().is_admin,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            task_type=_task_type(request.type, required=False),
+            status=_status_filter(request.status),
+        )
+        return pb.ListAllTasksResponse(
+            tasks=[task_message(v) for v in views], next_page_token=token
+        )
 
     def CancelTask(self, request: Any, context: grpc.ServicerContext) -> Any:
         view = self.app.cancel_task(_user(), request.task_id)

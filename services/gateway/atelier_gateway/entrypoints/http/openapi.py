@@ -215,7 +215,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str | None, int, str | None, bool]]
     ),
     ("GET", "/v1/images"): ("Your images (gallery)", None, 200, "Page", True),
     ("GET", "/v1/admin/users"): ("Admin: search users", None, 200, "Page", True),
-    ("GET", "/v1/admin/tasks"): ("Admin: list tasks", None, 200, "Page", True),
+    ("GET", "/v1/admin/tasks"): ("Admin: list every user's tasks", None, 200, "Page", True),
     ("POST", "/webhooks/{provider}"): (
         "Provider notification (raw body, verified upstream)",
         None,

@@ -202,12 +202,13 @@ def _list_filters(request: web.Request) -> dict[str, int]:
     return filters
 
 
-async def _list_tasks(request: web.Request, caller: Caller) -> web.Response:
+async def _list_tasks(
+    request: web.Request, caller: Caller, method: str, request_type: Any
+) -> web.Response:
+    """ListTasks (the caller's own) and ListAllTasks (every user's, admin only) page alike."""
     size, token = page_params(request)
-    filters = _list_filters(request)
-    reply = await container(request).tasks.call(
-        "ListTasks", _pb().ListTasksRequest(page_size=size, page_token=token, **filters), caller
-    )
+    message = request_type(page_size=size, page_token=token, **_list_filters(request))
+    reply = await container(request).tasks.call(method, message, caller)
     return json_response(
         {"items": [task_json(t) for t in reply.tasks], "next_page_token": reply.next_page_token}
     )
@@ -215,12 +216,14 @@ async def _list_tasks(request: web.Request, caller: Caller) -> web.Response:
 
 @routes.get("/v1/tasks")
 async def list_tasks(request: web.Request) -> web.Response:
-    return await _list_tasks(request, await authenticate(request))
+    caller = await authenticate(request)
+    return await _list_tasks(request, caller, "ListTasks", _pb().ListTasksRequest)
 
 
 @routes.get("/v1/admin/tasks")
 async def admin_list_tasks(request: web.Request) -> web.Response:
-    return await _list_tasks(request, await require_admin(request))
+    caller = await require_admin(request)
+    return await _list_tasks(request, caller, "ListAllTasks", _pb().ListAllTasksRequest)
 
 
 @routes.get("/v1/tasks/{task_id}")

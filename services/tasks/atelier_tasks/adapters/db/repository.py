@@ -201,10 +201,16 @@ class SqlTaskRepository:
         return self._task(row._mapping) if row else None
 
     def list_tasks(
-        self, user_id: str, page: Page, task_type: TaskType | None, status: TaskStatus | None
+        self,
+        user_id: str | None,
+        page: Page,
+        task_type: TaskType | None,
+        status: TaskStatus | None,
     ) -> list[Task]:
         t = tasks.c
-        query = sa.select(tasks).where(t.user_id == user_id)
+        query = sa.select(tasks)
+        if user_id is not None:
+            query = query.where(t.user_id == user_id)
         if task_type is not None:
             query = query.where(t.type == task_type.value)
         if status is not None:
