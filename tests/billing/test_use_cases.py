@@ -430,3 +430,21 @@ def test_an_order_number_clash_retries_with_a_new_number(
     second = svc.create_order("u1", "pack_100", "fake", "")
     assert first.number.endswith("-AAAAAA") and second.number.endswith("-BBBBBB")
     assert svc.get_order("u1", second.id).number == second.number
+
+
+@pytest.mark.parametrize(
+    ("email", "name", "field"),
+    [
+        ("not-an-address", None, "email"),
+        ("a@" + "x" * 330, None, "email"),
+        (None, "n" * 201, "name"),
+    ],
+)
+def test_bad_contact_details_are_refused_and_change_nothing(
+    service: BillingService, email: str | None, name: str | None, field: str
+) -> None:
+    with pytest.raises(problems.InvalidArgument) as info:
+        service.set_up_account("u1", email, name)
+    assert info.value.field == field
+    with pytest.raises(errors.AccountNotFound):
+        service.get_balance("u1")

@@ -59,6 +59,8 @@ T = TypeVar("T")
 
 MAX_REQUEST_ID = 128
 MAX_REASON = 500
+MAX_EMAIL = 320
+MAX_NAME = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,15 @@ def _require_key(value: str, name: str) -> str:
     if not value or len(value) > MAX_REQUEST_ID:
         raise problems.InvalidArgument(f"{name} must be 1-{MAX_REQUEST_ID} characters", field=name)
     return value
+
+
+def _contact(email: str | None, name: str | None) -> tuple[str | None, str | None]:
+    email, name = (email or "").strip() or None, (name or "").strip() or None
+    if email is not None and (len(email) > MAX_EMAIL or "@" not in email):
+        raise problems.InvalidArgument("email is not a valid address", field="email")
+    if name is not None and len(name) > MAX_NAME:
+        raise problems.InvalidArgument(f"name is longer than {MAX_NAME} characters", field="name")
+    return email, name
 
 
 def _positive(amount: int, name: str = "amount") -> int:
@@ -118,10 +129,11 @@ class BillingService:
         self, user_id: str, email: str | None = None, name: str | None = None
     ) -> tuple[Balance, bool]:
         """Create the account and grant the sign-up bonus — once per user, however often called."""
+        email, name = _contact(email, name)
         now = self._clock.now()
         with self._uow() as uow:
             created = uow.accounts.create(user_id, now)
-            uow.accounts.set_contact(user_id, email or None, name or None)
+            uow.accounts.set_contact(user_id, email, name)
             bonus = self._policy.signup_bonus
             if created and bonus > 0:
                 expires = (
@@ -145,6 +157,7 @@ class BillingService:
 
     def update_contact(self, user_id: str, email: str | None, name: str | None) -> list[str]:
         """Remember new contact details and push them to providers' customer records (F3)."""
+        email, name = _contact(email, name)
         with self._uow() as uow:
             if uow.accounts.lock(user_id) is None:
                 raise errors.AccountNotFound("no billing account for this user")
