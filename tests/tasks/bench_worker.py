@@ -4,7 +4,7 @@ Each worker is its own process with its own engine, like a replica. Billing is a
 by default (it measures the tasks side); ``--real-billing`` runs the real billing service
 in-process and the workers capture through gRPC.
 
-    .venv/bin/python services/tasks/bench_worker.py \
+    .venv/bin/python -m tests.tasks.bench_worker \
         --database-url postgresql://postgres@127.0.0.1:5432/postgres --tasks 200 --workers 1 2
 """
 
@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import psycopg
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class NoBilling:
@@ -86,7 +82,6 @@ def run(admin_url: str, tasks: int, workers: int, size: int, real_billing: bool)
         data_dir = tempfile.mkdtemp(prefix="atelier-bench-")
         address = None
         if real_billing:
-            sys.path.insert(0, str(ROOT))
             from tests.support.billing_server import start_billing_server
 
             billing = start_billing_server(url)
