@@ -219,13 +219,14 @@ class BillingService:
     def hold_credits(self, user_id: str, request_id: str, amount: int, reference: str) -> Hold:
         request_id = _require_key(request_id, "request_id")
         _positive(amount)
-        existing = self._existing_hold(user_id, request_id, amount)
-        if existing is not None:
-            return existing
         now = self._clock.now()
         try:
             with self._uow() as uow:
                 self._lock(uow, user_id)
+                # Under the account lock a repeat sees the first call's committed hold.
+                existing = uow.holds.get(user_id, request_id)
+                if existing is not None:
+                    return self._same_hold(existing, amount)
                 self._expire_user_grants(uow, user_id, now)
                 after = uow.accounts.move_to_held(user_id, amount)
                 if after is None:
@@ -271,9 +272,13 @@ class BillingService:
     def _existing_hold(self, user_id: str, request_id: str, amount: int) -> Hold | None:
         with self._uow() as uow:
             hold = uow.holds.get(user_id, request_id)
-        if hold is not None and hold.amount != amount:
+        return self._same_hold(hold, amount) if hold is not None else None
+
+    @staticmethod
+    def _same_hold(hold: Hold, amount: int) -> Hold:
+        if hold.amount != amount:
             raise errors.IdempotencyConflict(
-                f"request_id {request_id!r} already holds {hold.amount} credits"
+                f"request_id {hold.request_id!r} already holds {hold.amount} credits"
             )
         return hold
 
