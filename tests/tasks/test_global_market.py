@@ -14,12 +14,9 @@ from typing import Any
 
 import grpc
 import pytest
-from atelier_common.context import outgoing_metadata
 from google.protobuf import struct_pb2
 
-from atelier.billing.v1 import billing_pb2 as bpb
 from atelier.tasks.v1 import tasks_pb2 as pb
-from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
 from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
 from atelier_tasks.adapters.s3_storage import S3ObjectStorage
 from atelier_tasks.bootstrap import TasksApp
@@ -30,10 +27,11 @@ from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplic
 from tests.tasks.billing_rpc import error_reason
 from tests.tasks.fakes import FakeClock
 from tests.tasks.generation_webhook_relay import GenerationWebhookRelay
+from tests.tasks.stack_calls import StackCalls
 
 
 @dataclass
-class GlobalStack:
+class GlobalStack(StackCalls):
     billing: RunningBilling
     tasks: TasksApp
     server: TasksServer
@@ -43,30 +41,6 @@ class GlobalStack:
     bucket: str
     clock: FakeClock
     channel: grpc.Channel
-
-    @property
-    def stub(self) -> pb_grpc.TaskServiceStub:
-        return pb_grpc.TaskServiceStub(self.channel)
-
-    def md(self, user: str | None) -> tuple[tuple[str, str], ...]:
-        return outgoing_metadata(self.billing.internal_token, user_id=user)
-
-    def set_up(self, user: str) -> None:
-        with self.billing.channel() as ch:
-            self.billing.stub(ch).SetUpAccount(bpb.SetUpAccountRequest(), metadata=self.md(user))
-
-    def balance(self, user: str) -> tuple[int, int]:
-        with self.billing.channel() as ch:
-            b = self.billing.stub(ch).GetBalance(bpb.GetBalanceRequest(), metadata=self.md(user))
-        return b.balance.available, b.balance.held
-
-    def get(self, user: str, task_id: str) -> Any:
-        return self.stub.GetTask(pb.GetTaskRequest(task_id=task_id), metadata=self.md(user)).task
-
-    def run_worker(self) -> None:
-        worker = self.tasks.new_worker("test-worker")
-        while worker.run_once().total:
-            pass
 
     def dispatched(self, user: str) -> tuple[Any, str]:
         """Create a text_to_image task and let the worker hand it to Replicate."""

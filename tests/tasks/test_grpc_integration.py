@@ -12,9 +12,7 @@ import pytest
 from atelier_common.context import outgoing_metadata
 from google.protobuf import struct_pb2
 
-from atelier.billing.v1 import billing_pb2 as bpb
 from atelier.tasks.v1 import tasks_pb2 as pb
-from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
 from atelier_ports.generation import GenerationRequest, GenerationResult
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.bootstrap import TasksApp
@@ -22,6 +20,7 @@ from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.tasks.billing_rpc import error_reason
 from tests.tasks.fakes import FakeClock
+from tests.tasks.stack_calls import StackCalls
 
 
 class CountingProvider(LocalGenerationProvider):
@@ -35,7 +34,7 @@ class CountingProvider(LocalGenerationProvider):
 
 
 @dataclass
-class Stack:
+class Stack(StackCalls):
     billing: RunningBilling
     tasks: TasksApp
     server: TasksServer
@@ -43,35 +42,11 @@ class Stack:
     clock: Any
     channel: grpc.Channel
 
-    @property
-    def stub(self) -> pb_grpc.TaskServiceStub:
-        return pb_grpc.TaskServiceStub(self.channel)
-
-    def md(self, user: str | None) -> tuple[tuple[str, str], ...]:
-        return outgoing_metadata(self.billing.internal_token, user_id=user)
-
-    def set_up(self, user: str) -> None:
-        with self.billing.channel() as ch:
-            self.billing.stub(ch).SetUpAccount(bpb.SetUpAccountRequest(), metadata=self.md(user))
-
-    def balance(self, user: str) -> tuple[int, int]:
-        with self.billing.channel() as ch:
-            b = self.billing.stub(ch).GetBalance(bpb.GetBalanceRequest(), metadata=self.md(user))
-        return b.balance.available, b.balance.held
-
     def create(self, user: str, **params: Any) -> Any:
         struct = struct_pb2.Struct()
         struct.update({"prompt": "a lighthouse", "width": 64, "height": 64, **params})
         request = pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=struct)
         return self.stub.CreateTask(request, metadata=self.md(user)).task
-
-    def get(self, user: str, task_id: str) -> Any:
-        return self.stub.GetTask(pb.GetTaskRequest(task_id=task_id), metadata=self.md(user)).task
-
-    def run_worker(self) -> None:
-        worker = self.tasks.new_worker("test-worker")
-        while worker.run_once().total:
-            pass
 
     def ledger_ok(self) -> bool:
         return all(check.ok for check in self.billing.app.service.check_ledger())
