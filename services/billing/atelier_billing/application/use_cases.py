@@ -600,25 +600,22 @@ class BillingService:
 
     def reconcile_pending_orders(self, min_age: timedelta, limit: int = 100) -> int:
         """The periodic sweep of F12: ask providers about orders pending for a while.
-        Returns how many orders changed."""
+        Returns how many orders this sweep changed."""
         with self._uow() as uow:
             pending = list(uow.orders.pending_since(self._clock.now() - min_age, limit))
         changed = 0
         for order in pending:
             try:
-                self._reconcile(order)
+                changed += self._reconcile(order)
             except problems.DomainError as exc:  # one bad order must not stop the sweep
                 log.warning(
                     "reconciliation failed",
                     extra={"fields": {"order": order.id, "reason": exc.reason}},
                 )
-                continue
-            with self._uow() as uow:
-                current = uow.orders.get(order.id)
-            changed += current is not None and current.status is not order.status
         return changed
 
-    def _reconcile(self, order: Order) -> None:
+    def _reconcile(self, order: Order) -> bool:
+        """Apply what the provider says about the order; True if that changed it."""
         provider = self._provider(order.channel)
         try:
             report = provider.query_payment(self._ref(order))
@@ -629,21 +626,22 @@ class BillingService:
             PaymentState.FAILED: PaymentEventKind.PAYMENT_FAILED,
             PaymentState.EXPIRED: PaymentEventKind.CHECKOUT_EXPIRED,
         }.get(report.state)
-        if kind is not None:
-            event = PaymentEvent(
-                provider=order.channel,
-                event_id=f"query:{order.id}:{report.state}",
-                kind=kind,
-                occurred_at=self._clock.now(),
-                order_id=order.id,
-                transaction_id=report.transaction_id,
-                amount=report.amount,
-                currency=report.currency,
-                subscription_id=report.subscription_id,
-                customer_id=report.customer_id,
-                period_end=report.period_end,
-            )
-            self._apply_event(event)
+        if kind is None:
+            return False
+        event = PaymentEvent(
+            provider=order.channel,
+            event_id=f"query:{order.id}:{report.state}",
+            kind=kind,
+            occurred_at=self._clock.now(),
+            order_id=order.id,
+            transaction_id=report.transaction_id,
+            amount=report.amount,
+            currency=report.currency,
+            subscription_id=report.subscription_id,
+            customer_id=report.customer_id,
+            period_end=report.period_end,
+        )
+        return self._apply_event(event).applied
 
     # ---- payment notifications (F11) ------------------------------------------------------
 
