@@ -34,9 +34,12 @@ from atelier_ports.payments import (
 SIGNATURE_HEADER = "Atelier-Signature"
 
 
+def _mac(secret: str, body: bytes, timestamp: int) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
 def sign(secret: str, body: bytes, timestamp: int) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+    return f"t={timestamp},v1={_mac(secret, body, timestamp)}"
 
 
 class LocalPaymentProvider:
@@ -115,7 +118,7 @@ class LocalPaymentProvider:
             ts = int(parts["t"][0])
         except (KeyError, ValueError) as exc:
             raise InvalidNotification("missing or malformed signature header") from exc
-        expected = sign(self._secret, body, ts).split("v1=", 1)[1]
+        expected = _mac(self._secret, body, ts)
         if not any(hmac.compare_digest(expected, v) for v in parts.get("v1", [])):
             raise InvalidNotification("signature does not match")
         now = self._clock.now().timestamp()
