@@ -1,14 +1,21 @@
 """The local sandbox payment provider: real work, offline.
 
-A checkout is a page of the gateway (``/sandbox/checkout/{order_id}``). Its Pay / Fail buttons
-make this provider write its own record of the payment (so ``query_payment`` can reconcile a lost
-webhook, like asking a real provider) and build a notification signed like Stripe's:
+A checkout is a page of the gateway, ``/sandbox/checkout/{order_id}?token=<token>``. The token is
+``<expiry unix seconds>.<base64url(user id)>.<hex HMAC-SHA256>`` over the order id, its user and the
+order's expiry, keyed from the provider's secret (a key of its own, derived from the secret, so a
+token is never a webhook signature): unguessable, tied to one order and expiring with it. Billing
+stores the URL with the order; the gateway opens the page only for exactly that token (it reads the
+user from the token, asks billing for that user's order and compares), so the URL answered by
+``POST /v1/orders`` is the only way in. Its Pay / Fail buttons make this provider write its own
+record of the payment (so ``query_payment`` can reconcile a lost webhook, like asking a real
+provider) and build a notification signed like Stripe's:
 ``Atelier-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``. The
 webhook endpoint verifies it from the raw body and refuses stale or forged ones.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -32,6 +39,8 @@ from atelier_ports.payments import (
 )
 
 SIGNATURE_HEADER = "Atelier-Signature"
+CHECKOUT_TOKEN_PARAM = "token"
+_CHECKOUT_KEY_LABEL = b"atelier sandbox checkout token v1"
 
 
 def _mac(secret: str, body: bytes, timestamp: int) -> str:
@@ -40,6 +49,16 @@ def _mac(secret: str, body: bytes, timestamp: int) -> str:
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={_mac(secret, body, timestamp)}"
+
+
+def checkout_token(secret: str, order_id: str, user_id: str, expires_at: datetime) -> str:
+    """The sandbox checkout token of one order: ``<exp>.<base64url(user_id)>.<hex mac>``."""
+    exp = int(expires_at.timestamp())
+    key = hmac.new(secret.encode(), _CHECKOUT_KEY_LABEL, hashlib.sha256).digest()
+    message = f"{order_id}\n{user_id}\n{exp}".encode()
+    mac = hmac.new(key, message, hashlib.sha256).hexdigest()
+    user = base64.urlsafe_b64encode(user_id.encode()).rstrip(b"=").decode()
+    return f"{exp}.{user}.{mac}"
 
 
 class LocalPaymentProvider:
@@ -73,9 +92,13 @@ class LocalPaymentProvider:
         return self._currency
 
     def create_checkout(self, request: CheckoutRequest) -> Checkout:
+        token = checkout_token(self._secret, request.order_id, request.user_id, request.expires_at)
         return Checkout(
             provider_reference=f"local_{request.order_id}",
-            url=f"{self._checkout_base}/sandbox/checkout/{request.order_id}",
+            url=(
+                f"{self._checkout_base}/sandbox/checkout/{request.order_id}"
+                f"?{CHECKOUT_TOKEN_PARAM}={token}"
+            ),
             expires_at=request.expires_at,
         )
 

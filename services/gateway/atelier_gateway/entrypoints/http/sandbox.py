@@ -1,76 +1,240 @@
 """HTML pages: the landing page, the local market's sandbox checkout (the "Pay" and "Fail"
-buttons) and the order page it returns to."""
+buttons) and the order page it returns to.
+
+The sandbox pages open only with the token of the checkout URL that billing's local payment
+provider made for the order (``?token=<expiry>.<base64url(user id)>.<HMAC>``, see
+``atelier_billing/adapters/payments/local.py``). The gateway does not hold the signing secret:
+it reads the user from the token, asks billing for that user's order (``GetOrder``: an unknown
+order or someone else's is not found) and accepts the token only if it is exactly the one in the
+checkout URL billing stored with the order, and only until the order's checkout expires. Every
+failure is the same 404 page, so a page never tells whether an order exists.
+
+Every page is escaped text (no user-supplied string is written raw), has no script, and is sent
+with headers that forbid framing, inline script and the referrer (the token is in the URL).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import html
+import re
+from datetime import UTC
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from atelier_gateway.adapters.grpc_clients import Caller
-from atelier_gateway.entrypoints.http.billing_routes import path_id
+from atelier_gateway.adapters.grpc_clients import Caller, RemoteCallError
 from atelier_gateway.entrypoints.http.context import container, request_id
-from atelier_gateway.entrypoints.http.jsonio import read_body
 from atelier_gateway.entrypoints.http.problems import Problem
 
 routes = web.RouteTableDef()
 
+TOKEN_PARAM = "token"
+# The ids billing and the gateway issue (``ord_…``, ``usr_…``); anything else is never an order.
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_TOKEN = re.compile(r"^([0-9]{1,12})\.([A-Za-z0-9_-]{1,200})\.([0-9a-f]{64})$")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}"
+    "button{font-size:1.1rem;padding:.5rem 1.5rem;margin-right:1rem}"
+)
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+# No script at all, the one stylesheet above by its hash, forms only back to this gateway.
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_REDIRECT_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto}}
-button{{font-size:1.1rem;padding:.5rem 1.5rem;margin-right:1rem}}</style></head>
+<meta name="referrer" content="no-referrer">
+<style>{style}</style></head>
 <body><h1>{title}</h1>{content}</body></html>
 """
+
+_NOT_FOUND = (
+    "<p>This link is not valid, or it has expired.</p>"
+    "<p>A checkout link works only as it was given when the order was placed, and only until the "
+    "order expires. Your orders and their state are always in your account "
+    "(<code>GET /v1/orders</code>).</p>"
+    '<p><a href="/">Atelier</a></p>'
+)
+
+_STATUS_TEXT = {
+    "pending": "Waiting for the payment.",
+    "paid": "Payment received. The credits are in your account.",
+    "failed": "The payment failed. Nothing was charged.",
+    "expired": "This order expired before it was paid.",
+    "refunded": "This order was refunded.",
+}
+
+# ISO 4217 currencies without minor units; every other one is shown with two decimals.
+_ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
 
 
 def _page(title: str, content: str, status: int = 200) -> web.Response:
     return web.Response(
         status=status,
-        text=_PAGE.format(title=html.escape(title), content=content),
+        text=_PAGE.format(title=_e(title), style=_STYLE, content=content),
         content_type="text/html",
-        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+        headers=SECURITY_HEADERS,
     )
+
+
+def _not_found() -> web.Response:
+    """The one answer for an unknown order and a missing, forged or expired token."""
+    return _page("Not found", _NOT_FOUND, status=404)
+
+
+def _bad_form(detail: str) -> web.Response:
+    return _page("Bad request", f"<p>{_e(detail)}</p>", status=400)
+
+
+def _status(order: Any) -> str:
+    from atelier.billing.v1 import billing_pb2
+
+    name = str(billing_pb2.OrderStatus.Name(order.status))
+    return name.removeprefix("ORDER_STATUS_").lower()
+
+
+def _amount(amount: int, currency: str) -> str:
+    if currency.upper() in _ZERO_DECIMAL:
+        return f"{amount} {currency}"
+    return f"{amount // 100}.{amount % 100:02d} {currency}"
+
+
+def _with_token(path: str, token: str) -> str:
+    return f"{path}?{TOKEN_PARAM}={quote(token, safe='')}"
+
+
+def _user_of(token: str) -> str | None:
+    match = _TOKEN.match(token)
+    if match is None:
+        return None
+    encoded = match.group(2)
+    try:
+        user_id = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return None
+    return user_id if _ID.match(user_id) else None
+
+
+async def _order_for(request: web.Request, order_id: str) -> tuple[Any, str] | None:
+    """The order and its token, when the request carries the order's valid checkout token."""
+    from atelier.billing.v1 import billing_pb2
+
+    token = request.query.get(TOKEN_PARAM, "")
+    user_id = _user_of(token)
+    if user_id is None or not _ID.match(order_id):
+        return None
+    caller = Caller(user_id=user_id, role="user", request_id=request_id(request))
+    try:
+        reply = await container(request).billing.call(
+            "GetOrder", billing_pb2.GetOrderRequest(order_id=order_id), caller
+        )
+    except RemoteCallError as e:
+        if e.status == "NOT_FOUND":
+            return None  # unknown, or not this user's: the same answer
+        raise
+    order = reply.order
+    stored = parse_qs(urlsplit(order.checkout.url).query).get(TOKEN_PARAM, [""])[0]
+    if not stored or not hmac.compare_digest(stored.encode(), token.encode()):
+        return None
+    if not order.checkout.HasField("expire_time"):
+        return None
+    expires = order.checkout.expire_time.ToDatetime(tzinfo=UTC)
+    if container(request).clock.now() >= expires:
+        return None
+    return order, token
 
 
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
+    market = container(request).settings.market
     content = (
-        "<p>The Atelier API is running.</p><ul>"
-        '<li><a href="/v1/openapi.json">OpenAPI document</a> (every endpoint)</li>'
-        '<li><a href="/readyz">Readiness</a> and <a href="/metrics">metrics</a></li>'
-        "</ul><p>Start with <code>POST /v1/auth/signup</code>; the README walks through a "
-        "purchase and a generation with curl.</p>"
+        f"<p>This gateway serves the Atelier HTTP API (market <code>{_e(market)}</code>). "
+        "What runs today:</p><ul>"
+        "<li>accounts: sign-up, log-in, token refresh, log-out and profile;</li>"
+        "<li>credits: balance and ledger, the catalog of credit packs and memberships, and "
+        "orders paid through the market's payment provider (in the <code>local</code> market a "
+        "sandbox checkout where no money moves);</li>"
+        "<li>image generation tasks (<code>text_to_image</code>, <code>basic_clean</code>, "
+        "<code>model_pose12</code>) with uploads, live progress events and the resulting "
+        "images;</li>"
+        "<li>administration for administrators.</li></ul>"
+        "<p>There is no browser workbench yet: clients use the API.</p>"
+        "<h2>API</h2><ul>"
+        '<li><a href="/docs">API documentation</a> (Swagger UI)</li>'
+        '<li><a href="/v1/openapi.json">OpenAPI document</a> (machine-readable)</li></ul>'
+        "<h2>Operations</h2><ul>"
+        '<li><a href="/healthz">Liveness</a> and <a href="/readyz">readiness</a></li>'
+        '<li><a href="/metrics">Metrics</a> (Prometheus)</li></ul>'
     )
     return _page("Atelier", content)
 
 
 @routes.get("/sandbox/checkout/{order_id}")
 async def checkout_page(request: web.Request) -> web.Response:
-    order_id = html.escape(path_id(request, "order_id"))
+    order_id = request.match_info["order_id"]
+    found = await _order_for(request, order_id)
+    if found is None:
+        return _not_found()
+    order, token = found
+    status = _status(order)
+    summary = (
+        f"<p>Order <code>{_e(order.number)}</code>: <code>{_e(order.item_id)}</code>, "
+        f"{_e(_amount(order.amount, order.currency))}.</p>"
+    )
+    order_page = _e(_with_token(f"/orders/{order_id}", token))
+    if status != "pending":
+        content = (
+            f"{summary}<p>{_e(_STATUS_TEXT.get(status, status))}</p>"
+            f'<p><a href="{order_page}">Your order</a></p>'
+        )
+        return _page("Sandbox checkout", content)
+    action = _e(_with_token(f"/sandbox/checkout/{order_id}", token))
     content = (
-        f"<p>Atelier sandbox payment for order <code>{order_id}</code>.</p>"
-        "<p>No money moves: the local payment provider will send a signed notification to "
-        "this gateway, exactly as a real provider would.</p>"
-        f'<form method="post" action="/sandbox/checkout/{order_id}">'
+        f"{summary}<p>Atelier sandbox payment. No money moves: the local payment provider "
+        "will send a signed notification to this gateway, exactly as a real provider would.</p>"
+        f'<form method="post" action="{action}">'
         '<button name="outcome" value="paid">Pay</button>'
         '<button name="outcome" value="failed">Fail</button></form>'
     )
     return _page("Sandbox checkout", content)
 
 
-@routes.post("/sandbox/checkout/{order_id}")
-async def complete_checkout(request: web.Request) -> web.StreamResponse:
-    from atelier.billing.v1 import billing_pb2
-
-    order_id = path_id(request, "order_id")
-    await read_body(request)
-    form = await request.post()
+async def _read_outcome(request: web.Request) -> str | web.Response:
+    """The form's ``outcome``, or the 400 page for a body that is not a readable form."""
+    if request.content_type not in _FORM_TYPES:
+        return _bad_form("Send the checkout form (application/x-www-form-urlencoded).")
+    try:
+        # Not after request.read(): a multipart form is read from the stream, once. post()
+        # keeps the body size limit itself (413 through the error middleware).
+        form = await request.post()
+    except (ValueError, LookupError, RuntimeError, HttpProcessingError):
+        # Seen when fuzzing aiohttp's parser: multipart without a boundary or with a broken part
+        # (ValueError, InvalidHeader), an unknown charset (LookupError) or transfer encoding.
+        return _bad_form("The checkout form could not be read.")
     outcome = form.get("outcome")
-    outcomes = {
-        "paid": billing_pb2.SANDBOX_OUTCOME_PAID,
-        "failed": billing_pb2.SANDBOX_OUTCOME_FAILED,
-    }
-    if not isinstance(outcome, str) or outcome not in outcomes:
+    if not isinstance(outcome, str) or outcome not in ("paid", "failed"):
         raise Problem(
             422,
             "validation_error",
@@ -78,24 +242,62 @@ async def complete_checkout(request: web.Request) -> web.StreamResponse:
             "outcome must be paid or failed",
             field="outcome",
         )
+    return outcome
+
+
+@routes.post("/sandbox/checkout/{order_id}")
+async def complete_checkout(request: web.Request) -> web.StreamResponse:
+    from atelier.billing.v1 import billing_pb2
+
+    outcome = await _read_outcome(request)
+    if isinstance(outcome, web.Response):
+        return outcome
+    order_id = request.match_info["order_id"]
+    found = await _order_for(request, order_id)
+    if found is None:
+        return _not_found()
+    order, token = found
+    order_page = _with_token(f"/orders/{order_id}", token)
+    if _status(order) != "pending":
+        raise web.HTTPSeeOther(
+            order_page, headers=_REDIRECT_HEADERS
+        )  # a repeated button: the page says how
+    outcomes = {
+        "paid": billing_pb2.SANDBOX_OUTCOME_PAID,
+        "failed": billing_pb2.SANDBOX_OUTCOME_FAILED,
+    }
     caller = Caller(user_id=None, role="user", request_id=request_id(request))
-    await container(request).billing.call(
-        "CompleteSandboxCheckout",
-        billing_pb2.CompleteSandboxCheckoutRequest(order_id=order_id, outcome=outcomes[outcome]),
-        caller,
-        timeout=15.0,
-    )
-    raise web.HTTPSeeOther(location=f"/orders/{order_id}?outcome={outcome}")
+    try:
+        await container(request).billing.call(
+            "CompleteSandboxCheckout",
+            billing_pb2.CompleteSandboxCheckoutRequest(
+                order_id=order_id, outcome=outcomes[outcome]
+            ),
+            caller,
+            timeout=15.0,
+        )
+    except RemoteCallError as e:
+        if e.status != "FAILED_PRECONDITION":
+            raise
+        # Paid, failed or expired meanwhile (a second tab): the order page shows which.
+    raise web.HTTPSeeOther(order_page, headers=_REDIRECT_HEADERS)
 
 
 @routes.get("/orders/{order_id}")
 async def order_page(request: web.Request) -> web.Response:
-    order_id = html.escape(path_id(request, "order_id"))
-    outcome = request.query.get("outcome", "")
-    said = {"paid": "Payment received.", "failed": "Payment failed."}.get(outcome, "")
+    order_id = request.match_info["order_id"]
+    found = await _order_for(request, order_id)
+    if found is None:
+        return _not_found()
+    order, token = found
+    status = _status(order)
     content = (
-        f"<p>Order <code>{order_id}</code>. {html.escape(said)}</p>"
-        f"<p>Its current state: <code>GET /v1/orders/{order_id}</code>.</p>"
-        '<p><a href="/">Back to Atelier</a></p>'
+        f"<p>Order <code>{_e(order.number)}</code>: <code>{_e(order.item_id)}</code>, "
+        f"{_e(_amount(order.amount, order.currency))}.</p>"
+        f"<p>Status: <strong>{_e(status)}</strong>. {_e(_STATUS_TEXT.get(status, ''))}</p>"
     )
+    if status == "pending":
+        checkout = _e(_with_token(f"/sandbox/checkout/{order_id}", token))
+        content += f'<p><a href="{checkout}">Back to the checkout</a></p>'
+    content += '<p><a href="/">Atelier</a></p>'
     return _page("Your order", content)
