@@ -352,5 +352,5 @@ def test_f15_landing_page_says_what_runs_and_links_the_api_docs(sandbox: Sandbox
     assert "curl" not in text.lower()
     for href in ("/docs", "/v1/openapi.json", "/readyz", "/healthz", "/metrics"):
         assert f'href="{href}"' in text, href
-    assert "<code>local</code>" in text  # the market this deployment serves
+    assert "(market <code>local</code>)" in text  # the market this deployment serves
     assert "workbench" in text  # says plainly that there is none yet
