@@ -354,3 +354,21 @@ def test_f15_landing_page_says_what_runs_and_links_the_api_docs(sandbox: Sandbox
         assert f'href="{href}"' in text, href
     assert "(market <code>local</code>)" in text  # the market this deployment serves
     assert "workbench" in text  # says plainly that there is none yet
+
+
+def test_provider_return_page_says_what_happens_next_without_revealing_the_order(
+    sandbox: Sandbox,
+) -> None:
+    """Stripe's success/cancel URLs (``/orders/{id}?checkout=…``) carry no sandbox token."""
+    user = sandbox.api.user("fay@example.com")
+    order = _order(user)
+    unknown = f"/orders/ord_{'0' * 32}"
+    for outcome, words in (("success", "Thank you"), ("cancel", "cancelled")):
+        mine = sandbox.http.get(f"/orders/{order['id']}?checkout={outcome}")
+        other = sandbox.http.get(f"{unknown}?checkout={outcome}")
+        assert mine.status_code == other.status_code == 200
+        _assert_html_page(mine)
+        assert words in mine.text
+        assert mine.text == other.text  # not even whether the order exists
+        assert order["number"] not in mine.text
+    assert sandbox.http.get(f"/orders/{order['id']}?checkout=other").status_code == 404

@@ -82,6 +82,14 @@ _STATUS_TEXT = {
     "refunded": "This order was refunded.",
 }
 
+_PROVIDER_RETURN = {
+    "success": "Thank you. Your order is marked paid as soon as the payment provider confirms it.",
+    "cancel": "The checkout was cancelled. Nothing was charged.",
+}
+_ORDERS_HINT = (
+    '<p>Your orders and their state: <code>GET /v1/orders</code>.</p><p><a href="/">Atelier</a></p>'
+)
+
 # ISO 4217 currencies without minor units; every other one is shown with two decimals.
 _ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
 
@@ -196,6 +204,11 @@ async def checkout_page(request: web.Request) -> web.Response:
     order_id = request.match_info["order_id"]
     found = await _order_for(request, order_id)
     if found is None:
+        returned = _PROVIDER_RETURN.get(request.query.get("checkout", ""))
+        if returned is not None:
+            # A payment provider's redirect (Stripe's success/cancel URL) carries no token: say
+            # what happens next without telling whether such an order exists.
+            return _page("Checkout", f"<p>{_e(returned)}</p>{_ORDERS_HINT}")
         return _not_found()
     order, token = found
     status = _status(order)
@@ -288,6 +301,11 @@ async def order_page(request: web.Request) -> web.Response:
     order_id = request.match_info["order_id"]
     found = await _order_for(request, order_id)
     if found is None:
+        returned = _PROVIDER_RETURN.get(request.query.get("checkout", ""))
+        if returned is not None:
+            # A payment provider's redirect (Stripe's success/cancel URL) carries no token: say
+            # what happens next without telling whether such an order exists.
+            return _page("Checkout", f"<p>{_e(returned)}</p>{_ORDERS_HINT}")
         return _not_found()
     order, token = found
     status = _status(order)
