@@ -6,7 +6,8 @@ from aiohttp import web
 
 from atelier_gateway.adapters.grpc_clients import Caller, RemoteCallError
 from atelier_gateway.entrypoints.http.context import METRICS, container, request_id
-from atelier_gateway.entrypoints.http.jsonio import json_response, read_body
+from atelier_gateway.entrypoints.http.contract import Operation, ResponseModel, operation, respond
+from atelier_gateway.entrypoints.http.jsonio import read_body
 from atelier_gateway.entrypoints.http.problems import Problem
 
 routes = web.RouteTableDef()
@@ -17,7 +18,25 @@ GENERATION_PROVIDERS = frozenset({"replicate", "runninghub"})
 _DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer"})
 
 
-@routes.post("/webhooks/{provider}")
+class WebhookReceipt(ResponseModel):
+    received: bool
+    applied: bool
+    event_id: str | None
+
+
+@operation(
+    routes,
+    "POST",
+    "/webhooks/{provider}",
+    Operation(
+        "Provider notification (stripe, wechatpay, local, replicate, runninghub): the raw body "
+        "and headers go to the service that verifies them; 400 invalid_signature otherwise",
+        response=WebhookReceipt,
+        request_media_type="application/octet-stream",
+        auth="none",
+        fuzz=False,
+    ),
+)
 async def webhook(request: web.Request) -> web.Response:
     provider = request.match_info["provider"]
     if provider not in PAYMENT_PROVIDERS and provider not in GENERATION_PROVIDERS:
@@ -40,7 +59,13 @@ async def webhook(request: web.Request) -> web.Response:
         metrics.webhooks.labels(provider, "error").inc()
         raise
     metrics.webhooks.labels(provider, "200").inc()
-    return json_response({"received": True, **result})
+    return respond(
+        WebhookReceipt(
+            received=True,
+            applied=bool(result.get("applied")),
+            event_id=str(result["event_id"]) if result.get("event_id") else None,
+        )
+    )
 
 
 async def _to_billing(
