@@ -151,7 +151,7 @@ async def signup(request: web.Request) -> web.Response:
     routes,
     "POST",
     "/v1/auth/login",
-    Operation("Log in", body=LogInRequest, response=SessionResponse, auth="none"),
+    Operation("Log in", body=LogInRequest, response=SessionResponse, auth="none", errors=(401,)),
 )
 async def login(request: web.Request) -> web.Response:
     body = await read_model(request, LogInRequest)
@@ -168,6 +168,7 @@ async def login(request: web.Request) -> web.Response:
         body=RefreshTokenRequest,
         response=SessionResponse,
         auth="none",
+        errors=(401,),
     ),
 )
 async def refresh(request: web.Request) -> web.Response:

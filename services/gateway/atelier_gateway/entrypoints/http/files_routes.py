@@ -40,7 +40,7 @@ class StoredUpload(ResponseModel):
     "/files/{key:.+}",
     Operation(
         "Download a stored file by signed URL (query: expires, signature)",
-        media_type="application/octet-stream",
+        media_type="image/*",
         auth="none",
         errors=(403,),
         fuzz=False,
