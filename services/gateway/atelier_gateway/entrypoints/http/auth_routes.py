@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from atelier_gateway.application.auth import ProfileChanges, Session, SignUp
 from atelier_gateway.domain.model import MAX_PASSWORD_LENGTH, User
@@ -40,12 +40,26 @@ Password = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
 
 
 class SignUpRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"}
+            ]
+        }
+    )
+
     email: str = Email
     password: str = Password
     name: str | None = Field(None, max_length=100)
 
 
 class LogInRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "ada@example.com", "password": "correct horse battery"}]
+        }
+    )
+
     email: str = Email
     password: str = Password
 
@@ -55,6 +69,10 @@ class RefreshTokenRequest(RequestModel):
 
 
 class ProfileChangesRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Ada", "preferences": {"theme": "dark"}}]}
+    )
+
     # Absent means "unchanged"; a name is never null (avatar_url null removes the picture).
     name: str = Field(  # type: ignore[assignment]
         None, max_length=100, json_schema_extra=lambda schema: schema.pop("default", None)

@@ -6,7 +6,7 @@ import re
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from atelier_gateway.adapters.grpc_clients import Caller
 from atelier_gateway.entrypoints.http.context import authenticate, container, optional_caller
@@ -113,6 +113,10 @@ class Catalog(ResponseModel):
 
 
 class CreateOrderRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"item_id": "pack_100", "channel": "local"}]}
+    )
+
     item_id: str = Field(min_length=1, max_length=128)
     channel: str = Field(min_length=1, max_length=64)
 

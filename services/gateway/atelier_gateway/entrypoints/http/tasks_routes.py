@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from google.protobuf import json_format, struct_pb2
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from atelier_gateway.adapters.grpc_clients import RemoteCallError
 from atelier_gateway.entrypoints.http.billing_routes import path_id
@@ -78,6 +78,10 @@ def _plain(value: Any) -> Any:
 
 
 class CreateUploadRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"content_type": "image/png", "size": 204800}]}
+    )
+
     content_type: str = Field(min_length=1, max_length=100, examples=["image/png"])
     size: int = Field(ge=1, description="Bytes; at most the configured upload limit")
     filename: str | None = Field(None, max_length=255)
@@ -96,6 +100,12 @@ class UploadTarget(ResponseModel):
 
 
 class CreateTaskRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"type": "text_to_image", "params": {"prompt": "a red chair"}}]
+        }
+    )
+
     type: TaskType
     params: JsonObject = Field(default_factory=dict)
     input_upload_id: str | None = Field(None, min_length=1, max_length=512)
