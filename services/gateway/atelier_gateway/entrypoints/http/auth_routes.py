@@ -68,6 +68,10 @@ class RefreshTokenRequest(RequestModel):
     refresh_token: str = Field(min_length=1, max_length=200)
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class ProfileChangesRequest(RequestModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"name": "Ada", "preferences": {"theme": "dark"}}]}
@@ -75,7 +79,7 @@ class ProfileChangesRequest(RequestModel):
 
     # Absent means "unchanged"; a name is never null (avatar_url null removes the picture).
     name: str = Field(  # type: ignore[assignment]
-        None, max_length=100, json_schema_extra=lambda schema: schema.pop("default", None)
+        None, max_length=100, json_schema_extra=_no_default
     )
     avatar_url: str | None = Field(None, max_length=2000)
     preferences: JsonObject | None = None
