@@ -87,6 +87,18 @@ class CreateUploadRequest(RequestModel):
     filename: str | None = Field(None, max_length=255)
 
 
+class StsCredentials(ResponseModel):
+    """Temporary storage keys for the COS JavaScript SDK (cn market)."""
+
+    tmp_secret_id: str
+    tmp_secret_key: str
+    session_token: str
+    expires_at: Timestamp
+    bucket: str
+    region: str
+    prefix: str
+
+
 class UploadTarget(ResponseModel):
     upload_id: str
     key: str
@@ -97,6 +109,9 @@ class UploadTarget(ResponseModel):
     expires_at: Timestamp | None
     max_size: int
     content_types: list[str]
+    credentials: StsCredentials | None = Field(
+        description="cn market: STS temporary keys for a browser upload; null elsewhere"
+    )
 
 
 class CreateTaskRequest(RequestModel):
@@ -288,6 +303,7 @@ async def create_upload(request: web.Request) -> web.Response:
             expires_at=ts(u, "expire_time"),
             max_size=u.max_size_bytes,
             content_types=list(u.content_types),
+            credentials=None,  # the cn market's STS keys are not issued yet
         ),
         status=201,
     )
