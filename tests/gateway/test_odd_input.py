@@ -258,3 +258,30 @@ def test_an_unreachable_service_is_503_with_a_generic_detail(api: Api) -> None:
         r = user.get(path)
         body = _problem(r, 503, "unavailable")
         assert "127.0.0.1" not in r.text and "grpc" not in r.text.lower(), body
+
+
+# --- found by probing: NUL characters and undecodable headers ---------------------------------
+
+
+def test_nul_characters_are_refused_before_any_database_sees_them(stack: Stack) -> None:
+    """PostgreSQL text cannot hold NUL: it must be a 4xx on both engines, never a 500."""
+    api = stack.api
+    r = api.http.post("/v1/auth/signup", json={"email": "a\x00@example.com", "password": "x" * 12})
+    assert _problem(r, 422, "validation_error")["field"] == "email"
+    user = api.user("nul@example.com")
+    r = user.patch("/v1/me", json={"preferences": {"theme": ["dark", "a\x00"]}})
+    assert _problem(r, 422, "validation_error")["field"] == "preferences.theme.1"
+    r = user.patch("/v1/me", json={"preferences": {"k\x00": 1}})
+    assert _problem(r, 422, "validation_error")["field"] == "preferences"
+    r = user.get("/v1/me/ledger", params={"page_token": "a\x00b"})
+    assert _problem(r, 400, "validation_error")["field"] == "page_token"
+    assert user.get("/v1/me").json()["preferences"] == {}
+
+
+def test_an_undecodable_authorization_header_is_401(gateway: RunningGateway) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
+        s.sendall(b"GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n\r\n")
+        status_line = s.recv(200).split(b"\r\n")[0]
+    assert status_line.startswith(b"HTTP/1.1 401"), status_line

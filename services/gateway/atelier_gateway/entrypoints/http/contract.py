@@ -145,8 +145,31 @@ def invalid(exc: ValidationError, status: int) -> Problem:
     return validation_error(_loc(first), _message(first), status=status)
 
 
+def _nul_at(value: Any, path: str) -> str | None:
+    """Where a NUL character hides in ``value`` (no database text column can store one)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return path or "body"
+            found = _nul_at(item, inner)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_at(item, f"{path}.{i}" if path else str(i))
+            if found is not None:
+                return found
+    return None
+
+
 def body_model(model: type[M], raw: bytes, request: web.Request) -> M:
     data = parse_json_object(request, raw)
+    where = _nul_at(data, "")
+    if where is not None:
+        raise validation_error(where, f"{where} must not contain NUL characters")
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -160,6 +183,9 @@ async def read_model(request: web.Request, model: type[M]) -> M:
 def query_model(request: web.Request, model: type[M]) -> M:
     # An empty filter (``?status=``) means no filter.
     data = {k: v for k, v in request.query.items() if v != ""}
+    where = _nul_at(data, "")
+    if where is not None:
+        raise validation_error(where, f"{where} must not contain NUL characters", status=400)
     try:
         return model.model_validate(data)
     except ValidationError as e:
