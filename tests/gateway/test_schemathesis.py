@@ -15,10 +15,12 @@ deadline per operation; the figures are printed (run pytest with -s to see them)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,6 +45,7 @@ from tests.gateway.harness import (
     start_tasks_server,
 )
 from tests.support.billing_server import start_billing_server
+from tests.support.postgres import PostgresServer
 
 EXAMPLES = int(os.environ.get("ATELIER_FUZZ_EXAMPLES", "25"))
 SECONDS_PER_OPERATION = float(os.environ.get("ATELIER_FUZZ_SECONDS_PER_OPERATION", "6"))
@@ -58,19 +61,40 @@ class Figures:
     failures: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(scope="module")
-def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    """Billing, tasks (worker stopped: tasks stay pending) and the gateway, rate limits off."""
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def fuzz_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    """Billing, tasks (worker stopped: tasks stay pending) and the gateway, rate limits off, on
+    SQLite or PostgreSQL (each service its own database)."""
     tmp = tmp_path_factory.mktemp("fuzz")
+    with contextlib.ExitStack() as cleanup:
+        if request.param == "sqlite":
+            urls = {name: f"sqlite:///{tmp / (name + '.db')}" for name in DATABASES}
+        else:
+            server: PostgresServer | None = request.getfixturevalue("postgres_server")
+            if server is None:
+                pytest.skip("NO POSTGRESQL AVAILABLE — the PostgreSQL fuzz run is skipped")
+            urls = {}
+            for name in DATABASES:
+                urls[name] = server.create_database()
+                cleanup.callback(server.drop_database, urls[name])
+        yield from _fuzz_stack(tmp, urls)
+
+
+DATABASES = ("billing", "tasks", "gateway")
+
+
+def _fuzz_stack(tmp: Path, urls: dict[str, str]) -> Iterator[RunningGateway]:
     sock = reserve_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     billing = start_billing_server(
-        f"sqlite:///{tmp / 'billing.db'}",
-        GATEWAY_PUBLIC_URL=url,
-        ATELIER_DATA_DIR=str(tmp / "billing-data"),
+        urls["billing"], GATEWAY_PUBLIC_URL=url, ATELIER_DATA_DIR=str(tmp / "billing-data")
     )
     tasks = start_tasks_server(
-        f"sqlite:///{tmp / 'tasks.db'}",
+        urls["tasks"],
         ATELIER_DATA_DIR=str(tmp / "data"),
         ATELIER_INTERNAL_TOKEN=billing.internal_token,
         BILLING_ADDRESS=billing.address,
@@ -80,7 +104,7 @@ def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGate
     gw = start_gateway(
         gateway_settings(
             str(tmp / "data"),
-            f"sqlite:///{tmp / 'gateway.db'}",
+            urls["gateway"],
             GATEWAY_PUBLIC_URL=url,
             BILLING_ADDRESS=billing.address,
             TASKS_ADDRESS=f"127.0.0.1:{tasks.port}",
@@ -150,7 +174,7 @@ def _fuzz(
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(
-    fuzz_stack: RunningGateway,
+    fuzz_stack: RunningGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     gw = fuzz_stack
     doc = httpx.get(f"{gw.url}/v1/openapi.json").json()
@@ -178,11 +202,14 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         for m, op in item.items()
         if op.get("x-atelier-fuzz") is False
     )
-    print(
-        f"\nschemathesis {schemathesis.__version__}: {len(figures.operations)} operations, "
-        f"{figures.requests} requests, {len(figures.failures)} failures in {elapsed:.1f}s; "
-        f"statuses {dict(sorted(figures.statuses.items()))}; skipped (not JSON): {skipped}"
-    )
+    engine = gw.container.settings.database_url().split(":")[0].split("+")[0]
+    with capsys.disabled():  # the figures, quotable from any `make test` output
+        print(
+            f"\nschemathesis {schemathesis.__version__} on {engine}: "
+            f"{len(figures.operations)} operations, "
+            f"{figures.requests} requests, {len(figures.failures)} failures in {elapsed:.1f}s; "
+            f"statuses {dict(sorted(figures.statuses.items()))}; skipped (not JSON): {skipped}"
+        )
     assert {f"{m} {p}" for m, p in wanted} == figures.operations
     assert not figures.failures, "\n\n".join(figures.failures[:10])
     assert not [s for s in figures.statuses if s >= 500]
