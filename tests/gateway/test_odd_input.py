@@ -75,6 +75,32 @@ def test_finding1_local_upload_without_multipart_boundary_is_400(api: Api) -> No
     _problem(r, 415, "unsupported_media_type")
 
 
+def _form(headers: bytes, data: bytes) -> bytes:
+    return b"--XX\r\n" + headers + b"\r\n\r\n" + data + b"\r\n--XX--\r\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _form(b'Content-Disposition: form-data; name="key"\r\nContent-Encoding: gzip', b"no"),
+        _form(b'Content-Disposition: form-data; name="key"\r\nContent-Transfer-Encoding: x', b"1"),
+        _form(
+            b'Content-Disposition: form-data; name="key"\r\nContent-Transfer-Encoding: base64', b"@"
+        ),
+        _form(b'Content-Disposition: form-data; name="\xff"', b"x"),
+        _form(b"Content-Type: multipart/mixed; boundary=YY", b"--YY--"),
+        b'--XX\r\nContent-Disposition: form-data; name="key"\r\n\r\nabc',
+        b"",
+    ],
+    ids=["gzip", "unknown-transfer-encoding", "base64", "non-utf8-name", "nested", "cut", "empty"],
+)
+def test_finding1_malformed_multipart_forms_are_4xx(api: Api, body: bytes) -> None:
+    r = api.http.post(
+        "/uploads", content=body, headers={"content-type": "multipart/form-data; boundary=XX"}
+    )
+    _problem(r, 400, "validation_error")
+
+
 # --- #2 upload size beyond any integer ------------------------------------------------------
 
 

@@ -105,8 +105,9 @@ async def upload(request: web.Request) -> web.Response:
         )
     try:
         policy, data, content_type = await _receive(request)
-    except (ValueError, AssertionError) as e:
-        # aiohttp's multipart reader: no boundary, a broken part, a bad header.
+    except (ValueError, AssertionError, LookupError, RuntimeError) as e:
+        # aiohttp's multipart reader: no boundary, a broken part, a bad header or encoding
+        # (an unknown Content-Transfer-Encoding is a RuntimeError there).
         raise validation_error("body", f"malformed multipart form: {e}", status=400) from None
     stored = await in_thread(request, c.files.put, policy.key, data, content_type)
     return respond(
