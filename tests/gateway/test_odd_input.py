@@ -311,3 +311,20 @@ def test_an_undecodable_authorization_header_is_401(gateway: RunningGateway) -> 
         s.sendall(b"GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n\r\n")
         status_line = s.recv(200).split(b"\r\n")[0]
     assert status_line.startswith(b"HTTP/1.1 401"), status_line
+
+
+@pytest.mark.parametrize("provider", ["local", "replicate"])
+def test_a_webhook_with_undecodable_header_bytes_is_400_invalid_signature(
+    gateway: RunningGateway, provider: str
+) -> None:
+    import socket
+
+    request = (
+        f"POST /webhooks/{provider} HTTP/1.1\r\nHost: x\r\n".encode()
+        + b"X-Signature: \xff\xfe\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as s:
+        s.sendall(request)
+        answer = s.recv(1000)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    assert b'"invalid_signature"' in answer

@@ -18,6 +18,20 @@ GENERATION_PROVIDERS = frozenset({"replicate", "runninghub"})
 _DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer"})
 
 
+def _unverified() -> Problem:
+    return Problem(
+        400, "invalid_signature", "Invalid signature", "the notification was not verified"
+    )
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class WebhookReceipt(ResponseModel):
     received: bool
     applied: bool
@@ -45,6 +59,11 @@ async def webhook(request: web.Request) -> web.Response:
     headers = [(k.lower(), v) for k, v in request.headers.items() if k.lower() not in _DROP]
     caller = Caller(user_id=None, role="user", request_id=request_id(request))
     metrics = request.app[METRICS]
+    if not all(_utf8(k) and _utf8(v) for k, v in headers):
+        # Header bytes that are not UTF-8 cannot travel in the gRPC message, and no provider
+        # signs such a header: unverifiable.
+        metrics.webhooks.labels(provider, "400").inc()
+        raise _unverified()
     try:
         if provider in PAYMENT_PROVIDERS:
             result = await _to_billing(request, provider, headers, body, caller)
@@ -53,9 +72,7 @@ async def webhook(request: web.Request) -> web.Response:
     except RemoteCallError as e:
         if e.status == "INVALID_ARGUMENT":
             metrics.webhooks.labels(provider, "400").inc()
-            raise Problem(
-                400, "invalid_signature", "Invalid signature", "the notification was not verified"
-            ) from e
+            raise _unverified() from e
         metrics.webhooks.labels(provider, "error").inc()
         raise
     metrics.webhooks.labels(provider, "200").inc()
