@@ -6,8 +6,9 @@ The rule for invalid input, everywhere:
 - a malformed request (a body that is not JSON, nested too deep, not an object) → 400;
 - a bad query parameter (page_size, page_token, a ``status``/``type`` filter, …) → 400
   ``validation_error`` naming the parameter;
-- a well-formed JSON body whose fields are wrong (missing, unknown, wrong type, out of range) →
-  422 ``validation_error`` naming the field.
+- a well-formed JSON body whose fields are wrong (missing, unknown, wrong type, out of range,
+  text with a NUL character, nested deeper than MAX_JSON_DEPTH) → 422 ``validation_error``
+  naming the field.
 """
 
 from __future__ import annotations
