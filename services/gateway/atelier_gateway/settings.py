@@ -63,6 +63,8 @@ class GatewaySettings(BaseSettings):
     gateway_trust_forwarded_for: bool = Field(
         default=False, validation_alias="GATEWAY_TRUST_FORWARDED_FOR"
     )
+    # Browser origins allowed to call the API (CORS), comma-separated; empty = same origin only.
+    gateway_cors_origins: str = Field(default="", validation_alias="GATEWAY_CORS_ORIGINS")
     billing_address: str = Field(default="127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     tasks_address: str = Field(default="127.0.0.1:50052", validation_alias="TASKS_ADDRESS")
 

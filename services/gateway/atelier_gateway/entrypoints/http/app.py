@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import aiohttp_cors
 from aiohttp import web
 
 from atelier_gateway.bootstrap import Container
 from atelier_gateway.entrypoints.http import (
     auth_routes,
     billing_routes,
+    docs,
     files_routes,
     ops,
     sandbox,
@@ -15,7 +17,13 @@ from atelier_gateway.entrypoints.http import (
     webhooks,
 )
 from atelier_gateway.entrypoints.http.context import CONTAINER, METRICS, OPEN_STREAMS, Metrics
+from atelier_gateway.entrypoints.http.idempotent import IDEMPOTENCY_HEADER
 from atelier_gateway.entrypoints.http.middleware import observe, problems, rate_limit
+
+# What a browser on an allowed origin may send and read (CORS).
+CORS_REQUEST_HEADERS = ("Authorization", IDEMPOTENCY_HEADER, "Last-Event-ID", "Content-Type")
+CORS_EXPOSED_HEADERS = ("X-Request-ID", "Retry-After", "Idempotent-Replayed", "Location")
+CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
 
 
 def create_app(container: Container) -> web.Application:
@@ -34,8 +42,10 @@ def create_app(container: Container) -> web.Application:
         sandbox.routes,
         tasks_routes.routes,
         ops.routes,
+        docs.routes,
     ):
         app.add_routes(table)
+    allow_cors(app, cors_origins(container.settings.gateway_cors_origins))
 
     async def close(_app: web.Application) -> None:
         await container.billing.close()
@@ -45,3 +55,27 @@ def create_app(container: Container) -> web.Application:
     app.on_shutdown.append(tasks_routes.close_open_streams)
     app.on_cleanup.append(close)
     return app
+
+
+def cors_origins(setting: str) -> list[str]:
+    """``GATEWAY_CORS_ORIGINS``: comma-separated origins; empty means same origin only."""
+    return [o.strip().rstrip("/") for o in setting.split(",") if o.strip()]
+
+
+def allow_cors(app: web.Application, origins: list[str]) -> None:
+    """Answer preflights and add CORS headers for the listed origins only (credentials
+    included); any other origin gets no CORS header, so its browser keeps the answer from it."""
+    if not origins:
+        return
+    options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
+        allow_credentials=True,
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        allow_methods=CORS_METHODS,
+        max_age=600,
+    )
+    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
+    for route in list(app.router.routes()):
+        if route.method in ("HEAD", "OPTIONS"):
+            continue
+        cors.add(route)

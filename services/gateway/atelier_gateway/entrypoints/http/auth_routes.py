@@ -1,111 +1,270 @@
-"""Sign-up, log-in, token refresh, log-out and the profile (F1, F3, F4)."""
+"""Sign-up, log-in, token refresh, log-out, the profile (F1, F3, F4) and the admin user search."""
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import Any, Literal
 
-from atelier_gateway.application.auth import ProfileChanges, SignUp
-from atelier_gateway.domain.model import MAX_PASSWORD_LENGTH
-from atelier_gateway.entrypoints.http import presenters
+from aiohttp import web
+from pydantic import ConfigDict, Field
+
+from atelier_gateway.application.auth import ProfileChanges, Session, SignUp
+from atelier_gateway.domain.model import MAX_PASSWORD_LENGTH, User
 from atelier_gateway.entrypoints.http.context import (
     authenticate,
     container,
     in_thread,
     require_admin,
 )
-from atelier_gateway.entrypoints.http.jsonio import (
-    json_response,
-    opt_object,
-    opt_str,
-    read_json_object,
-    reject_unknown,
-    req_str,
+from atelier_gateway.entrypoints.http.contract import (
+    JsonObject,
+    Operation,
+    PageQuery,
+    RequestModel,
+    ResponseModel,
+    Timestamp,
+    operation,
+    query_model,
+    read_model,
+    respond,
 )
-from atelier_gateway.entrypoints.http.problems import validation_error
+from atelier_gateway.entrypoints.http.presenters import rfc3339
+from atelier_ports.paging import InvalidPageToken, decode_page_token, encode_page_token
 
 routes = web.RouteTableDef()
 
+Role = Literal["user", "admin"]
+Email = Field(min_length=1, max_length=254)
+Password = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
 
-@routes.post("/v1/auth/signup")
-async def signup(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    reject_unknown(data, {"email", "password", "name"})
-    cmd = SignUp(
-        email=req_str(data, "email", max_len=254),
-        password=req_str(data, "password", max_len=MAX_PASSWORD_LENGTH),
-        name=opt_str(data, "name", max_len=100) or "",
+# --- models ------------------------------------------------------------------------------------
+
+
+class SignUpRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"}
+            ]
+        }
     )
-    session = await in_thread(request, container(request).auth.sign_up, cmd)
-    return json_response(presenters.session(session), status=201)
+
+    email: str = Email
+    password: str = Password
+    name: str | None = Field(None, max_length=100)
 
 
-@routes.post("/v1/auth/login")
+class LogInRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "ada@example.com", "password": "correct horse battery"}]
+        }
+    )
+
+    email: str = Email
+    password: str = Password
+
+
+class RefreshTokenRequest(RequestModel):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+class ProfileChangesRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Ada", "preferences": {"theme": "dark"}}]}
+    )
+
+    # Absent means "unchanged"; a name is never null (avatar_url null removes the picture).
+    name: str = Field(  # type: ignore[assignment]
+        None, max_length=100, json_schema_extra=_no_default
+    )
+    avatar_url: str | None = Field(None, max_length=2000)
+    preferences: JsonObject | None = None
+
+
+class UserSummary(ResponseModel):
+    id: str
+    email: str | None
+    name: str
+    role: Role
+
+
+class SessionResponse(ResponseModel):
+    user: UserSummary
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+
+
+class Profile(ResponseModel):
+    id: str
+    email: str | None
+    phone: str | None
+    name: str
+    avatar_url: str | None
+    preferences: dict[str, Any]
+    role: Role
+    created_at: Timestamp
+
+
+class UserSearchQuery(PageQuery):
+    query: str = Field("", max_length=200, description="Part of an email, name or phone")
+
+
+class UserPage(ResponseModel):
+    items: list[Profile]
+    next_page_token: str
+
+
+def user_summary(user: User) -> UserSummary:
+    return UserSummary(id=user.id, email=user.email, name=user.name, role=user.role.value)
+
+
+def profile(user: User) -> Profile:
+    return Profile(
+        id=user.id,
+        email=user.email,
+        phone=user.phone,
+        name=user.name,
+        avatar_url=user.avatar_url,
+        preferences=user.preferences,
+        role=user.role.value,
+        created_at=rfc3339(user.created_at) or "",
+    )
+
+
+def session(s: Session) -> SessionResponse:
+    return SessionResponse(
+        user=user_summary(s.user),
+        access_token=s.access_token,
+        refresh_token=s.refresh_token,
+        expires_in=s.expires_in,
+    )
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+@operation(
+    routes,
+    "POST",
+    "/v1/auth/signup",
+    Operation(
+        "Sign up",
+        status=201,
+        body=SignUpRequest,
+        response=SessionResponse,
+        auth="none",
+        errors=(409,),
+    ),
+)
+async def signup(request: web.Request) -> web.Response:
+    body = await read_model(request, SignUpRequest)
+    cmd = SignUp(email=body.email, password=body.password, name=body.name or "")
+    result = await in_thread(request, container(request).auth.sign_up, cmd)
+    return respond(session(result), status=201)
+
+
+@operation(
+    routes,
+    "POST",
+    "/v1/auth/login",
+    Operation("Log in", body=LogInRequest, response=SessionResponse, auth="none", errors=(401,)),
+)
 async def login(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    email = req_str(data, "email", max_len=254)
-    password = req_str(data, "password", max_len=MAX_PASSWORD_LENGTH)
-    session = await in_thread(request, container(request).auth.log_in, email, password)
-    return json_response(presenters.session(session))
+    body = await read_model(request, LogInRequest)
+    result = await in_thread(request, container(request).auth.log_in, body.email, body.password)
+    return respond(session(result))
 
 
-@routes.post("/v1/auth/refresh")
+@operation(
+    routes,
+    "POST",
+    "/v1/auth/refresh",
+    Operation(
+        "Rotate the refresh token (the old one stops working)",
+        body=RefreshTokenRequest,
+        response=SessionResponse,
+        auth="none",
+        errors=(401,),
+    ),
+)
 async def refresh(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    token = req_str(data, "refresh_token", max_len=200)
-    session = await in_thread(request, container(request).auth.refresh, token)
-    return json_response(presenters.session(session))
+    body = await read_model(request, RefreshTokenRequest)
+    result = await in_thread(request, container(request).auth.refresh, body.refresh_token)
+    return respond(session(result))
 
 
-@routes.post("/v1/auth/logout")
+@operation(
+    routes,
+    "POST",
+    "/v1/auth/logout",
+    Operation("Log out (revoke the session)", status=204, body=RefreshTokenRequest, auth="none"),
+)
 async def logout(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    token = req_str(data, "refresh_token", max_len=200)
-    await in_thread(request, container(request).auth.log_out, token)
+    body = await read_model(request, RefreshTokenRequest)
+    await in_thread(request, container(request).auth.log_out, body.refresh_token)
     return web.Response(status=204)
 
 
-@routes.get("/v1/me")
+@operation(routes, "GET", "/v1/me", Operation("Your profile", response=Profile))
 async def me(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     assert caller.user_id is not None
     user = await in_thread(request, container(request).auth.profile, caller.user_id)
-    return json_response(presenters.profile(user))
+    return respond(profile(user))
 
 
-@routes.patch("/v1/me")
+@operation(
+    routes,
+    "PATCH",
+    "/v1/me",
+    Operation("Edit your profile", body=ProfileChangesRequest, response=Profile),
+)
 async def update_me(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     assert caller.user_id is not None
-    data = await read_json_object(request)
-    reject_unknown(data, {"name", "avatar_url", "preferences"})
-    if "name" in data and data["name"] is None:
-        raise validation_error("name", "name must be a string")
+    body = await read_model(request, ProfileChangesRequest)
     changes = ProfileChanges(
-        name=opt_str(data, "name", max_len=100),
-        avatar_url=opt_str(data, "avatar_url", max_len=2000),
-        avatar_url_set="avatar_url" in data,
-        preferences=opt_object(data, "preferences"),
+        name=body.name,
+        avatar_url=body.avatar_url,
+        avatar_url_set="avatar_url" in body.model_fields_set,
+        preferences=body.preferences,
     )
     user = await in_thread(request, container(request).auth.update_profile, caller.user_id, changes)
-    return json_response(presenters.profile(user))
+    return respond(profile(user))
 
 
-@routes.get("/v1/admin/users")
+_USERS_PAGE = "gateway.admin_users"
+
+
+@operation(
+    routes,
+    "GET",
+    "/v1/admin/users",
+    Operation("Admin: search users", response=UserPage, query=UserSearchQuery, auth="admin"),
+)
 async def admin_users(request: web.Request) -> web.Response:
     await require_admin(request)
-    query = request.query.get("query", "")[:200]
-    try:
-        offset = int(request.query.get("page_token") or 0)
-        size = int(request.query.get("page_size") or 20)
-    except ValueError as e:
-        raise validation_error("page_token", "invalid paging", status=400) from e
-    if size < 1 or size > 100 or offset < 0:
-        raise validation_error("page_size", "page_size must be between 1 and 100", status=400)
-    users = await in_thread(request, container(request).auth.search_users, query, size + 1, offset)
+    q = query_model(request, UserSearchQuery)
+    offset = 0
+    if q.page_token:
+        (position,) = decode_page_token(q.page_token, _USERS_PAGE, (int,))
+        if not isinstance(position, int) or position < 0:
+            raise InvalidPageToken()
+        offset = position
+    size = q.page_size
+    users = await in_thread(
+        request, container(request).auth.search_users, q.query, size + 1, offset
+    )
     more = len(users) > size
-    return json_response(
-        {
-            "items": [presenters.profile(u) for u in users[:size]],
-            "next_page_token": str(offset + size) if more else "",
-        }
+    return respond(
+        UserPage(
+            items=[profile(u) for u in users[:size]],
+            next_page_token=encode_page_token(_USERS_PAGE, offset + size) if more else "",
+        )
     )

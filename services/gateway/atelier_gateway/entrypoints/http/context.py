@@ -72,7 +72,8 @@ async def authenticate(request: web.Request) -> Caller:
         return request[CALLER]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    # A JWT is ASCII; anything else (including undecodable header bytes) is not a token.
+    if scheme.lower() != "bearer" or not token.strip() or not token.isascii():
         raise Problem(
             401,
             "unauthenticated",

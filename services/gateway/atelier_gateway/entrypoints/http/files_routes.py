@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from aiohttp import BodyPartReader, web
 
-from atelier_gateway.adapters.local_files import FileAccessDenied, FileMissing
+from atelier_gateway.adapters.local_files import FileAccessDenied, FileMissing, UploadPolicy
 from atelier_gateway.entrypoints.http.context import container, in_thread
-from atelier_gateway.entrypoints.http.jsonio import json_response
+from atelier_gateway.entrypoints.http.contract import Operation, ResponseModel, operation, respond
 from atelier_gateway.entrypoints.http.problems import Problem, validation_error
 
 routes = web.RouteTableDef()
@@ -26,7 +26,26 @@ def _forbidden(detail: str) -> Problem:
     return Problem(403, "forbidden", "Forbidden", detail)
 
 
-@routes.get("/files/{key:.+}")
+class StoredUpload(ResponseModel):
+    upload_id: str
+    key: str
+    size: int
+    content_type: str
+    sha256: str
+
+
+@operation(
+    routes,
+    "GET",
+    "/files/{key:.+}",
+    Operation(
+        "Download a stored file by signed URL (query: expires, signature)",
+        media_type="image/*",
+        auth="none",
+        errors=(403,),
+        fuzz=False,
+    ),
+)
 async def download(request: web.Request) -> web.StreamResponse:
     c = container(request)
     key = request.match_info["key"]
@@ -61,16 +80,51 @@ def _looks_like(content_type: str, head: bytes) -> bool:
     return any(head.startswith(m) for m in magic)
 
 
-@routes.post("/uploads")
+@operation(
+    routes,
+    "POST",
+    "/uploads",
+    Operation(
+        "Direct upload to local storage (multipart form: the policy fields, then `file`)",
+        status=201,
+        response=StoredUpload,
+        request_media_type="multipart/form-data",
+        auth="none",
+        errors=(403,),
+        fuzz=False,
+    ),
+)
 async def upload(request: web.Request) -> web.Response:
     c = container(request)
-    if not request.content_type.startswith("multipart/form-data"):
+    if request.content_type != "multipart/form-data":
         raise Problem(
             415,
             "unsupported_media_type",
             "Unsupported media type",
             "send a multipart/form-data form",
         )
+    try:
+        policy, data, content_type = await _receive(request)
+    except (ValueError, AssertionError, LookupError, RuntimeError) as e:
+        # aiohttp's multipart reader: no boundary, a broken part, a bad header or encoding
+        # (an unknown Content-Transfer-Encoding is a RuntimeError there).
+        raise validation_error("body", f"malformed multipart form: {e}", status=400) from None
+    stored = await in_thread(request, c.files.put, policy.key, data, content_type)
+    return respond(
+        StoredUpload(
+            upload_id=policy.key,
+            key=policy.key,
+            size=stored.size,
+            content_type=stored.content_type,
+            sha256=stored.sha256,
+        ),
+        status=201,
+    )
+
+
+async def _receive(request: web.Request) -> tuple[UploadPolicy, bytes, str]:
+    """The checked policy, the file and its content type, read from the form."""
+    c = container(request)
     reader = await request.multipart()
     fields: dict[str, str] = {}
     while True:
@@ -110,14 +164,4 @@ async def upload(request: web.Request) -> web.Response:
             raise validation_error("file", "the file is empty", status=400)
         if not _looks_like(content_type, bytes(data[:16])):
             raise validation_error("file", f"the file is not {content_type}")
-        stored = await in_thread(request, c.files.put, policy.key, bytes(data), content_type)
-        return json_response(
-            {
-                "upload_id": policy.key,
-                "key": policy.key,
-                "size": stored.size,
-                "content_type": stored.content_type,
-                "sha256": stored.sha256,
-            },
-            status=201,
-        )
+        return policy, bytes(data), content_type

@@ -115,7 +115,9 @@ def _client_key(request: web.Request, client: str) -> str:
     # only ever share a budget with themselves.
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer ") and len(header) < 4096:
-        return "tok:" + hashlib.sha256(header.encode()).hexdigest()[:32]
+        # Header bytes that are not UTF-8 arrive as surrogate escapes: hash them as they came.
+        digest = hashlib.sha256(header.encode("utf-8", "surrogateescape")).hexdigest()
+        return "tok:" + digest[:32]
     return f"ip:{client}"
 
 

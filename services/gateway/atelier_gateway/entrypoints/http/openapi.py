@@ -1,5 +1,10 @@
-"""The OpenAPI 3.1 document of the public API, built from the registered routes plus the
-descriptions below (a route without a description is a bug: a test checks for it)."""
+"""The OpenAPI 3.1 document of the public API, generated from the route table and the pydantic
+models each route declares (contract.Operation), never written by hand a second time.
+
+Paths and methods come from the registered routes; request bodies, responses and query
+parameters are the JSON schemas of the very models that validate and shape them. A route with no
+declared operation and no line in PAGES is reported "(undocumented)" (a test checks for it).
+"""
 
 from __future__ import annotations
 
@@ -7,320 +12,251 @@ import re
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-_obj = {"type": "object"}
-_str = {"type": "string"}
-_int = {"type": "integer"}
+from atelier_gateway.entrypoints.http.contract import Operation, operation_of
+from atelier_gateway.entrypoints.http.idempotent import IDEMPOTENCY_HEADER
+from atelier_gateway.entrypoints.http.problems import ProblemBody
+from atelier_gateway.settings import GatewaySettings
 
-SCHEMAS: dict[str, Any] = {
-    "Problem": {
-        "type": "object",
-        "required": ["type", "title", "status", "detail", "code"],
-        "properties": {
-            "type": _str,
-            "title": _str,
-            "status": _int,
-            "detail": _str,
-            "code": _str,
-            "field": _str,
-        },
-    },
-    "SignUp": {
-        "type": "object",
-        "required": ["email", "password"],
-        "properties": {"email": _str, "password": {"type": "string", "minLength": 8}, "name": _str},
-    },
-    "LogIn": {
-        "type": "object",
-        "required": ["email", "password"],
-        "properties": {"email": _str, "password": _str},
-    },
-    "RefreshToken": {
-        "type": "object",
-        "required": ["refresh_token"],
-        "properties": {"refresh_token": _str},
-    },
-    "Session": {
-        "type": "object",
-        "properties": {
-            "user": {"$ref": "#/components/schemas/UserSummary"},
-            "access_token": _str,
-            "refresh_token": _str,
-            "expires_in": _int,
-        },
-    },
-    "UserSummary": {
-        "type": "object",
-        "properties": {
-            "id": _str,
-            "email": _str,
-            "name": _str,
-            "role": {"enum": ["user", "admin"]},
-        },
-    },
-    "Profile": {
-        "type": "object",
-        "properties": {
-            "id": _str,
-            "email": _str,
-            "phone": _str,
-            "name": _str,
-            "avatar_url": _str,
-            "preferences": _obj,
-            "role": _str,
-            "created_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "ProfileChanges": {
-        "type": "object",
-        "properties": {"name": _str, "avatar_url": _str, "preferences": _obj},
-    },
-    "Balance": {
-        "type": "object",
-        "properties": {
-            "available": _int,
-            "held": _int,
-            "membership": _obj,
-            "grants": {"type": "array", "items": _obj},
-        },
-    },
-    "Catalog": {
-        "type": "object",
-        "properties": {
-            "market": _str,
-            "items": {"type": "array", "items": _obj},
-            "channels": {"type": "array", "items": _str},
-        },
-    },
-    "NewOrder": {
-        "type": "object",
-        "required": ["item_id", "channel"],
-        "properties": {"item_id": _str, "channel": _str},
-    },
-    "Order": {
-        "type": "object",
-        "properties": {
-            "id": _str,
-            "number": _str,
-            "status": _str,
-            "item_id": _str,
-            "amount": _int,
-            "currency": _str,
-            "channel": _str,
-            "checkout": _obj,
-        },
-    },
-    "NewTask": {
-        "type": "object",
-        "required": ["type"],
-        "properties": {
-            "type": {"enum": ["text_to_image", "basic_clean", "model_pose12"]},
-            "params": _obj,
-            "input_upload_id": _str,
-        },
-    },
-    "Task": {
-        "type": "object",
-        "properties": {
-            "id": _str,
-            "type": _str,
-            "status": _str,
-            "cost": _int,
-            "params": _obj,
-            "error": _str,
-            "images": {"type": "array", "items": _obj},
-        },
-    },
-    "NewUpload": {
-        "type": "object",
-        "required": ["content_type", "size"],
-        "properties": {"content_type": _str, "size": _int},
-    },
-    "Page": {
-        "type": "object",
-        "properties": {"items": {"type": "array", "items": _obj}, "next_page_token": _str},
-    },
+REF = "#/components/schemas/{model}"
+PROBLEM = "application/problem+json"
+_ID_PATTERN = "^[A-Za-z0-9_.:-]{1,128}$"
+
+# HTML pages and forms of other modules (sandbox.py) that declare no operation.
+PAGES: dict[tuple[str, str], Operation] = {
+    ("GET", "/"): Operation("Landing page", media_type="text/html", auth="none", fuzz=False),
+    ("GET", "/sandbox/checkout/{order_id}"): Operation(
+        "Sandbox checkout page (local market)", media_type="text/html", auth="none", fuzz=False
+    ),
+    ("POST", "/sandbox/checkout/{order_id}"): Operation(
+        "Complete a sandbox checkout (form field outcome: paid or failed)",
+        status=303,
+        request_media_type="application/x-www-form-urlencoded",
+        media_type="text/html",
+        auth="none",
+        fuzz=False,
+    ),
+    ("GET", "/orders/{order_id}"): Operation(
+        "Order page after checkout", media_type="text/html", auth="none", fuzz=False
+    ),
 }
+UNDOCUMENTED = Operation("(undocumented)", auth="none", fuzz=False)
 
-# (method, path) → (summary, request schema or None, success status, response schema or None,
-#                  authenticated)
-OPERATIONS: dict[tuple[str, str], tuple[str, str | None, int, str | None, bool]] = {
-    ("POST", "/v1/auth/signup"): ("Sign up", "SignUp", 201, "Session", False),
-    ("POST", "/v1/auth/login"): ("Log in", "LogIn", 200, "Session", False),
-    ("POST", "/v1/auth/refresh"): (
-        "Rotate the refresh token",
-        "RefreshToken",
-        200,
-        "Session",
-        False,
-    ),
-    ("POST", "/v1/auth/logout"): ("Log out (revoke the session)", "RefreshToken", 204, None, False),
-    ("GET", "/v1/me"): ("Your profile", None, 200, "Profile", True),
-    ("PATCH", "/v1/me"): ("Edit your profile", "ProfileChanges", 200, "Profile", True),
-    ("GET", "/v1/me/balance"): (
-        "Credit balance, grants and membership",
-        None,
-        200,
-        "Balance",
-        True,
-    ),
-    ("GET", "/v1/me/ledger"): ("Ledger entries, newest first", None, 200, "Page", True),
-    ("GET", "/v1/me/stats"): ("Your generation statistics", None, 200, None, True),
-    ("GET", "/v1/catalog"): (
-        "Credit packs, membership plans and payment channels",
-        None,
-        200,
-        "Catalog",
-        False,
-    ),
-    ("POST", "/v1/orders"): (
-        "Create an order (Idempotency-Key supported)",
-        "NewOrder",
-        201,
-        "Order",
-        True,
-    ),
-    ("GET", "/v1/orders"): ("Your orders", None, 200, "Page", True),
-    ("GET", "/v1/orders/{order_id}"): ("One order", None, 200, "Order", True),
-    ("POST", "/v1/orders/{order_id}/refresh"): (
-        "Ask the provider about the payment",
-        None,
-        200,
-        "Order",
-        True,
-    ),
-    ("POST", "/v1/uploads"): ("Start a direct upload", "NewUpload", 201, None, True),
-    ("POST", "/v1/tasks"): (
-        "Create a generation task (Idempotency-Key supported)",
-        "NewTask",
-        201,
-        "Task",
-        True,
-    ),
-    ("GET", "/v1/tasks"): ("Your tasks, newest first", None, 200, "Page", True),
-    ("GET", "/v1/tasks/{task_id}"): ("One task", None, 200, "Task", True),
-    ("POST", "/v1/tasks/{task_id}/cancel"): (
-        "Cancel a task (credits released)",
-        None,
-        200,
-        "Task",
-        True,
-    ),
-    ("GET", "/v1/tasks/{task_id}/events"): (
-        "Live task status (server-sent events)",
-        None,
-        200,
-        None,
-        True,
-    ),
-    ("GET", "/v1/images"): ("Your images (gallery)", None, 200, "Page", True),
-    ("GET", "/v1/admin/users"): ("Admin: search users", None, 200, "Page", True),
-    ("GET", "/v1/admin/tasks"): ("Admin: list every user's tasks", None, 200, "Page", True),
-    ("POST", "/webhooks/{provider}"): (
-        "Provider notification (raw body, verified upstream)",
-        None,
-        200,
-        None,
-        False,
-    ),
-    ("GET", "/sandbox/checkout/{order_id}"): (
-        "Sandbox checkout page (local market)",
-        None,
-        200,
-        None,
-        False,
-    ),
-    ("POST", "/sandbox/checkout/{order_id}"): (
-        "Complete a sandbox checkout (form: outcome)",
-        None,
-        303,
-        None,
-        False,
-    ),
-    ("GET", "/orders/{order_id}"): ("Order page after checkout", None, 200, None, False),
-    ("GET", "/files/{key}"): ("Download a stored file by signed URL", None, 200, None, False),
-    ("POST", "/uploads"): (
-        "Direct upload to local storage (multipart form)",
-        None,
-        201,
-        None,
-        False,
-    ),
-    ("GET", "/healthz"): ("Liveness", None, 200, None, False),
-    ("GET", "/"): ("Landing page", None, 200, None, False),
-    ("GET", "/readyz"): ("Readiness (database, billing, tasks)", None, 200, None, False),
-    ("GET", "/metrics"): ("Prometheus metrics", None, 200, None, False),
-    ("GET", "/v1/openapi.json"): ("This document", None, 200, None, False),
-}
-
-_ERRORS = {
-    "400": "Malformed request (validation_error)",
-    "401": "Not authenticated (unauthenticated)",
-    "404": "Not found or not yours (not_found)",
-    "409": "Conflict",
-    "413": "Body too large (payload_too_large)",
-    "422": "Invalid field (validation_error)",
-    "429": "Rate or daily limit (rate_limited, daily_limit_reached)",
-    "503": "A dependency is down (unavailable)",
+_ERRORS: dict[int, str] = {
+    400: "Malformed request or bad query parameter (validation_error)",
+    401: "Not authenticated (unauthenticated, invalid_credentials)",
+    402: "Not enough credits (insufficient_credits)",
+    403: "Forbidden (forbidden)",
+    404: "Not found, or not yours (not_found)",
+    409: "Conflict (conflict, email_taken, failed_precondition, idempotency_key_reused, …)",
+    413: "Body too large (payload_too_large)",
+    415: "Not application/json (unsupported_media_type)",
+    422: "Invalid field in the body (validation_error, content_rejected)",
+    429: "Rate or daily limit (rate_limited, daily_limit_reached)",
+    500: "Internal error (internal); nothing was done",
+    503: "A dependency is down (unavailable); nothing was done",
+    504: "A dependency timed out (timeout); nothing was done",
 }
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _path(route: web.AbstractRoute) -> str | None:
+    resource = route.resource
+    if resource is None or isinstance(resource, web.StaticResource):
+        return None
+    return re.sub(r"\{([^}:]+)(:[^}]*)?\}", r"{\1}", resource.canonical)
 
 
 def registered_operations(app: web.Application) -> list[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
+    return sorted(_operations(app), key=lambda mp: (mp[1], mp[0]))
+
+
+def _operations(app: web.Application) -> dict[tuple[str, str], Operation]:
+    found: dict[tuple[str, str], Operation] = {}
     for route in app.router.routes():
-        if route.method in ("HEAD", "OPTIONS", "*") or route.resource is None:
+        path = _path(route)
+        if route.method in ("HEAD", "OPTIONS", "*") or path is None:
             continue
-        path = re.sub(r"\{([^}:]+)(:[^}]*)?\}", r"{\1}", route.resource.canonical)
-        found.add((route.method, path))
-    return sorted(found, key=lambda mp: (mp[1], mp[0]))
+        op = operation_of(route.handler) or PAGES.get((route.method, path), UNDOCUMENTED)
+        found[(route.method, path)] = op
+    return found
 
 
-def openapi_document(app: web.Application, server_url: str) -> dict[str, Any]:
-    paths: dict[str, dict[str, Any]] = {}
-    for method, path in registered_operations(app):
-        summary, req, status, resp, auth = OPERATIONS.get(
-            (method, path), ("(undocumented)", None, 200, None, False)
-        )
-        op: dict[str, Any] = {"summary": summary, "operationId": _operation_id(method, path)}
-        params = [
-            {"name": name, "in": "path", "required": True, "schema": _str}
-            for name in re.findall(r"\{([^}]+)\}", path)
-        ]
-        if path in ("/v1/orders", "/v1/tasks") and method == "POST":
-            params.append(
-                {"name": "Idempotency-Key", "in": "header", "required": False, "schema": _str}
-            )
-        if params:
-            op["parameters"] = params
-        if req:
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(req)}},
+def fuzzable_operations(app: web.Application) -> list[tuple[str, str]]:
+    """The JSON operations a fuzzer should drive (no pages, streams, forms or webhooks)."""
+    return sorted(mp for mp, op in _operations(app).items() if op.fuzz)
+
+
+def _models(ops: dict[tuple[str, str], Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    pairs: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {
+        (ProblemBody, "serialization"): None
+    }
+    for op in ops.values():
+        if op.body is not None:
+            pairs[(op.body, "validation")] = None
+        if op.response is not None:
+            pairs[(op.response, "serialization")] = None
+    return list(pairs)
+
+
+def _query_parameters(op: Operation) -> list[dict[str, Any]]:
+    if op.query is None:
+        return []
+    schema = op.query.model_json_schema(mode="validation")
+    required = set(schema.get("required", ()))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        if prop.get("default", 0) is None:
+            del prop["default"]
+        # An optional filter is absent, never null, on the wire.
+        branches = prop.pop("anyOf", None)
+        if branches is not None:
+            kept = [b for b in branches if b.get("type") != "null"]
+            prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": prop,
+        }
+        if description:
+            param["description"] = description
+        params.append(param)
+    return params
+
+
+_HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    IDEMPOTENCY_HEADER: {"type": "string", "minLength": 1, "maxLength": 255},
+    "Last-Event-ID": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+}
+
+
+def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    for name in re.findall(r"\{([^}]+)\}", path):
+        schema: dict[str, Any] = {"type": "string"}
+        if name.endswith("_id"):
+            schema["pattern"] = _ID_PATTERN
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    params.extend(_query_parameters(op))
+    for header in op.headers:
+        params.append(
+            {
+                "name": header,
+                "in": "header",
+                "required": False,
+                "schema": _HEADER_SCHEMAS.get(header, {"type": "string"}),
             }
-        ok: dict[str, Any] = {"description": "Success"}
-        if resp:
-            ok["content"] = {"application/json": {"schema": _ref(resp)}}
-        responses: dict[str, Any] = {str(status): ok}
-        problem = {"application/problem+json": {"schema": _ref("Problem")}}
-        for code, text in _ERRORS.items():
-            responses[code] = {"description": text, "content": problem}
-        if "credits" in summary or path == "/v1/tasks":
-            responses["402"] = {"description": "insufficient_credits", "content": problem}
-        op["responses"] = responses
-        if auth:
-            op["security"] = [{"bearer": []}]
-        paths.setdefault(path, {})[method.lower()] = op
+        )
+    return params
+
+
+def _request_body(op: Operation, refs: dict[Any, Any]) -> dict[str, Any] | None:
+    if op.body is not None:
+        return {
+            "required": True,
+            "content": {op.request_media_type: {"schema": refs[(op.body, "validation")]}},
+        }
+    if op.request_media_type == "multipart/form-data":
+        form = {
+            "type": "object",
+            "required": ["file"],
+            "properties": {"file": {"type": "string", "contentMediaType": "image/*"}},
+            "additionalProperties": {"type": "string"},
+        }
+        return {"required": True, "content": {"multipart/form-data": {"schema": form}}}
+    if op.request_media_type != "application/json":
+        return {"required": True, "content": {op.request_media_type: {"schema": {}}}}
+    return None
+
+
+def _problem_statuses(path: str, op: Operation) -> list[int]:
+    statuses = {400, 429, 500, 503, 504, *op.errors}
+    if op.auth != "none":
+        statuses.add(401)
+    if op.auth == "admin":
+        statuses.add(403)
+    if "{" in path:
+        statuses.add(404)
+    if op.body is not None:
+        statuses.update({413, 415, 422})
+    return sorted(statuses - {op.status, *op.also})
+
+
+def _responses(path: str, op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": "Success"}
+    if op.status == 204:
+        pass
+    elif op.media_type == "text/event-stream":
+        ok["description"] = (
+            "A text/event-stream; each `status` event's data is a TaskEvent (components/schemas)"
+        )
+        ok["content"] = {op.media_type: {"schema": {"type": "string"}}}
+    elif op.response is not None:
+        ok["content"] = {op.media_type: {"schema": refs[(op.response, "serialization")]}}
+    elif op.media_type == "application/json":
+        ok["content"] = {op.media_type: {"schema": {"type": "object"}}}
+    else:
+        ok["content"] = {op.media_type: {"schema": {"type": "string"}}}
+    responses: dict[str, Any] = {str(op.status): ok}
+    for status in op.also:
+        responses[str(status)] = {**ok, "description": "See the body"}
+    problem = {PROBLEM: {"schema": {"$ref": REF.format(model="Problem")}}}
+    for status in _problem_statuses(path, op):
+        responses[str(status)] = {"description": _ERRORS.get(status, "Error"), "content": problem}
+    return responses
+
+
+def _security(op: Operation) -> list[dict[str, list[str]]]:
+    if op.auth == "none":
+        return []
+    if op.auth == "optional":
+        return [{}, {"bearer": []}]
+    return [{"bearer": []}]
+
+
+def openapi_document(app: web.Application, settings: GatewaySettings) -> dict[str, Any]:
+    ops = _operations(app)
+    refs, top = models_json_schema(_models(ops), ref_template=REF)
+    schemas: dict[str, Any] = top.get("$defs", {})
+    schemas["Problem"] = schemas.pop(ProblemBody.__name__)
+    # Bounds that come from configuration, stated where the client can read them.
+    upload = schemas.get("CreateUploadRequest", {}).get("properties", {}).get("size")
+    if upload is not None:
+        upload["maximum"] = settings.gateway_max_upload_bytes
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path in sorted(ops, key=lambda mp: (mp[1], mp[0])):
+        op = ops[(method, path)]
+        spec: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(method, path)}
+        if op.description:
+            spec["description"] = op.description
+        params = _parameters(path, op)
+        if params:
+            spec["parameters"] = params
+        body = _request_body(op, refs)
+        if body is not None:
+            spec["requestBody"] = body
+        spec["responses"] = _responses(path, op, refs)
+        spec["security"] = _security(op)
+        if not op.fuzz:
+            spec["x-atelier-fuzz"] = False
+        paths.setdefault(path, {})[method.lower()] = spec
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Atelier API", "version": "1.0.0"},
-        "servers": [{"url": server_url}],
+        "info": {
+            "title": "Atelier API",
+            "version": "1.0.0",
+            "description": "The public HTTP API of Atelier (HTTP_API.md). Errors are "
+            "application/problem+json with a stable `code`; lists take page_size/page_token.",
+        },
+        "servers": [{"url": settings.gateway_public_url}],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
@@ -330,4 +266,4 @@ def openapi_document(app: web.Application, server_url: str) -> dict[str, Any]:
 
 def _operation_id(method: str, path: str) -> str:
     words = re.sub(r"[{}]", "", path).strip("/").replace("/", "_").replace(".", "_")
-    return f"{method.lower()}_{words}"
+    return f"{method.lower()}_{words or 'root'}"

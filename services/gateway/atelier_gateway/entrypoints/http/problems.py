@@ -7,14 +7,17 @@ both end here; anything else is a 500 with a generic message (the detail is logg
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from atelier_gateway.adapters.grpc_clients import RemoteCallError
 from atelier_gateway.domain import errors as gw
 from atelier_ports import problems
+from atelier_ports.paging import InvalidPageToken
 
 PROBLEM_TYPE_BASE = "https://atelier.dev/problems/"
 CONTENT_TYPE = "application/problem+json"
@@ -49,25 +52,47 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: str
+    message: str
+
+
+class ProblemBody(BaseModel):
+    """``application/problem+json`` (RFC 9457) plus a stable machine-readable ``code``; ``field``
+    and ``errors`` name the offending input, ``reason`` is the owning service's ErrorInfo reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    field: str | None = None
+    errors: list[FieldError] | None = None
+    reason: str | None = None
+
+
 def validation_error(field: str, detail: str, status: int = 422) -> Problem:
     return Problem(status, "validation_error", "Invalid request", detail, field=field)
 
 
 def problem_response(problem: Problem) -> web.Response:
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + problem.code,
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-        "code": problem.code,
-    }
-    if problem.field:
-        body["field"] = problem.field
-        body["errors"] = [{"field": problem.field, "message": problem.detail}]
-    body.update(problem.extra)
+    body = ProblemBody(
+        type=PROBLEM_TYPE_BASE + problem.code,
+        title=problem.title,
+        status=problem.status,
+        detail=problem.detail,
+        code=problem.code,
+        field=problem.field or None,
+        errors=[FieldError(field=problem.field, message=problem.detail)] if problem.field else None,
+        reason=problem.extra.get("reason"),
+    )
     return web.Response(
         status=problem.status,
-        body=json.dumps(body).encode(),
+        body=json.dumps(body.model_dump(mode="json", exclude_none=True)).encode(),
         content_type=CONTENT_TYPE,
         headers=problem.headers,
     )
@@ -85,6 +110,7 @@ DOMAIN_TABLE: tuple[tuple[type[problems.DomainError], ProblemSpec], ...] = (
     (problems.Unauthenticated, ProblemSpec(401, "unauthenticated", "Not authenticated")),
     (problems.NotFound, ProblemSpec(404, "not_found", "Not found")),
     (problems.AlreadyExists, ProblemSpec(409, "conflict", "Conflict")),
+    (InvalidPageToken, ProblemSpec(400, "validation_error", "Invalid request")),
     (problems.InvalidArgument, ProblemSpec(422, "validation_error", "Invalid request")),
     (problems.FailedPrecondition, ProblemSpec(409, "failed_precondition", "Not possible now")),
     (problems.ResourceExhausted, ProblemSpec(429, "rate_limited", "Too many requests")),
@@ -93,7 +119,14 @@ DOMAIN_TABLE: tuple[tuple[type[problems.DomainError], ProblemSpec], ...] = (
 )
 
 # Errors of billing and tasks: (gRPC status, ErrorInfo reason or "" for any) → HTTP.
+# Bad query parameters are 400 and bad bodies 422 (the rule in contract.py): a page token the
+# owning service refuses (INVALID_PAGE_TOKEN, atelier_ports.paging) is a bad query parameter.
 REMOTE_TABLE: tuple[tuple[str, str, ProblemSpec], ...] = (
+    (
+        "INVALID_ARGUMENT",
+        "INVALID_PAGE_TOKEN",
+        ProblemSpec(400, "validation_error", "Invalid request"),
+    ),
     (
         "FAILED_PRECONDITION",
         "INSUFFICIENT_CREDITS",
@@ -125,16 +158,50 @@ REMOTE_TABLE: tuple[tuple[str, str, ProblemSpec], ...] = (
 def from_domain_error(exc: problems.DomainError) -> Problem:
     for cls, spec in DOMAIN_TABLE:
         if isinstance(exc, cls):
+            if spec.status >= 500:
+                return Problem(spec.status, spec.code, spec.title, spec.title)
             field = exc.metadata.get("field")
             return Problem(spec.status, spec.code, spec.title, exc.message, field=field)
     return Problem(500, "internal", "Internal error", "internal error")
 
 
+# Field names of the services' gRPC messages → the names of the public API (HTTP_API.md).
+API_FIELD_NAMES: dict[str, str] = {
+    "input_keys": "input_upload_id",
+    "init_image_key": "input_upload_id",
+    "size_bytes": "size",
+    "request_id": "Idempotency-Key",
+}
+_PROTO_NAME = re.compile(r"\b(" + "|".join(map(re.escape, API_FIELD_NAMES)) + r")\b")
+_QUERY_FIELDS = frozenset({"page_token", "page_size"})
+
+
+def api_text(text: str) -> str:
+    """``text`` with the services' internal field names replaced by the API's."""
+    return _PROTO_NAME.sub(lambda m: API_FIELD_NAMES[m.group(1)], text)
+
+
 def from_remote_error(exc: RemoteCallError) -> Problem:
     for status, reason, spec in REMOTE_TABLE:
         if exc.status == status and (not reason or exc.reason == reason):
-            field = exc.metadata.get("field") if spec.code == "validation_error" else None
+            if spec.status >= 500:
+                # Never the service's own words: they may name internals.
+                return Problem(spec.status, spec.code, spec.title, spec.title)
+            field = None
+            if spec.code == "validation_error":
+                field = exc.metadata.get("field") or None
+                if reason == "INVALID_PAGE_TOKEN":
+                    field = "page_token"
+                if field is not None:
+                    field = API_FIELD_NAMES.get(field, field)
+            problem_status = 400 if field in _QUERY_FIELDS else spec.status
             extra = {"reason": exc.reason} if exc.reason else {}
-            detail = exc.message if spec.status < 500 else spec.title
-            return Problem(spec.status, spec.code, spec.title, detail, field=field, extra=extra)
+            return Problem(
+                problem_status,
+                spec.code,
+                spec.title,
+                api_text(exc.message) or spec.title,
+                field=field,
+                extra=extra,
+            )
     return Problem(500, "internal", "Internal error", "internal error")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from google.protobuf import json_format, struct_pb2
+from pydantic import ConfigDict, Field
 
-from atelier_gateway.adapters.grpc_clients import Caller, RemoteCallError
+from atelier_gateway.adapters.grpc_clients import RemoteCallError
 from atelier_gateway.entrypoints.http.billing_routes import path_id
 from atelier_gateway.entrypoints.http.context import (
     METRICS,
@@ -19,29 +20,33 @@ from atelier_gateway.entrypoints.http.context import (
     container,
     require_admin,
 )
-from atelier_gateway.entrypoints.http.idempotent import run_idempotent
-from atelier_gateway.entrypoints.http.jsonio import (
-    json_response,
-    opt_object,
-    opt_str,
-    page_params,
-    parse_json_object,
-    read_body,
-    read_json_object,
-    reject_unknown,
-    req_str,
+from atelier_gateway.entrypoints.http.contract import (
+    JsonObject,
+    Operation,
+    PageQuery,
+    RequestModel,
+    ResponseModel,
+    Timestamp,
+    body_model,
+    operation,
+    query_model,
+    read_model,
+    respond,
 )
+from atelier_gateway.entrypoints.http.idempotent import IDEMPOTENCY_HEADER, run_idempotent
+from atelier_gateway.entrypoints.http.jsonio import read_body
 from atelier_gateway.entrypoints.http.presenters import enum_name, ts
 from atelier_gateway.entrypoints.http.problems import validation_error
 
 routes = web.RouteTableDef()
 
-TASK_TYPES = ("text_to_image", "basic_clean", "model_pose12")
-TASK_STATUSES = ("pending", "processing", "succeeded", "failed", "cancelled")
+TaskType = Literal["text_to_image", "basic_clean", "model_pose12"]
+TaskStatus = Literal["pending", "processing", "succeeded", "failed", "cancelled"]
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 SSE_HEARTBEAT_SECONDS = 15.0
 SSE_TICK_SECONDS = 1.0
 SSE_MAX_SECONDS = 3600.0
+LAST_EVENT_ID = "Last-Event-ID"
 
 
 def _pb() -> Any:
@@ -50,17 +55,11 @@ def _pb() -> Any:
     return tasks_pb2
 
 
-def _task_type(value: str, field: str) -> int:
-    if value not in TASK_TYPES:
-        raise validation_error(field, f"{field} must be one of {', '.join(TASK_TYPES)}")
+def _type_value(value: str) -> int:
     return int(_pb().TaskType.Value("TASK_TYPE_" + value.upper()))
 
 
-def _task_status(value: str) -> int:
-    if value not in TASK_STATUSES:
-        raise validation_error(
-            "status", f"status must be one of {', '.join(TASK_STATUSES)}", status=400
-        )
+def _status_value(value: str) -> int:
     return int(_pb().TaskStatus.Value("TASK_STATUS_" + value.upper()))
 
 
@@ -75,106 +74,265 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def image_json(image: Any) -> dict[str, Any]:
+# --- models ------------------------------------------------------------------------------------
+
+
+class CreateUploadRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"content_type": "image/png", "size": 204800}]}
+    )
+
+    content_type: str = Field(min_length=1, max_length=100, examples=["image/png"])
+    size: int = Field(ge=1, description="Bytes; at most the configured upload limit")
+    filename: str | None = Field(None, max_length=255)
+
+
+class StsCredentials(ResponseModel):
+    """Temporary storage keys for the COS JavaScript SDK (cn market)."""
+
+    tmp_secret_id: str
+    tmp_secret_key: str
+    session_token: str
+    expires_at: Timestamp
+    bucket: str
+    region: str
+    prefix: str
+
+
+class UploadTarget(ResponseModel):
+    upload_id: str
+    key: str
+    method: Literal["POST", "PUT"]
+    url: str
+    fields: dict[str, str] | None = Field(description="POST: every entry goes into the form")
+    headers: dict[str, str] | None = Field(description="PUT: send these headers")
+    expires_at: Timestamp | None
+    max_size: int
+    content_types: list[str]
+    credentials: StsCredentials | None = Field(
+        description="cn market: STS temporary keys for a browser upload; null elsewhere"
+    )
+
+
+class CreateTaskRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"type": "text_to_image", "params": {"prompt": "a red chair"}}]
+        }
+    )
+
+    type: TaskType
+    params: JsonObject = Field(default_factory=dict)
+    input_upload_id: str | None = Field(None, min_length=1, max_length=512)
+
+
+class Image(ResponseModel):
+    id: str
+    task_id: str
+    index: int
+    url: str
+    thumbnail_url: str
+    width: int
+    height: int
+    content_type: str
+    size: int
+    sha256: str
+    task_type: TaskType
+    created_at: Timestamp | None
+
+
+class Task(ResponseModel):
+    id: str
+    type: TaskType
+    status: TaskStatus
+    params: dict[str, Any]
+    input_upload_ids: list[str]
+    cost: int
+    attempts: int
+    error: str | None = Field(description="Machine-readable failure reason, once failed")
+    error_message: str | None
+    images: list[Image]
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    deadline_at: Timestamp | None
+
+
+class TaskPage(ResponseModel):
+    items: list[Task]
+    next_page_token: str
+
+
+class TaskListQuery(PageQuery):
+    status: TaskStatus | None = None
+    type: TaskType | None = None
+
+
+class ImageListQuery(PageQuery):
+    type: TaskType | None = None
+
+
+class ImagePage(ResponseModel):
+    items: list[Image]
+    next_page_token: str
+
+
+class TaskEvent(ResponseModel):
+    """The ``data`` of one ``status`` event of the stream."""
+
+    task_id: str
+    sequence: int
+    status: TaskStatus
+    error: str | None
+    attempts: int
+    terminal: bool
+    created_at: Timestamp | None
+
+
+class MonthStats(ResponseModel):
+    month: str
+    tasks: int
+    images: int
+    credits: int
+
+
+class TypeStats(ResponseModel):
+    type: TaskType
+    tasks: int
+
+
+class Stats(ResponseModel):
+    total_tasks: int
+    succeeded: int
+    failed: int
+    total_images: int
+    credits_spent: int
+    by_month: list[MonthStats]
+    by_type: list[TypeStats]
+
+
+def image_json(image: Any) -> Image:
     pb = _pb()
-    return {
-        "id": image.id,
-        "task_id": image.task_id,
-        "index": image.index,
-        "url": image.url,
-        "thumbnail_url": image.thumbnail_url,
-        "width": image.width,
-        "height": image.height,
-        "content_type": image.content_type,
-        "size": image.size_bytes,
-        "sha256": image.sha256,
-        "task_type": enum_name(image.task_type, pb.TaskType, "TASK_TYPE_"),
-        "created_at": ts(image, "create_time"),
-    }
+    return Image(
+        id=image.id,
+        task_id=image.task_id,
+        index=image.index,
+        url=image.url,
+        thumbnail_url=image.thumbnail_url,
+        width=image.width,
+        height=image.height,
+        content_type=image.content_type,
+        size=image.size_bytes,
+        sha256=image.sha256,
+        task_type=enum_name(image.task_type, pb.TaskType, "TASK_TYPE_"),  # type: ignore[arg-type]
+        created_at=ts(image, "create_time"),
+    )
 
 
-def task_json(task: Any) -> dict[str, Any]:
+def task_json(task: Any) -> Task:
     pb = _pb()
-    return {
-        "id": task.id,
-        "type": enum_name(task.type, pb.TaskType, "TASK_TYPE_"),
-        "status": enum_name(task.status, pb.TaskStatus, "TASK_STATUS_"),
-        "params": _plain(json_format.MessageToDict(task.params)),
-        "input_upload_ids": list(task.input_keys),
-        "cost": task.cost,
-        "attempts": task.attempts,
-        "error": task.error_reason or None,
-        "error_message": task.error_message or None,
-        "images": [image_json(i) for i in task.images],
-        "created_at": ts(task, "create_time"),
-        "updated_at": ts(task, "update_time"),
-        "started_at": ts(task, "start_time"),
-        "finished_at": ts(task, "finish_time"),
-        "deadline_at": ts(task, "deadline_time"),
-    }
+    return Task(
+        id=task.id,
+        type=enum_name(task.type, pb.TaskType, "TASK_TYPE_"),  # type: ignore[arg-type]
+        status=enum_name(task.status, pb.TaskStatus, "TASK_STATUS_"),  # type: ignore[arg-type]
+        params=_plain(json_format.MessageToDict(task.params)),
+        input_upload_ids=list(task.input_keys),
+        cost=task.cost,
+        attempts=task.attempts,
+        error=task.error_reason or None,
+        error_message=task.error_message or None,
+        images=[image_json(i) for i in task.images],
+        created_at=ts(task, "create_time"),
+        updated_at=ts(task, "update_time"),
+        started_at=ts(task, "start_time"),
+        finished_at=ts(task, "finish_time"),
+        deadline_at=ts(task, "deadline_time"),
+    )
 
 
-def event_json(event: Any) -> dict[str, Any]:
+def event_json(event: Any) -> TaskEvent:
     pb = _pb()
-    return {
-        "task_id": event.task_id,
-        "sequence": event.sequence,
-        "status": enum_name(event.status, pb.TaskStatus, "TASK_STATUS_"),
-        "error": event.error_reason or None,
-        "attempts": event.attempts,
-        "terminal": event.terminal,
-        "created_at": ts(event, "create_time"),
-    }
+    return TaskEvent(
+        task_id=event.task_id,
+        sequence=event.sequence,
+        status=enum_name(event.status, pb.TaskStatus, "TASK_STATUS_"),  # type: ignore[arg-type]
+        error=event.error_reason or None,
+        attempts=event.attempts,
+        terminal=event.terminal,
+        created_at=ts(event, "create_time"),
+    )
 
 
-@routes.post("/v1/uploads")
+# --- routes ------------------------------------------------------------------------------------
+
+
+@operation(
+    routes,
+    "POST",
+    "/v1/uploads",
+    Operation(
+        "Start a direct upload to storage",
+        status=201,
+        body=CreateUploadRequest,
+        response=UploadTarget,
+    ),
+)
 async def create_upload(request: web.Request) -> web.Response:
     caller = await authenticate(request)
-    data = await read_json_object(request)
-    reject_unknown(data, {"content_type", "size", "filename"})
-    content_type = req_str(data, "content_type", max_len=100)
-    size = data.get("size")
-    if size is None:
-        raise validation_error("size", "size is required")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise validation_error("size", "size must be a positive integer")
-    filename = opt_str(data, "filename", max_len=255) or ""
+    body = await read_model(request, CreateUploadRequest)
+    limit = container(request).settings.gateway_max_upload_bytes
+    if body.size > limit:
+        raise validation_error("size", f"size must be at most {limit} bytes")
     reply = await container(request).tasks.call(
         "CreateUpload",
-        _pb().CreateUploadRequest(content_type=content_type, size_bytes=size, filename=filename),
+        _pb().CreateUploadRequest(
+            content_type=body.content_type, size_bytes=body.size, filename=body.filename or ""
+        ),
         caller,
     )
     u = reply.upload
-    return json_response(
-        {
-            "upload_id": u.key,
-            "key": u.key,
-            "method": u.method,
-            "url": u.url,
-            "fields": dict(u.fields),
-            "headers": dict(u.headers),
-            "expires_at": ts(u, "expire_time"),
-            "max_size": u.max_size_bytes,
-            "content_types": list(u.content_types),
-        },
+    return respond(
+        UploadTarget(
+            upload_id=u.key,
+            key=u.key,
+            method=u.method,
+            url=u.url,
+            fields=dict(u.fields) if u.method == "POST" else None,
+            headers=dict(u.headers) if u.method == "PUT" else None,
+            expires_at=ts(u, "expire_time"),
+            max_size=u.max_size_bytes,
+            content_types=list(u.content_types),
+            credentials=None,  # the cn market's STS keys are not issued yet
+        ),
         status=201,
     )
 
 
-@routes.post("/v1/tasks")
+@operation(
+    routes,
+    "POST",
+    "/v1/tasks",
+    Operation(
+        "Create a generation task (Idempotency-Key supported)",
+        status=201,
+        body=CreateTaskRequest,
+        response=Task,
+        headers=(IDEMPOTENCY_HEADER,),
+        errors=(402, 409),
+    ),
+)
 async def create_task(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     raw = await read_body(request)
-    data = parse_json_object(request, raw)
-    reject_unknown(data, {"type", "params", "input_upload_id"})
-    task_type = _task_type(req_str(data, "type", max_len=32), "type")
-    params = opt_object(data, "params") or {}
-    upload_id = opt_str(data, "input_upload_id", max_len=512)
+    body = body_model(CreateTaskRequest, raw, request)
     struct = struct_pb2.Struct()
     try:
-        struct.update(params)
-    except (ValueError, TypeError) as e:
+        struct.update(body.params)
+    except (ValueError, TypeError, OverflowError) as e:
         raise validation_error("params", "params must be a JSON object of simple values") from e
+    task_type = _type_value(body.type)
+    upload_id = body.input_upload_id
 
     async def produce(request_id: str | None) -> web.Response:
         reply = await container(request).tasks.call(
@@ -188,76 +346,110 @@ async def create_task(request: web.Request) -> web.Response:
             caller,
             timeout=15.0,
         )
-        return json_response(task_json(reply.task), status=201)
+        return respond(task_json(reply.task), status=201)
 
     return await run_idempotent(request, caller, "POST /v1/tasks", raw, produce)
 
 
-def _list_filters(request: web.Request) -> dict[str, int]:
+def _filters(q: TaskListQuery) -> dict[str, int]:
     filters: dict[str, int] = {}
-    if request.query.get("type"):
-        filters["type"] = _task_type(request.query["type"], "type")
-    if request.query.get("status"):
-        filters["status"] = _task_status(request.query["status"])
+    if q.type is not None:
+        filters["type"] = _type_value(q.type)
+    if q.status is not None:
+        filters["status"] = _status_value(q.status)
     return filters
 
 
-async def _list_tasks(
-    request: web.Request, caller: Caller, method: str, request_type: Any
-) -> web.Response:
-    """ListTasks (the caller's own) and ListAllTasks (every user's, admin only) page alike."""
-    size, token = page_params(request)
-    message = request_type(page_size=size, page_token=token, **_list_filters(request))
-    reply = await container(request).tasks.call(method, message, caller)
-    return json_response(
-        {"items": [task_json(t) for t in reply.tasks], "next_page_token": reply.next_page_token}
+@operation(
+    routes,
+    "GET",
+    "/v1/tasks",
+    Operation("Your tasks, newest first", response=TaskPage, query=TaskListQuery),
+)
+async def list_tasks(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    q = query_model(request, TaskListQuery)
+    message = _pb().ListTasksRequest(page_size=q.page_size, page_token=q.page_token, **_filters(q))
+    reply = await container(request).tasks.call("ListTasks", message, caller)
+    return respond(
+        TaskPage(items=[task_json(t) for t in reply.tasks], next_page_token=reply.next_page_token)
     )
 
 
-@routes.get("/v1/tasks")
-async def list_tasks(request: web.Request) -> web.Response:
-    caller = await authenticate(request)
-    return await _list_tasks(request, caller, "ListTasks", _pb().ListTasksRequest)
-
-
-@routes.get("/v1/admin/tasks")
+@operation(
+    routes,
+    "GET",
+    "/v1/admin/tasks",
+    Operation(
+        "Admin: every user's tasks, newest first",
+        response=TaskPage,
+        query=TaskListQuery,
+        auth="admin",
+    ),
+)
 async def admin_list_tasks(request: web.Request) -> web.Response:
     caller = await require_admin(request)
-    return await _list_tasks(request, caller, "ListAllTasks", _pb().ListAllTasksRequest)
+    q = query_model(request, TaskListQuery)
+    message = _pb().ListAllTasksRequest(
+        page_size=q.page_size, page_token=q.page_token, **_filters(q)
+    )
+    reply = await container(request).tasks.call("ListAllTasks", message, caller)
+    return respond(
+        TaskPage(items=[task_json(t) for t in reply.tasks], next_page_token=reply.next_page_token)
+    )
 
 
-@routes.get("/v1/tasks/{task_id}")
+@operation(routes, "GET", "/v1/tasks/{task_id}", Operation("One task", response=Task))
 async def get_task(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     task_id = path_id(request, "task_id")
     reply = await container(request).tasks.call(
         "GetTask", _pb().GetTaskRequest(task_id=task_id), caller
     )
-    return json_response(task_json(reply.task))
+    return respond(task_json(reply.task))
 
 
-@routes.post("/v1/tasks/{task_id}/cancel")
+@operation(
+    routes,
+    "POST",
+    "/v1/tasks/{task_id}/cancel",
+    Operation("Cancel a task (credits released)", response=Task, errors=(409,)),
+)
 async def cancel_task(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     task_id = path_id(request, "task_id")
     reply = await container(request).tasks.call(
         "CancelTask", _pb().CancelTaskRequest(task_id=task_id), caller, timeout=15.0
     )
-    return json_response(task_json(reply.task))
+    return respond(task_json(reply.task))
+
+
+_MAX_SEQUENCE = 2**63 - 1
 
 
 def _last_event_id(request: web.Request) -> int:
-    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0"
-    try:
-        value = int(raw)
-    except ValueError as e:
-        raise validation_error("Last-Event-ID", "Last-Event-ID must be an integer", 400) from e
-    if value < 0:
-        raise validation_error("Last-Event-ID", "Last-Event-ID must not be negative", 400)
+    raw = request.headers.get(LAST_EVENT_ID) or request.query.get("last_event_id") or "0"
+    if len(raw) > 20 or not raw.isascii() or not raw.isdigit():
+        raise validation_error(LAST_EVENT_ID, "Last-Event-ID must be a non-negative integer", 400)
+    value = int(raw)
+    if value > _MAX_SEQUENCE:
+        raise validation_error(LAST_EVENT_ID, "Last-Event-ID is out of range", 400)
     return value
 
 
-@routes.get("/v1/tasks/{task_id}/events")
+@operation(
+    routes,
+    "GET",
+    "/v1/tasks/{task_id}/events",
+    Operation(
+        "Live task status (server-sent events; one `status` event per change, `id:` its "
+        "sequence number; ends after the terminal event)",
+        response=TaskEvent,
+        media_type="text/event-stream",
+        headers=(LAST_EVENT_ID,),
+        fuzz=False,
+    ),
+)
 async def task_events(request: web.Request) -> web.StreamResponse:
     caller = await authenticate(request)
     task_id = path_id(request, "task_id")
@@ -320,10 +512,11 @@ async def task_events(request: web.Request) -> web.StreamResponse:
                 payload = json.dumps({"code": "stream_error", "detail": item.status})
                 await response.write(f"event: error\ndata: {payload}\n\n".encode())
                 break
-            body = event_json(item)
-            if body["terminal"]:
-                metrics.task_outcomes.labels(body["status"]).inc()
-            chunk = f"id: {item.sequence}\nevent: status\ndata: {json.dumps(body)}\n\n"
+            event = event_json(item)
+            if event.terminal:
+                metrics.task_outcomes.labels(event.status).inc()
+            data = json.dumps(event.model_dump(mode="json"))
+            chunk = f"id: {item.sequence}\nevent: status\ndata: {data}\n\n"
             await response.write(chunk.encode())
     except ConnectionResetError:
         return response  # the browser went away; it resumes with Last-Event-ID
@@ -344,45 +537,52 @@ async def close_open_streams(app: web.Application) -> None:
         task.cancel()
 
 
-@routes.get("/v1/images")
+@operation(
+    routes,
+    "GET",
+    "/v1/images",
+    Operation("Your images (gallery), newest first", response=ImagePage, query=ImageListQuery),
+)
 async def list_images(request: web.Request) -> web.Response:
     caller = await authenticate(request)
-    size, token = page_params(request)
-    filters = {}
-    if request.query.get("type"):
-        filters["type"] = _task_type(request.query["type"], "type")
+    q = query_model(request, ImageListQuery)
+    filters = {"type": _type_value(q.type)} if q.type is not None else {}
     reply = await container(request).tasks.call(
-        "ListImages", _pb().ListImagesRequest(page_size=size, page_token=token, **filters), caller
+        "ListImages",
+        _pb().ListImagesRequest(page_size=q.page_size, page_token=q.page_token, **filters),
+        caller,
     )
-    return json_response(
-        {"items": [image_json(i) for i in reply.images], "next_page_token": reply.next_page_token}
+    return respond(
+        ImagePage(
+            items=[image_json(i) for i in reply.images], next_page_token=reply.next_page_token
+        )
     )
 
 
-@routes.get("/v1/me/stats")
+@operation(routes, "GET", "/v1/me/stats", Operation("Your generation statistics", response=Stats))
 async def stats(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     reply = await container(request).tasks.call("GetUserStats", _pb().GetUserStatsRequest(), caller)
     pb = _pb()
-    return json_response(
-        {
-            "total_tasks": reply.generations,
-            "succeeded": reply.succeeded,
-            "failed": reply.failed,
-            "total_images": reply.images,
-            "credits_spent": reply.credits_spent,
-            "by_month": [
-                {
-                    "month": m.month,
-                    "tasks": m.generations,
-                    "images": m.images,
-                    "credits": m.credits_spent,
-                }
+    return respond(
+        Stats(
+            total_tasks=reply.generations,
+            succeeded=reply.succeeded,
+            failed=reply.failed,
+            total_images=reply.images,
+            credits_spent=reply.credits_spent,
+            by_month=[
+                MonthStats(
+                    month=m.month, tasks=m.generations, images=m.images, credits=m.credits_spent
+                )
                 for m in reply.months
             ],
-            "by_type": [
-                {"type": enum_name(t.type, pb.TaskType, "TASK_TYPE_"), "tasks": t.count}
+            by_type=[
+                TypeStats(
+                    type=enum_name(t.type, pb.TaskType, "TASK_TYPE_"),  # type: ignore[arg-type]
+                    tasks=t.count,
+                )
                 for t in reply.by_type
             ],
-        }
+        )
     )

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from atelier_gateway.adapters.grpc_clients import Caller, RemoteCallError
 from atelier_gateway.entrypoints.http.context import METRICS, container, request_id
-from atelier_gateway.entrypoints.http.jsonio import json_response, read_body
+from atelier_gateway.entrypoints.http.contract import Operation, ResponseModel, operation, respond
+from atelier_gateway.entrypoints.http.jsonio import read_body
 from atelier_gateway.entrypoints.http.problems import Problem
 
 routes = web.RouteTableDef()
@@ -17,7 +18,39 @@ GENERATION_PROVIDERS = frozenset({"replicate", "runninghub"})
 _DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer"})
 
 
-@routes.post("/webhooks/{provider}")
+def _unverified() -> Problem:
+    return Problem(
+        400, "invalid_signature", "Invalid signature", "the notification was not verified"
+    )
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class WebhookReceipt(ResponseModel):
+    received: bool
+    applied: bool
+    event_id: str | None
+
+
+@operation(
+    routes,
+    "POST",
+    "/webhooks/{provider}",
+    Operation(
+        "Provider notification (stripe, wechatpay, local, replicate, runninghub): the raw body "
+        "and headers go to the service that verifies them; 400 invalid_signature otherwise",
+        response=WebhookReceipt,
+        request_media_type="application/octet-stream",
+        auth="none",
+        fuzz=False,
+    ),
+)
 async def webhook(request: web.Request) -> web.Response:
     provider = request.match_info["provider"]
     if provider not in PAYMENT_PROVIDERS and provider not in GENERATION_PROVIDERS:
@@ -26,6 +59,11 @@ async def webhook(request: web.Request) -> web.Response:
     headers = [(k.lower(), v) for k, v in request.headers.items() if k.lower() not in _DROP]
     caller = Caller(user_id=None, role="user", request_id=request_id(request))
     metrics = request.app[METRICS]
+    if not all(_utf8(k) and _utf8(v) for k, v in headers):
+        # Header bytes that are not UTF-8 cannot travel in the gRPC message, and no provider
+        # signs such a header: unverifiable.
+        metrics.webhooks.labels(provider, "400").inc()
+        raise _unverified()
     try:
         if provider in PAYMENT_PROVIDERS:
             result = await _to_billing(request, provider, headers, body, caller)
@@ -34,13 +72,17 @@ async def webhook(request: web.Request) -> web.Response:
     except RemoteCallError as e:
         if e.status == "INVALID_ARGUMENT":
             metrics.webhooks.labels(provider, "400").inc()
-            raise Problem(
-                400, "invalid_signature", "Invalid signature", "the notification was not verified"
-            ) from e
+            raise _unverified() from e
         metrics.webhooks.labels(provider, "error").inc()
         raise
     metrics.webhooks.labels(provider, "200").inc()
-    return json_response({"received": True, **result})
+    return respond(
+        WebhookReceipt(
+            received=True,
+            applied=bool(result.get("applied")),
+            event_id=str(result["event_id"]) if result.get("event_id") else None,
+        )
+    )
 
 
 async def _to_billing(
