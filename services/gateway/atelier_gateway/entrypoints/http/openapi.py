@@ -9,13 +9,13 @@ declared operation and no line in PAGES is reported "(undocumented)" (a test che
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from atelier_gateway.entrypoints.http.contract import Operation, operation_of
+from atelier_gateway.entrypoints.http.contract import Operation, QueryModel, operation_of
 from atelier_gateway.entrypoints.http.idempotent import IDEMPOTENCY_HEADER
 from atelier_gateway.entrypoints.http.problems import ProblemBody
 from atelier_gateway.settings import GatewaySettings
@@ -24,22 +24,50 @@ REF = "#/components/schemas/{model}"
 PROBLEM = "application/problem+json"
 _ID_PATTERN = "^[A-Za-z0-9_.:-]{1,128}$"
 
+
 # HTML pages and forms of other modules (sandbox.py) that declare no operation.
+class CheckoutTokenQuery(QueryModel):
+    token: str = Field(
+        description="The signed token of the checkout URL that POST /v1/orders answered; "
+        "without a valid one every sandbox page is the same 404 page"
+    )
+
+
+class OrderPageQuery(QueryModel):
+    token: str | None = Field(default=None, description="As on the checkout page")
+    checkout: Literal["success", "cancel"] | None = Field(
+        default=None,
+        description="Set by a payment provider's return redirect: without a token the page "
+        "says what happens next and nothing about the order",
+    )
+
+
 PAGES: dict[tuple[str, str], Operation] = {
     ("GET", "/"): Operation("Landing page", media_type="text/html", auth="none", fuzz=False),
     ("GET", "/sandbox/checkout/{order_id}"): Operation(
-        "Sandbox checkout page (local market)", media_type="text/html", auth="none", fuzz=False
-    ),
-    ("POST", "/sandbox/checkout/{order_id}"): Operation(
-        "Complete a sandbox checkout (form field outcome: paid or failed)",
-        status=303,
-        request_media_type="application/x-www-form-urlencoded",
+        "Sandbox checkout page (local market)",
+        query=CheckoutTokenQuery,
         media_type="text/html",
         auth="none",
         fuzz=False,
     ),
+    ("POST", "/sandbox/checkout/{order_id}"): Operation(
+        "Complete a sandbox checkout (form field outcome: paid or failed)",
+        status=303,
+        query=CheckoutTokenQuery,
+        request_media_type="application/x-www-form-urlencoded",
+        media_type="text/html",
+        auth="none",
+        fuzz=False,
+        description="An unreadable form is a 400 page; a missing, forged or expired token or "
+        "an unknown order is the 404 page, and nothing changes.",
+    ),
     ("GET", "/orders/{order_id}"): Operation(
-        "Order page after checkout", media_type="text/html", auth="none", fuzz=False
+        "Order page after checkout",
+        query=OrderPageQuery,
+        media_type="text/html",
+        auth="none",
+        fuzz=False,
     ),
 }
 UNDOCUMENTED = Operation("(undocumented)", auth="none", fuzz=False)
