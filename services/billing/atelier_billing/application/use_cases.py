@@ -179,15 +179,20 @@ class BillingService:
         return pushed
 
     def get_balance(self, user_id: str) -> Balance:
-        now = self._clock.now()
         with self._uow() as uow:
-            account = uow.accounts.get(user_id)
-            if account is None:
-                raise errors.AccountNotFound("no billing account for this user")
-            grants = tuple(
-                g for g in uow.grants.for_user(user_id) if g.remaining > 0 and not g.is_expired(now)
-            )
-            membership = uow.memberships.get(user_id)
+            return self._balance_in(uow, user_id, self._clock.now())
+
+    @staticmethod
+    def _balance_in(uow: UnitOfWork, user_id: str, now: datetime) -> Balance:
+        """The balance as this unit of work sees it (no second unit of work: on SQLite that
+        would wait for the first one's lock)."""
+        account = uow.accounts.get(user_id)
+        if account is None:
+            raise errors.AccountNotFound("no billing account for this user")
+        grants = tuple(
+            g for g in uow.grants.for_user(user_id) if g.remaining > 0 and not g.is_expired(now)
+        )
+        membership = uow.memberships.get(user_id)
         quota_left = 0
         if membership is not None and membership.is_active(now):
             quota_left = sum(g.remaining for g in grants if g.source is GrantSource.MEMBERSHIP)
@@ -373,9 +378,16 @@ class BillingService:
         now = self._clock.now()
         try:
             with self._uow() as uow:
-                if uow.ledger.has_key(key):
-                    return self.get_balance(user_id)
                 self._lock(uow, user_id)
+                # Under the account lock a repeat sees the first call's committed entry; it is
+                # answered from this same unit of work (#11: never a second one inside it).
+                earlier = uow.ledger.by_key(key)
+                if earlier is not None:
+                    if (earlier.user_id, earlier.amount) != (user_id, amount):
+                        raise errors.IdempotencyConflict(
+                            f"request_id {request_id!r} was used for another adjustment"
+                        )
+                    return self._balance_in(uow, user_id, now)
                 if amount > 0:
                     self._grant(
                         uow,
