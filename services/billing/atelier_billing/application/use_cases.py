@@ -41,6 +41,7 @@ from atelier_ports import problems
 from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
 from atelier_ports.ids import IdGenerator
+from atelier_ports.paging import InvalidPageToken, decode_page_token, encode_page_token
 from atelier_ports.payments import (
     CheckoutMode,
     CheckoutRequest,
@@ -61,6 +62,9 @@ MAX_REQUEST_ID = 128
 MAX_REASON = 500
 MAX_EMAIL = 320
 MAX_NAME = 200
+# The listings' page-token kinds: a token of one listing is refused by the other.
+LEDGER_PAGE = "billing.ledger"
+ORDERS_PAGE = "billing.orders"
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,15 +213,15 @@ class BillingService:
         size = self._page_size(page_size)
         before: int | None = None
         if page_token:
-            try:
-                before = int(page_token)
-            except ValueError:
-                raise problems.InvalidArgument("bad page_token", field="page_token") from None
+            (value,) = decode_page_token(page_token, LEDGER_PAGE, (int,))
+            before = int(value)
         with self._uow() as uow:
             rows = list(uow.ledger.page(user_id, size + 1, before))
         more = len(rows) > size
         rows = rows[:size]
-        return Page(items=rows, next_token=str(rows[-1].id) if more else "")
+        return Page(
+            items=rows, next_token=encode_page_token(LEDGER_PAGE, rows[-1].id) if more else ""
+        )
 
     # ---- holds (F6) ---------------------------------------------------------------------------
 
@@ -590,16 +594,20 @@ class BillingService:
         size = self._page_size(page_size)
         after: tuple[datetime, str] | None = None
         if page_token:
+            ts, oid = decode_page_token(page_token, ORDERS_PAGE, (str, str))
             try:
-                ts, oid = page_token.split("|", 1)
-                after = (datetime.fromisoformat(ts), oid)
+                after = (datetime.fromisoformat(str(ts)), str(oid))
             except ValueError:
-                raise problems.InvalidArgument("bad page_token", field="page_token") from None
+                raise InvalidPageToken() from None
         with self._uow() as uow:
             rows = list(uow.orders.page(user_id, size + 1, after))
         more = len(rows) > size
         rows = rows[:size]
-        token = f"{rows[-1].created_at.isoformat()}|{rows[-1].id}" if more else ""
+        token = (
+            encode_page_token(ORDERS_PAGE, rows[-1].created_at.isoformat(), rows[-1].id)
+            if more
+            else ""
+        )
         return Page(items=rows, next_token=token)
 
     def refresh_order(self, user_id: str, order_id: str) -> Order:
