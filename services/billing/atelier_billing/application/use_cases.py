@@ -679,6 +679,14 @@ class BillingService:
                 extra={"fields": {"provider": provider_name, "why": str(exc)}},
             )
             raise errors.InvalidSignature("the notification could not be verified") from exc
+        except (ProviderUnavailable, ProviderRejected) as exc:
+            # Reading the event needed the provider (e.g. which invoice a refund paid): not
+            # recorded, so the provider delivers it again.
+            raise errors.PaymentProviderUnavailable(
+                f"could not ask {provider_name} about the notification"
+            ) from exc
+        if event.kind is PaymentEventKind.CUSTOMER_UPDATED:
+            return self._customer_updated(event)
         return self._apply_event(event)
 
     def _apply_event(self, event: PaymentEvent) -> NotificationOutcome:
@@ -712,10 +720,10 @@ class BillingService:
         ):
             return self._subscription_changed(uow, event)
         if kind is PaymentEventKind.CUSTOMER_UPDATED:
-            return self._customer_updated(uow, event)
-        order = self._order_of(uow, event)
+            return False  # handled before any unit of work (it may call the provider)
         if kind is PaymentEventKind.REFUNDED:
-            return self._refund(uow, order, event, now)
+            return self._refunded(uow, event, now)
+        order = self._order_of(uow, event)
         if kind is PaymentEventKind.PAYMENT_SUCCEEDED:
             if event.amount != order.amount or (event.currency or "").upper() != order.currency:
                 log.error(
@@ -746,11 +754,21 @@ class BillingService:
         return uow.orders.transition(order.id, frozenset({OrderStatus.PENDING}), target, now)
 
     def _order_of(self, uow: UnitOfWork, event: PaymentEvent) -> Order:
-        order = uow.orders.get(event.order_id) if event.order_id else None
-        if order is None and event.transaction_id:
-            order = uow.orders.by_transaction(event.provider, event.transaction_id)
-        if order is None or order.channel != event.provider:
+        order = self._find_order(uow, event)
+        if order is None:
             raise errors.OrderNotFound("the notification names an unknown order")
+        return order
+
+    @staticmethod
+    def _find_order(uow: UnitOfWork, event: PaymentEvent) -> Order | None:
+        """By our order id, else by the provider's payment id, else by the invoice it paid (a
+        subscription's first invoice is the transaction id of its order)."""
+        order = uow.orders.get(event.order_id) if event.order_id else None
+        for transaction in (event.transaction_id, event.details.get("invoice_id")):
+            if order is None and transaction:
+                order = uow.orders.by_transaction(event.provider, transaction)
+        if order is None or order.channel != event.provider:
+            return None
         return order
 
     def _renew(self, uow: UnitOfWork, event: PaymentEvent, now: datetime) -> bool:
@@ -817,48 +835,173 @@ class BillingService:
         uow.memberships.put(updated)
         return True
 
-    def _customer_updated(self, uow: UnitOfWork, event: PaymentEvent) -> bool:
-        user_id = (
-            uow.customers.by_customer(event.provider, event.customer_id)
-            if event.customer_id
+    def _customer_updated(self, event: PaymentEvent) -> NotificationOutcome:
+        """The gateway's profile is the source of truth for contact details (#14). Billing's copy
+        is only what the gateway pushed; an edit made at the provider is not taken over but
+        overwritten with billing's copy, deliberately and logged. Our own push comes back as a
+        ``customer.updated`` that matches the copy: a no-op, so there is no loop."""
+        with self._uow() as uow:
+            if uow.payment_events.seen(event.provider, event.event_id):
+                return NotificationOutcome(False, event.event_id, None)
+            user_id = (
+                uow.customers.by_customer(event.provider, event.customer_id)
+                if event.customer_id
+                else None
+            )
+            account = uow.accounts.get(user_id) if user_id else None
+        overwritten = False
+        if account is not None and event.customer_id:
+            drifted = sorted(
+                name
+                for name, ours in (("email", account.email), ("name", account.name))
+                if ours is not None and event.details.get(name) != ours
+            )
+            if drifted:
+                overwritten = self._overwrite_customer(
+                    event.provider, event.customer_id, account.email, account.name, drifted
+                )
+        try:
+            with self._uow() as uow:
+                uow.payment_events.record(
+                    event.provider, event.event_id, event.kind, None, self._clock.now()
+                )
+                uow.commit()
+        except DuplicateKey:
+            return NotificationOutcome(False, event.event_id, None)
+        return NotificationOutcome(overwritten, event.event_id, None)
+
+    def _overwrite_customer(
+        self,
+        provider_name: str,
+        customer_id: str,
+        email: str | None,
+        name: str | None,
+        drifted: list[str],
+    ) -> bool:
+        provider = self._provider(provider_name)
+        try:
+            provider.update_customer(customer_id, email, name)
+        except ProviderUnavailable as exc:
+            # Not recorded: the provider delivers the event again and we try again.
+            raise errors.PaymentProviderUnavailable(
+                f"could not restore the customer at {provider_name}"
+            ) from exc
+        except ProviderRejected as exc:
+            log.error(
+                "provider-side customer edit could not be overwritten",
+                extra={"fields": {"provider": provider_name, "customer": customer_id}},
+            )
+            log.debug("provider refusal", exc_info=exc)
+            return False
+        log.warning(
+            "provider-side customer edit overwritten with the profile",
+            extra={
+                "fields": {
+                    "provider": provider_name,
+                    "customer": customer_id,
+                    "fields": ",".join(drifted),
+                }
+            },
+        )
+        return True
+
+    def _refunded(self, uow: UnitOfWork, event: PaymentEvent, now: datetime) -> bool:
+        order = self._find_order(uow, event)
+        if order is not None:
+            return self._refund(uow, order, event, now)
+        invoice = event.details.get("invoice_id")
+        renewal = (
+            uow.grants.by_idempotency_key(f"renewal:{event.provider}:{invoice}")
+            if invoice
             else None
         )
-        if user_id is None:
+        if renewal is None:
+            raise errors.OrderNotFound("the refund names an unknown payment")
+        # A refunded renewal: that period's quota goes, and the membership ends.
+        self._lock(uow, renewal.user_id)
+        if uow.ledger.has_key(f"refund:{renewal.id}"):
             return False
-        uow.accounts.set_contact(user_id, event.details.get("email"), event.details.get("name"))
+        self._end_membership(uow, renewal.user_id, f"renewal {invoice}", now)
+        if not uow.ledger.has_key(f"refund:{renewal.id}"):
+            # nothing unspent was left: remember the refund all the same
+            self._take_back(
+                uow, renewal, 0, f"renewal {invoice}", f"refund:{renewal.id}", now, memo=True
+            )
         return True
 
     def _refund(self, uow: UnitOfWork, order: Order, event: PaymentEvent, now: datetime) -> bool:
         """Refunded: the order is marked so and the unspent part of what it bought is taken back
-        (never below zero); the ledger says how much."""
+        (never below zero); the ledger says how much. A refunded membership ends at once, with
+        the unspent quota of its period taken back."""
         self._lock(uow, order.user_id)
         if not uow.orders.transition(
             order.id, frozenset({OrderStatus.PAID}), OrderStatus.REFUNDED, now
         ):
             return False
+        if order.item_kind is ItemKind.MEMBERSHIP:
+            self._end_membership(uow, order.user_id, f"order {order.number}", now)
+            return True
         grant = uow.grants.by_idempotency_key(f"order:{order.id}")
         if grant is None or grant.remaining == 0:
             return True
         refunded = event.amount if event.amount is not None else order.amount
         wanted = -(-order.credits * min(refunded, order.amount) // max(order.amount, 1))
-        take = min(grant.remaining, wanted)
-        if take > 0 and uow.grants.take(grant.id, take):
-            after = uow.accounts.add_available(order.user_id, -take)
-            uow.ledger.append(
-                NewLedgerEntry(
-                    user_id=order.user_id,
-                    kind=LedgerKind.ADJUST,
-                    amount=-take,
-                    held_change=0,
-                    balance_after=after,
-                    reference=f"order {order.number}",
-                    reason=f"refund: {take} unspent credits taken back",
-                    idempotency_key=f"refund:{order.id}",
-                    grant_id=grant.id,
-                ),
-                now,
-            )
+        self._take_back(uow, grant, wanted, f"order {order.number}", f"refund:{order.id}", now)
         return True
+
+    def _end_membership(self, uow: UnitOfWork, user_id: str, reference: str, now: datetime) -> None:
+        """End the membership now (final, like a deleted subscription) and take back every unspent
+        credit of its quota: without a membership there is no quota."""
+        membership = uow.memberships.get(user_id)
+        if membership is not None and membership.status is not MembershipStatus.CANCELED:
+            uow.memberships.put(
+                replace(
+                    membership,
+                    status=MembershipStatus.CANCELED,
+                    period_end=min(membership.period_end, now),
+                )
+            )
+        for grant in uow.grants.for_user(user_id):
+            if grant.source is GrantSource.MEMBERSHIP and grant.remaining > 0:
+                self._take_back(uow, grant, grant.remaining, reference, f"refund:{grant.id}", now)
+
+    @staticmethod
+    def _take_back(
+        uow: UnitOfWork,
+        grant: Grant,
+        wanted: int,
+        reference: str,
+        key: str,
+        now: datetime,
+        *,
+        memo: bool = False,
+    ) -> None:
+        """Take up to ``wanted`` unspent credits back from ``grant``, in the ledger under ``key``;
+        with ``memo`` a zero entry is written even when nothing was left to take."""
+        take = max(0, min(grant.remaining, wanted))
+        if take > 0:
+            if not uow.grants.take(grant.id, take):
+                return
+            after = uow.accounts.add_available(grant.user_id, -take)
+        elif memo:
+            account = uow.accounts.get(grant.user_id)
+            after = account.available if account else 0
+        else:
+            return
+        uow.ledger.append(
+            NewLedgerEntry(
+                user_id=grant.user_id,
+                kind=LedgerKind.ADJUST,
+                amount=-take,
+                held_change=0,
+                balance_after=after,
+                reference=reference,
+                reason=f"refund: {take} unspent credits taken back",
+                idempotency_key=key,
+                grant_id=grant.id,
+            ),
+            now,
+        )
 
     def _fulfil(self, uow: UnitOfWork, order: Order, event: PaymentEvent, now: datetime) -> None:
         """Grant what the order bought, in the transaction that marks it paid (F11)."""
