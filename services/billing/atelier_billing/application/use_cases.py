@@ -62,6 +62,9 @@ MAX_REQUEST_ID = 128
 MAX_REASON = 500
 MAX_EMAIL = 320
 MAX_NAME = 200
+# The most credits one hold or adjustment may move: far above any real use, far below the
+# int64 columns, so no sum of them can overflow into a database error.
+MAX_CREDITS = 1_000_000_000
 # The listings' page-token kinds: a token of one listing is refused by the other.
 LEDGER_PAGE = "billing.ledger"
 ORDERS_PAGE = "billing.orders"
@@ -105,8 +108,8 @@ def _contact(email: str | None, name: str | None) -> tuple[str | None, str | Non
 
 
 def _positive(amount: int, name: str = "amount") -> int:
-    if amount <= 0:
-        raise problems.InvalidArgument(f"{name} must be a positive integer", field=name)
+    if not 0 < amount <= MAX_CREDITS:
+        raise problems.InvalidArgument(f"{name} must be between 1 and {MAX_CREDITS}", field=name)
     return amount
 
 
@@ -376,10 +379,14 @@ class BillingService:
         reason = reason.strip()
         if not reason or len(reason) > MAX_REASON:
             raise problems.InvalidArgument("a reason is required", field="reason")
-        if amount == 0:
-            raise problems.InvalidArgument("amount must not be zero", field="amount")
+        if amount == 0 or abs(amount) > MAX_CREDITS:
+            raise problems.InvalidArgument(
+                f"amount must be non-zero and at most {MAX_CREDITS} either way", field="amount"
+            )
         key = f"adjust:{request_id}"
         now = self._clock.now()
+        if amount > 0 and expires_at is not None and expires_at <= now:
+            raise problems.InvalidArgument("expire_time must be in the future", field="expire_time")
         try:
             with self._uow() as uow:
                 self._lock(uow, user_id)

@@ -200,7 +200,14 @@ class StripePaymentProvider:
             return self._map(event)
         except stripe.SignatureVerificationError as exc:
             raise InvalidNotification("Stripe signature verification failed") from exc
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        except (
+            UnicodeDecodeError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,  # a field of the wrong shape, e.g. a list where an object belongs
+            RecursionError,  # absurdly deep JSON
+        ) as exc:
             raise InvalidNotification("malformed Stripe event") from exc
 
     def _map(self, event: dict[str, Any]) -> PaymentEvent:
