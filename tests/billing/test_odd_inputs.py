@@ -245,3 +245,64 @@ def test_signed_but_malformed_stripe_events_are_invalid_argument(
                 env.stub.HandlePaymentNotification(request, metadata=env.billing.metadata(None))
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, body[:60]
         assert env.balance().available == 10
+
+
+def test_absurdly_long_strings_are_invalid_argument_with_short_messages(
+    billing: RunningBilling,
+) -> None:
+    """A megabyte in any text field is refused by name; a long unknown value is quoted cut short
+    (quoting it whole made the status too big for gRPC: RESOURCE_EXHAUSTED at the client)."""
+    huge, long = "x" * 1_000_000, "y" * 9_000
+    with billing.channel() as channel:
+        stub = billing_pb2_grpc.BillingServiceStub(channel)
+        md = billing.metadata("u1")
+        none = billing.metadata(None)
+        stub.SetUpAccount(pb.SetUpAccountRequest(), metadata=md)
+        cases: list[tuple[Callable[[], Any], str]] = [
+            (lambda: stub.GetOrder(pb.GetOrderRequest(order_id=huge), metadata=md), "order_id"),
+            (
+                lambda: stub.CreateOrder(
+                    pb.CreateOrderRequest(item_id=huge, channel="local"), metadata=md
+                ),
+                "item_id",
+            ),
+            (
+                lambda: stub.HoldCredits(
+                    pb.HoldCreditsRequest(request_id="r", amount=1, reference=huge), metadata=md
+                ),
+                "reference",
+            ),
+            (
+                lambda: stub.HandlePaymentNotification(
+                    pb.HandlePaymentNotificationRequest(provider=huge, body=b"{}"), metadata=none
+                ),
+                "provider",
+            ),
+            (
+                lambda: stub.HandlePaymentNotification(
+                    pb.HandlePaymentNotificationRequest(
+                        provider="local", headers=[pb.Header(name="x", value=huge)], body=b"{}"
+                    ),
+                    metadata=none,
+                ),
+                "value",
+            ),
+            (
+                lambda: stub.CreateOrder(
+                    pb.CreateOrderRequest(item_id=long, channel="local"), metadata=md
+                ),
+                "item_id",
+            ),
+            (
+                lambda: stub.HandlePaymentNotification(
+                    pb.HandlePaymentNotificationRequest(provider=long, body=b"{}"), metadata=none
+                ),
+                "provider",
+            ),
+        ]
+        for call, field in cases:
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert _status(info.value) == (grpc.StatusCode.INVALID_ARGUMENT, field), field
+            assert len(info.value.details() or "") < 200
+        assert stub.GetBalance(pb.GetBalanceRequest(), metadata=md).balance.held == 0

@@ -91,6 +91,11 @@ class ExpiryReport:
     expired_memberships: int = 0
 
 
+def _shown(value: str, limit: int = 64) -> str:
+    """A caller's value as quoted in an error message: never more than ``limit`` characters."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 def _require_key(value: str, name: str) -> str:
     value = value.strip()
     if not value or len(value) > MAX_REQUEST_ID:
@@ -457,7 +462,9 @@ class BillingService:
     def create_order(self, user_id: str, item_id: str, channel: str, request_id: str) -> Order:
         item = self._policy.catalog.get(item_id)
         if item is None:
-            raise errors.CatalogItemNotFound(f"unknown catalog item {item_id!r}", field="item_id")
+            raise errors.CatalogItemNotFound(
+                f"unknown catalog item {_shown(item_id)}", field="item_id"
+            )
         provider = self._providers.get(channel)
         if provider is None:
             raise errors.ChannelNotAvailable(
@@ -677,7 +684,9 @@ class BillingService:
     ) -> NotificationOutcome:
         provider = self._providers.get(provider_name)
         if provider is None:
-            raise errors.UnknownProvider(f"no payment provider {provider_name!r}", field="provider")
+            raise errors.UnknownProvider(
+                f"no payment provider {_shown(provider_name)}", field="provider"
+            )
         try:
             event = provider.parse_notification(headers, body)
         except InvalidNotification as exc:
@@ -1176,7 +1185,7 @@ class BillingService:
     def _provider(self, channel: str) -> PaymentProvider:
         provider = self._providers.get(channel)
         if provider is None:
-            raise errors.PaymentProviderUnavailable(f"channel {channel!r} is not configured")
+            raise errors.PaymentProviderUnavailable(f"channel {_shown(channel)} is not configured")
         return provider
 
     @staticmethod

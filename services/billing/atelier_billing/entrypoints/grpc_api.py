@@ -42,18 +42,29 @@ def _ts(value: datetime | None) -> Timestamp | None:
     return ts
 
 
-def _refuse_nul(message: Message) -> None:
-    """No text field may hold a NUL character: PostgreSQL cannot store one, and no identifier,
-    reason or name needs it. Refused as INVALID_ARGUMENT naming the field."""
+# No text field of this API needs more (the longest, a webhook's signature header, is < 1 KiB).
+MAX_TEXT = 10_000
+
+
+def _check_text(message: Message) -> None:
+    """No text field may hold a NUL character (PostgreSQL cannot store one, and no identifier,
+    reason or name needs it) or be absurdly long. Refused as INVALID_ARGUMENT naming the field."""
     for descriptor, value in message.ListFields():
         values = value if descriptor.is_repeated else [value]
         for item in values:
-            if isinstance(item, str) and "\x00" in item:
-                raise problems.InvalidArgument(
-                    f"{descriptor.name} must not contain NUL characters", field=descriptor.name
-                )
+            if isinstance(item, str):
+                if "\x00" in item:
+                    raise problems.InvalidArgument(
+                        f"{descriptor.name} must not contain NUL characters",
+                        field=descriptor.name,
+                    )
+                if len(item) > MAX_TEXT:
+                    raise problems.InvalidArgument(
+                        f"{descriptor.name} is longer than {MAX_TEXT} characters",
+                        field=descriptor.name,
+                    )
             if isinstance(item, Message):
-                _refuse_nul(item)
+                _check_text(item)
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -64,7 +75,7 @@ def _checked(method: _Method) -> _Method:
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Message, context: grpc.ServicerContext) -> Any:
-        _refuse_nul(request)
+        _check_text(request)
         return method(self, request, context)
 
     return wrapper  # type: ignore[return-value]
