@@ -81,7 +81,9 @@ BAD_TOKENS = {
     "a bad timestamp": encode_page_token("billing.orders", "yesterday", "ord_x"),
     "a token of another service": encode_page_token("tasks.tasks", "2026", "t1"),
     "far too long": "A" * 5000,
-    "deep json": _b64(b"[" * 100_000),
+    "absurdly long": "A" * 1_000_000,
+    "NUL inside": "eyJrIjo\x00",
+    "deep json": _b64(b"[" * 300),
 }
 
 

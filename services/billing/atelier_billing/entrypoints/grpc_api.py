@@ -22,6 +22,7 @@ from atelier_billing.application.use_cases import BillingService
 from atelier_billing.domain import model
 from atelier_ports import problems
 from atelier_ports.clock import Clock
+from atelier_ports.paging import InvalidPageToken
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BillingService"].full_name
 USERLESS_METHODS = frozenset(
@@ -53,6 +54,8 @@ def _check_text(message: Message) -> None:
         values = value if descriptor.is_repeated else [value]
         for item in values:
             if isinstance(item, str):
+                if descriptor.name == "page_token" and ("\x00" in item or len(item) > MAX_TEXT):
+                    raise InvalidPageToken()  # one reason for every bad token
                 if "\x00" in item:
                     raise problems.InvalidArgument(
                         f"{descriptor.name} must not contain NUL characters",
