@@ -106,7 +106,7 @@ class _State:
     expired_grants: set[str] = field(default_factory=set)
     holds: dict[str, Hold] = field(default_factory=dict)
     ledger: list[LedgerEntry] = field(default_factory=list)
-    ledger_keys: set[str] = field(default_factory=set)
+    ledger_keys: dict[str, int] = field(default_factory=dict)  # key → entry id
     orders: dict[str, Order] = field(default_factory=dict)
     memberships: dict[str, Membership] = field(default_factory=dict)
     events: set[tuple[str, str]] = field(default_factory=set)
@@ -257,7 +257,7 @@ class _Ledger:
         if entry.idempotency_key:
             if entry.idempotency_key in self.s.ledger_keys:
                 raise DuplicateKey(entry.idempotency_key)
-            self.s.ledger_keys.add(entry.idempotency_key)
+            self.s.ledger_keys[entry.idempotency_key] = len(self.s.ledger) + 1
         self.s.ledger.append(
             LedgerEntry(
                 id=len(self.s.ledger) + 1,
@@ -274,6 +274,10 @@ class _Ledger:
 
     def has_key(self, key: str) -> bool:
         return key in self.s.ledger_keys
+
+    def by_key(self, key: str) -> LedgerEntry | None:
+        entry_id = self.s.ledger_keys.get(key)
+        return None if entry_id is None else self.s.ledger[entry_id - 1]
 
     def page(self, user_id: str, page_size: int, before_id: int | None) -> Sequence[LedgerEntry]:
         rows = [
@@ -452,6 +456,10 @@ class FakeUnitOfWork:
         self._store = store
 
     def __enter__(self) -> Self:
+        # Like SQLite's one writer: a unit of work opened inside another would wait for itself.
+        if self._store.open_units:
+            raise AssertionError("a unit of work was opened inside another one")
+        self._store.open_units += 1
         self._snapshot = copy.deepcopy(self._store.state)
         s = self._store.state
         self.accounts = _Accounts(s)
@@ -471,6 +479,7 @@ class FakeUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._store.open_units -= 1
         if not self._committed:
             self._store.state.__dict__.update(self._snapshot.__dict__)
 
@@ -485,6 +494,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.state = _State()
         self.commits = 0
+        self.open_units = 0
 
     def __call__(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)

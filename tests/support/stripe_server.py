@@ -6,8 +6,13 @@ What it speaks: ``Authorization: Bearer sk_test_…``; form-encoded bodies with 
 response; same key, other parameters → 400 ``idempotency_error``); Stripe's error envelope.
 Endpoints: ``POST /v1/customers``, ``POST /v1/customers/{id}``, ``POST /v1/checkout/sessions``,
 ``GET /v1/checkout/sessions/{id}``, ``POST /v1/subscriptions/{id}``,
-``DELETE /v1/subscriptions/{id}``. Test controls are Python methods (``complete_session``,
+``DELETE /v1/subscriptions/{id}``, ``GET /v1/invoice_payments`` (filters ``invoice``, ``status``,
+``payment[payment_intent]``). Test controls are Python methods (``complete_session``,
 ``send`` …), standing in for a customer paying on Stripe's page.
+
+Like the current API version: every paid invoice is paid by a PaymentIntent, linked to it only
+through an InvoicePayment (a Charge no longer names its invoice). An API update of a customer
+queues the ``customer.updated`` event Stripe would send in ``outbox``.
 """
 
 from __future__ import annotations
@@ -68,6 +73,10 @@ class FakeStripe:
         self.sessions: dict[str, dict[str, Any]] = {}
         self.customers: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}
+        self.invoice_payments: dict[str, dict[str, Any]] = {}
+        self.outbox: list[dict[str, Any]] = []
+        self.down = False  # True: every API call answers 500, as during an outage
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self._idempotent: dict[str, tuple[str, int, Any]] = {}
         self._seq = itertools.count(1)
@@ -79,6 +88,7 @@ class FakeStripe:
         app.router.add_get("/v1/checkout/sessions/{id}", self._get_session)
         app.router.add_post("/v1/subscriptions/{id}", self._update_subscription)
         app.router.add_delete("/v1/subscriptions/{id}", self._cancel_subscription)
+        app.router.add_get("/v1/invoice_payments", self._list_invoice_payments)
         app.middlewares.append(self._auth_and_idempotency)
         self._server = ThreadedServer(app)
         self.url = self._server.url
@@ -95,8 +105,11 @@ class FakeStripe:
     async def _auth_and_idempotency(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return _error(401, "invalid_request_error", "Invalid API Key provided")
+        if self.down:
+            return _error(500, "api_error", "Stripe is having a bad day")
         body = await request.text()
-        params = parse_form(body) if body else {}
+        query = request.query_string
+        params = parse_form(body) if body else parse_form(query) if query else {}
         request[PARAMS] = params
         self.requests.append((request.method, request.path, params))
         key = request.headers.get("Idempotency-Key")
@@ -139,6 +152,7 @@ class FakeStripe:
         if customer is None:
             return _error(404, "invalid_request_error", "No such customer")
         customer.update({k: v for k, v in request[PARAMS].items() if k in ("email", "name")})
+        self.outbox.append(self.event("customer.updated", customer))
         return web.json_response(customer)
 
     async def _create_session(self, request: web.Request) -> web.Response:
@@ -183,6 +197,26 @@ class FakeStripe:
             return _error(404, "invalid_request_error", "No such checkout.session")
         return web.json_response(session)
 
+    async def _list_invoice_payments(self, request: web.Request) -> web.Response:
+        p = request[PARAMS]
+        wanted_pi = (p.get("payment") or {}).get("payment_intent")
+        found = [
+            ip
+            for ip in self.invoice_payments.values()
+            if (wanted_pi is None or ip["payment"]["payment_intent"] == wanted_pi)
+            and ("invoice" not in p or ip["invoice"] == p["invoice"])
+            and ("status" not in p or ip["status"] == p["status"])
+        ]
+        limit = int(p.get("limit", 10))
+        return web.json_response(
+            {
+                "object": "list",
+                "url": "/v1/invoice_payments",
+                "has_more": len(found) > limit,
+                "data": found[:limit],
+            }
+        )
+
     async def _update_subscription(self, request: web.Request) -> web.Response:
         sub = self.subscriptions.get(request.match_info["id"])
         if sub is None:
@@ -224,7 +258,8 @@ class FakeStripe:
                     ]
                 },
             }
-            session.update(subscription=sub_id, invoice=self._id("in"))
+            first = self._paid_invoice(sub_id, "subscription_create", session["amount_total"])
+            session.update(subscription=sub_id, invoice=first["id"])
         else:
             session["payment_intent"] = self._id("pi")
         return self.event("checkout.session.completed", session)
@@ -241,13 +276,23 @@ class FakeStripe:
         length = item["current_period_end"] - item["current_period_start"]
         item["current_period_start"] = item["current_period_end"]
         item["current_period_end"] += length
+        invoice = self._paid_invoice(subscription_id, billing_reason, 1999)
+        return self.event("invoice.paid", invoice)
+
+    def _paid_invoice(
+        self, subscription_id: str, billing_reason: str, amount: int
+    ) -> dict[str, Any]:
+        """A subscription invoice paid by a new PaymentIntent, linked by an InvoicePayment."""
+        sub = self.subscriptions[subscription_id]
+        item = sub["items"]["data"][0]
+        invoice_id, pi = self._id("in"), self._id("pi")
         invoice = {
-            "id": self._id("in"),
+            "id": invoice_id,
             "object": "invoice",
             "status": "paid",
             "billing_reason": billing_reason,
             "customer": sub["customer"],
-            "amount_paid": 1999,
+            "amount_paid": amount,
             "currency": "usd",
             "parent": {
                 "type": "subscription_details",
@@ -267,7 +312,30 @@ class FakeStripe:
                 ]
             },
         }
-        return self.event("invoice.paid", invoice)
+        self.invoices[invoice_id] = invoice
+        payment_id = self._id("inpay")
+        self.invoice_payments[payment_id] = {
+            "id": payment_id,
+            "object": "invoice_payment",
+            "invoice": invoice_id,
+            "amount_paid": amount,
+            "amount_requested": amount,
+            "currency": "usd",
+            "is_default": True,
+            "livemode": False,
+            "created": int(time.time()),
+            "status": "paid",
+            "payment": {"type": "payment_intent", "payment_intent": pi},
+            "status_transitions": {"paid_at": int(time.time()), "canceled_at": None},
+        }
+        return invoice
+
+    def payment_intent_of(self, invoice_id: str) -> str:
+        return next(
+            ip["payment"]["payment_intent"]
+            for ip in self.invoice_payments.values()
+            if ip["invoice"] == invoice_id
+        )
 
     def subscription_event(
         self, subscription_id: str, deleted: bool = False, **changes: Any
@@ -281,16 +349,38 @@ class FakeStripe:
         )
 
     def refund(self, session_id: str) -> dict[str, Any]:
+        """The charge of a checkout refunded in full (a subscription's: its first invoice's)."""
         session = self.sessions[session_id]
+        if session["mode"] == "subscription":
+            return self.refund_invoice(session["invoice"])
+        return self._refunded_charge(
+            session["payment_intent"],
+            session["amount_total"],
+            session["currency"],
+            session["customer"],
+        )
+
+    def refund_invoice(self, invoice_id: str) -> dict[str, Any]:
+        invoice = self.invoices[invoice_id]
+        return self._refunded_charge(
+            self.payment_intent_of(invoice_id),
+            invoice["amount_paid"],
+            invoice["currency"],
+            invoice["customer"],
+        )
+
+    def _refunded_charge(
+        self, payment_intent: str, amount: int, currency: str, customer: str | None
+    ) -> dict[str, Any]:
         charge = {
             "id": self._id("ch"),
             "object": "charge",
-            "payment_intent": session["payment_intent"],
-            "amount": session["amount_total"],
-            "amount_refunded": session["amount_total"],
-            "currency": session["currency"],
+            "payment_intent": payment_intent,
+            "amount": amount,
+            "amount_refunded": amount,
+            "currency": currency,
             "refunded": True,
-            "customer": session["customer"],
+            "customer": customer,
             "metadata": {},
         }
         return self.event("charge.refunded", charge)

@@ -121,6 +121,10 @@ class LedgerRepository(Protocol):
 
     def has_key(self, key: str) -> bool: ...
 
+    def by_key(self, key: str) -> LedgerEntry | None:
+        """The entry written with this idempotency key, if any."""
+        ...
+
     def page(
         self, user_id: str, page_size: int, before_id: int | None
     ) -> Sequence[LedgerEntry]: ...

@@ -41,6 +41,7 @@ from atelier_ports import problems
 from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
 from atelier_ports.ids import IdGenerator
+from atelier_ports.paging import InvalidPageToken, decode_page_token, encode_page_token
 from atelier_ports.payments import (
     CheckoutMode,
     CheckoutRequest,
@@ -61,6 +62,12 @@ MAX_REQUEST_ID = 128
 MAX_REASON = 500
 MAX_EMAIL = 320
 MAX_NAME = 200
+# The most credits one hold or adjustment may move: far above any real use, far below the
+# int64 columns, so no sum of them can overflow into a database error.
+MAX_CREDITS = 1_000_000_000
+# The listings' page-token kinds: a token of one listing is refused by the other.
+LEDGER_PAGE = "billing.ledger"
+ORDERS_PAGE = "billing.orders"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +91,11 @@ class ExpiryReport:
     expired_memberships: int = 0
 
 
+def _shown(value: str, limit: int = 64) -> str:
+    """A caller's value as quoted in an error message: never more than ``limit`` characters."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 def _require_key(value: str, name: str) -> str:
     value = value.strip()
     if not value or len(value) > MAX_REQUEST_ID:
@@ -101,8 +113,8 @@ def _contact(email: str | None, name: str | None) -> tuple[str | None, str | Non
 
 
 def _positive(amount: int, name: str = "amount") -> int:
-    if amount <= 0:
-        raise problems.InvalidArgument(f"{name} must be a positive integer", field=name)
+    if not 0 < amount <= MAX_CREDITS:
+        raise problems.InvalidArgument(f"{name} must be between 1 and {MAX_CREDITS}", field=name)
     return amount
 
 
@@ -179,15 +191,20 @@ class BillingService:
         return pushed
 
     def get_balance(self, user_id: str) -> Balance:
-        now = self._clock.now()
         with self._uow() as uow:
-            account = uow.accounts.get(user_id)
-            if account is None:
-                raise errors.AccountNotFound("no billing account for this user")
-            grants = tuple(
-                g for g in uow.grants.for_user(user_id) if g.remaining > 0 and not g.is_expired(now)
-            )
-            membership = uow.memberships.get(user_id)
+            return self._balance_in(uow, user_id, self._clock.now())
+
+    @staticmethod
+    def _balance_in(uow: UnitOfWork, user_id: str, now: datetime) -> Balance:
+        """The balance as this unit of work sees it (no second unit of work: on SQLite that
+        would wait for the first one's lock)."""
+        account = uow.accounts.get(user_id)
+        if account is None:
+            raise errors.AccountNotFound("no billing account for this user")
+        grants = tuple(
+            g for g in uow.grants.for_user(user_id) if g.remaining > 0 and not g.is_expired(now)
+        )
+        membership = uow.memberships.get(user_id)
         quota_left = 0
         if membership is not None and membership.is_active(now):
             quota_left = sum(g.remaining for g in grants if g.source is GrantSource.MEMBERSHIP)
@@ -204,15 +221,15 @@ class BillingService:
         size = self._page_size(page_size)
         before: int | None = None
         if page_token:
-            try:
-                before = int(page_token)
-            except ValueError:
-                raise problems.InvalidArgument("bad page_token", field="page_token") from None
+            (value,) = decode_page_token(page_token, LEDGER_PAGE, (int,))
+            before = int(value)
         with self._uow() as uow:
             rows = list(uow.ledger.page(user_id, size + 1, before))
         more = len(rows) > size
         rows = rows[:size]
-        return Page(items=rows, next_token=str(rows[-1].id) if more else "")
+        return Page(
+            items=rows, next_token=encode_page_token(LEDGER_PAGE, rows[-1].id) if more else ""
+        )
 
     # ---- holds (F6) ---------------------------------------------------------------------------
 
@@ -367,15 +384,26 @@ class BillingService:
         reason = reason.strip()
         if not reason or len(reason) > MAX_REASON:
             raise problems.InvalidArgument("a reason is required", field="reason")
-        if amount == 0:
-            raise problems.InvalidArgument("amount must not be zero", field="amount")
+        if amount == 0 or abs(amount) > MAX_CREDITS:
+            raise problems.InvalidArgument(
+                f"amount must be non-zero and at most {MAX_CREDITS} either way", field="amount"
+            )
         key = f"adjust:{request_id}"
         now = self._clock.now()
+        if amount > 0 and expires_at is not None and expires_at <= now:
+            raise problems.InvalidArgument("expire_time must be in the future", field="expire_time")
         try:
             with self._uow() as uow:
-                if uow.ledger.has_key(key):
-                    return self.get_balance(user_id)
                 self._lock(uow, user_id)
+                # Under the account lock a repeat sees the first call's committed entry; it is
+                # answered from this same unit of work (#11: never a second one inside it).
+                earlier = uow.ledger.by_key(key)
+                if earlier is not None:
+                    if (earlier.user_id, earlier.amount) != (user_id, amount):
+                        raise errors.IdempotencyConflict(
+                            f"request_id {request_id!r} was used for another adjustment"
+                        )
+                    return self._balance_in(uow, user_id, now)
                 if amount > 0:
                     self._grant(
                         uow,
@@ -434,7 +462,9 @@ class BillingService:
     def create_order(self, user_id: str, item_id: str, channel: str, request_id: str) -> Order:
         item = self._policy.catalog.get(item_id)
         if item is None:
-            raise errors.CatalogItemNotFound(f"unknown catalog item {item_id!r}", field="item_id")
+            raise errors.CatalogItemNotFound(
+                f"unknown catalog item {_shown(item_id)}", field="item_id"
+            )
         provider = self._providers.get(channel)
         if provider is None:
             raise errors.ChannelNotAvailable(
@@ -578,16 +608,20 @@ class BillingService:
         size = self._page_size(page_size)
         after: tuple[datetime, str] | None = None
         if page_token:
+            ts, oid = decode_page_token(page_token, ORDERS_PAGE, (str, str))
             try:
-                ts, oid = page_token.split("|", 1)
-                after = (datetime.fromisoformat(ts), oid)
+                after = (datetime.fromisoformat(str(ts)), str(oid))
             except ValueError:
-                raise problems.InvalidArgument("bad page_token", field="page_token") from None
+                raise InvalidPageToken() from None
         with self._uow() as uow:
             rows = list(uow.orders.page(user_id, size + 1, after))
         more = len(rows) > size
         rows = rows[:size]
-        token = f"{rows[-1].created_at.isoformat()}|{rows[-1].id}" if more else ""
+        token = (
+            encode_page_token(ORDERS_PAGE, rows[-1].created_at.isoformat(), rows[-1].id)
+            if more
+            else ""
+        )
         return Page(items=rows, next_token=token)
 
     def refresh_order(self, user_id: str, order_id: str) -> Order:
@@ -650,7 +684,9 @@ class BillingService:
     ) -> NotificationOutcome:
         provider = self._providers.get(provider_name)
         if provider is None:
-            raise errors.UnknownProvider(f"no payment provider {provider_name!r}", field="provider")
+            raise errors.UnknownProvider(
+                f"no payment provider {_shown(provider_name)}", field="provider"
+            )
         try:
             event = provider.parse_notification(headers, body)
         except InvalidNotification as exc:
@@ -659,6 +695,14 @@ class BillingService:
                 extra={"fields": {"provider": provider_name, "why": str(exc)}},
             )
             raise errors.InvalidSignature("the notification could not be verified") from exc
+        except (ProviderUnavailable, ProviderRejected) as exc:
+            # Reading the event needed the provider (e.g. which invoice a refund paid): not
+            # recorded, so the provider delivers it again.
+            raise errors.PaymentProviderUnavailable(
+                f"could not ask {provider_name} about the notification"
+            ) from exc
+        if event.kind is PaymentEventKind.CUSTOMER_UPDATED:
+            return self._customer_updated(event)
         return self._apply_event(event)
 
     def _apply_event(self, event: PaymentEvent) -> NotificationOutcome:
@@ -692,10 +736,10 @@ class BillingService:
         ):
             return self._subscription_changed(uow, event)
         if kind is PaymentEventKind.CUSTOMER_UPDATED:
-            return self._customer_updated(uow, event)
-        order = self._order_of(uow, event)
+            return False  # handled before any unit of work (it may call the provider)
         if kind is PaymentEventKind.REFUNDED:
-            return self._refund(uow, order, event, now)
+            return self._refunded(uow, event, now)
+        order = self._order_of(uow, event)
         if kind is PaymentEventKind.PAYMENT_SUCCEEDED:
             if event.amount != order.amount or (event.currency or "").upper() != order.currency:
                 log.error(
@@ -726,11 +770,21 @@ class BillingService:
         return uow.orders.transition(order.id, frozenset({OrderStatus.PENDING}), target, now)
 
     def _order_of(self, uow: UnitOfWork, event: PaymentEvent) -> Order:
-        order = uow.orders.get(event.order_id) if event.order_id else None
-        if order is None and event.transaction_id:
-            order = uow.orders.by_transaction(event.provider, event.transaction_id)
-        if order is None or order.channel != event.provider:
+        order = self._find_order(uow, event)
+        if order is None:
             raise errors.OrderNotFound("the notification names an unknown order")
+        return order
+
+    @staticmethod
+    def _find_order(uow: UnitOfWork, event: PaymentEvent) -> Order | None:
+        """By our order id, else by the provider's payment id, else by the invoice it paid (a
+        subscription's first invoice is the transaction id of its order)."""
+        order = uow.orders.get(event.order_id) if event.order_id else None
+        for transaction in (event.transaction_id, event.details.get("invoice_id")):
+            if order is None and transaction:
+                order = uow.orders.by_transaction(event.provider, transaction)
+        if order is None or order.channel != event.provider:
+            return None
         return order
 
     def _renew(self, uow: UnitOfWork, event: PaymentEvent, now: datetime) -> bool:
@@ -797,48 +851,173 @@ class BillingService:
         uow.memberships.put(updated)
         return True
 
-    def _customer_updated(self, uow: UnitOfWork, event: PaymentEvent) -> bool:
-        user_id = (
-            uow.customers.by_customer(event.provider, event.customer_id)
-            if event.customer_id
+    def _customer_updated(self, event: PaymentEvent) -> NotificationOutcome:
+        """The gateway's profile is the source of truth for contact details (#14). Billing's copy
+        is only what the gateway pushed; an edit made at the provider is not taken over but
+        overwritten with billing's copy, deliberately and logged. Our own push comes back as a
+        ``customer.updated`` that matches the copy: a no-op, so there is no loop."""
+        with self._uow() as uow:
+            if uow.payment_events.seen(event.provider, event.event_id):
+                return NotificationOutcome(False, event.event_id, None)
+            user_id = (
+                uow.customers.by_customer(event.provider, event.customer_id)
+                if event.customer_id
+                else None
+            )
+            account = uow.accounts.get(user_id) if user_id else None
+        overwritten = False
+        if account is not None and event.customer_id:
+            drifted = sorted(
+                name
+                for name, ours in (("email", account.email), ("name", account.name))
+                if ours is not None and event.details.get(name) != ours
+            )
+            if drifted:
+                overwritten = self._overwrite_customer(
+                    event.provider, event.customer_id, account.email, account.name, drifted
+                )
+        try:
+            with self._uow() as uow:
+                uow.payment_events.record(
+                    event.provider, event.event_id, event.kind, None, self._clock.now()
+                )
+                uow.commit()
+        except DuplicateKey:
+            return NotificationOutcome(False, event.event_id, None)
+        return NotificationOutcome(overwritten, event.event_id, None)
+
+    def _overwrite_customer(
+        self,
+        provider_name: str,
+        customer_id: str,
+        email: str | None,
+        name: str | None,
+        drifted: list[str],
+    ) -> bool:
+        provider = self._provider(provider_name)
+        try:
+            provider.update_customer(customer_id, email, name)
+        except ProviderUnavailable as exc:
+            # Not recorded: the provider delivers the event again and we try again.
+            raise errors.PaymentProviderUnavailable(
+                f"could not restore the customer at {provider_name}"
+            ) from exc
+        except ProviderRejected as exc:
+            log.error(
+                "provider-side customer edit could not be overwritten",
+                extra={"fields": {"provider": provider_name, "customer": customer_id}},
+            )
+            log.debug("provider refusal", exc_info=exc)
+            return False
+        log.warning(
+            "provider-side customer edit overwritten with the profile",
+            extra={
+                "fields": {
+                    "provider": provider_name,
+                    "customer": customer_id,
+                    "fields": ",".join(drifted),
+                }
+            },
+        )
+        return True
+
+    def _refunded(self, uow: UnitOfWork, event: PaymentEvent, now: datetime) -> bool:
+        order = self._find_order(uow, event)
+        if order is not None:
+            return self._refund(uow, order, event, now)
+        invoice = event.details.get("invoice_id")
+        renewal = (
+            uow.grants.by_idempotency_key(f"renewal:{event.provider}:{invoice}")
+            if invoice
             else None
         )
-        if user_id is None:
+        if renewal is None:
+            raise errors.OrderNotFound("the refund names an unknown payment")
+        # A refunded renewal: that period's quota goes, and the membership ends.
+        self._lock(uow, renewal.user_id)
+        if uow.ledger.has_key(f"refund:{renewal.id}"):
             return False
-        uow.accounts.set_contact(user_id, event.details.get("email"), event.details.get("name"))
+        self._end_membership(uow, renewal.user_id, f"renewal {invoice}", now)
+        if not uow.ledger.has_key(f"refund:{renewal.id}"):
+            # nothing unspent was left: remember the refund all the same
+            self._take_back(
+                uow, renewal, 0, f"renewal {invoice}", f"refund:{renewal.id}", now, memo=True
+            )
         return True
 
     def _refund(self, uow: UnitOfWork, order: Order, event: PaymentEvent, now: datetime) -> bool:
         """Refunded: the order is marked so and the unspent part of what it bought is taken back
-        (never below zero); the ledger says how much."""
+        (never below zero); the ledger says how much. A refunded membership ends at once, with
+        the unspent quota of its period taken back."""
         self._lock(uow, order.user_id)
         if not uow.orders.transition(
             order.id, frozenset({OrderStatus.PAID}), OrderStatus.REFUNDED, now
         ):
             return False
+        if order.item_kind is ItemKind.MEMBERSHIP:
+            self._end_membership(uow, order.user_id, f"order {order.number}", now)
+            return True
         grant = uow.grants.by_idempotency_key(f"order:{order.id}")
         if grant is None or grant.remaining == 0:
             return True
         refunded = event.amount if event.amount is not None else order.amount
         wanted = -(-order.credits * min(refunded, order.amount) // max(order.amount, 1))
-        take = min(grant.remaining, wanted)
-        if take > 0 and uow.grants.take(grant.id, take):
-            after = uow.accounts.add_available(order.user_id, -take)
-            uow.ledger.append(
-                NewLedgerEntry(
-                    user_id=order.user_id,
-                    kind=LedgerKind.ADJUST,
-                    amount=-take,
-                    held_change=0,
-                    balance_after=after,
-                    reference=f"order {order.number}",
-                    reason=f"refund: {take} unspent credits taken back",
-                    idempotency_key=f"refund:{order.id}",
-                    grant_id=grant.id,
-                ),
-                now,
-            )
+        self._take_back(uow, grant, wanted, f"order {order.number}", f"refund:{order.id}", now)
         return True
+
+    def _end_membership(self, uow: UnitOfWork, user_id: str, reference: str, now: datetime) -> None:
+        """End the membership now (final, like a deleted subscription) and take back every unspent
+        credit of its quota: without a membership there is no quota."""
+        membership = uow.memberships.get(user_id)
+        if membership is not None and membership.status is not MembershipStatus.CANCELED:
+            uow.memberships.put(
+                replace(
+                    membership,
+                    status=MembershipStatus.CANCELED,
+                    period_end=min(membership.period_end, now),
+                )
+            )
+        for grant in uow.grants.for_user(user_id):
+            if grant.source is GrantSource.MEMBERSHIP and grant.remaining > 0:
+                self._take_back(uow, grant, grant.remaining, reference, f"refund:{grant.id}", now)
+
+    @staticmethod
+    def _take_back(
+        uow: UnitOfWork,
+        grant: Grant,
+        wanted: int,
+        reference: str,
+        key: str,
+        now: datetime,
+        *,
+        memo: bool = False,
+    ) -> None:
+        """Take up to ``wanted`` unspent credits back from ``grant``, in the ledger under ``key``;
+        with ``memo`` a zero entry is written even when nothing was left to take."""
+        take = max(0, min(grant.remaining, wanted))
+        if take > 0:
+            if not uow.grants.take(grant.id, take):
+                return
+            after = uow.accounts.add_available(grant.user_id, -take)
+        elif memo:
+            account = uow.accounts.get(grant.user_id)
+            after = account.available if account else 0
+        else:
+            return
+        uow.ledger.append(
+            NewLedgerEntry(
+                user_id=grant.user_id,
+                kind=LedgerKind.ADJUST,
+                amount=-take,
+                held_change=0,
+                balance_after=after,
+                reference=reference,
+                reason=f"refund: {take} unspent credits taken back",
+                idempotency_key=key,
+                grant_id=grant.id,
+            ),
+            now,
+        )
 
     def _fulfil(self, uow: UnitOfWork, order: Order, event: PaymentEvent, now: datetime) -> None:
         """Grant what the order bought, in the transaction that marks it paid (F11)."""
@@ -1006,7 +1185,7 @@ class BillingService:
     def _provider(self, channel: str) -> PaymentProvider:
         provider = self._providers.get(channel)
         if provider is None:
-            raise errors.PaymentProviderUnavailable(f"channel {channel!r} is not configured")
+            raise errors.PaymentProviderUnavailable(f"channel {_shown(channel)} is not configured")
         return provider
 
     @staticmethod

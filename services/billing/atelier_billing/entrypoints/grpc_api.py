@@ -6,10 +6,14 @@ Errors are not handled here: domain errors propagate to the interceptor of
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, TypeVar
 
 import grpc
 from atelier_common.context import current_call
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from atelier.billing.v1 import billing_pb2 as pb
@@ -18,6 +22,7 @@ from atelier_billing.application.use_cases import BillingService
 from atelier_billing.domain import model
 from atelier_ports import problems
 from atelier_ports.clock import Clock
+from atelier_ports.paging import InvalidPageToken
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BillingService"].full_name
 USERLESS_METHODS = frozenset(
@@ -36,6 +41,54 @@ def _ts(value: datetime | None) -> Timestamp | None:
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
+
+
+# No text field of this API needs more (the longest, a webhook's signature header, is < 1 KiB).
+MAX_TEXT = 10_000
+
+
+def _check_text(message: Message) -> None:
+    """No text field may hold a NUL character (PostgreSQL cannot store one, and no identifier,
+    reason or name needs it) or be absurdly long. Refused as INVALID_ARGUMENT naming the field."""
+    for descriptor, value in message.ListFields():
+        values = value if descriptor.is_repeated else [value]
+        for item in values:
+            if isinstance(item, str):
+                if descriptor.name == "page_token" and ("\x00" in item or len(item) > MAX_TEXT):
+                    raise InvalidPageToken()  # one reason for every bad token
+                if "\x00" in item:
+                    raise problems.InvalidArgument(
+                        f"{descriptor.name} must not contain NUL characters",
+                        field=descriptor.name,
+                    )
+                if len(item) > MAX_TEXT:
+                    raise problems.InvalidArgument(
+                        f"{descriptor.name} is longer than {MAX_TEXT} characters",
+                        field=descriptor.name,
+                    )
+            if isinstance(item, Message):
+                _check_text(item)
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _checked(method: _Method) -> _Method:
+    """Checks every request of a servicer method before the method sees it."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Message, context: grpc.ServicerContext) -> Any:
+        _check_text(request)
+        return method(self, request, context)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _timestamp(value: Timestamp, field: str, tz: Any) -> datetime:
+    try:
+        return value.ToDatetime(tzinfo=tz)
+    except (ValueError, OverflowError):
+        raise problems.InvalidArgument(f"{field} is out of range", field=field) from None
 
 
 def _user() -> str:
@@ -158,6 +211,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
         self._svc = service
         self._clock = clock.now
 
+    @_checked
     def SetUpAccount(
         self, request: pb.SetUpAccountRequest, context: grpc.ServicerContext
     ) -> pb.SetUpAccountResponse:
@@ -166,18 +220,21 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
         )
         return pb.SetUpAccountResponse(balance=balance_pb(balance, self._clock()), created=created)
 
+    @_checked
     def UpdateAccountContact(
         self, request: pb.UpdateAccountContactRequest, context: grpc.ServicerContext
     ) -> pb.UpdateAccountContactResponse:
         pushed = self._svc.update_contact(_user(), request.email or None, request.name or None)
         return pb.UpdateAccountContactResponse(providers=pushed)
 
+    @_checked
     def GetBalance(
         self, request: pb.GetBalanceRequest, context: grpc.ServicerContext
     ) -> pb.GetBalanceResponse:
         balance = self._svc.get_balance(_user())
         return pb.GetBalanceResponse(balance=balance_pb(balance, self._clock()))
 
+    @_checked
     def ListLedgerEntries(
         self, request: pb.ListLedgerEntriesRequest, context: grpc.ServicerContext
     ) -> pb.ListLedgerEntriesResponse:
@@ -199,6 +256,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
             next_page_token=page.next_token,
         )
 
+    @_checked
     def HoldCredits(
         self, request: pb.HoldCreditsRequest, context: grpc.ServicerContext
     ) -> pb.HoldCreditsResponse:
@@ -207,6 +265,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
         )
         return pb.HoldCreditsResponse(hold=hold_pb(hold))
 
+    @_checked
     def CaptureHold(
         self, request: pb.CaptureHoldRequest, context: grpc.ServicerContext
     ) -> pb.CaptureHoldResponse:
@@ -214,6 +273,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
             hold=hold_pb(self._svc.capture_hold(_user(), request.request_id))
         )
 
+    @_checked
     def ReleaseHold(
         self, request: pb.ReleaseHoldRequest, context: grpc.ServicerContext
     ) -> pb.ReleaseHoldResponse:
@@ -221,12 +281,13 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
             hold=hold_pb(self._svc.release_hold(_user(), request.request_id))
         )
 
+    @_checked
     def AdjustCredits(
         self, request: pb.AdjustCreditsRequest, context: grpc.ServicerContext
     ) -> pb.AdjustCreditsResponse:
         call = current_call()
         expires = (
-            request.expire_time.ToDatetime(tzinfo=self._clock().tzinfo)
+            _timestamp(request.expire_time, "expire_time", self._clock().tzinfo)
             if request.HasField("expire_time")
             else None
         )
@@ -240,6 +301,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
         )
         return pb.AdjustCreditsResponse(balance=balance_pb(balance, self._clock()))
 
+    @_checked
     def GetCatalog(
         self, request: pb.GetCatalogRequest, context: grpc.ServicerContext
     ) -> pb.GetCatalogResponse:
@@ -259,6 +321,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
             ],
         )
 
+    @_checked
     def CreateOrder(
         self, request: pb.CreateOrderRequest, context: grpc.ServicerContext
     ) -> pb.CreateOrderResponse:
@@ -267,11 +330,13 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
         )
         return pb.CreateOrderResponse(order=order_pb(order))
 
+    @_checked
     def GetOrder(
         self, request: pb.GetOrderRequest, context: grpc.ServicerContext
     ) -> pb.GetOrderResponse:
         return pb.GetOrderResponse(order=order_pb(self._svc.get_order(_user(), request.order_id)))
 
+    @_checked
     def ListOrders(
         self, request: pb.ListOrdersRequest, context: grpc.ServicerContext
     ) -> pb.ListOrdersResponse:
@@ -280,12 +345,14 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
             orders=[order_pb(o) for o in page.items], next_page_token=page.next_token
         )
 
+    @_checked
     def RefreshOrder(
         self, request: pb.RefreshOrderRequest, context: grpc.ServicerContext
     ) -> pb.RefreshOrderResponse:
         order = self._svc.refresh_order(_user(), request.order_id)
         return pb.RefreshOrderResponse(order=order_pb(order))
 
+    @_checked
     def HandlePaymentNotification(
         self, request: pb.HandlePaymentNotificationRequest, context: grpc.ServicerContext
     ) -> pb.HandlePaymentNotificationResponse:
@@ -295,16 +362,18 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
             applied=outcome.applied, event_id=outcome.event_id, order_id=outcome.order_id or ""
         )
 
+    @_checked
     def CompleteSandboxCheckout(
         self, request: pb.CompleteSandboxCheckoutRequest, context: grpc.ServicerContext
     ) -> pb.CompleteSandboxCheckoutResponse:
-        if request.outcome == pb.SANDBOX_OUTCOME_UNSPECIFIED:
-            raise problems.InvalidArgument("outcome is required", field="outcome")
+        if request.outcome not in (pb.SANDBOX_OUTCOME_PAID, pb.SANDBOX_OUTCOME_FAILED):
+            raise problems.InvalidArgument("outcome must be PAID or FAILED", field="outcome")
         order = self._svc.complete_sandbox_checkout(
             request.order_id, request.outcome == pb.SANDBOX_OUTCOME_PAID
         )
         return pb.CompleteSandboxCheckoutResponse(order=order_pb(order))
 
+    @_checked
     def RunExpiry(
         self, request: pb.RunExpiryRequest, context: grpc.ServicerContext
     ) -> pb.RunExpiryResponse:

@@ -200,7 +200,14 @@ class StripePaymentProvider:
             return self._map(event)
         except stripe.SignatureVerificationError as exc:
             raise InvalidNotification("Stripe signature verification failed") from exc
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        except (
+            UnicodeDecodeError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,  # a field of the wrong shape, e.g. a list where an object belongs
+            RecursionError,  # absurdly deep JSON
+        ) as exc:
             raise InvalidNotification("malformed Stripe event") from exc
 
     def _map(self, event: dict[str, Any]) -> PaymentEvent:
@@ -270,13 +277,20 @@ class StripePaymentProvider:
                 **base,
             )
         if etype == "charge.refunded":
+            payment_intent = _id(obj.get("payment_intent"))
+            # A subscription's charge pays an invoice: older API versions name it on the charge,
+            # current ones only through the invoice's payments (InvoicePayment ↔ PaymentIntent).
+            invoice = _id(obj.get("invoice")) or (
+                self._invoice_paid_by(payment_intent) if payment_intent else None
+            )
             return PaymentEvent(
                 kind=PaymentEventKind.REFUNDED,
-                transaction_id=_id(obj.get("payment_intent")) or str(obj["id"]),
+                transaction_id=payment_intent or str(obj["id"]),
                 amount=obj.get("amount_refunded"),
                 currency=str(obj.get("currency", "")).upper(),
                 customer_id=_id(obj.get("customer")),
                 order_id=(obj.get("metadata") or {}).get("order_id"),
+                details={"invoice_id": invoice} if invoice else {},
                 **base,
             )
         if etype == "customer.updated":
@@ -288,6 +302,24 @@ class StripePaymentProvider:
                 **base,
             )
         return PaymentEvent(kind=PaymentEventKind.IGNORED, **base)
+
+    def _invoice_paid_by(self, payment_intent: str) -> str | None:
+        """The invoice a PaymentIntent paid, if it paid one (a subscription's first invoice or a
+        renewal); None for a one-off payment. Raises ProviderUnavailable when Stripe cannot be
+        asked (the webhook then fails and Stripe delivers it again)."""
+        payments = self._call(
+            lambda: self._client.v1.invoice_payments.list(
+                params={
+                    "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+                    "limit": 1,
+                }
+            )
+        )
+        for payment in payments.to_dict().get("data") or []:
+            invoice = _id(payment.get("invoice"))
+            if invoice:
+                return invoice
+        return None
 
     @staticmethod
     def _transaction_of(session: Mapping[str, Any]) -> str:

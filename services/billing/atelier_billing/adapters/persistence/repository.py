@@ -306,6 +306,20 @@ class SqlHolds(_Repo):
         return [Allocation(r.grant_id, r.amount) for r in rows]
 
 
+def _ledger_entry(r: Row[Any]) -> LedgerEntry:
+    return LedgerEntry(
+        id=r.id,
+        user_id=r.user_id,
+        kind=LedgerKind(r.kind),
+        amount=r.amount,
+        held_change=r.held_change,
+        balance_after=r.balance_after,
+        reference=r.reference,
+        reason=r.reason,
+        created_at=r.created_at,
+    )
+
+
 class SqlLedger(_Repo):
     def append(self, entry: NewLedgerEntry, now: datetime) -> None:
         self._insert(
@@ -332,25 +346,18 @@ class SqlLedger(_Repo):
             is not None
         )
 
+    def by_key(self, key: str) -> LedgerEntry | None:
+        row = self._c.execute(
+            select(ledger_entries).where(ledger_entries.c.idempotency_key == key)
+        ).first()
+        return _ledger_entry(row) if row else None
+
     def page(self, user_id: str, page_size: int, before_id: int | None) -> Sequence[LedgerEntry]:
         stmt = select(ledger_entries).where(ledger_entries.c.user_id == user_id)
         if before_id is not None:
             stmt = stmt.where(ledger_entries.c.id < before_id)
         rows = self._c.execute(stmt.order_by(ledger_entries.c.id.desc()).limit(page_size))
-        return [
-            LedgerEntry(
-                id=r.id,
-                user_id=r.user_id,
-                kind=LedgerKind(r.kind),
-                amount=r.amount,
-                held_change=r.held_change,
-                balance_after=r.balance_after,
-                reference=r.reference,
-                reason=r.reason,
-                created_at=r.created_at,
-            )
-            for r in rows
-        ]
+        return [_ledger_entry(r) for r in rows]
 
     def check(self, user_id: str) -> LedgerCheck:
         """Prove that the stored balances equal what the ledger, grants and holds imply."""
