@@ -265,3 +265,28 @@ def test_dockerfile_installs_with_the_lock() -> None:
     assert re.search(r"^COPY .*constraints\.txt", dockerfile, re.M)
     assert "PIP_CONSTRAINT=/src/constraints.txt" in dockerfile
     assert "[dev]" not in dockerfile
+
+
+# --- README ----------------------------------------------------------------------------------
+
+
+def test_readme_says_only_what_runs_today() -> None:
+    """Finding 15: the opening promised a browser workbench and WeChat Pay, which do not exist."""
+    readme = (ROOT / "README.md").read_text()
+    intro = readme.split("\n## ", 1)[0]
+    paragraphs = intro.split("\n\n")
+    for word in ("workbench", "WeChat", "cn market"):
+        for paragraph in paragraphs:
+            if word in paragraph:
+                assert paragraph.startswith("Not yet:"), f"{word!r} outside 'Not yet': {paragraph}"
+    assert "MARKET=local" in intro and "MARKET=global" in intro
+    assert "/docs" in intro
+
+
+def test_readme_names_only_make_targets_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
+    named = set(re.findall(r"\bmake ([a-z][\w-]*)", readme))
+    assert {"run", "test", "lock", "install"} <= named
+    assert named <= targets, f"README names make targets that do not exist: {named - targets}"
+    assert "--scale tasks=3" in readme and "MinIO" in readme and "cp .env.example .env" in readme
