@@ -34,8 +34,10 @@ install-runtime: $(RUNTIME) protos
 # The developer setup: runtime + dev extras + generated code.
 install: $(DEV) protos
 
-# Re-resolve every dependency from pyproject.toml to today's newest allowed versions and pin them.
+# Re-resolve every dependency from pyproject.toml to today's newest allowed versions and pin them
+# (pip itself too: the newest, unconstrained, does the resolving).
 lock: $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) deploy/lock.py
 
 # Generated code lives in gen/python (git-ignored) and is importable as atelier.<service>.v1.
