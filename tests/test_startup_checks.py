@@ -178,3 +178,47 @@ def test_promote_admin_of_an_unknown_user_names_the_database(tmp_path: Path) -> 
     line = one_line(stderr)
     assert code == 1
     assert "ghost@example.com" in line and str(tmp_path / "var" / "gateway.db") in line
+
+
+def test_what_the_checks_call_built_is_what_bootstrap_builds(tmp_path: Path) -> None:
+    """The start-up checks' lists of built adapters (settings) agree with the composition roots:
+    when the cn adapters land in bootstrap, this fails until the lists say so too."""
+    from atelier_billing.bootstrap import build_payment_provider
+    from atelier_billing.settings import BUILT_CHANNELS, MARKET_CHANNELS, BillingSettings
+    from atelier_ports.clock import SystemClock
+    from atelier_tasks.bootstrap import build_providers, build_storage
+    from atelier_tasks.settings import BUILT_PROVIDERS, BUILT_STORAGE, MARKET_ROUTES, TasksSettings
+
+    clock = SystemClock()
+    vendor = {
+        "REPLICATE_API_TOKEN": "r8_x",
+        "REPLICATE_WEBHOOK_SECRET": "whsec_eA==",
+        "S3_BUCKET": "media",
+        "STRIPE_API_KEY": "sk_test_x",
+        "STRIPE_WEBHOOK_SECRET": "whsec_x",
+        "ATELIER_DATA_DIR": str(tmp_path),
+    }
+    every_provider = {p for routes in MARKET_ROUTES.values() for p in routes.values()}
+    for provider in sorted(every_provider):
+        settings = TasksSettings(**{**vendor, "TASKS_PROVIDER_TEXT_TO_IMAGE": provider})
+        if provider in BUILT_PROVIDERS:
+            assert provider in build_providers(settings, clock)
+            assert not settings.unbuilt_parts()
+        else:
+            with pytest.raises(RuntimeError):
+                build_providers(settings, clock)
+            assert settings.unbuilt_parts()
+    for backend in ("local", "s3", "cos"):
+        settings = TasksSettings(**{**vendor, "TASKS_STORAGE": backend})
+        if backend in BUILT_STORAGE:
+            build_storage(settings, clock)
+        else:
+            with pytest.raises(RuntimeError):
+                build_storage(settings, clock)
+    billing = BillingSettings(**vendor)
+    for channel in sorted({c for cs in MARKET_CHANNELS.values() for c in cs}):
+        if channel in BUILT_CHANNELS:
+            assert build_payment_provider(channel, billing, clock).name == channel
+        else:
+            with pytest.raises(ValueError):
+                build_payment_provider(channel, billing, clock)
