@@ -5,22 +5,43 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto')
 GEN := gen/python
-STAMP := $(VENV)/.installed
+# Every dependency version is pinned in constraints.txt (`make lock` regenerates it). As a pip
+# constraints file it pins whatever an install asks for — runtime, dev extras, pip's isolated build
+# of the project — and adds nothing by itself.
+CONSTRAINTS := $(CURDIR)/constraints.txt
+PIP_INSTALL := PIP_CONSTRAINT=$(CONSTRAINTS) $(PY) -m pip install --quiet
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 
-.PHONY: install protos lint typecheck layers pytest test run run-billing bench clean
+.PHONY: install install-runtime protos lock lint typecheck layers pytest test run run-billing bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
+
+# `make run` needs only the runtime dependencies ...
+$(RUNTIME): $(PY) pyproject.toml constraints.txt
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) -e .
+	touch $@
+
+# ... `make test` adds the dev extras to the same .venv (after `make run` too).
+$(DEV): $(RUNTIME)
+	$(PIP_INSTALL) -e '.[dev]'
+	touch $@
+
+install-runtime: $(RUNTIME) protos
+
+# The developer setup: runtime + dev extras + generated code.
+install: $(DEV) protos
+
+# Re-resolve every dependency from pyproject.toml to today's newest allowed versions and pin them
+# (pip itself too: the newest, unconstrained, does the resolving).
+lock: $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-
-$(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
-
-install: $(STAMP) protos
+	$(PY) deploy/lock.py
 
 # Generated code lives in gen/python (git-ignored) and is importable as atelier.<service>.v1.
-protos: $(STAMP) $(GEN)/.stamp
+protos: $(RUNTIME) $(GEN)/.stamp
 
 $(GEN)/.stamp: $(PROTOS)
 	rm -rf $(GEN)/atelier
@@ -43,12 +64,12 @@ pytest: install
 
 test: lint typecheck layers pytest
 
-run-billing: install
+run-billing: install-runtime
 	$(VENV)/bin/atelier-billing migrate
 	$(VENV)/bin/atelier-billing serve
 
 # The whole product (billing, tasks, gateway) on the embedded default; Ctrl-C stops all three.
-run: install
+run: install-runtime
 	$(PY) -m atelier_gateway.devstack
 
 # Create-task throughput over HTTP on PostgreSQL against its two ceilings; prints one JSON line.

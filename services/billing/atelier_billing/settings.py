@@ -9,6 +9,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.default.json")
 MARKET_CHANNELS = {"local": ("local",), "global": ("stripe",), "cn": ("wechatpay",)}
+# The payment channels this build has adapters for (bootstrap.build_payment_provider), and the
+# settings each one cannot start without. WeChat Pay arrives with the cn market.
+BUILT_CHANNELS = ("local", "stripe")
+CHANNEL_REQUIRES = {"stripe": ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET")}
 
 
 class BillingSettings(BaseSettings):
@@ -62,3 +66,15 @@ class BillingSettings(BaseSettings):
         if self.payment_channels.strip():
             return [c.strip() for c in self.payment_channels.split(",") if c.strip()]
         return list(MARKET_CHANNELS[self.market])
+
+    # --- start-up checks (atelier_common.startup) ---
+    def unbuilt_parts(self) -> list[str]:
+        return [f"payment channel {c}" for c in self.channels() if c not in BUILT_CHANNELS]
+
+    def missing_settings(self) -> list[str]:
+        values = {
+            "STRIPE_API_KEY": self.stripe_api_key.get_secret_value(),
+            "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret.get_secret_value(),
+        }
+        needed = [name for c in self.channels() for name in CHANNEL_REQUIRES.get(c, ())]
+        return [name for name in dict.fromkeys(needed) if not values[name].strip()]

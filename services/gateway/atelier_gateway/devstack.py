@@ -3,8 +3,10 @@ processes on the embedded default (SQLite under ``ATELIER_DATA_DIR``, local adap
 
 Every setting of the three services' settings classes is read from the environment as usual;
 this supervisor only fills in what must agree between them (the internal credential, addresses,
-the public URL), migrates the three databases, starts the services, waits until the gateway is
-ready, prints its URL, and on Ctrl-C (or SIGTERM) stops all three and waits for them.
+the public URL), asks each service whether its configuration can start (``check-config``: a
+market without its credentials, or the cn market that is not built yet, stops here with one line
+naming every setting to fix), migrates the three databases, starts the services, waits until the
+gateway is ready, prints its URL, and on Ctrl-C (or SIGTERM) stops all three and waits for them.
 
 It starts the other services through their command lines, never by importing them.
 """
@@ -55,6 +57,36 @@ def stack_environment(base: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{gateway_port}")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def configuration_problem(env: Mapping[str, str]) -> str | None:
+    """Each service's own start-up check, run at once; their complaints as one line, or None."""
+    checks = {
+        service.name: subprocess.Popen(
+            [sys.executable, "-m", service.module, "check-config"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for service in SERVICES
+    }
+    problems: list[str] = []
+    advice = "; use MARKET=local or MARKET=global"
+    advise = False
+    for name, proc in checks.items():
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            lines = [line for line in err.splitlines() if line.strip()]
+            said = lines[-1] if lines else f"exit status {proc.returncode}"
+            said = said.split(": cannot start: ", 1)[-1]
+            if said.endswith(advice):  # said once for the three, at the end
+                said, advise = said.removesuffix(advice), True
+            problems.append(f"{name}: {said}")
+    if not problems:
+        return None
+    market = env.get("MARKET", "local")
+    return f"atelier: cannot start MARKET={market}: {'; '.join(problems)}{advice * advise}"
 
 
 def _run_cli(service: Service, args: list[str], env: Mapping[str, str]) -> None:
@@ -111,6 +143,10 @@ class Supervisor:
 def main() -> int:
     env = stack_environment(os.environ)
     url = env["GATEWAY_PUBLIC_URL"].rstrip("/")
+    problem = configuration_problem(env)
+    if problem:
+        print(problem, file=sys.stderr, flush=True)
+        return 2
     for service in SERVICES:
         _run_cli(service, ["migrate"], env)
     supervisor = Supervisor(env)

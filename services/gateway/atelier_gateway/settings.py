@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from atelier_common.limits import UPLOAD_MAX_BYTES
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -16,7 +17,7 @@ class GatewaySettings(BaseSettings):
         default="dev-internal-token", validation_alias="ATELIER_INTERNAL_TOKEN"
     )
     atelier_data_dir: Path = Field(default=Path("var"), validation_alias="ATELIER_DATA_DIR")
-    market: str = Field(default="local", validation_alias="MARKET")
+    market: str = Field(default="local", validation_alias="MARKET", pattern="^(local|global|cn)$")
     gateway_host: str = Field(default="127.0.0.1", validation_alias="GATEWAY_HOST")
     gateway_port: int = Field(default=8080, validation_alias="GATEWAY_PORT")
     gateway_public_url: str = Field(
@@ -33,8 +34,10 @@ class GatewaySettings(BaseSettings):
     gateway_max_body_bytes: int = Field(
         default=1_048_576, validation_alias="GATEWAY_MAX_BODY_BYTES"
     )
-    gateway_max_upload_bytes: int = Field(
-        default=20_971_520, validation_alias="GATEWAY_MAX_UPLOAD_BYTES"
+    # One limit for the whole product: the tasks service signs upload policies with the same
+    # setting and default (atelier_common.limits).
+    upload_max_bytes: int = Field(
+        default=UPLOAD_MAX_BYTES, validation_alias="UPLOAD_MAX_BYTES", gt=0
     )
     gateway_rpc_timeout_seconds: float = Field(
         default=5.0, validation_alias="GATEWAY_RPC_TIMEOUT_SECONDS"
@@ -67,6 +70,25 @@ class GatewaySettings(BaseSettings):
     gateway_cors_origins: str = Field(default="", validation_alias="GATEWAY_CORS_ORIGINS")
     billing_address: str = Field(default="127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     tasks_address: str = Field(default="127.0.0.1:50052", validation_alias="TASKS_ADDRESS")
+
+    @property
+    def gateway_max_upload_bytes(self) -> int:
+        """The name the HTTP upload endpoint reads; the setting is UPLOAD_MAX_BYTES."""
+        return self.upload_max_bytes
+
+    # --- start-up checks (atelier_common.startup) ---
+    def unbuilt_parts(self) -> list[str]:
+        # The gateway forwards the cn vendors' webhooks but cannot start a market whose payment,
+        # generation and storage adapters do not exist in billing and tasks yet.
+        if self.market == "cn":
+            return ["WeChat Pay, RunningHub, Tencent CI and COS adapters"]
+        return []
+
+    def missing_settings(self) -> list[str]:
+        # The gateway holds no vendor credentials; its own signing key must be long enough.
+        if self.gateway_jwt_secret and len(self.gateway_jwt_secret.encode()) < 32:
+            return ["GATEWAY_JWT_SECRET (32 bytes or more; empty = generated)"]
+        return []
 
     def database_url(self) -> str:
         if self.gateway_database_url:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from atelier_common.limits import UPLOAD_MAX_BYTES
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,6 +22,11 @@ MARKET_ROUTES: dict[str, dict[str, str]] = {
         "model_pose12": "runninghub",
     },
 }
+MARKET_STORAGE = {"local": "local", "global": "s3", "cn": "cos"}
+# What this build has adapters for (bootstrap.build_providers / build_storage). RunningHub,
+# Tencent CI and Tencent COS arrive with the cn market.
+BUILT_PROVIDERS = ("local", "replicate")
+BUILT_STORAGE = ("local", "s3")
 
 
 class TasksSettings(BaseSettings):
@@ -66,7 +72,8 @@ class TasksSettings(BaseSettings):
     )
     gateway_public_url: str = Field("http://127.0.0.1:8080", validation_alias="GATEWAY_PUBLIC_URL")
     url_ttl_seconds: int = Field(900, validation_alias="STORAGE_URL_TTL_SECONDS", gt=0)
-    upload_max_bytes: int = Field(15 * 1024 * 1024, validation_alias="UPLOAD_MAX_BYTES", gt=0)
+    # One limit for the whole product: the gateway reads the same setting (atelier_common.limits).
+    upload_max_bytes: int = Field(UPLOAD_MAX_BYTES, validation_alias="UPLOAD_MAX_BYTES", gt=0)
     metrics_port: int = Field(0, validation_alias="TASKS_METRICS_PORT", ge=0)  # 0: off
 
     # --- global market: Replicate (generation) ---
@@ -128,4 +135,35 @@ class TasksSettings(BaseSettings):
         }
 
     def storage_backend(self) -> str:
-        return self.storage or {"local": "local", "global": "s3", "cn": "cos"}[self.market]
+        return self.storage or MARKET_STORAGE[self.market]
+
+    # --- start-up checks (atelier_common.startup) ---
+    def unbuilt_parts(self) -> list[str]:
+        parts = [
+            f"generation provider {provider} (for {', '.join(sorted(types))})"
+            for provider, types in self._types_by_provider().items()
+            if provider not in BUILT_PROVIDERS
+        ]
+        if self.storage_backend() not in BUILT_STORAGE:
+            parts.append(f"object storage {self.storage_backend()}")
+        return parts
+
+    def missing_settings(self) -> list[str]:
+        missing: list[str] = []
+        if "replicate" in self._types_by_provider():
+            if not self.replicate_api_token.get_secret_value().strip():
+                missing.append("REPLICATE_API_TOKEN")
+            secret = self.replicate_webhook_secret.get_secret_value().strip()
+            if not secret:
+                missing.append("REPLICATE_WEBHOOK_SECRET")
+            elif not secret.startswith("whsec_"):
+                missing.append("REPLICATE_WEBHOOK_SECRET (a whsec_… value)")
+        if self.storage_backend() == "s3" and not self.s3_bucket.strip():
+            missing.append("S3_BUCKET")
+        return missing
+
+    def _types_by_provider(self) -> dict[str, list[str]]:
+        by_provider: dict[str, list[str]] = {}
+        for task_type, provider in self.routes().items():
+            by_provider.setdefault(provider, []).append(task_type)
+        return by_provider

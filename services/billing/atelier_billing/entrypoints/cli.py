@@ -1,4 +1,4 @@
-"""``atelier-billing``: serve, migrate, check-ledger, expire."""
+"""``atelier-billing``: serve, migrate, check-ledger, expire, check-config."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import sys
 import threading
 
 from atelier_common.logs import configure_logging
+from atelier_common.startup import ConfigurationError, check_startup, load_settings, report
 
 from atelier_billing.adapters.persistence.migrate import upgrade
 from atelier_billing.bootstrap import build_app
 from atelier_billing.entrypoints.server import start_server
 from atelier_billing.settings import BillingSettings
+
+PROGRAM = "atelier-billing"
 
 
 def _migrate(settings: BillingSettings) -> int:
@@ -68,15 +71,23 @@ def _expire(settings: BillingSettings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="atelier-billing", description="Atelier billing service")
+    parser = argparse.ArgumentParser(prog=PROGRAM, description="Atelier billing service")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gRPC server (and the expiry loop)")
     serve.add_argument("--migrate", action="store_true", help="apply migrations first")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("check-ledger", help="prove every balance equals what the ledger implies")
     sub.add_parser("expire", help="expire due grants, pending orders and memberships once")
+    sub.add_parser("check-config", help="check the configuration can start, and exit")
     args = parser.parse_args(argv)
-    settings = BillingSettings()
+    try:
+        settings = load_settings(BillingSettings, PROGRAM)
+        check_startup(settings, PROGRAM)
+    except ConfigurationError as e:
+        return report(e)
+    if args.command == "check-config":
+        print(f"{PROGRAM}: configuration ok (MARKET={settings.market})")
+        return 0
     configure_logging(settings.log_level)
     if args.command == "serve":
         return _serve(settings, args.migrate)

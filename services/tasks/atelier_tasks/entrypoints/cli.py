@@ -1,4 +1,5 @@
-"""``atelier-tasks``: serve (with the worker unless TASKS_WORKER_ENABLED=false), migrate, worker."""
+"""``atelier-tasks``: serve (with the worker unless TASKS_WORKER_ENABLED=false), migrate, worker,
+check-config."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import sys
 import threading
 
 from atelier_common.logs import configure_logging
+from atelier_common.startup import ConfigurationError, check_startup, load_settings, report
 
 from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.bootstrap import build_app
 from atelier_tasks.entrypoints.server import start_server, start_worker
 from atelier_tasks.settings import TasksSettings
+
+PROGRAM = "atelier-tasks"
 
 
 def _wait_for_signal() -> None:
@@ -58,7 +62,7 @@ def _worker(settings: TasksSettings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="atelier-tasks", description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gRPC server (and the worker)")
     serve.add_argument("--migrate", action="store_true", help="migrate the database first")
@@ -67,8 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--no-worker", dest="worker", action="store_false")
     sub.add_parser("migrate", help="create or upgrade the database schema")
     sub.add_parser("worker", help="run only the background worker")
+    sub.add_parser("check-config", help="check the configuration can start, and exit")
     args = parser.parse_args(argv)
-    settings = TasksSettings()
+    try:
+        settings = load_settings(TasksSettings, PROGRAM)
+        check_startup(settings, PROGRAM)
+    except ConfigurationError as e:
+        return report(e)
+    if args.command == "check-config":
+        print(f"{PROGRAM}: configuration ok (MARKET={settings.market})")
+        return 0
     configure_logging(settings.log_level)
     if args.command == "migrate":
         return _migrate(settings)

@@ -1,0 +1,224 @@
+"""Start-up checks, run as a person runs them: the real command lines as processes.
+
+A market without its credentials, the cn market (not built yet) and a bad setting stop each
+service's ``serve`` — and ``make run``'s supervisor — with exit status 2 and ONE line on stderr that
+names every setting to fix, never a traceback. ``promote-admin`` run where there is no gateway
+database says where it looked and creates nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_settings_env import SETTINGS, env_names
+
+CLI = {
+    "billing": "atelier_billing.entrypoints.cli",
+    "tasks": "atelier_tasks.entrypoints.cli",
+    "gateway": "atelier_gateway.entrypoints.cli",
+}
+DEVSTACK = "atelier_gateway.devstack"
+NEEDED_FOR_GLOBAL = {
+    "billing": ["STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"],
+    "tasks": ["REPLICATE_API_TOKEN", "REPLICATE_WEBHOOK_SECRET", "S3_BUCKET"],
+    "gateway": [],
+}
+
+
+def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """This process's environment without any Atelier setting, plus ``settings``; ports 0."""
+    read = set().union(*(env_names(cls) for cls in SETTINGS.values()))
+    env = {k: v for k, v in os.environ.items() if k.upper() not in read}
+    env.update(
+        ATELIER_DATA_DIR=str(tmp_path / "var"),
+        BILLING_GRPC_PORT="0",
+        TASKS_GRPC_PORT="0",
+        GATEWAY_PORT="0",
+    )
+    env.update(settings)
+    return env
+
+
+def run(module: str, args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stderr
+
+
+def one_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
+    return lines[0]
+
+
+@pytest.mark.parametrize("service", ["billing", "tasks"])
+def test_global_market_without_credentials_names_every_missing_setting(
+    service: str, tmp_path: Path
+) -> None:
+    code, stderr = run(CLI[service], ["serve"], clean_env(tmp_path, MARKET="global"), tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    assert line.startswith(f"atelier-{service}: cannot start: MARKET=global needs ")
+    for name in NEEDED_FOR_GLOBAL[service]:
+        assert name in line
+    assert not (tmp_path / "var").exists(), "nothing is created before the check"
+
+
+def test_global_market_names_only_what_is_still_missing(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, MARKET="global", REPLICATE_API_TOKEN="r8_x", S3_BUCKET="media")
+    code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    assert line.endswith("needs REPLICATE_WEBHOOK_SECRET (see .env.example)"), line
+    assert "REPLICATE_API_TOKEN" not in line and "S3_BUCKET" not in line
+
+
+@pytest.mark.parametrize("service", sorted(CLI))
+def test_cn_market_says_it_is_not_built_yet(service: str, tmp_path: Path) -> None:
+    code, stderr = run(CLI[service], ["serve"], clean_env(tmp_path, MARKET="cn"), tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    assert line.startswith(f"atelier-{service}: cannot start: the cn market is not built yet")
+    assert line.endswith("use MARKET=local or MARKET=global")
+    if service == "billing":
+        assert "payment channel wechatpay" in line
+    if service == "tasks":
+        assert "runninghub" in line and "tencent_ci" in line and "object storage cos" in line
+
+
+def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, MARKET="mars", TASKS_GRPC_PORT="fifty")
+    code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    assert line.startswith("atelier-tasks: invalid configuration: ")
+    assert "MARKET" in line and "TASKS_GRPC_PORT" in line
+    assert "fifty" not in line and "mars" not in line  # values are never echoed (secrets)
+
+
+def test_a_complete_configuration_passes_the_check(tmp_path: Path) -> None:
+    env = clean_env(
+        tmp_path,
+        MARKET="global",
+        STRIPE_API_KEY="sk_test_x",
+        STRIPE_WEBHOOK_SECRET="whsec_x",
+        REPLICATE_API_TOKEN="r8_x",
+        REPLICATE_WEBHOOK_SECRET="whsec_eA==",
+        S3_BUCKET="media",
+    )
+    for service, module in CLI.items():
+        done = subprocess.run(
+            [sys.executable, "-m", module, "check-config"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"atelier-{service}: configuration ok (MARKET=global)" in done.stdout
+
+
+def test_make_run_supervisor_stops_with_one_line_for_the_whole_stack(tmp_path: Path) -> None:
+    code, stderr = run(DEVSTACK, [], clean_env(tmp_path, MARKET="global"), tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    assert line.startswith("atelier: cannot start MARKET=global: billing: ")
+    for name in NEEDED_FOR_GLOBAL["billing"] + NEEDED_FOR_GLOBAL["tasks"]:
+        assert name in line
+    assert not (tmp_path / "var").exists(), "nothing was migrated"
+
+    code, stderr = run(DEVSTACK, [], clean_env(tmp_path, MARKET="cn"), tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    assert "the cn market is not built yet" in line and "wechatpay" in line
+    assert line.count("use MARKET=local or MARKET=global") == 1
+
+
+def test_promote_admin_where_there_is_no_database_says_where_it_looked(tmp_path: Path) -> None:
+    code, stderr = run(
+        CLI["gateway"], ["promote-admin", "ada@example.com"], clean_env(tmp_path), tmp_path
+    )
+    line = one_line(stderr)
+    assert code == 2
+    assert f"no gateway database at {tmp_path / 'var' / 'gateway.db'}" in line
+    assert "GATEWAY_DATABASE_URL" in line
+    assert not (tmp_path / "var").exists(), "no empty database (nor a JWT secret) was created"
+
+
+def test_promote_admin_on_an_unmigrated_database_says_so(tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "gateway.db").write_bytes(b"")  # an empty SQLite file: no tables
+    code, stderr = run(
+        CLI["gateway"], ["promote-admin", "ada@example.com"], clean_env(tmp_path), tmp_path
+    )
+    line = one_line(stderr)
+    assert code == 2
+    assert re.search(r"gateway database sqlite:///\S+gateway\.db .* has no users table", line)
+    assert "atelier-gateway migrate" in line
+
+
+def test_promote_admin_of_an_unknown_user_names_the_database(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    code, stderr = run(CLI["gateway"], ["migrate"], env, tmp_path)
+    assert code == 0, stderr
+    code, stderr = run(CLI["gateway"], ["promote-admin", "ghost@example.com"], env, tmp_path)
+    line = one_line(stderr)
+    assert code == 1
+    assert "ghost@example.com" in line and str(tmp_path / "var" / "gateway.db") in line
+
+
+def test_what_the_checks_call_built_is_what_bootstrap_builds(tmp_path: Path) -> None:
+    """The start-up checks' lists of built adapters (settings) agree with the composition roots:
+    when the cn adapters land in bootstrap, this fails until the lists say so too."""
+    from atelier_billing.bootstrap import build_payment_provider
+    from atelier_billing.settings import BUILT_CHANNELS, MARKET_CHANNELS, BillingSettings
+    from atelier_ports.clock import SystemClock
+    from atelier_tasks.bootstrap import build_providers, build_storage
+    from atelier_tasks.settings import BUILT_PROVIDERS, BUILT_STORAGE, MARKET_ROUTES, TasksSettings
+
+    clock = SystemClock()
+    vendor = {
+        "REPLICATE_API_TOKEN": "r8_x",
+        "REPLICATE_WEBHOOK_SECRET": "whsec_eA==",
+        "S3_BUCKET": "media",
+        "STRIPE_API_KEY": "sk_test_x",
+        "STRIPE_WEBHOOK_SECRET": "whsec_x",
+        "ATELIER_DATA_DIR": str(tmp_path),
+    }
+    every_provider = {p for routes in MARKET_ROUTES.values() for p in routes.values()}
+    for provider in sorted(every_provider):
+        settings = TasksSettings(**{**vendor, "TASKS_PROVIDER_TEXT_TO_IMAGE": provider})
+        if provider in BUILT_PROVIDERS:
+            assert provider in build_providers(settings, clock)
+            assert not settings.unbuilt_parts()
+        else:
+            with pytest.raises(RuntimeError):
+                build_providers(settings, clock)
+            assert settings.unbuilt_parts()
+    for backend in ("local", "s3", "cos"):
+        settings = TasksSettings(**{**vendor, "TASKS_STORAGE": backend})
+        if backend in BUILT_STORAGE:
+            build_storage(settings, clock)
+        else:
+            with pytest.raises(RuntimeError):
+                build_storage(settings, clock)
+    billing = BillingSettings(**vendor)
+    for channel in sorted({c for cs in MARKET_CHANNELS.values() for c in cs}):
+        if channel in BUILT_CHANNELS:
+            assert build_payment_provider(channel, billing, clock).name == channel
+        else:
+            with pytest.raises(ValueError):
+                build_payment_provider(channel, billing, clock)
