@@ -63,6 +63,7 @@ from atelier_tasks.domain.params import validate_params
 
 log = logging.getLogger("atelier.tasks")
 
+MAX_SEQUENCE = 2**31 - 1
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
@@ -343,10 +344,16 @@ class TaskApplication:
     def watch(
         self, user_id: str, task_id: str, after_sequence: int, stop: Callable[[], bool]
     ) -> Iterator[TaskEvent]:
-        """Replay events after ``after_sequence``, then follow; ends after the terminal event."""
+        """Replay events after ``after_sequence``, then follow; ends after the terminal event.
+
+        A finished task ends the stream as soon as what was asked for is replayed — at once when
+        ``after_sequence`` is at or past its terminal event (a browser's EventSource reconnects
+        with the last id it saw, and must not be left waiting for an event that never comes).
+        """
         self._own(user_id, task_id)
         subscription = self.hub.subscribe(task_id)
-        last = max(after_sequence, 0)
+        # Sequences are 32-bit in the database; anything larger is simply "after every event".
+        last = min(max(after_sequence, 0), MAX_SEQUENCE)
         try:
             while True:
                 for event in self.repository.events_after(task_id, last):
@@ -354,12 +361,16 @@ class TaskApplication:
                     last = event.sequence
                     if event.terminal:
                         return
+                # Read after the events: a task that is terminal now has its terminal event
+                # stored, so if none came back above it was at or before ``last``.
+                current = self.repository.get(task_id, user_id)
+                if current is None:
+                    return  # deleted (its hold could not be placed)
+                if current.is_terminal and current.last_sequence <= last:
+                    return
                 if stop():
                     return
-                if not subscription.wait(self.config.watch_poll_seconds) and (
-                    self.repository.get(task_id, user_id) is None
-                ):
-                    return  # deleted (its hold could not be placed)
+                subscription.wait(self.config.watch_poll_seconds)
         finally:
             subscription.close()
 
