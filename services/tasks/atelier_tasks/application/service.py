@@ -14,19 +14,18 @@ caller can tell, and no provider is ever called.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification
 from atelier_ports.generation import GenerationProvider
 from atelier_ports.ids import IdGenerator
+from atelier_ports.paging import InvalidPageToken, decode_page_token, encode_page_token
 from atelier_ports.storage import ObjectStorage, UploadTarget
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import (
@@ -109,18 +108,26 @@ class UserStats:
     by_type: dict[TaskType, int]
 
 
-def encode_cursor(created_at: datetime, item_id: str) -> str:
-    raw = f"{created_at.isoformat()}|{item_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+# Page-token kinds: a token only continues the listing that issued it.
+TASKS_PAGE = "tasks.v1.tasks"
+ALL_TASKS_PAGE = "tasks.v1.all_tasks"
+IMAGES_PAGE = "tasks.v1.images"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def decode_cursor(token: str) -> tuple[datetime, str]:
+def encode_cursor(kind: str, created_at: datetime, item_id: str) -> str:
+    """An opaque token for the keyset position (created_at, id), in microseconds since 1970."""
+    micros = (created_at.astimezone(UTC) - _EPOCH) // timedelta(microseconds=1)
+    return encode_page_token(kind, micros, item_id)
+
+
+def decode_cursor(token: str, kind: str) -> tuple[datetime, str]:
+    micros, item_id = decode_page_token(token, kind, (int, str))
+    assert isinstance(micros, int) and isinstance(item_id, str)
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        stamp, item_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), item_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidParams("page_token is not valid", field="page_token") from None
+        return _EPOCH + timedelta(microseconds=micros), item_id
+    except OverflowError:  # a well-formed token with a position outside the calendar
+        raise InvalidPageToken() from None
 
 
 class TaskApplication:
@@ -246,7 +253,7 @@ class TaskApplication:
         task_type: TaskType | None = None,
         status: TaskStatus | None = None,
     ) -> tuple[list[TaskView], str]:
-        return self._list(user_id, page_size, page_token, task_type, status)
+        return self._list(TASKS_PAGE, user_id, page_size, page_token, task_type, status)
 
     def list_all_tasks(
         self,
@@ -260,17 +267,18 @@ class TaskApplication:
         """Every user's tasks (the admin console)."""
         if not caller_is_admin:
             raise AdminOnly("listing every user's tasks needs the admin role")
-        return self._list(None, page_size, page_token, task_type, status)
+        return self._list(ALL_TASKS_PAGE, None, page_size, page_token, task_type, status)
 
     def _list(
         self,
+        kind: str,
         user_id: str | None,
         page_size: int,
         page_token: str,
         task_type: TaskType | None,
         status: TaskStatus | None,
     ) -> tuple[list[TaskView], str]:
-        page = self._page(page_size, page_token)
+        page = self._page(page_size, page_token, kind)
         tasks = self.repository.list_tasks(
             user_id, Page(page.size + 1, page.after), task_type, status
         )
@@ -278,17 +286,18 @@ class TaskApplication:
         tasks = tasks[: page.size]
         images = self.repository.images_of([t.id for t in tasks])
         views = [TaskView(t, [self._image_view(i) for i in images.get(t.id, [])]) for t in tasks]
-        token = encode_cursor(tasks[-1].created_at, tasks[-1].id) if more and tasks else ""
+        token = encode_cursor(kind, tasks[-1].created_at, tasks[-1].id) if more and tasks else ""
         return views, token
 
     def list_images(
         self, user_id: str, page_size: int, page_token: str, task_type: TaskType | None = None
     ) -> tuple[list[ImageView], str]:
-        page = self._page(page_size, page_token)
+        page = self._page(page_size, page_token, IMAGES_PAGE)
         images = self.repository.list_images(user_id, Page(page.size + 1, page.after), task_type)
         more = len(images) > page.size
         images = images[: page.size]
-        token = encode_cursor(images[-1].created_at, images[-1].id) if more and images else ""
+        last = images[-1] if more and images else None
+        token = encode_cursor(IMAGES_PAGE, last.created_at, last.id) if last else ""
         return [self._image_view(i) for i in images], token
 
     def user_stats(self, user_id: str) -> UserStats:
@@ -422,11 +431,11 @@ class TaskApplication:
             raise TaskNotFound(f"task {task_id!r} not found")
         return task
 
-    def _page(self, size: int, token: str) -> Page:
+    def _page(self, size: int, token: str, kind: str) -> Page:
         if size < 0:
             raise InvalidParams("page_size must not be negative", field="page_size")
         size = min(size or self.config.default_page_size, self.config.max_page_size)
-        return Page(size, decode_cursor(token) if token else None)
+        return Page(size, decode_cursor(token, kind) if token else None)
 
     def _image_view(self, image: ResultImage) -> ImageView:
         ttl = self.config.url_ttl_seconds
