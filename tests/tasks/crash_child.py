@@ -63,7 +63,7 @@ def main(point: str, user: str) -> None:
     provider = KillingProvider(plain.app.providers["local"], point)
     tasks = build_app(billing=billing, providers={"local": provider})
     view = tasks.app.create_task(
-        CreateTask(user, TaskType.TEXT_TO_IMAGE, {"prompt": "crash", "width": 64, "height": 64})
+        CreateTask(user, TaskType.TEXT_TO_IMAGE, {"prompt": "crash", "width": 256, "height": 256})
     )
     print(view.task.id, flush=True)
     tasks.new_worker("doomed").run_once()

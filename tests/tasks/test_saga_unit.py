@@ -8,6 +8,7 @@ import pytest
 
 from atelier_ports.errors import InvalidNotification
 from atelier_ports.generation import GenerationResult, GenerationState, ProviderStyle
+from atelier_ports.paging import InvalidPageToken
 from atelier_tasks.application.service import CreateTask
 from atelier_tasks.domain.errors import (
     BillingUnavailable,
@@ -297,7 +298,7 @@ def test_list_pages_newest_first_with_filters(h: Harness) -> None:
     assert token3 == ""
     cancelled, _ = h.app.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
     assert [v.task.id for v in cancelled] == [ids[1]]
-    with pytest.raises(InvalidParams):
+    with pytest.raises(InvalidPageToken):
         h.app.list_tasks("u1", 2, "garbage!")
 
 

@@ -63,6 +63,7 @@ from atelier_tasks.domain.params import validate_params
 log = logging.getLogger("atelier.tasks")
 
 MAX_SEQUENCE = 2**31 - 1
+LOCAL_PROVIDER = "local"  # the only provider that honours params.sandbox_outcome
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
@@ -162,7 +163,11 @@ class TaskApplication:
 
     def create_task(self, command: CreateTask) -> TaskView:
         validated = validate_params(
-            command.type, command.params, command.input_keys, command.user_id
+            command.type,
+            command.params,
+            command.input_keys,
+            command.user_id,
+            sandbox=self.config.routes[command.type] == LOCAL_PROVIDER,
         )
         request_id = command.request_id or None
         if request_id:

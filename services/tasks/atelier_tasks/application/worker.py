@@ -36,7 +36,7 @@ from atelier_tasks.application.results import apply_result, settle
 from atelier_tasks.application.service import TaskApplication
 from atelier_tasks.domain.errors import BillingUnavailable, InsufficientCredits
 from atelier_tasks.domain.model import ErrorReason, Task, TaskType
-from atelier_tasks.domain.params import pose12_prompts
+from atelier_tasks.domain.pose12 import pose12_prompts
 
 log = logging.getLogger("atelier.tasks.worker")
 
