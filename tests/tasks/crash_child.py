@@ -28,8 +28,15 @@ class KillingBilling:
     def __init__(self, inner: Any, point: str) -> None:
         self.inner, self.point = inner, point
 
-    def hold(self, user_id: str, request_id: str, amount: int, reference: str) -> None:
-        self.inner.hold(user_id, request_id, amount, reference)
+    def hold(
+        self,
+        user_id: str,
+        request_id: str,
+        amount: int,
+        reference: str,
+        budget: float | None = None,
+    ) -> None:
+        self.inner.hold(user_id, request_id, amount, reference, budget)
         if self.point == "after_hold":
             die()
 
@@ -38,8 +45,8 @@ class KillingBilling:
             die()
         self.inner.capture(user_id, request_id)
 
-    def release(self, user_id: str, request_id: str) -> None:
-        self.inner.release(user_id, request_id)
+    def release(self, user_id: str, request_id: str) -> bool:
+        return bool(self.inner.release(user_id, request_id))
 
 
 class KillingProvider:

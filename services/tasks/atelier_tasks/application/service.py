@@ -3,13 +3,20 @@
 The create saga (the worker does the rest, see ``worker.py``):
 
 1. persist the task (``pending``, hold ``placing``) and its first event — one transaction;
-2. place the hold in billing with the task id as idempotency key;
-3. mark the hold ``held`` — only now can the worker dispatch it.
+2. place the hold in billing with the task id as idempotency key, within the time the caller
+   has left (its gRPC deadline, at most ``create_budget``);
+3. mark the hold ``held`` — only now can the worker dispatch it, and only this call may do it.
 
-A crash between 1 and 3 leaves a task whose hold is in doubt; the worker's sweep places the hold
-again with the same key (harmless if it exists) and carries on, or deletes the task when the user
-cannot pay. Insufficient credits at step 2 delete the task: it was never created as far as the
-caller can tell, and no provider is ever called.
+CreateTask answers UNAVAILABLE only after the task can no longer run: if billing cannot be
+reached, or its answer does not come in time to commit before the caller's deadline, the task is
+*abandoned* — ``failed`` with ``BILLING_UNAVAILABLE``, its request id freed so a retry creates a
+new task — and the worker releases whatever hold billing may have placed (idempotent by the task
+id; "no such hold" is final only once no placement can still land). A CreateTask call that never
+finished (its process died) leaves a ``placing`` task that the worker's sweep abandons the same
+way (``CREATE_INTERRUPTED``) — it never places holds itself. Every step is version-checked, so
+whoever commits first (the create, a retry with the same request id, the sweep) decides, and the
+others answer by what was committed. Insufficient credits (or any other definite "no" from
+billing) delete the task: it was never created, and no provider is ever called.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from atelier_tasks.application.ports import (
 from atelier_tasks.application.results import apply_result, settle
 from atelier_tasks.domain.errors import (
     AdminOnly,
+    BillingRefused,
     BillingUnavailable,
     InsufficientCredits,
     InvalidParams,
@@ -51,6 +59,7 @@ from atelier_tasks.domain.errors import (
     TaskNotFound,
 )
 from atelier_tasks.domain.model import (
+    ErrorReason,
     HoldState,
     ResultImage,
     Task,
@@ -75,6 +84,15 @@ class CreateTask:
     params: Mapping[str, Any]
     input_keys: Sequence[str] = ()
     request_id: str | None = None
+    # When the caller stops waiting (its gRPC deadline); the saga answers before that.
+    respond_by: datetime | None = None
+
+
+class CreateAbandoned(BillingUnavailable):
+    """CreateTask gave up before the hold was confirmed; the task will never run."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"{why}; nothing was charged and nothing will run — retry later")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +180,10 @@ class TaskApplication:
     # --- create ------------------------------------------------------------------------------
 
     def create_task(self, command: CreateTask) -> TaskView:
+        started = self.clock.now()
+        respond_by = started + self.config.create_budget
+        if command.respond_by is not None:
+            respond_by = min(respond_by, command.respond_by)
         validated = validate_params(
             command.type,
             command.params,
@@ -173,7 +195,9 @@ class TaskApplication:
         if request_id:
             existing = self.repository.find_by_request(command.user_id, request_id)
             if existing is not None:
-                return self._replay(existing, command.type, validated.params, validated.input_keys)
+                return self._replay(
+                    existing, command.type, validated.params, validated.input_keys, respond_by
+                )
         for key in validated.input_keys:
             upload = self.storage.head(key)
             if upload is None:
@@ -197,12 +221,19 @@ class TaskApplication:
         )
         stored = self.repository.add(task, quota)
         if stored.id != task.id:  # a concurrent create with the same request_id won
-            return self._replay(stored, command.type, validated.params, validated.input_keys)
+            return self._replay(
+                stored, command.type, validated.params, validated.input_keys, respond_by
+            )
         self.hub.publish(task.id)
-        return TaskView(self.place_hold(stored))
+        return TaskView(self.place_hold(stored, respond_by))
 
     def _replay(
-        self, task: Task, task_type: TaskType, params: Mapping[str, Any], keys: tuple[str, ...]
+        self,
+        task: Task,
+        task_type: TaskType,
+        params: Mapping[str, Any],
+        keys: tuple[str, ...],
+        respond_by: datetime,
     ) -> TaskView:
         if (
             task.type is not task_type
@@ -210,23 +241,41 @@ class TaskApplication:
             or task.input_keys != keys
         ):
             raise RequestIdConflict("request_id was already used for a different task")
-        task = self.place_hold(task)
+        # Still placing: the first call is in flight or died. Placing it here is the same
+        # request finishing; whoever commits first decides for both.
+        task = self.place_hold(task, respond_by)
         return self.view(task)
 
-    def place_hold(self, task: Task) -> Task:
-        """Saga step 2 (and its recovery): idempotent by the task id."""
+    def place_hold(self, task: Task, respond_by: datetime) -> Task:
+        """Saga steps 2 and 3 for a task still ``placing``; idempotent by the task id.
+
+        Returns the task once its hold is confirmed (or it was cancelled meanwhile); raises
+        InsufficientCredits / BillingRefused (the task is deleted) or CreateAbandoned (the task
+        is failed and can never run).
+        """
         if task.hold_state is not HoldState.PLACING:
             return task
+        if task.abandoned:
+            raise CreateAbandoned("this request was given up earlier")
+        budget = self._seconds_left(respond_by) - self.config.create_margin.total_seconds()
+        if budget <= 0:
+            return self._abandon(task, "no time left to place the credit hold")
         try:
-            self.billing.hold(task.user_id, task.id, task.cost, f"task:{task.id}")
-        except InsufficientCredits:
+            self.billing.hold(task.user_id, task.id, task.cost, f"task:{task.id}", budget=budget)
+        except (InsufficientCredits, BillingRefused):
             self.repository.delete(task.id)
             self.hub.publish(task.id)
             raise
         except BillingUnavailable:
-            log.warning("hold for %s in doubt; the sweep will retry", task.id)
-            raise
+            log.warning("hold for %s in doubt: the task is abandoned and released", task.id)
+            return self._abandon(task, "billing is unavailable")
+        if self._seconds_left(respond_by) < self.config.create_margin.total_seconds():
+            # Held, but too late to answer the caller with it: the caller will see an error, so
+            # the task must not run. The worker releases the hold.
+            return self._abandon(task, "the credit hold took too long")
         while True:
+            if task.abandoned:  # the sweep or a retry gave up on it first
+                raise CreateAbandoned("billing did not confirm the hold in time")
             task.hold_placed(self.clock.now())
             try:
                 self.repository.save(task)
@@ -240,6 +289,39 @@ class TaskApplication:
         if task.needs_settlement:  # cancelled while the hold was being placed
             task = settle(self, task)
         return task
+
+    def _abandon(self, task: Task, why: str, reason: str = ErrorReason.BILLING_UNAVAILABLE) -> Task:
+        """Make a task still placing its hold unable to ever run, then raise CreateAbandoned —
+        unless someone else confirmed its hold first, in which case that task is the answer."""
+        while True:
+            if task.hold_state is not HoldState.PLACING:
+                return task  # a retry with the same request id placed it: it stands
+            if task.is_terminal:
+                break  # abandoned (or cancelled) already; the worker settles it
+            task.abandon(self.clock.now(), reason, why)
+            try:
+                self.repository.save(task)
+            except ConcurrentUpdate:
+                fresh = self.repository.get(task.id)
+                if fresh is None:
+                    break
+                task = fresh
+                continue
+            self.hub.publish(task.id)
+            break
+        raise CreateAbandoned(why)
+
+    def abandon_orphan(self, task: Task) -> bool:
+        """The worker's sweep: a task still placing long after its CreateTask call must have
+        ended (the process died) can never run. True if this call abandoned it."""
+        try:
+            self._abandon(task, "the request was interrupted", ErrorReason.CREATE_INTERRUPTED)
+        except CreateAbandoned:
+            return True
+        return False
+
+    def _seconds_left(self, respond_by: datetime) -> float:
+        return (respond_by - self.clock.now()).total_seconds()
 
     # --- reads ---------------------------------------------------------------------------------
 
