@@ -44,7 +44,7 @@ from tests.tasks.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = "carol"
-PARAMS = {"prompt": "a lighthouse", "width": 256, "height": 256}
+PARAMS: dict[str, Any] = {"prompt": "a lighthouse", "width": 256, "height": 256}
 GATEWAY_DEADLINE = 15.0  # what the gateway gives POST /v1/tasks
 
 

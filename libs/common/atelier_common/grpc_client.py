@@ -20,7 +20,7 @@ import enum
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -162,6 +162,14 @@ def to_problem(error: RemoteCallError) -> Exception:
     if error.reason:
         problem.reason = error.reason
     return problem
+
+
+def raise_as_problem(error: RemoteCallError) -> NoReturn:
+    """``raise to_problem(error)``, chained to the remote error when it was translated."""
+    problem = to_problem(error)
+    if problem is error:
+        raise error
+    raise problem from error
 
 
 @dataclass(frozen=True, slots=True)
