@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from atelier_common.grpc_client import translate
 from google.protobuf import struct_pb2
 from PIL import Image
 
@@ -192,8 +193,9 @@ def test_bad_sides_over_grpc_name_the_field(grpc_stack: GrpcStack) -> None:
                 pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=struct),
                 metadata=stack.md("alice"),
             )
-        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-        assert dict(err.value.trailing_metadata() or ())  # rich status present
+        error = translate("tasks", err.value)
+        assert (error.status, error.reason) == ("INVALID_ARGUMENT", "INVALID_PARAMS")
+        assert error.metadata == {"field": field}
     task = stack.create("alice", width=2048, height=256)
     assert task.params["width"] == 2048 and task.params["height"] == 256
     assert stack.balance("alice") == (9, 1)
