@@ -21,11 +21,19 @@ import psycopg
 
 
 class NoBilling:
-    def hold(self, user_id: str, request_id: str, amount: int, reference: str) -> None: ...
+    def hold(
+        self,
+        user_id: str,
+        request_id: str,
+        amount: int,
+        reference: str,
+        budget: float | None = None,
+    ) -> None: ...
 
     def capture(self, user_id: str, request_id: str) -> None: ...
 
-    def release(self, user_id: str, request_id: str) -> None: ...
+    def release(self, user_id: str, request_id: str) -> bool:
+        return True
 
 
 def _settings(url: str, data_dir: str, billing_address: str | None) -> Any:

@@ -13,6 +13,7 @@ from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.bootstrap import TasksApp, build_app
 from atelier_tasks.settings import TasksSettings
 from tests.support.billing_server import INTERNAL_TOKEN
+from tests.tasks.grpc_stack import grpc_stack  # noqa: F401  (a fixture shared by test modules)
 
 
 def tasks_settings(database_url: str, data_dir: Path, **env: Any) -> TasksSettings:

@@ -28,8 +28,15 @@ class KillingBilling:
     def __init__(self, inner: Any, point: str) -> None:
         self.inner, self.point = inner, point
 
-    def hold(self, user_id: str, request_id: str, amount: int, reference: str) -> None:
-        self.inner.hold(user_id, request_id, amount, reference)
+    def hold(
+        self,
+        user_id: str,
+        request_id: str,
+        amount: int,
+        reference: str,
+        budget: float | None = None,
+    ) -> None:
+        self.inner.hold(user_id, request_id, amount, reference, budget)
         if self.point == "after_hold":
             die()
 
@@ -38,8 +45,8 @@ class KillingBilling:
             die()
         self.inner.capture(user_id, request_id)
 
-    def release(self, user_id: str, request_id: str) -> None:
-        self.inner.release(user_id, request_id)
+    def release(self, user_id: str, request_id: str) -> bool:
+        return bool(self.inner.release(user_id, request_id))
 
 
 class KillingProvider:
@@ -63,7 +70,7 @@ def main(point: str, user: str) -> None:
     provider = KillingProvider(plain.app.providers["local"], point)
     tasks = build_app(billing=billing, providers={"local": provider})
     view = tasks.app.create_task(
-        CreateTask(user, TaskType.TEXT_TO_IMAGE, {"prompt": "crash", "width": 64, "height": 64})
+        CreateTask(user, TaskType.TEXT_TO_IMAGE, {"prompt": "crash", "width": 256, "height": 256})
     )
     print(view.task.id, flush=True)
     tasks.new_worker("doomed").run_once()

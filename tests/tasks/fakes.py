@@ -89,21 +89,35 @@ class FakeBillingClient:
     balances: dict[str, int] = field(default_factory=dict)
     holds: dict[str, FakeHold] = field(default_factory=dict)
     down: bool = False
+    lose_answers: bool = False
+    on_hold: Callable[[], None] | None = None  # runs after a successful hold (e.g. time passes)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    budgets: list[float | None] = field(default_factory=list)
 
     def fund(self, user_id: str, credits: int) -> None:
         self.balances[user_id] = self.balances.get(user_id, 0) + credits
 
-    def hold(self, user_id: str, request_id: str, amount: int, reference: str) -> None:
+    def hold(
+        self,
+        user_id: str,
+        request_id: str,
+        amount: int,
+        reference: str,
+        budget: float | None = None,
+    ) -> None:
         self.calls.append(("hold", request_id))
+        self.budgets.append(budget)
         if self.down:
             raise BillingUnavailable("billing is down")
-        if request_id in self.holds:
-            return
-        if self.balances.get(user_id, 0) < amount:
-            raise InsufficientCredits("not enough credits")
-        self.balances[user_id] -= amount
-        self.holds[request_id] = FakeHold(user_id, amount)
+        if request_id not in self.holds:
+            if self.balances.get(user_id, 0) < amount:
+                raise InsufficientCredits("not enough credits")
+            self.balances[user_id] -= amount
+            self.holds[request_id] = FakeHold(user_id, amount)
+        if self.lose_answers:  # placed, but the caller never hears so
+            raise BillingUnavailable("the answer was lost")
+        if self.on_hold is not None:
+            self.on_hold()
 
     def capture(self, user_id: str, request_id: str) -> None:
         self.calls.append(("capture", request_id))
@@ -113,17 +127,23 @@ class FakeBillingClient:
         assert hold.status in ("held", "captured"), f"capture of a {hold.status} hold"
         hold.status = "captured"
 
-    def release(self, user_id: str, request_id: str) -> None:
+    def release(self, user_id: str, request_id: str) -> bool:
         self.calls.append(("release", request_id))
         if self.down:
             raise BillingUnavailable("billing is down")
         hold = self.holds.get(request_id)
         if hold is None:
-            return
+            return False
         assert hold.status in ("held", "released"), f"release of a {hold.status} hold"
         if hold.status == "held":
             self.balances[user_id] += hold.amount
             hold.status = "released"
+        return True
+
+    def held(self, user_id: str) -> int:
+        return sum(
+            h.amount for h in self.holds.values() if h.user_id == user_id and h.status == "held"
+        )
 
 
 class FakeProvider:
@@ -264,7 +284,7 @@ class FakeTaskRepository:
                 today = sum(
                     1
                     for t in self.tasks.values()
-                    if t.user_id == task.user_id and t.created_at >= quota.since
+                    if t.user_id == task.user_id and t.created_at >= quota.since and not t.abandoned
                 )
                 if today >= quota.limit:
                     raise DailyLimitReached("daily limit reached")
@@ -423,14 +443,25 @@ class FakeTaskRepository:
                 and t.hold_state is not HoldState.PLACING
             ][:limit]
 
-    def unsettled(self, limit: int) -> list[str]:
+    def unsettled(self, now: datetime, limit: int) -> list[str]:
         with self.lock:
-            return [t.id for t in self.tasks.values() if t.needs_settlement][:limit]
+            return [
+                t.id
+                for t in self.tasks.values()
+                if t.needs_settlement
+                and (
+                    t.hold_state is HoldState.HELD
+                    or t.next_attempt_at is None
+                    or t.next_attempt_at <= now
+                )
+            ][:limit]
 
     def holds_in_doubt(self, created_before: datetime, limit: int) -> list[str]:
         with self.lock:
             return [
                 t.id
                 for t in self.tasks.values()
-                if t.hold_state is HoldState.PLACING and t.created_at < created_before
+                if t.hold_state is HoldState.PLACING
+                and not t.is_terminal
+                and t.created_at < created_before
             ][:limit]

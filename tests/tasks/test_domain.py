@@ -96,7 +96,7 @@ def test_text_to_image_params_are_normalised() -> None:
         "prompt": "a cat",
         "negative_prompt": "",
         "width": 256,
-        "height": 512,
+        "height": 1024,
         "seed": 0,
     }
 
@@ -118,8 +118,8 @@ def test_text_to_image_params_are_normalised() -> None:
         (TaskType.BASIC_CLEAN, {}, [], "input_keys"),
         (TaskType.BASIC_CLEAN, {}, ["u2/uploads/x.png"], "input_keys"),
         (TaskType.BASIC_CLEAN, {}, ["u1/../u2/x.png"], "input_keys"),
-        (TaskType.MODEL_POSE12, {"scene": "moon", "category": "tops"}, ["u1/a.png"], "scene"),
-        (TaskType.MODEL_POSE12, {"scene": "beach"}, ["u1/a.png"], "category"),
+        (TaskType.MODEL_POSE12, {"scene": "moon", "category": "coat"}, ["u1/a.png"], "scene"),
+        (TaskType.MODEL_POSE12, {"scene": "studio", "category": "tops"}, ["u1/a.png"], "category"),
     ],
 )
 def test_bad_params_name_the_field(
@@ -132,9 +132,9 @@ def test_bad_params_name_the_field(
 
 def test_pose12_has_twelve_server_side_prompts() -> None:
     out = validate_params(
-        TaskType.MODEL_POSE12, {"scene": "beach", "category": "dresses"}, ["u1/a.png"], "u1"
+        TaskType.MODEL_POSE12, {"scene": "street", "category": "dress"}, ["u1/a.png"], "u1"
     )
     prompts = pose12_prompts(out.params)
     assert len(set(prompts)) == 12
-    assert all("dresses" in p and "beach" in p for p in prompts)
+    assert all("dress" in p and "city street" in p for p in prompts)
     assert "prompt" not in out.params  # the template is never part of the task's params

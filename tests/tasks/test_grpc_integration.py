@@ -44,7 +44,7 @@ class Stack(StackCalls):
 
     def create(self, user: str, **params: Any) -> Any:
         struct = struct_pb2.Struct()
-        struct.update({"prompt": "a lighthouse", "width": 64, "height": 64, **params})
+        struct.update({"prompt": "a lighthouse", "width": 256, "height": 256, **params})
         request = pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=struct)
         return self.stub.CreateTask(request, metadata=self.md(user)).task
 

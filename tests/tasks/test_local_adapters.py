@@ -90,7 +90,7 @@ def test_model_pose12_makes_twelve_distinct_images() -> None:
     garment = io.BytesIO()
     Image.new("RGB", (80, 100), (30, 60, 200)).save(garment, format="PNG")
     result = gen.submit(
-        request("model_pose12", {"scene": "park", "category": "tops"}, (garment.getvalue(),))
+        request("model_pose12", {"scene": "indoor", "category": "coat"}, (garment.getvalue(),))
     )
     assert result.state is GenerationState.SUCCEEDED
     assert len(result.outputs) == 12

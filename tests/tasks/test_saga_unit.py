@@ -8,6 +8,7 @@ import pytest
 
 from atelier_ports.errors import InvalidNotification
 from atelier_ports.generation import GenerationResult, GenerationState, ProviderStyle
+from atelier_ports.paging import InvalidPageToken
 from atelier_tasks.application.service import CreateTask
 from atelier_tasks.domain.errors import (
     BillingUnavailable,
@@ -172,23 +173,24 @@ def test_cancel_racing_with_a_result_discards_the_result(h: Harness) -> None:
     assert h.billing.balances["u1"] == 10
 
 
-def test_billing_down_at_create_is_recovered_by_the_sweep(h: Harness) -> None:
+def test_billing_down_at_create_abandons_the_task_and_it_never_runs(h: Harness) -> None:
     h.billing.down = True
     with pytest.raises(BillingUnavailable):
         h.create()
     (task_id,) = h.repository.tasks
+    task = h.repository.get(task_id)
+    assert task.status is TaskStatus.FAILED and task.error_reason == "BILLING_UNAVAILABLE"
     h.billing.down = False
-    h.worker.run_once()
-    assert h.provider.submitted == []  # hold in doubt: not dispatched before the grace period
     h.clock.advance(seconds=31)
     h.worker.run_once()
     h.worker.run_once()
     task = h.repository.get(task_id)
-    assert task.status is TaskStatus.SUCCEEDED and task.hold_state is HoldState.CAPTURED
-    assert h.billing.balances["u1"] == 9
+    assert task.status is TaskStatus.FAILED and task.hold_state is HoldState.RELEASED
+    assert h.provider.submitted == []
+    assert h.billing.balances["u1"] == 10
 
 
-def test_crash_after_hold_before_marking_it_is_recovered_without_double_charge(h: Harness) -> None:
+def test_crash_after_hold_before_marking_it_is_released_and_never_runs(h: Harness) -> None:
     original = h.repository.save
     h.repository.save = lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed"))  # type: ignore[method-assign]
     with pytest.raises(SystemExit):
@@ -196,12 +198,17 @@ def test_crash_after_hold_before_marking_it_is_recovered_without_double_charge(h
     h.repository.save = original  # type: ignore[method-assign]
     (task_id,) = h.repository.tasks
     assert h.billing.holds[task_id].status == "held"
+    h.worker.run_once()
+    assert h.repository.get(task_id).hold_state is HoldState.PLACING  # within the grace period
     h.clock.advance(seconds=31)
     h.worker.run_once()
     h.worker.run_once()
-    assert h.repository.get(task_id).status is TaskStatus.SUCCEEDED
-    assert h.billing.balances["u1"] == 9  # the second hold with the same key changed nothing
-    assert [c for c in h.billing.calls if c[0] == "hold"] == [("hold", task_id)] * 2
+    task = h.repository.get(task_id)
+    assert task.status is TaskStatus.FAILED and task.error_reason == "CREATE_INTERRUPTED"
+    assert task.hold_state is HoldState.RELEASED
+    assert h.provider.submitted == []
+    assert h.billing.balances["u1"] == 10
+    assert [c for c in h.billing.calls if c[0] == "hold"] == [("hold", task_id)]
 
 
 def test_crash_mid_dispatch_is_redispatched_after_the_lease(h: Harness) -> None:
@@ -297,7 +304,7 @@ def test_list_pages_newest_first_with_filters(h: Harness) -> None:
     assert token3 == ""
     cancelled, _ = h.app.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
     assert [v.task.id for v in cancelled] == [ids[1]]
-    with pytest.raises(InvalidParams):
+    with pytest.raises(InvalidPageToken):
         h.app.list_tasks("u1", 2, "garbage!")
 
 

@@ -55,7 +55,7 @@ def test_text_to_image_end_to_end_on_sql(
         CreateTask(
             "u1",
             TaskType.TEXT_TO_IMAGE,
-            {"prompt": "a red fox", "width": 96, "height": 64, "seed": 7},
+            {"prompt": "a red fox", "width": 320, "height": 256, "seed": 7},
         )
     )
     worker = tasks.new_worker("w1")
@@ -64,7 +64,7 @@ def test_text_to_image_end_to_end_on_sql(
     assert done.task.status is TaskStatus.SUCCEEDED
     assert done.task.hold_state is HoldState.CAPTURED
     (image,) = done.images
-    assert (image.image.width, image.image.height) == (96, 64)
+    assert (image.image.width, image.image.height) == (320, 256)
     assert image.image.content_type == "image/png" and len(image.image.sha256) == 64
     # The signed URL verifies, and tampering or expiry does not.
     storage = tasks.storage
@@ -76,7 +76,7 @@ def test_text_to_image_end_to_end_on_sql(
     assert not storage.verify_download(key + "x", query["expires"], query["signature"])
     assert not storage.verify_download(key, str(int(query["expires"]) + 1), query["signature"])
     with Image.open(io.BytesIO(storage.get(key))) as img:
-        assert img.size == (96, 64)
+        assert img.size == (320, 256)
     thumb_key = unquote(urlparse(image.thumbnail_url).path.split("/files/", 1)[1])
     with Image.open(io.BytesIO(storage.get(thumb_key))) as img:
         assert max(img.size) <= 256
@@ -100,7 +100,7 @@ def test_basic_clean_and_pose12_on_sql(
         CreateTask(
             "u1",
             TaskType.MODEL_POSE12,
-            {"scene": "beach", "category": "tops"},
+            {"scene": "street", "category": "hoodie"},
             ["u1/uploads/a/photo.png"],
         )
     )

@@ -40,7 +40,9 @@ def test_two_workers_dispatch_each_of_50_tasks_exactly_once(
     second = make_tasks(env, billing=billing, providers={"local": provider})
     ids = [
         first.app.create_task(
-            CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": f"p{i}", "width": 64, "height": 64})
+            CreateTask(
+                "u1", TaskType.TEXT_TO_IMAGE, {"prompt": f"p{i}", "width": 256, "height": 256}
+            )
         ).task.id
         for i in range(50)
     ]

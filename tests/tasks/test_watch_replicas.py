@@ -28,7 +28,7 @@ def test_watch_on_one_replica_sees_changes_made_by_another(
     replica_a.app.config = slow
     replica_b = make_tasks(billing=billing)
     task_id = replica_b.app.create_task(
-        CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "x", "width": 64, "height": 64})
+        CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "x", "width": 256, "height": 256})
     ).task.id
     seen: list[tuple[int, TaskStatus]] = []
     first = threading.Event()

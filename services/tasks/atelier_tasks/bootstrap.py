@@ -77,6 +77,7 @@ def tasks_config(settings: TasksSettings) -> TasksConfig:
         retry_backoff=timedelta(seconds=settings.retry_backoff_seconds),
         lease=timedelta(seconds=settings.lease_seconds),
         hold_grace=timedelta(seconds=settings.hold_grace_seconds),
+        create_budget=timedelta(seconds=settings.create_budget_seconds),
         url_ttl_seconds=settings.url_ttl_seconds,
         upload_max_bytes=settings.upload_max_bytes,
     )

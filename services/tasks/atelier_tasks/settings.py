@@ -56,6 +56,7 @@ class TasksSettings(BaseSettings):
     retry_backoff_seconds: float = Field(2.0, validation_alias="TASKS_RETRY_BACKOFF_SECONDS", ge=0)
     lease_seconds: float = Field(300.0, validation_alias="TASKS_LEASE_SECONDS", gt=0)
     hold_grace_seconds: float = Field(30.0, validation_alias="TASKS_HOLD_GRACE_SECONDS", ge=0)
+    create_budget_seconds: float = Field(10.0, validation_alias="TASKS_CREATE_BUDGET_SECONDS", gt=0)
 
     worker_enabled: bool = Field(True, validation_alias="TASKS_WORKER_ENABLED")
     worker_batch: int = Field(10, validation_alias="TASKS_WORKER_BATCH", ge=1)

@@ -1,5 +1,6 @@
 """gRPC clients of billing and tasks: deadlines on every call, caller metadata, and errors
-translated into :class:`RemoteCallError` (status name + ``google.rpc.ErrorInfo`` reason)."""
+translated into :class:`RemoteCallError` (status name + ``google.rpc.ErrorInfo`` reason) by the
+shared ``atelier_common.grpc_client`` helper, the one place that reads a failed call."""
 
 from __future__ import annotations
 
@@ -10,12 +11,23 @@ from typing import Any
 import grpc
 import grpc.aio
 from atelier_common.context import outgoing_metadata
-from google.rpc import error_details_pb2, status_pb2
+from atelier_common.grpc_client import (
+    ErrorCategory,
+    RemoteCallError,
+    RetryPolicy,
+    call_unary,
+    raise_as_problem,
+    translate,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from atelier_ports.problems import Unavailable
-
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+__all__ = [
+    "Caller",
+    "GrpcBillingAccounts",
+    "RemoteCallError",
+    "RemoteService",
+    "translate_error",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,44 +39,8 @@ class Caller:
     request_id: str | None = None
 
 
-class RemoteCallError(Exception):
-    """A service answered with a non-OK status."""
-
-    def __init__(
-        self,
-        service: str,
-        status: str,
-        message: str,
-        reason: str = "",
-        metadata: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{service}: {status} {reason} {message}")
-        self.service = service
-        self.status = status  # grpc.StatusCode name, e.g. "NOT_FOUND"
-        self.message = message
-        self.reason = reason
-        self.metadata: dict[str, str] = metadata or {}
-
-
-def _error_info(trailing: Any) -> tuple[str, dict[str, str]]:
-    for key, value in trailing or ():
-        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            info = error_details_pb2.ErrorInfo()
-            if detail.Unpack(info):
-                return str(info.reason), dict(info.metadata)
-    return "", {}
-
-
 def translate_error(service: str, exc: grpc.RpcError) -> RemoteCallError:
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = exc.details() if hasattr(exc, "details") else ""
-    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else ()
-    reason, metadata = _error_info(trailing)
-    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-    return RemoteCallError(service, name, str(details or ""), reason, metadata)
+    return translate(service, exc)
 
 
 @dataclass
@@ -135,7 +111,12 @@ class RemoteService:
 
 
 class GrpcBillingAccounts:
-    """The ``BillingAccounts`` port over a blocking channel (use cases run in worker threads)."""
+    """The ``BillingAccounts`` port over a blocking channel (use cases run in worker threads).
+
+    Both calls are idempotent (one account and bonus per user; contact details overwrite), so
+    the transient statuses are retried; billing's refusals become the matching problem
+    (``to_problem``) and are never reported as "unavailable".
+    """
 
     def __init__(self, address: str, internal_token: str, timeout: float = 5.0) -> None:
         from atelier.billing.v1 import billing_pb2_grpc
@@ -145,19 +126,28 @@ class GrpcBillingAccounts:
         self._timeout = timeout
         self._channel = grpc.insecure_channel(address)
         self._stub = billing_pb2_grpc.BillingServiceStub(self._channel)
+        self._policy = RetryPolicy(attempts=2, backoff=0.1)
+
+    def _call(self, method: str, request: Any, user_id: str) -> Any:
+        return call_unary(
+            getattr(self._stub, method),
+            request,
+            service="billing",
+            metadata=outgoing_metadata(self._token, user_id, "user"),
+            timeout=self._timeout,
+            idempotent=True,
+            policy=self._policy,
+            budget=self._timeout,
+        )
 
     def set_up_account(self, user_id: str, email: str | None, name: str | None) -> bool:
         from atelier.billing.v1 import billing_pb2
 
         request = billing_pb2.SetUpAccountRequest(email=email or "", name=name or "")
         try:
-            reply = self._stub.SetUpAccount(
-                request,
-                metadata=outgoing_metadata(self._token, user_id, "user"),
-                timeout=self._timeout,
-            )
-        except grpc.RpcError as e:
-            raise Unavailable("billing could not set up the account") from e
+            reply = self._call("SetUpAccount", request, user_id)
+        except RemoteCallError as e:
+            raise_as_problem(e)
         return bool(reply.created)
 
     def update_contact(self, user_id: str, email: str | None, name: str | None) -> None:
@@ -165,15 +155,11 @@ class GrpcBillingAccounts:
 
         request = billing_pb2.UpdateAccountContactRequest(email=email or "", name=name or "")
         try:
-            self._stub.UpdateAccountContact(
-                request,
-                metadata=outgoing_metadata(self._token, user_id, "user"),
-                timeout=self._timeout,
-            )
-        except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+            self._call("UpdateAccountContact", request, user_id)
+        except RemoteCallError as e:
+            if e.category is ErrorCategory.NOT_FOUND:
                 return  # no billing account yet: it will be created with the new details
-            raise Unavailable("billing could not update the contact details") from e
+            raise_as_problem(e)
 
     def close(self) -> None:
         self._channel.close()

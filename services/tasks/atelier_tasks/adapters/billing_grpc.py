@@ -1,46 +1,40 @@
 """The billing service as a gRPC client (the ``BillingClient`` port).
 
-Every call carries the internal credential, the task owner's id and the request id, has a
-deadline, and — since holds, captures and releases are idempotent by ``request_id`` (the task
-id) — is retried on UNAVAILABLE / DEADLINE_EXCEEDED a bounded number of times.
+Every call carries the internal credential, the task owner's id and the request id and has a
+deadline. Statuses are read by the shared ``atelier_common.grpc_client`` helper: holds, captures
+and releases are idempotent by ``request_id`` (the task id), so they are retried on the transient
+statuses (UNAVAILABLE, DEADLINE_EXCEEDED) only, within the time the caller has; every other
+status is billing's answer and is translated once, here, never retried.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from atelier_common.context import outgoing_metadata
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from atelier_common.grpc_client import (
+    ErrorCategory,
+    RemoteCallError,
+    RetryPolicy,
+    call_unary,
+    translate,
+)
 
 from atelier.billing.v1 import billing_pb2 as pb
 from atelier.billing.v1 import billing_pb2_grpc as pb_grpc
-from atelier_tasks.domain.errors import BillingUnavailable, InsufficientCredits
+from atelier_tasks.domain.errors import BillingRefused, BillingUnavailable, InsufficientCredits
 
 log = logging.getLogger("atelier.tasks.billing")
 
-T = TypeVar("T")
-_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+SERVICE = "billing"
 
 
 def error_reason(error: grpc.RpcError) -> str:
-    """The ErrorInfo reason of a rich status, or ''."""
-    try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    except Exception:
-        return ""
-    if status is None:
-        return ""
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Is(info.DESCRIPTOR):
-            detail.Unpack(info)
-            return str(info.reason)
-    return ""
+    """The ErrorInfo reason of a failed call, or '' (kept for tests and tools)."""
+    return translate(SERVICE, error).reason
 
 
 class GrpcBillingClient:
@@ -57,62 +51,83 @@ class GrpcBillingClient:
         self._stub = pb_grpc.BillingServiceStub(self._channel)
         self._token = internal_token
         self._timeout = timeout
-        self._retries = retries
-        self._backoff = backoff
+        self._policy = RetryPolicy(attempts=max(retries, 1), backoff=backoff)
 
     def close(self) -> None:
         self._channel.close()
 
-    def hold(self, user_id: str, request_id: str, amount: int, reference: str) -> None:
+    def hold(
+        self,
+        user_id: str,
+        request_id: str,
+        amount: int,
+        reference: str,
+        budget: float | None = None,
+    ) -> None:
         request = pb.HoldCreditsRequest(request_id=request_id, amount=amount, reference=reference)
         try:
-            self._call(self._stub.HoldCredits, request, user_id, request_id)
-        except grpc.RpcError as exc:
-            if exc.code() is grpc.StatusCode.FAILED_PRECONDITION and (
-                error_reason(exc) == "INSUFFICIENT_CREDITS"
-            ):
+            self._call(self._stub.HoldCredits, request, user_id, budget)
+        except RemoteCallError as exc:
+            if exc.transient:
+                raise BillingUnavailable(f"billing unavailable ({exc.status})") from exc
+            if (
+                exc.category is ErrorCategory.PRECONDITION and exc.reason == "INSUFFICIENT_CREDITS"
+            ) or exc.category is ErrorCategory.NOT_FOUND:  # no account yet: nothing to spend
                 raise InsufficientCredits(
                     "not enough credits for this task", metadata={"required": str(amount)}
                 ) from exc
-            if exc.code() is grpc.StatusCode.NOT_FOUND:  # no billing account yet: nothing to spend
-                raise InsufficientCredits(
-                    "not enough credits for this task", metadata={"required": str(amount)}
-                ) from exc
-            raise BillingUnavailable(f"billing refused the hold: {exc.code().name}") from exc
+            # Billing answered and placed nothing (a conflicting request id, a bad amount, a
+            # refused credential…): not "in doubt", and repeating it would get the same answer.
+            log.error("billing refused the hold for %s: %s %s", request_id, exc.status, exc.reason)
+            raise BillingRefused(f"billing refused the hold ({exc.status})") from exc
 
     def capture(self, user_id: str, request_id: str) -> None:
         self._settle(self._stub.CaptureHold, pb.CaptureHoldRequest(request_id=request_id), user_id)
 
-    def release(self, user_id: str, request_id: str) -> None:
-        self._settle(self._stub.ReleaseHold, pb.ReleaseHoldRequest(request_id=request_id), user_id)
+    def release(self, user_id: str, request_id: str) -> bool:
+        return self._settle(
+            self._stub.ReleaseHold, pb.ReleaseHoldRequest(request_id=request_id), user_id
+        )
 
-    def _settle(self, method: Callable[..., Any], request: Any, user_id: str) -> None:
+    def _settle(self, method: Callable[..., Any], request: Any, user_id: str) -> bool:
+        """True when billing settled the hold (now or before); False when it has no such hold."""
         try:
-            self._call(method, request, user_id, request.request_id)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-                # No such hold (never placed) or already settled the other way: nothing more
-                # this side can do; logged for the operator, not retried forever.
+            self._call(method, request, user_id, None)
+        except RemoteCallError as exc:
+            if exc.category is ErrorCategory.NOT_FOUND:
+                return False
+            if exc.category is ErrorCategory.PRECONDITION:
+                # Already settled the other way: nothing more this side can do; logged for the
+                # operator, not retried.
                 log.warning(
                     "billing settlement for %s answered %s (%s)",
                     request.request_id,
-                    code.name,
-                    error_reason(exc),
+                    exc.status,
+                    exc.reason,
                 )
-                return
-            raise BillingUnavailable(f"billing settlement failed: {code.name}") from exc
+                return True
+            if not exc.transient:
+                # A fault (bad credential, bug): the settlement is still owed, so the worker's
+                # sweep tries again later — loudly.
+                log.error(
+                    "billing settlement for %s failed: %s %s",
+                    request.request_id,
+                    exc.status,
+                    exc.reason,
+                )
+            raise BillingUnavailable(f"billing settlement failed: {exc.status}") from exc
+        return True
 
-    def _call(self, method: Callable[..., T], request: Any, user_id: str, request_id: str) -> T:
-        metadata = outgoing_metadata(self._token, user_id=user_id, request_id=None)
-        attempt = 0
-        while True:
-            try:
-                return method(request, metadata=metadata, timeout=self._timeout)
-            except grpc.RpcError as exc:
-                attempt += 1
-                if exc.code() not in _TRANSIENT:
-                    raise
-                if attempt >= self._retries:
-                    raise BillingUnavailable(f"billing unavailable ({exc.code().name})") from exc
-                time.sleep(self._backoff * attempt)
+    def _call(
+        self, method: Callable[..., Any], request: Any, user_id: str, budget: float | None
+    ) -> Any:
+        return call_unary(
+            method,
+            request,
+            service=SERVICE,
+            metadata=outgoing_metadata(self._token, user_id=user_id, request_id=None),
+            timeout=self._timeout,
+            idempotent=True,
+            policy=self._policy,
+            budget=budget,
+        )

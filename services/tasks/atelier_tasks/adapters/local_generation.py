@@ -6,7 +6,7 @@
 - ``basic_clean``: EXIF auto-orientation, background whitening (pixels close to the colour of
   the image border become white), fit onto a white square canvas.
 - ``model_pose12``: twelve distinct variants of the garment photo (pose-specific placement,
-  rotation, mirroring, scene colour and a pose silhouette).
+  rotation, mirroring, a pose silhouette), painted in the scene and placed by the category.
 
 ``LOCAL_GENERATOR_DELAY_MS`` adds latency; ``LOCAL_GENERATOR_FAIL_RATE`` makes that share of
 tasks fail (chosen deterministically from the task id). The sandbox trigger
@@ -35,13 +35,22 @@ from atelier_ports.generation import (
     ProviderStyle,
 )
 
+# How the local generator paints each scene and where it places each garment category. The valid
+# names live in ``atelier_tasks.domain.pose12``; a name added there but not here still works (a
+# colour derived from its name, the garment on the torso).
 SCENE_COLOURS = {
     "studio": (236, 236, 240),
     "street": (170, 176, 186),
-    "beach": (246, 224, 178),
-    "cafe": (196, 160, 128),
-    "park": (150, 196, 140),
+    "indoor": (226, 210, 186),
 }
+# category → (vertical anchor as a share of the side, scale of the garment)
+CATEGORY_PLACEMENT = {
+    "shoes": (0.86, 0.35),
+    "dress": (0.30, 1.15),
+    "hoodie": (0.26, 0.9),
+    "coat": (0.26, 1.1),
+}
+_TORSO = (0.26, 1.0)
 
 
 class LocalGenerationProvider:
@@ -74,7 +83,11 @@ class LocalGenerationProvider:
             elif request.task_type == "basic_clean":
                 images = [basic_clean(_one(request), int(str(request.params.get("size", 1024))))]
             elif request.task_type == "model_pose12":
-                images = model_pose12(_one(request), str(request.params.get("scene", "studio")))
+                images = model_pose12(
+                    _one(request),
+                    str(request.params.get("scene", "studio")),
+                    str(request.params.get("category", "")),
+                )
             else:
                 raise ProviderRejected(f"local provider cannot do {request.task_type!r}")
         except (OSError, ValueError) as exc:  # undecodable input
@@ -191,16 +204,40 @@ def _border_colour(img: Image.Image) -> tuple[int, int, int]:
     return tuple(sorted(c)[len(c) // 2] for c in channels)  # type: ignore[return-value]
 
 
-def model_pose12(data: bytes, scene: str, side: int = 512) -> list[bytes]:
+def scene_colour(scene: str) -> tuple[int, int, int]:
+    if scene in SCENE_COLOURS:
+        return SCENE_COLOURS[scene]
+    digest = hashlib.sha256(scene.encode()).digest()
+    return (120 + digest[0] % 120, 120 + digest[1] % 120, 120 + digest[2] % 120)
+
+
+def _paint_scene(draw: ImageDraw.ImageDraw, scene: str, side: int) -> None:
+    """A few strokes that tell the scenes apart at a glance."""
+    if scene == "street":
+        for i in range(5):  # buildings along the back
+            x = i * side // 5
+            top = side // 8 + (i * 37) % (side // 4)
+            draw.rectangle([x + 4, top, x + side // 5 - 4, side * 2 // 3], fill=(140, 146, 158))
+        draw.rectangle([0, side * 2 // 3, side, side], fill=(110, 110, 116))  # pavement
+    elif scene == "indoor":
+        draw.rectangle([side * 2 // 3, side // 10, side - 16, side // 2], fill=(250, 246, 230))
+        draw.rectangle([0, side * 3 // 4, side, side], fill=(176, 140, 104))  # floor boards
+    else:  # studio: a seamless sweep
+        draw.rectangle([0, side * 4 // 5, side, side], fill=(222, 222, 228))
+
+
+def model_pose12(data: bytes, scene: str, category: str = "", side: int = 512) -> list[bytes]:
     with Image.open(io.BytesIO(data)) as src:
         garment = ImageOps.exif_transpose(src).convert("RGBA")
     garment = ImageOps.contain(garment, (side // 2, side // 2))
-    backdrop = SCENE_COLOURS.get(scene, SCENE_COLOURS["studio"])
+    backdrop = scene_colour(scene)
+    anchor, base_scale = CATEGORY_PLACEMENT.get(category, _TORSO)
     outputs: list[bytes] = []
     for pose in range(12):
         angle = (pose - 5.5) * 6
         canvas = Image.new("RGB", (side, side), backdrop)
         draw = ImageDraw.Draw(canvas)
+        _paint_scene(draw, scene, side)
         # A pose silhouette: head, torso and limbs at pose-specific angles.
         cx = side // 2 + int((pose % 4 - 1.5) * side / 10)
         head_y = side // 6 + (pose % 3) * 6
@@ -216,9 +253,11 @@ def model_pose12(data: bytes, scene: str, side: int = 512) -> list[bytes]:
         piece = garment.rotate(angle, expand=True, resample=Image.Resampling.BICUBIC)
         if pose % 2:
             piece = ImageOps.mirror(piece)
-        scale = 0.8 + (pose % 5) * 0.08
+        scale = base_scale * (0.8 + (pose % 5) * 0.08)
         piece = piece.resize((max(1, int(piece.width * scale)), max(1, int(piece.height * scale))))
-        canvas.paste(piece, (cx - piece.width // 2, head_y + 30), piece)
+        top = int(side * anchor) if category in CATEGORY_PLACEMENT else head_y + 30
+        top = min(top, side - piece.height // 2)
+        canvas.paste(piece, (cx - piece.width // 2, top), piece)
         draw.rectangle([8, side - 28, 8 + 12 * (pose + 1), side - 16], fill=(40, 40, 40))
         outputs.append(_png(canvas))
     return outputs

@@ -30,7 +30,15 @@ class TasksConfig:
     poll_max: timedelta = timedelta(seconds=60)
     webhook_sweep: timedelta = timedelta(minutes=2)
     lease: timedelta = timedelta(minutes=5)
-    hold_grace: timedelta = timedelta(seconds=30)  # before the sweep re-places a hold in doubt
+    # How long CreateTask may take at most (less if its caller's deadline is sooner); keep it
+    # under the gateway's deadline for the call. ``create_margin`` of it is kept for the final
+    # commit and the answer: with less time left the saga gives up instead of committing.
+    create_budget: timedelta = timedelta(seconds=10)
+    create_margin: timedelta = timedelta(seconds=1)
+    # A task still placing its hold this long after it was created lost its CreateTask call
+    # (the process died): the sweep fails it. Also how long a hold sent by a saga that gave up
+    # may still land in billing. Must exceed ``create_budget`` (plus the billing call timeout).
+    hold_grace: timedelta = timedelta(seconds=30)
     url_ttl_seconds: int = 900
     thumbnail_side: int = 256
     upload_max_bytes: int = 15 * 1024 * 1024

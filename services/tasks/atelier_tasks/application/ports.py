@@ -103,21 +103,41 @@ class TaskRepository(Protocol):
 
     def timed_out(self, now: datetime, limit: int) -> list[str]: ...
 
-    def unsettled(self, limit: int) -> list[str]: ...
+    def unsettled(self, now: datetime, limit: int) -> list[str]:
+        """Terminal tasks whose hold is held, or still placing and due (``next_attempt_at``)."""
+        ...
 
-    def holds_in_doubt(self, created_before: datetime, limit: int) -> list[str]: ...
+    def holds_in_doubt(self, created_before: datetime, limit: int) -> list[str]:
+        """Unfinished tasks still placing their hold, created before ``created_before``."""
+        ...
 
 
 class BillingClient(Protocol):
     """Credit holds in the billing service; every call is idempotent by ``request_id``."""
 
-    def hold(self, user_id: str, request_id: str, amount: int, reference: str) -> None:
-        """Raises InsufficientCredits, BillingUnavailable."""
+    def hold(
+        self,
+        user_id: str,
+        request_id: str,
+        amount: int,
+        reference: str,
+        budget: float | None = None,
+    ) -> None:
+        """Place the hold, giving up after ``budget`` seconds (retries included).
+
+        Raises InsufficientCredits or BillingRefused (billing said no: nothing is held) or
+        BillingUnavailable (no answer in time: the hold may or may not exist).
+        """
         ...
 
-    def capture(self, user_id: str, request_id: str) -> None: ...
+    def capture(self, user_id: str, request_id: str) -> None:
+        """Raises BillingUnavailable (try again later)."""
+        ...
 
-    def release(self, user_id: str, request_id: str) -> None: ...
+    def release(self, user_id: str, request_id: str) -> bool:
+        """True once billing has released the hold (now or before); False if it has no hold
+        under ``request_id``. Raises BillingUnavailable (try again later)."""
+        ...
 
 
 class Subscription(Protocol):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from atelier_ports.generation import GenerationResult, GenerationState, ProviderStyle
 from atelier_tasks.application.ports import ConcurrentUpdate
 from atelier_tasks.domain.errors import BillingUnavailable
-from atelier_tasks.domain.model import ErrorReason, ResultImage, Task
+from atelier_tasks.domain.model import ErrorReason, HoldState, ResultImage, Task
 
 if TYPE_CHECKING:
     from atelier_tasks.application.service import TaskApplication
@@ -25,15 +25,27 @@ def settle(app: TaskApplication, task: Task) -> Task:
     Leaves the task unsettled when billing is down; the worker's sweep tries again.
     """
     while task.needs_settlement:
+        held = True
         try:
             if task.settlement_is_capture:
                 app.billing.capture(task.user_id, task.id)
             else:
-                app.billing.release(task.user_id, task.id)
+                held = app.billing.release(task.user_id, task.id)
         except BillingUnavailable:
             log.warning("settling %s deferred: billing unavailable", task.id)
             return task
-        task.settled(app.clock.now())
+        now = app.clock.now()
+        if not held and task.hold_state is HoldState.PLACING:
+            # No hold under this id. One sent before the saga gave up may still land, so the
+            # answer is final only once no placement can arrive any more.
+            final_at = (task.finished_at or now) + app.config.hold_grace
+            if not task.abandoned:  # cancelled meanwhile: its CreateTask may still be placing it
+                final_at = max(final_at, task.created_at + app.config.create_budget)
+            if now < final_at:
+                task.release_later(now, final_at)
+                _save(app, task)
+                return task
+        task.settled(now)
         try:
             app.repository.save(task)
         except ConcurrentUpdate:

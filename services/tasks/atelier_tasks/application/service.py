@@ -3,30 +3,36 @@
 The create saga (the worker does the rest, see ``worker.py``):
 
 1. persist the task (``pending``, hold ``placing``) and its first event — one transaction;
-2. place the hold in billing with the task id as idempotency key;
-3. mark the hold ``held`` — only now can the worker dispatch it.
+2. place the hold in billing with the task id as idempotency key, within the time the caller
+   has left (its gRPC deadline, at most ``create_budget``);
+3. mark the hold ``held`` — only now can the worker dispatch it, and only this call may do it.
 
-A crash between 1 and 3 leaves a task whose hold is in doubt; the worker's sweep places the hold
-again with the same key (harmless if it exists) and carries on, or deletes the task when the user
-cannot pay. Insufficient credits at step 2 delete the task: it was never created as far as the
-caller can tell, and no provider is ever called.
+CreateTask answers UNAVAILABLE only after the task can no longer run: if billing cannot be
+reached, or its answer does not come in time to commit before the caller's deadline, the task is
+*abandoned* — ``failed`` with ``BILLING_UNAVAILABLE``, its request id freed so a retry creates a
+new task — and the worker releases whatever hold billing may have placed (idempotent by the task
+id; "no such hold" is final only once no placement can still land). A CreateTask call that never
+finished (its process died) leaves a ``placing`` task that the worker's sweep abandons the same
+way (``CREATE_INTERRUPTED``) — it never places holds itself. Every step is version-checked, so
+whoever commits first (the create, a retry with the same request id, the sweep) decides, and the
+others answer by what was committed. Insufficient credits (or any other definite "no" from
+billing) delete the task: it was never created, and no provider is ever called.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification
 from atelier_ports.generation import GenerationProvider
 from atelier_ports.ids import IdGenerator
+from atelier_ports.paging import InvalidPageToken, decode_page_token, encode_page_token
 from atelier_ports.storage import ObjectStorage, UploadTarget
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import (
@@ -44,6 +50,7 @@ from atelier_tasks.application.ports import (
 from atelier_tasks.application.results import apply_result, settle
 from atelier_tasks.domain.errors import (
     AdminOnly,
+    BillingRefused,
     BillingUnavailable,
     InsufficientCredits,
     InvalidParams,
@@ -52,6 +59,7 @@ from atelier_tasks.domain.errors import (
     TaskNotFound,
 )
 from atelier_tasks.domain.model import (
+    ErrorReason,
     HoldState,
     ResultImage,
     Task,
@@ -63,6 +71,8 @@ from atelier_tasks.domain.params import validate_params
 
 log = logging.getLogger("atelier.tasks")
 
+MAX_SEQUENCE = 2**31 - 1
+LOCAL_PROVIDER = "local"  # the only provider that honours params.sandbox_outcome
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
@@ -74,6 +84,15 @@ class CreateTask:
     params: Mapping[str, Any]
     input_keys: Sequence[str] = ()
     request_id: str | None = None
+    # When the caller stops waiting (its gRPC deadline); the saga answers before that.
+    respond_by: datetime | None = None
+
+
+class CreateAbandoned(BillingUnavailable):
+    """CreateTask gave up before the hold was confirmed; the task will never run."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"{why}; nothing was charged and nothing will run — retry later")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,18 +127,26 @@ class UserStats:
     by_type: dict[TaskType, int]
 
 
-def encode_cursor(created_at: datetime, item_id: str) -> str:
-    raw = f"{created_at.isoformat()}|{item_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+# Page-token kinds: a token only continues the listing that issued it.
+TASKS_PAGE = "tasks.v1.tasks"
+ALL_TASKS_PAGE = "tasks.v1.all_tasks"
+IMAGES_PAGE = "tasks.v1.images"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def decode_cursor(token: str) -> tuple[datetime, str]:
+def encode_cursor(kind: str, created_at: datetime, item_id: str) -> str:
+    """An opaque token for the keyset position (created_at, id), in microseconds since 1970."""
+    micros = (created_at.astimezone(UTC) - _EPOCH) // timedelta(microseconds=1)
+    return encode_page_token(kind, micros, item_id)
+
+
+def decode_cursor(token: str, kind: str) -> tuple[datetime, str]:
+    micros, item_id = decode_page_token(token, kind, (int, str))
+    assert isinstance(micros, int) and isinstance(item_id, str)
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        stamp, item_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), item_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidParams("page_token is not valid", field="page_token") from None
+        return _EPOCH + timedelta(microseconds=micros), item_id
+    except OverflowError:  # a well-formed token with a position outside the calendar
+        raise InvalidPageToken() from None
 
 
 class TaskApplication:
@@ -153,14 +180,24 @@ class TaskApplication:
     # --- create ------------------------------------------------------------------------------
 
     def create_task(self, command: CreateTask) -> TaskView:
+        started = self.clock.now()
+        respond_by = started + self.config.create_budget
+        if command.respond_by is not None:
+            respond_by = min(respond_by, command.respond_by)
         validated = validate_params(
-            command.type, command.params, command.input_keys, command.user_id
+            command.type,
+            command.params,
+            command.input_keys,
+            command.user_id,
+            sandbox=self.config.routes[command.type] == LOCAL_PROVIDER,
         )
         request_id = command.request_id or None
         if request_id:
             existing = self.repository.find_by_request(command.user_id, request_id)
             if existing is not None:
-                return self._replay(existing, command.type, validated.params, validated.input_keys)
+                return self._replay(
+                    existing, command.type, validated.params, validated.input_keys, respond_by
+                )
         for key in validated.input_keys:
             upload = self.storage.head(key)
             if upload is None:
@@ -184,12 +221,19 @@ class TaskApplication:
         )
         stored = self.repository.add(task, quota)
         if stored.id != task.id:  # a concurrent create with the same request_id won
-            return self._replay(stored, command.type, validated.params, validated.input_keys)
+            return self._replay(
+                stored, command.type, validated.params, validated.input_keys, respond_by
+            )
         self.hub.publish(task.id)
-        return TaskView(self.place_hold(stored))
+        return TaskView(self.place_hold(stored, respond_by))
 
     def _replay(
-        self, task: Task, task_type: TaskType, params: Mapping[str, Any], keys: tuple[str, ...]
+        self,
+        task: Task,
+        task_type: TaskType,
+        params: Mapping[str, Any],
+        keys: tuple[str, ...],
+        respond_by: datetime,
     ) -> TaskView:
         if (
             task.type is not task_type
@@ -197,23 +241,41 @@ class TaskApplication:
             or task.input_keys != keys
         ):
             raise RequestIdConflict("request_id was already used for a different task")
-        task = self.place_hold(task)
+        # Still placing: the first call is in flight or died. Placing it here is the same
+        # request finishing; whoever commits first decides for both.
+        task = self.place_hold(task, respond_by)
         return self.view(task)
 
-    def place_hold(self, task: Task) -> Task:
-        """Saga step 2 (and its recovery): idempotent by the task id."""
+    def place_hold(self, task: Task, respond_by: datetime) -> Task:
+        """Saga steps 2 and 3 for a task still ``placing``; idempotent by the task id.
+
+        Returns the task once its hold is confirmed (or it was cancelled meanwhile); raises
+        InsufficientCredits / BillingRefused (the task is deleted) or CreateAbandoned (the task
+        is failed and can never run).
+        """
         if task.hold_state is not HoldState.PLACING:
             return task
+        if task.abandoned:
+            raise CreateAbandoned("this request was given up earlier")
+        budget = self._seconds_left(respond_by) - self.config.create_margin.total_seconds()
+        if budget <= 0:
+            return self._abandon(task, "no time left to place the credit hold")
         try:
-            self.billing.hold(task.user_id, task.id, task.cost, f"task:{task.id}")
-        except InsufficientCredits:
+            self.billing.hold(task.user_id, task.id, task.cost, f"task:{task.id}", budget=budget)
+        except (InsufficientCredits, BillingRefused):
             self.repository.delete(task.id)
             self.hub.publish(task.id)
             raise
         except BillingUnavailable:
-            log.warning("hold for %s in doubt; the sweep will retry", task.id)
-            raise
+            log.warning("hold for %s in doubt: the task is abandoned and released", task.id)
+            return self._abandon(task, "billing is unavailable")
+        if self._seconds_left(respond_by) < self.config.create_margin.total_seconds():
+            # Held, but too late to answer the caller with it: the caller will see an error, so
+            # the task must not run. The worker releases the hold.
+            return self._abandon(task, "the credit hold took too long")
         while True:
+            if task.abandoned:  # the sweep or a retry gave up on it first
+                raise CreateAbandoned("billing did not confirm the hold in time")
             task.hold_placed(self.clock.now())
             try:
                 self.repository.save(task)
@@ -227,6 +289,39 @@ class TaskApplication:
         if task.needs_settlement:  # cancelled while the hold was being placed
             task = settle(self, task)
         return task
+
+    def _abandon(self, task: Task, why: str, reason: str = ErrorReason.BILLING_UNAVAILABLE) -> Task:
+        """Make a task still placing its hold unable to ever run, then raise CreateAbandoned —
+        unless someone else confirmed its hold first, in which case that task is the answer."""
+        while True:
+            if task.hold_state is not HoldState.PLACING:
+                return task  # a retry with the same request id placed it: it stands
+            if task.is_terminal:
+                break  # abandoned (or cancelled) already; the worker settles it
+            task.abandon(self.clock.now(), reason, why)
+            try:
+                self.repository.save(task)
+            except ConcurrentUpdate:
+                fresh = self.repository.get(task.id)
+                if fresh is None:
+                    break
+                task = fresh
+                continue
+            self.hub.publish(task.id)
+            break
+        raise CreateAbandoned(why)
+
+    def abandon_orphan(self, task: Task) -> bool:
+        """The worker's sweep: a task still placing long after its CreateTask call must have
+        ended (the process died) can never run. True if this call abandoned it."""
+        try:
+            self._abandon(task, "the request was interrupted", ErrorReason.CREATE_INTERRUPTED)
+        except CreateAbandoned:
+            return True
+        return False
+
+    def _seconds_left(self, respond_by: datetime) -> float:
+        return (respond_by - self.clock.now()).total_seconds()
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -245,7 +340,7 @@ class TaskApplication:
         task_type: TaskType | None = None,
         status: TaskStatus | None = None,
     ) -> tuple[list[TaskView], str]:
-        return self._list(user_id, page_size, page_token, task_type, status)
+        return self._list(TASKS_PAGE, user_id, page_size, page_token, task_type, status)
 
     def list_all_tasks(
         self,
@@ -259,17 +354,18 @@ class TaskApplication:
         """Every user's tasks (the admin console)."""
         if not caller_is_admin:
             raise AdminOnly("listing every user's tasks needs the admin role")
-        return self._list(None, page_size, page_token, task_type, status)
+        return self._list(ALL_TASKS_PAGE, None, page_size, page_token, task_type, status)
 
     def _list(
         self,
+        kind: str,
         user_id: str | None,
         page_size: int,
         page_token: str,
         task_type: TaskType | None,
         status: TaskStatus | None,
     ) -> tuple[list[TaskView], str]:
-        page = self._page(page_size, page_token)
+        page = self._page(page_size, page_token, kind)
         tasks = self.repository.list_tasks(
             user_id, Page(page.size + 1, page.after), task_type, status
         )
@@ -277,17 +373,18 @@ class TaskApplication:
         tasks = tasks[: page.size]
         images = self.repository.images_of([t.id for t in tasks])
         views = [TaskView(t, [self._image_view(i) for i in images.get(t.id, [])]) for t in tasks]
-        token = encode_cursor(tasks[-1].created_at, tasks[-1].id) if more and tasks else ""
+        token = encode_cursor(kind, tasks[-1].created_at, tasks[-1].id) if more and tasks else ""
         return views, token
 
     def list_images(
         self, user_id: str, page_size: int, page_token: str, task_type: TaskType | None = None
     ) -> tuple[list[ImageView], str]:
-        page = self._page(page_size, page_token)
+        page = self._page(page_size, page_token, IMAGES_PAGE)
         images = self.repository.list_images(user_id, Page(page.size + 1, page.after), task_type)
         more = len(images) > page.size
         images = images[: page.size]
-        token = encode_cursor(images[-1].created_at, images[-1].id) if more and images else ""
+        last = images[-1] if more and images else None
+        token = encode_cursor(IMAGES_PAGE, last.created_at, last.id) if last else ""
         return [self._image_view(i) for i in images], token
 
     def user_stats(self, user_id: str) -> UserStats:
@@ -343,10 +440,16 @@ class TaskApplication:
     def watch(
         self, user_id: str, task_id: str, after_sequence: int, stop: Callable[[], bool]
     ) -> Iterator[TaskEvent]:
-        """Replay events after ``after_sequence``, then follow; ends after the terminal event."""
+        """Replay events after ``after_sequence``, then follow; ends after the terminal event.
+
+        A finished task ends the stream as soon as what was asked for is replayed — at once when
+        ``after_sequence`` is at or past its terminal event (a browser's EventSource reconnects
+        with the last id it saw, and must not be left waiting for an event that never comes).
+        """
         self._own(user_id, task_id)
         subscription = self.hub.subscribe(task_id)
-        last = max(after_sequence, 0)
+        # Sequences are 32-bit in the database; anything larger is simply "after every event".
+        last = min(max(after_sequence, 0), MAX_SEQUENCE)
         try:
             while True:
                 for event in self.repository.events_after(task_id, last):
@@ -354,12 +457,16 @@ class TaskApplication:
                     last = event.sequence
                     if event.terminal:
                         return
+                # Read after the events: a task that is terminal now has its terminal event
+                # stored, so if none came back above it was at or before ``last``.
+                current = self.repository.get(task_id, user_id)
+                if current is None:
+                    return  # deleted (its hold could not be placed)
+                if current.is_terminal and current.last_sequence <= last:
+                    return
                 if stop():
                     return
-                if not subscription.wait(self.config.watch_poll_seconds) and (
-                    self.repository.get(task_id, user_id) is None
-                ):
-                    return  # deleted (its hold could not be placed)
+                subscription.wait(self.config.watch_poll_seconds)
         finally:
             subscription.close()
 
@@ -411,11 +518,11 @@ class TaskApplication:
             raise TaskNotFound(f"task {task_id!r} not found")
         return task
 
-    def _page(self, size: int, token: str) -> Page:
+    def _page(self, size: int, token: str, kind: str) -> Page:
         if size < 0:
             raise InvalidParams("page_size must not be negative", field="page_size")
         size = min(size or self.config.default_page_size, self.config.max_page_size)
-        return Page(size, decode_cursor(token) if token else None)
+        return Page(size, decode_cursor(token, kind) if token else None)
 
     def _image_view(self, image: ResultImage) -> ImageView:
         ttl = self.config.url_ttl_seconds

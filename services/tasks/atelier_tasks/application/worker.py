@@ -2,10 +2,11 @@
 
 One pass (``run_once``) does, in order:
 
-1. **holds in doubt** — tasks whose hold placement may have been interrupted (crash, billing
-   down) get the hold placed again with the same key, or are deleted if the user cannot pay;
+1. **orphans** — tasks still placing their hold long after creation lost their CreateTask call
+   (its caller got an error): they are abandoned (failed, never run) and released in step 3;
 2. **timeouts** — unfinished tasks past their deadline fail with ``TIMEOUT``;
-3. **settlement** — terminal tasks with an open hold get it captured or released;
+3. **settlement** — terminal tasks with an open hold (or one that may exist) get it captured or
+   released, until billing answers;
 4. **dispatch** — paid-for tasks are leased (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), marked
    ``processing`` and handed to their provider; synchronous results are stored and settled at once;
    a task whose worker died mid-dispatch is dispatched again once its lease runs out;
@@ -34,9 +35,8 @@ from atelier_ports.storage import ObjectNotFound
 from atelier_tasks.application.ports import ClaimKind, ConcurrentUpdate
 from atelier_tasks.application.results import apply_result, settle
 from atelier_tasks.application.service import TaskApplication
-from atelier_tasks.domain.errors import BillingUnavailable, InsufficientCredits
 from atelier_tasks.domain.model import ErrorReason, Task, TaskType
-from atelier_tasks.domain.params import pose12_prompts
+from atelier_tasks.domain.pose12 import pose12_prompts
 
 log = logging.getLogger("atelier.tasks.worker")
 
@@ -88,6 +88,9 @@ class TaskWorker:
     # --- the steps -----------------------------------------------------------------------------
 
     def recover_holds(self) -> int:
+        """Tasks still placing their hold ``hold_grace`` after creation lost their CreateTask
+        call (its caller got an error): they are abandoned, never run; settlement releases
+        whatever billing may hold for them."""
         app = self.app
         count = 0
         before = app.clock.now() - app.config.hold_grace
@@ -95,12 +98,8 @@ class TaskWorker:
             task = app.repository.get(task_id)
             if task is None:
                 continue
-            try:
-                app.place_hold(task)
-            except InsufficientCredits:
-                log.info("task %s dropped: the user cannot pay", task_id)
-            except BillingUnavailable:
-                continue
+            if app.abandon_orphan(task):
+                log.info("task %s abandoned: its CreateTask call never finished", task_id)
             count += 1
         return count
 
@@ -127,11 +126,12 @@ class TaskWorker:
     def settle_open_holds(self) -> int:
         app = self.app
         count = 0
-        for task_id in app.repository.unsettled(self.batch):
+        for task_id in app.repository.unsettled(app.clock.now(), self.batch):
             task = app.repository.get(task_id)
+            # Counted only when done: with billing down the worker idles between attempts
+            # instead of asking again at once.
             if task is not None and task.needs_settlement:
-                settle(app, task)
-                count += 1
+                count += not settle(app, task).needs_settlement
         return count
 
     def dispatch_due(self) -> int:

@@ -53,3 +53,11 @@ class BillingUnavailable(problems.Unavailable):
 
 class InvalidUpload(problems.InvalidArgument):
     reason = "INVALID_UPLOAD"
+
+
+class BillingRefused(problems.DomainError):
+    """Billing answered a hold with something other than yes or "not enough credits" (a
+    conflicting request id, a refused credential…): nothing was held, and asking again would
+    get the same answer. An internal error for the caller."""
+
+    reason = "BILLING_REFUSED"

@@ -48,7 +48,10 @@ _ALLOWED: Mapping[TaskStatus, frozenset[TaskStatus]] = {
 
 
 class HoldState(enum.StrEnum):
-    PLACING = "placing"  # the task row exists; the hold may or may not exist in billing yet
+    # The task row exists; the hold may or may not exist in billing yet. Only the CreateTask
+    # call that is placing it may move it to HELD; a terminal task still PLACING (abandoned,
+    # or cancelled meanwhile) owes a release of whatever billing may hold under its id.
+    PLACING = "placing"
     HELD = "held"
     CAPTURED = "captured"
     RELEASED = "released"
@@ -61,6 +64,16 @@ class ErrorReason(enum.StrEnum):
     TIMEOUT = "TIMEOUT"
     CANCELLED_BY_USER = "CANCELLED_BY_USER"
     STORAGE_FAILED = "STORAGE_FAILED"
+    # The create saga gave up before the hold was confirmed (CreateTask answered UNAVAILABLE):
+    # billing was unreachable or too slow for the caller's deadline …
+    BILLING_UNAVAILABLE = "BILLING_UNAVAILABLE"
+    # … or the CreateTask call never finished (its process died); found by the worker's sweep.
+    CREATE_INTERRUPTED = "CREATE_INTERRUPTED"
+
+
+# Tasks that were never created as far as their caller knows (it got a 5xx): they never run,
+# are never charged and do not count against the daily limit.
+ABANDONED_REASONS = frozenset({ErrorReason.BILLING_UNAVAILABLE, ErrorReason.CREATE_INTERRUPTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +177,14 @@ class Task:
 
     @property
     def needs_settlement(self) -> bool:
-        """Terminal with a hold still open: capture (succeeded) or release (otherwise)."""
-        return self.is_terminal and self.hold_state is HoldState.HELD
+        """Terminal with a hold still open: capture (succeeded) or release (otherwise). A hold
+        still PLACING on a terminal task is released (billing may have placed it)."""
+        return self.is_terminal and self.hold_state in (HoldState.HELD, HoldState.PLACING)
+
+    @property
+    def abandoned(self) -> bool:
+        """Given up by the create saga: the caller was told UNAVAILABLE; it never runs."""
+        return self.status is TaskStatus.FAILED and self.error_reason in ABANDONED_REASONS
 
     @property
     def settlement_is_capture(self) -> bool:
@@ -182,7 +201,27 @@ class Task:
         if not self.needs_settlement:
             raise InvalidTransition(f"task {self.id} has no open hold to settle")
         self.hold_state = HoldState.CAPTURED if self.settlement_is_capture else HoldState.RELEASED
+        self.next_attempt_at = None
         self.updated_at = now
+
+    def release_later(self, now: datetime, at: datetime) -> None:
+        """Billing has no hold under this id yet, but one still in flight may land: look again
+        at ``at`` (a hold is only known never to exist once no placement can still arrive)."""
+        if not (self.is_terminal and self.hold_state is HoldState.PLACING):
+            raise InvalidTransition(f"task {self.id} has no hold in doubt")
+        self.next_attempt_at = at
+        self.updated_at = now
+
+    def abandon(self, now: datetime, reason: str, message: str) -> None:
+        """The create saga gives up before the hold was confirmed: the task can never run.
+
+        Its request id is freed, so the caller's retry (told "nothing was done") creates a new
+        task; the hold, if billing placed one, is released by the settlement that follows.
+        """
+        if self.hold_state is not HoldState.PLACING or self.is_terminal:
+            raise InvalidTransition(f"task {self.id} is past its hold placement")
+        self.request_id = None
+        self.fail(now, reason, message)
 
     # --- the lifecycle -------------------------------------------------------------------------
 

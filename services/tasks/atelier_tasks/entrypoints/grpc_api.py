@@ -7,7 +7,7 @@ errors raised here become statuses there.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -22,6 +22,7 @@ from atelier_tasks.application.service import CreateTask, ImageView, TaskApplica
 from atelier_tasks.domain.model import TaskEvent, TaskStatus, TaskType
 
 SERVICE_NAME = "atelier.tasks.v1.TaskService"
+RESPONSE_SLACK = 0.2  # seconds kept for the answer to reach a caller before its deadline
 USERLESS_METHODS = frozenset({f"/{SERVICE_NAME}/HandleProviderNotification"})
 
 _TYPES = {
@@ -147,9 +148,17 @@ class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
                 params=params,
                 input_keys=list(request.input_keys),
                 request_id=request.request_id or None,
+                respond_by=self._respond_by(context),
             )
         )
         return pb.CreateTaskResponse(task=task_message(view))
+
+    def _respond_by(self, context: grpc.ServicerContext) -> datetime | None:
+        """The caller's deadline on the application's clock, less the trip back."""
+        remaining = context.time_remaining()
+        if remaining is None or remaining > 10**6:  # no deadline (gRPC reports a huge number)
+            return None
+        return self.app.clock.now() + timedelta(seconds=max(remaining - RESPONSE_SLACK, 0.0))
 
     def GetTask(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.GetTaskResponse(task=task_message(self.app.get_task(_user(), request.task_id)))

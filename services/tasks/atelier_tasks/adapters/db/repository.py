@@ -27,6 +27,7 @@ from atelier_tasks.application.ports import (
 )
 from atelier_tasks.domain.errors import DailyLimitReached
 from atelier_tasks.domain.model import (
+    ABANDONED_REASONS,
     HoldState,
     ResultImage,
     Task,
@@ -80,10 +81,16 @@ class SqlTaskRepository:
     def _check_quota(self, conn: Connection, user_id: str, quota: DailyQuota) -> None:
         if self._pg:  # one creator per user at a time; SQLite's BEGIN IMMEDIATE already is
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(user_id))))
+        t = tasks.c
+        not_abandoned = sa.or_(
+            t.status != TaskStatus.FAILED.value,
+            t.error_reason.is_(None),
+            t.error_reason.not_in([r.value for r in ABANDONED_REASONS]),
+        )
         count = conn.execute(
             sa.select(sa.func.count())
             .select_from(tasks)
-            .where(tasks.c.user_id == user_id, tasks.c.created_at >= quota.since)
+            .where(t.user_id == user_id, t.created_at >= quota.since, not_abandoned)
         ).scalar_one()
         if count >= quota.limit:
             raise DailyLimitReached(
@@ -312,14 +319,16 @@ class SqlTaskRepository:
         with self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
-    def unsettled(self, limit: int) -> list[str]:
+    def unsettled(self, now: datetime, limit: int) -> list[str]:
         t = tasks.c
-        query = (
-            sa.select(t.id)
-            .where(t.status.in_(_DONE), t.hold_state == HoldState.HELD.value)
-            .order_by(t.updated_at)
-            .limit(limit)
+        due = sa.or_(
+            t.hold_state == HoldState.HELD.value,
+            sa.and_(
+                t.hold_state == HoldState.PLACING.value,
+                sa.or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now),
+            ),
         )
+        query = sa.select(t.id).where(t.status.in_(_DONE), due).order_by(t.updated_at).limit(limit)
         with self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
@@ -327,7 +336,11 @@ class SqlTaskRepository:
         t = tasks.c
         query = (
             sa.select(t.id)
-            .where(t.hold_state == HoldState.PLACING.value, t.created_at < created_before)
+            .where(
+                t.hold_state == HoldState.PLACING.value,
+                t.status.in_(_OPEN),
+                t.created_at < created_before,
+            )
             .order_by(t.created_at)
             .limit(limit)
         )
