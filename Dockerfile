@@ -10,12 +10,13 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY protos protos
 COPY libs libs
 COPY services services
-# Generated gRPC code is produced by the build, as `make protos` does (grpcio-tools is a runtime
-# dependency; PIP_CONSTRAINT pins it, and hatchling in pip's isolated build of the project).
-RUN pip install grpcio-tools \
+# Generated gRPC code is produced by the build, as `make protos` does (grpcio-tools and
+# mypy-protobuf are runtime dependencies; PIP_CONSTRAINT pins them, and hatchling in pip's
+# isolated build of the project).
+RUN pip install grpcio-tools mypy-protobuf \
  && mkdir -p gen/python \
  && python -m grpc_tools.protoc -I protos --python_out=gen/python --pyi_out=gen/python \
-      --grpc_python_out=gen/python $(find protos -name '*.proto') \
+      --grpc_python_out=gen/python --mypy_grpc_out=gen/python $(find protos -name '*.proto') \
  && pip install . \
  && useradd --create-home --uid 10001 atelier && mkdir -p /data && chown atelier /data
 USER atelier

@@ -43,10 +43,13 @@ lock: $(PY)
 # Generated code lives in gen/python (git-ignored) and is importable as atelier.<service>.v1.
 protos: $(RUNTIME) $(GEN)/.stamp
 
-$(GEN)/.stamp: $(PROTOS)
+# Typed: .pyi for the messages (--pyi_out) and for the service stubs (mypy-protobuf's
+# protoc-gen-mypy_grpc), so mypy checks every use of generated code.
+$(GEN)/.stamp: $(PROTOS) Makefile
 	rm -rf $(GEN)/atelier
 	mkdir -p $(GEN)
-	$(PY) -m grpc_tools.protoc -I protos --python_out=$(GEN) --pyi_out=$(GEN) --grpc_python_out=$(GEN) $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I protos --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
+	  --python_out=$(GEN) --pyi_out=$(GEN) --grpc_python_out=$(GEN) --mypy_grpc_out=$(GEN) $(PROTOS)
 	touch $@
 
 lint: install
