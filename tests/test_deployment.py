@@ -10,6 +10,7 @@ Dockerfile install with. (The images themselves need a Docker engine to build.)"
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -21,6 +22,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from atelier_common.cli import build_parser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -175,21 +177,27 @@ def test_every_command_named_exists(compose: dict[str, Any], service: str) -> No
     stage = dockerfile.split(f"AS {service}\n", 1)[1].split("\nFROM ", 1)[0]
     commands = [compose["services"][service].get("command")]
     commands += [
-        re.findall(r"\[([^\]]*)\]", line)[0]
+        json.loads(line.removeprefix("CMD"))
         for line in stage.splitlines()
         if line.startswith("CMD")
     ]
-    module = scripts[SCRIPTS[service]].split(":")[0]
-    cli_source = (
-        ROOT / next(p for p in ROOT.glob(f"services/*/{module.replace('.', '/')}.py"))
-    ).read_text()
+    # Each command line is parsed by the service's real parser (atelier_common.cli).
+    cli = importlib.import_module(scripts[SCRIPTS[service]].split(":")[0])
+    parser = build_parser(cli.PROGRAM, None, cli.COMMANDS)
     for command in filter(None, commands):
-        words = command if isinstance(command, list) else re.findall(r'"([^"]*)"', command)
-        text = " ".join(words)
-        for sub in re.findall(rf"{SCRIPTS[service]} ([\w-]+)", text) or [words[0]]:
-            assert f'add_parser("{sub}"' in cli_source, f"{service}: no CLI command {sub!r}"
-        for flag in re.findall(r"--[\w-]+", text):
-            assert f'"{flag}"' in cli_source, f"{service}: no CLI flag {flag!r}"
+        if isinstance(command, list) and command[0] != "sh":  # the entrypoint's arguments
+            invocations = [command]
+        else:  # a shell line: every "atelier-<service> ..." in it
+            text = command[-1] if isinstance(command, list) else command
+            invocations = [
+                found.split() for found in re.findall(rf"{SCRIPTS[service]}((?: [\w-]+)+)", text)
+            ]
+        assert invocations, f"{service}: {command!r} runs no {SCRIPTS[service]} command"
+        for words in invocations:
+            try:
+                parser.parse_args(words)
+            except SystemExit:
+                pytest.fail(f"{service}: {' '.join(words)!r} is not a command it has")
 
 
 # --- dependency lock -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import any_pb2
@@ -22,6 +22,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
+from pydantic import SecretStr
 
 from atelier_common.context import (
     INTERNAL_TOKEN_KEY,
@@ -230,3 +231,34 @@ def build_server(
     port = server.add_insecure_port(address)
     server.start()
     return RunningServer(server=server, port=port, health=health_servicer)
+
+
+class GrpcServiceSettings(Protocol):
+    """What a service's settings say about its gRPC server."""
+
+    @property
+    def internal_token(self) -> SecretStr: ...
+
+    @property
+    def grpc_workers(self) -> int: ...
+
+
+def start_grpc_service(
+    settings: GrpcServiceSettings,
+    address: str,
+    *,
+    service_name: str,
+    error_domain: str,
+    userless_methods: frozenset[str],
+    register: Callable[[grpc.Server], None],
+) -> RunningServer:
+    """Start one service's server (with health, reflection and the interceptor) on ``address``;
+    ``register`` adds the servicer (the generated ``add_XxxServicer_to_server``)."""
+    config = ServerConfig(
+        service_names=(service_name,),
+        internal_token=settings.internal_token.get_secret_value(),
+        error_domain=error_domain,
+        max_workers=settings.grpc_workers,
+        userless_methods=userless_methods,
+    )
+    return build_server(config, [register], address=address)

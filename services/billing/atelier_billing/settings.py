@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from atelier_common.settings import ServiceSettings
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.default.json")
 MARKET_CHANNELS = {"local": ("local",), "global": ("stripe",), "cn": ("wechatpay",)}
@@ -15,14 +15,9 @@ BUILT_CHANNELS = ("local", "stripe")
 CHANNEL_REQUIRES = {"stripe": ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET")}
 
 
-class BillingSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+class BillingSettings(ServiceSettings):
+    DATABASE_FILE = "billing.db"
 
-    market: str = Field("local", validation_alias="MARKET", pattern="^(local|global|cn)$")
-    data_dir: Path = Field(Path("var"), validation_alias="ATELIER_DATA_DIR")
-    internal_token: SecretStr = Field(
-        SecretStr("dev-internal-token"), validation_alias="ATELIER_INTERNAL_TOKEN"
-    )
     database_url: str | None = Field(None, validation_alias="BILLING_DATABASE_URL")
     grpc_host: str = Field("127.0.0.1", validation_alias="BILLING_GRPC_HOST")
     grpc_port: int = Field(50051, validation_alias="BILLING_GRPC_PORT")
@@ -57,10 +52,9 @@ class BillingSettings(BaseSettings):
     # {order_id} is replaced; the default returns the browser to the gateway's order page.
     stripe_success_url: str = Field("", validation_alias="STRIPE_SUCCESS_URL")
     stripe_cancel_url: str = Field("", validation_alias="STRIPE_CANCEL_URL")
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'billing.db'}"
+        return self.database_url or self.embedded_database_url()
 
     def channels(self) -> list[str]:
         if self.payment_channels.strip():

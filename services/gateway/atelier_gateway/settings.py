@@ -6,18 +6,17 @@ import secrets
 from pathlib import Path
 
 from atelier_common.limits import UPLOAD_MAX_BYTES
+from atelier_common.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+class GatewaySettings(ServiceSettings):
+    DATABASE_FILE = "gateway.db"
 
-    atelier_internal_token: str = Field(
-        default="dev-internal-token", validation_alias="ATELIER_INTERNAL_TOKEN"
+    # GATEWAY_LOG_LEVEL first, then the LOG_LEVEL the three services share.
+    log_level: str = Field(
+        default="INFO", validation_alias=AliasChoices("GATEWAY_LOG_LEVEL", "LOG_LEVEL")
     )
-    atelier_data_dir: Path = Field(default=Path("var"), validation_alias="ATELIER_DATA_DIR")
-    market: str = Field(default="local", validation_alias="MARKET", pattern="^(local|global|cn)$")
     gateway_host: str = Field(default="127.0.0.1", validation_alias="GATEWAY_HOST")
     gateway_port: int = Field(default=8080, validation_alias="GATEWAY_PORT")
     gateway_public_url: str = Field(
@@ -41,9 +40,6 @@ class GatewaySettings(BaseSettings):
     )
     gateway_rpc_timeout_seconds: float = Field(
         default=5.0, validation_alias="GATEWAY_RPC_TIMEOUT_SECONDS"
-    )
-    gateway_log_level: str = Field(
-        default="INFO", validation_alias=AliasChoices("GATEWAY_LOG_LEVEL", "LOG_LEVEL")
     )
     local_storage_dir: Path | None = Field(default=None, validation_alias="LOCAL_STORAGE_DIR")
     storage_signing_secret: SecretStr = Field(
@@ -71,6 +67,15 @@ class GatewaySettings(BaseSettings):
     billing_address: str = Field(default="127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     tasks_address: str = Field(default="127.0.0.1:50052", validation_alias="TASKS_ADDRESS")
 
+    # The names the gateway's wiring read before the shared base (atelier_common.settings).
+    @property
+    def atelier_internal_token(self) -> str:
+        return self.internal_token.get_secret_value()
+
+    @property
+    def atelier_data_dir(self) -> Path:
+        return self.data_dir
+
     @property
     def gateway_max_upload_bytes(self) -> int:
         """The name the HTTP upload endpoint reads; the setting is UPLOAD_MAX_BYTES."""
@@ -91,19 +96,17 @@ class GatewaySettings(BaseSettings):
         return []
 
     def database_url(self) -> str:
-        if self.gateway_database_url:
-            return self.gateway_database_url
-        return f"sqlite:///{(self.atelier_data_dir / 'gateway.db').resolve()}"
+        return self.gateway_database_url or self.embedded_database_url()
 
     def storage_dir(self) -> Path:
         """Where the tasks service's local storage keeps objects (shared data directory)."""
-        return self.local_storage_dir or self.atelier_data_dir / "objects"
+        return self.local_storage_dir or self.data_dir / "objects"
 
     def jwt_secret(self) -> str:
         """The configured secret, or one generated once and kept in the data directory."""
         if self.gateway_jwt_secret:
             return self.gateway_jwt_secret
-        path = self.atelier_data_dir / "gateway_jwt_secret"
+        path = self.data_dir / "gateway_jwt_secret"
         if path.exists():
             return path.read_text().strip()
         path.parent.mkdir(parents=True, exist_ok=True)

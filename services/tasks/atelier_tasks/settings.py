@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from atelier_common.limits import UPLOAD_MAX_BYTES
+from atelier_common.settings import ServiceSettings
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Provider per task type and market (F16); each can be overridden by TASKS_PROVIDER_<TYPE>.
 MARKET_ROUTES: dict[str, dict[str, str]] = {
@@ -29,14 +27,9 @@ BUILT_PROVIDERS = ("local", "replicate")
 BUILT_STORAGE = ("local", "s3")
 
 
-class TasksSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+class TasksSettings(ServiceSettings):
+    DATABASE_FILE = "tasks.db"
 
-    market: str = Field("local", validation_alias="MARKET", pattern="^(local|global|cn)$")
-    data_dir: Path = Field(Path("var"), validation_alias="ATELIER_DATA_DIR")
-    internal_token: SecretStr = Field(
-        SecretStr("dev-internal-token"), validation_alias="ATELIER_INTERNAL_TOKEN"
-    )
     database_url: str | None = Field(None, validation_alias="TASKS_DATABASE_URL")
     grpc_host: str = Field("127.0.0.1", validation_alias="TASKS_GRPC_HOST")
     grpc_port: int = Field(50052, validation_alias="TASKS_GRPC_PORT")
@@ -115,10 +108,9 @@ class TasksSettings(BaseSettings):
     s3_addressing_style: str = Field(
         "auto", validation_alias="S3_ADDRESSING_STYLE", pattern="^(auto|path|virtual)$"
     )
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'tasks.db'}"
+        return self.database_url or self.embedded_database_url()
 
     def routes(self) -> dict[str, str]:
         routes = dict(MARKET_ROUTES[self.market])

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
-from atelier_common.logs import configure_logging
-from atelier_common.startup import ConfigurationError, check_startup, load_settings, report
+from atelier_common.cli import Command, migrate_database, run_cli, serve_until_stopped
 
 from atelier_billing.adapters.persistence.migrate import upgrade
 from atelier_billing.bootstrap import build_app
@@ -18,32 +15,19 @@ from atelier_billing.settings import BillingSettings
 PROGRAM = "atelier-billing"
 
 
-def _migrate(settings: BillingSettings) -> int:
+def _migrate(settings: BillingSettings, _args: argparse.Namespace) -> int:
+    return migrate_database("billing", settings.resolved_database_url(), upgrade)
+
+
+def _serve(settings: BillingSettings, args: argparse.Namespace) -> int:
     app = build_app(settings)
-    try:
+    if args.migrate:
         upgrade(app.engine)
-    finally:
-        app.close()
-    print(f"billing database migrated ({app.engine.url.render_as_string(hide_password=True)})")
-    return 0
+    server = start_server(app, f"{settings.grpc_host}:{settings.grpc_port}")
+    return serve_until_stopped("billing", settings.grpc_host, server)
 
 
-def _serve(settings: BillingSettings, migrate_first: bool) -> int:
-    app = build_app(settings)
-    if migrate_first:
-        upgrade(app.engine)
-    address = f"{settings.grpc_host}:{settings.grpc_port}"
-    server = start_server(app, address)
-    print(f"billing gRPC listening on {settings.grpc_host}:{server.port}", flush=True)
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    stopped.wait()
-    server.stop()
-    return 0
-
-
-def _check_ledger(settings: BillingSettings) -> int:
+def _check_ledger(settings: BillingSettings, _args: argparse.Namespace) -> int:
     app = build_app(settings)
     try:
         results = app.service.check_ledger()
@@ -57,7 +41,7 @@ def _check_ledger(settings: BillingSettings) -> int:
     return 1 if bad else 0
 
 
-def _expire(settings: BillingSettings) -> int:
+def _expire(settings: BillingSettings, _args: argparse.Namespace) -> int:
     app = build_app(settings)
     try:
         report = app.service.run_expiry()
@@ -70,32 +54,20 @@ def _expire(settings: BillingSettings) -> int:
     return 0
 
 
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--migrate", action="store_true", help="apply migrations first")
+
+
+COMMANDS: tuple[Command[BillingSettings], ...] = (
+    Command("serve", "run the gRPC server (and the expiry loop)", _serve, _serve_arguments),
+    Command("migrate", "apply database migrations", _migrate),
+    Command("check-ledger", "prove every balance equals what the ledger implies", _check_ledger),
+    Command("expire", "expire due grants, pending orders and memberships once", _expire),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description="Atelier billing service")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the gRPC server (and the expiry loop)")
-    serve.add_argument("--migrate", action="store_true", help="apply migrations first")
-    sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("check-ledger", help="prove every balance equals what the ledger implies")
-    sub.add_parser("expire", help="expire due grants, pending orders and memberships once")
-    sub.add_parser("check-config", help="check the configuration can start, and exit")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings(BillingSettings, PROGRAM)
-        check_startup(settings, PROGRAM)
-    except ConfigurationError as e:
-        return report(e)
-    if args.command == "check-config":
-        print(f"{PROGRAM}: configuration ok (MARKET={settings.market})")
-        return 0
-    configure_logging(settings.log_level)
-    if args.command == "serve":
-        return _serve(settings, args.migrate)
-    if args.command == "migrate":
-        return _migrate(settings)
-    if args.command == "check-ledger":
-        return _check_ledger(settings)
-    return _expire(settings)
+    return run_cli(PROGRAM, "Atelier billing service", BillingSettings, COMMANDS, argv)
 
 
 if __name__ == "__main__":

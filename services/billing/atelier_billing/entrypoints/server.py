@@ -7,7 +7,8 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from atelier_common.grpc_server import RunningServer, ServerConfig, build_server
+from atelier_common.grpc_server import RunningServer, start_grpc_service
+from atelier_common.lifecycle import BackgroundLoop, start_background
 
 from atelier.billing.v1 import billing_pb2_grpc as pb_grpc
 from atelier_billing.bootstrap import BillingApp
@@ -21,17 +22,15 @@ log = logging.getLogger("atelier.billing")
 class BillingServer:
     app: BillingApp
     grpc: RunningServer
-    _stop: threading.Event
-    _expiry: threading.Thread | None
+    _expiry: BackgroundLoop | None
 
     @property
     def port(self) -> int:
         return self.grpc.port
 
     def stop(self) -> None:
-        self._stop.set()
         if self._expiry is not None:
-            self._expiry.join(timeout=5)
+            self._expiry.stop()
         self.grpc.stop()
         self.app.close()
 
@@ -58,27 +57,19 @@ def start_server(
     clock: Clock | None = None,
     run_expiry_loop: bool = True,
 ) -> BillingServer:
-    settings = app.settings
     servicer = BillingServicer(app.service, clock or SystemClock())
-    running = build_server(
-        ServerConfig(
-            service_names=(SERVICE_NAME,),
-            internal_token=settings.internal_token.get_secret_value(),
-            error_domain="billing.atelier",
-            max_workers=settings.grpc_workers,
-            userless_methods=USERLESS_METHODS,
-        ),
-        [lambda server: pb_grpc.add_BillingServiceServicer_to_server(servicer, server)],
-        address=address,
+    running = start_grpc_service(
+        app.settings,
+        address,
+        service_name=SERVICE_NAME,
+        error_domain="billing.atelier",
+        userless_methods=USERLESS_METHODS,
+        register=lambda server: pb_grpc.add_BillingServiceServicer_to_server(servicer, server),
     )
-    stop = threading.Event()
-    thread = None
+    expiry = None
     if run_expiry_loop:
-        thread = threading.Thread(
-            target=_expiry_loop,
-            args=(app, stop, settings.expiry_interval_seconds),
-            name="billing-expiry",
-            daemon=True,
+        interval = app.settings.expiry_interval_seconds
+        expiry = start_background(
+            "billing-expiry", lambda stop: _expiry_loop(app, stop, interval), join_seconds=5
         )
-        thread.start()
-    return BillingServer(app=app, grpc=running, _stop=stop, _expiry=thread)
+    return BillingServer(app=app, grpc=running, _expiry=expiry)

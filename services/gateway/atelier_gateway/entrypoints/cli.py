@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from atelier_common.cli import Command, migrate_database, run_cli
 from atelier_common.db import normalise_url
-from atelier_common.logs import configure_logging
-from atelier_common.startup import ConfigurationError, check_startup, load_settings, report
+from atelier_common.startup import ConfigurationError
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,7 +36,7 @@ def existing_database(settings: GatewaySettings) -> str:
     source = (
         "GATEWAY_DATABASE_URL"
         if settings.gateway_database_url
-        else f"ATELIER_DATA_DIR={settings.atelier_data_dir} in {os.getcwd()}"
+        else f"ATELIER_DATA_DIR={settings.data_dir} in {os.getcwd()}"
     )
     hint = (
         "run it where the gateway runs (the directory of `make run`), "
@@ -65,44 +65,37 @@ def existing_database(settings: GatewaySettings) -> str:
     return shown
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the HTTP gateway")
-    sub.add_parser("migrate", help="create or upgrade the gateway database")
-    promote = sub.add_parser("promote-admin", help="give a user the admin role")
-    promote.add_argument("email")
-    sub.add_parser("check-config", help="check the configuration can start, and exit")
-    args = parser.parse_args(argv)
+def _migrate(settings: GatewaySettings, _args: argparse.Namespace) -> int:
+    return migrate_database("gateway", settings.database_url(), migrate)
 
+
+def _promote_admin(settings: GatewaySettings, args: argparse.Namespace) -> int:
+    database = existing_database(settings)
+    container = build_container(settings)
     try:
-        settings = load_settings(GatewaySettings, PROGRAM)
-        check_startup(settings, PROGRAM)
-        database = existing_database(settings) if args.command == "promote-admin" else ""
-    except ConfigurationError as e:
-        return report(e)
-    if args.command == "check-config":
-        print(f"{PROGRAM}: configuration ok (MARKET={settings.market})")
-        return 0
-    configure_logging(settings.gateway_log_level)
-    if args.command == "migrate":
-        container = build_container(settings)
-        migrate(container.engine)
+        user = container.auth.promote_admin(args.email)
+    except (UserNotFound, InvalidArgument) as e:
+        print(f"error: {e} (in {database})", file=sys.stderr)
+        return 1
+    finally:
         container.close()
-        print("gateway database migrated")
-        return 0
-    if args.command == "promote-admin":
-        container = build_container(settings)
-        try:
-            user = container.auth.promote_admin(args.email)
-        except (UserNotFound, InvalidArgument) as e:
-            print(f"error: {e} (in {database})", file=sys.stderr)
-            return 1
-        finally:
-            container.close()
-        print(f"{user.email} ({user.id}) is now an admin; new tokens carry the role")
-        return 0
-    return serve(settings)
+    print(f"{user.email} ({user.id}) is now an admin; new tokens carry the role")
+    return 0
+
+
+def _email_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("email")
+
+
+COMMANDS: tuple[Command[GatewaySettings], ...] = (
+    Command("serve", "run the HTTP gateway", lambda settings, _args: serve(settings)),
+    Command("migrate", "create or upgrade the gateway database", _migrate),
+    Command("promote-admin", "give a user the admin role", _promote_admin, _email_argument),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(PROGRAM, __doc__, GatewaySettings, COMMANDS, argv)
 
 
 def serve(settings: GatewaySettings) -> int:
