@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,7 +191,7 @@ def test_what_the_checks_call_built_is_what_bootstrap_builds(tmp_path: Path) -> 
     from atelier_tasks.settings import BUILT_PROVIDERS, BUILT_STORAGE, MARKET_ROUTES, TasksSettings
 
     clock = SystemClock()
-    vendor = {
+    vendor: dict[str, Any] = {
         "REPLICATE_API_TOKEN": "r8_x",
         "REPLICATE_WEBHOOK_SECRET": "whsec_eA==",
         "S3_BUCKET": "media",

@@ -28,7 +28,8 @@ from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplic
 
 
 class Driver(Protocol):
-    provider: GenerationProvider
+    @property
+    def provider(self) -> GenerationProvider: ...  # the adapter under test, typed as its port
 
     def finish(self, submitted: GenerationResult) -> GenerationResult:
         """Let the vendor finish the job successfully; the terminal result as we learn it."""

@@ -23,7 +23,8 @@ from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, moto_s3
 
 
 class Driver(Protocol):
-    storage: ObjectStorage
+    @property
+    def storage(self) -> ObjectStorage: ...  # the adapter under test, typed as its port
 
     def download(self, url: str) -> bytes: ...
 

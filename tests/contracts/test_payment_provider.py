@@ -30,7 +30,8 @@ from tests.support.stripe_server import API_KEY, WEBHOOK_SECRET, FakeStripe, sig
 
 
 class Driver(Protocol):
-    provider: PaymentProvider
+    @property
+    def provider(self) -> PaymentProvider: ...  # the adapter under test, typed as its port
 
     def pay(self, request: CheckoutRequest, checkout: Checkout) -> tuple[dict[str, str], bytes]:
         """Complete the payment; return the notification (headers, raw body) the vendor sends."""

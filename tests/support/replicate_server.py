@@ -25,6 +25,7 @@ import urllib.request
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from PIL import Image
 
 from tests.support.threaded_aiohttp import ThreadedServer
@@ -80,7 +81,7 @@ class FakeReplicate:
     # ---- protocol ---------------------------------------------------------------------------
 
     @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/files/"):
             return await handler(request)  # output files are public, like replicate.delivery
         auth = request.headers.get("Authorization", "")

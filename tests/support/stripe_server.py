@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from tests.support.threaded_aiohttp import ThreadedServer
 
@@ -47,7 +48,8 @@ def parse_form(body: str) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    return _listify(root)
+    listed: dict[str, Any] = _listify(root)  # the top level has names, never only digits
+    return listed
 
 
 def _listify(node: Any) -> Any:
@@ -102,7 +104,9 @@ class FakeStripe:
     # ---- protocol ---------------------------------------------------------------------------
 
     @web.middleware
-    async def _auth_and_idempotency(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _auth_and_idempotency(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return _error(401, "invalid_request_error", "Invalid API Key provided")
         if self.down:
@@ -331,10 +335,12 @@ class FakeStripe:
         return invoice
 
     def payment_intent_of(self, invoice_id: str) -> str:
-        return next(
-            ip["payment"]["payment_intent"]
-            for ip in self.invoice_payments.values()
-            if ip["invoice"] == invoice_id
+        return str(
+            next(
+                ip["payment"]["payment_intent"]
+                for ip in self.invoice_payments.values()
+                if ip["invoice"] == invoice_id
+            )
         )
 
     def subscription_event(
