@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 from dataclasses import dataclass
 
+from atelier_ports import problems
+
 # gRPC metadata keys used between services.
 INTERNAL_TOKEN_KEY = "x-atelier-internal-token"
 USER_ID_KEY = "x-atelier-user-id"
@@ -55,3 +57,11 @@ def outgoing_metadata(
     if rid:
         md.append((REQUEST_ID_KEY, rid))
     return tuple(md)
+
+
+def require_user() -> str:
+    """The end user the current call is made for; a user-scoped call without one is refused."""
+    user_id = current_call().user_id
+    if not user_id:
+        raise problems.Unauthenticated("an end user is required")
+    return user_id
