@@ -33,7 +33,7 @@ class RunningBilling:
 
     @property
     def app(self) -> BillingApp:
-        return self.server.app
+        return self.server.container
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.address)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -33,6 +33,7 @@ from atelier_common.context import (
     reset_current_call,
     set_current_call,
 )
+from atelier_common.lifecycle import BackgroundLoop
 from atelier_ports import problems
 
 log = logging.getLogger("atelier.grpc")
@@ -262,3 +263,30 @@ def start_grpc_service(
         userless_methods=userless_methods,
     )
     return build_server(config, [register], address=address)
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closeable)
+
+
+@dataclass
+class ServiceServer(Generic[C]):
+    """A service process's running parts: its gRPC server, the background loops beside it (an
+    expiry sweep, a worker) and the container they serve, stopped in that order."""
+
+    container: C
+    grpc: RunningServer
+    loops: tuple[BackgroundLoop, ...] = ()
+
+    @property
+    def port(self) -> int:
+        return self.grpc.port
+
+    def stop(self) -> None:
+        for loop in self.loops:
+            loop.stop()
+        self.grpc.stop()
+        self.container.close()

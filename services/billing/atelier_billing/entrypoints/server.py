@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import timedelta
 
-from atelier_common.grpc_server import RunningServer, start_grpc_service
-from atelier_common.lifecycle import BackgroundLoop, start_background
+from atelier_common.grpc_server import ServiceServer, start_grpc_service
+from atelier_common.lifecycle import start_background
 
 from atelier.billing.v1 import billing_pb2_grpc as pb_grpc
 from atelier_billing.bootstrap import BillingApp
@@ -18,21 +18,7 @@ from atelier_ports.clock import Clock, SystemClock
 log = logging.getLogger("atelier.billing")
 
 
-@dataclass
-class BillingServer:
-    app: BillingApp
-    grpc: RunningServer
-    _expiry: BackgroundLoop | None
-
-    @property
-    def port(self) -> int:
-        return self.grpc.port
-
-    def stop(self) -> None:
-        if self._expiry is not None:
-            self._expiry.stop()
-        self.grpc.stop()
-        self.app.close()
+BillingServer = ServiceServer[BillingApp]
 
 
 def _expiry_loop(app: BillingApp, stop: threading.Event, interval: float) -> None:
@@ -66,10 +52,10 @@ def start_server(
         userless_methods=USERLESS_METHODS,
         register=lambda server: pb_grpc.add_BillingServiceServicer_to_server(servicer, server),
     )
-    expiry = None
-    if run_expiry_loop:
-        interval = app.settings.expiry_interval_seconds
-        expiry = start_background(
-            "billing-expiry", lambda stop: _expiry_loop(app, stop, interval), join_seconds=5
-        )
-    return BillingServer(app=app, grpc=running, _expiry=expiry)
+    if not run_expiry_loop:
+        return BillingServer(app, running)
+    interval = app.settings.expiry_interval_seconds
+    expiry = start_background(
+        "billing-expiry", lambda stop: _expiry_loop(app, stop, interval), join_seconds=5
+    )
+    return BillingServer(app, running, (expiry,))

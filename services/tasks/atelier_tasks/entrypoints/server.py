@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
-from atelier_common.grpc_server import RunningServer, start_grpc_service
+from atelier_common.grpc_server import ServiceServer, start_grpc_service
 from atelier_common.lifecycle import BackgroundLoop, start_background
 
 from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
@@ -23,21 +22,7 @@ def start_worker(app: TasksApp, owner: str | None = None) -> BackgroundLoop:
     )
 
 
-@dataclass
-class TasksServer:
-    app: TasksApp
-    grpc: RunningServer
-    worker: BackgroundLoop | None
-
-    @property
-    def port(self) -> int:
-        return self.grpc.port
-
-    def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
-        self.grpc.stop()
-        self.app.close()
+TasksServer = ServiceServer[TasksApp]
 
 
 def start_server(app: TasksApp, address: str, *, run_worker: bool | None = None) -> TasksServer:
@@ -51,5 +36,4 @@ def start_server(app: TasksApp, address: str, *, run_worker: bool | None = None)
         register=lambda server: pb_grpc.add_TaskServiceServicer_to_server(servicer, server),
     )
     enabled = app.settings.worker_enabled if run_worker is None else run_worker
-    worker = start_worker(app) if enabled else None
-    return TasksServer(app=app, grpc=running, worker=worker)
+    return TasksServer(app, running, (start_worker(app),) if enabled else ())
