@@ -60,7 +60,7 @@ lint: install
 # from its port fails the build. One line per area.
 TYPECHECK := libs/ports/atelier_ports libs/common/atelier_common
 TYPECHECK += services/billing/atelier_billing services/tasks/atelier_tasks services/gateway/atelier_gateway
-TYPECHECK += tests/support tests/common tests/contracts tests/conftest.py $(wildcard tests/test_*.py)
+TYPECHECK += tests/support tests/common tests/contracts tests/project tests/conftest.py
 
 typecheck: install
 	$(VENV)/bin/mypy $(TYPECHECK)

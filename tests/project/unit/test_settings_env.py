@@ -13,7 +13,7 @@ from atelier_billing.settings import BillingSettings
 from atelier_gateway.settings import GatewaySettings
 from atelier_tasks.settings import TasksSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SETTINGS: dict[str, type[BaseSettings]] = {
     "billing": BillingSettings,
     "tasks": TasksSettings,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_settings_env import SETTINGS, env_names
+from tests.project.unit.test_settings_env import SETTINGS, env_names
 
 CLI = {
     "billing": "atelier_billing.entrypoints.cli",

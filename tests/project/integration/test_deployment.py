@@ -26,9 +26,9 @@ from atelier_common.cli import build_parser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.test_settings_env import SETTINGS, env_names, example_names
+from tests.project.unit.test_settings_env import SETTINGS, env_names, example_names
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPTS = {"billing": "atelier-billing", "tasks": "atelier-tasks", "gateway": "atelier-gateway"}
 # Settings that say where things are: inside the compose network they must be the stack's own,
 # whatever a copied .env says.
