@@ -1,11 +1,16 @@
-"""Shared fixtures: databases (SQLite and PostgreSQL), clocks, ids."""
+"""Shared fixtures: databases (SQLite and PostgreSQL); the boundary of the unit layer."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import socket
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
+import psycopg
 import pytest
 
 from tests.support.postgres import PostgresServer, find_postgres
@@ -45,3 +50,37 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep(
             "!", f"POSTGRESQL TESTS WERE SKIPPED: {_pg_status['why_not']}", red=True, bold=True
         )
+
+
+# --- the unit layer stays in the process ----------------------------------------------------------
+
+
+class UnitBoundaryError(AssertionError):
+    """A test under a ``unit/`` directory reached outside the process."""
+
+
+def _refuse(what: str) -> Callable[..., NoReturn]:
+    def refused(*_args: Any, **_kwargs: Any) -> NoReturn:
+        raise UnitBoundaryError(
+            f"a unit test may not {what}: use a fake of the port, or move the test to "
+            "integration/ (real databases, servers) or e2e/ (processes)"
+        )
+
+    return refused
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests in ``tests/<area>/unit/`` (``make test-unit``) open no database, no network
+    connection, no listening port and no process: this trips them if they try."""
+    if "unit" not in request.node.path.relative_to(Path(__file__).parent).parts:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", _refuse("open a network connection"))
+        patch.setattr(socket.socket, "connect_ex", _refuse("open a network connection"))
+        patch.setattr(socket.socket, "bind", _refuse("listen on a port"))
+        patch.setattr(subprocess.Popen, "__init__", _refuse("start a process"))
+        for dbapi in (sqlite3, sqlite3.dbapi2, psycopg):  # what SQLAlchemy's drivers call
+            patch.setattr(dbapi, "connect", _refuse("open a database"))
+        yield
