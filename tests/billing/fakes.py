@@ -16,6 +16,14 @@ from types import TracebackType
 from typing import Self
 
 from atelier_billing.application.ports import DuplicateKey
+from atelier_billing.application.ports.payments import (
+    Checkout,
+    CheckoutRequest,
+    OrderRef,
+    PaymentEvent,
+    PaymentState,
+    PaymentStatusReport,
+)
 from atelier_billing.domain.errors import InsufficientCredits
 from atelier_billing.domain.model import (
     Account,
@@ -32,14 +40,6 @@ from atelier_billing.domain.model import (
     OrderStatus,
 )
 from atelier_ports.errors import InvalidNotification
-from atelier_ports.payments import (
-    Checkout,
-    CheckoutRequest,
-    OrderRef,
-    PaymentEvent,
-    PaymentState,
-    PaymentStatusReport,
-)
 
 
 class FakeClock:

@@ -42,7 +42,7 @@ class Env:
         )["id"]
 
     def consistent(self) -> bool:
-        return all(c.ok for c in self.billing.app.service.check_ledger())
+        return all(c.ok for c in self.billing.app.use_cases.check_ledger())
 
 
 @contextmanager

@@ -80,7 +80,7 @@ def test_200_concurrent_holds_against_37_credits(
     balance = stub.GetBalance(pb.GetBalanceRequest(), metadata=md).balance
     assert (balance.available, balance.held) == (0, 37)
     assert all(g.remaining >= 0 for g in balance.grants)
-    assert all(check.ok for check in billing.app.service.check_ledger())
+    assert all(check.ok for check in billing.app.use_cases.check_ledger())
 
 
 def test_the_same_hold_ten_times_concurrently_is_one_hold(
@@ -93,7 +93,7 @@ def test_the_same_hold_ten_times_concurrently_is_one_hold(
     assert {outcome(r) for r in results} == {"ok"}
     balance = stub.GetBalance(pb.GetBalanceRequest(), metadata=md).balance
     assert (balance.available, balance.held) == (32, 5)
-    assert all(check.ok for check in billing.app.service.check_ledger())
+    assert all(check.ok for check in billing.app.use_cases.check_ledger())
 
 
 @pytest.mark.parametrize("first,second", [("capture", "release"), ("release", "capture")])
@@ -122,7 +122,7 @@ def test_settling_ten_times_concurrently_is_one_effect_and_the_opposite_is_refus
         pb.ListLedgerEntriesRequest(page_size=100), metadata=md
     ).entries
     assert len(entries) == 3  # grant, hold, one settlement
-    assert all(check.ok for check in billing.app.service.check_ledger())
+    assert all(check.ok for check in billing.app.use_cases.check_ledger())
 
 
 def test_racing_capture_and_release_settle_exactly_once(
@@ -149,4 +149,4 @@ def test_racing_capture_and_release_settle_exactly_once(
     balance = stub.GetBalance(pb.GetBalanceRequest(), metadata=md).balance
     captured = sum(1 for i in range(10) if results[2 * i] == "ok")
     assert (balance.available, balance.held) == (37 - captured, 0)
-    assert all(check.ok for check in billing.app.service.check_ledger())
+    assert all(check.ok for check in billing.app.use_cases.check_ledger())

@@ -49,7 +49,7 @@ class Env:
         )
 
     def consistent(self) -> bool:
-        return all(c.ok for c in self.billing.app.service.check_ledger())
+        return all(c.ok for c in self.billing.app.use_cases.check_ledger())
 
 
 @pytest.fixture

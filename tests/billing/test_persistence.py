@@ -16,7 +16,10 @@ from sqlalchemy.exc import DBAPIError
 
 from atelier_billing.adapters.persistence.migrate import upgrade
 from atelier_billing.adapters.persistence.tables import accounts
-from atelier_billing.bootstrap import BillingApp, build_app
+from atelier_billing.application.accounts import GetBalance, ListLedger, SetUpAccount
+from atelier_billing.application.adjustments import AdjustCredits
+from atelier_billing.application.holds import CaptureHold, HoldCredits, ReleaseHold
+from atelier_billing.bootstrap import BillingContainer, build_container
 from atelier_billing.domain.errors import InsufficientCredits
 from atelier_billing.domain.model import GrantSource, LedgerKind
 from tests.billing.fakes import FakeClock
@@ -29,8 +32,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path, clock: FakeClock) -> Iterator[BillingApp]:
-    app = build_app(
+def app(database_url: str, tmp_path: Path, clock: FakeClock) -> Iterator[BillingContainer]:
+    app = build_container(
         billing_settings(database_url, tmp_path, SIGNUP_BONUS_VALIDITY_DAYS=3), clock=clock
     )
     upgrade(app.engine)
@@ -39,52 +42,56 @@ def app(database_url: str, tmp_path: Path, clock: FakeClock) -> Iterator[Billing
 
 
 def admin_grant(
-    app: BillingApp, user: str, amount: int, expires_in_days: int, key: str, clock: FakeClock
+    app: BillingContainer, user: str, amount: int, expires_in_days: int, key: str, clock: FakeClock
 ) -> None:
-    app.service.adjust_credits(
-        True, user, amount, "test grant", key, clock.now() + timedelta(days=expires_in_days)
+    app.use_cases.adjust_credits(
+        AdjustCredits(
+            True, user, amount, "test grant", key, clock.now() + timedelta(days=expires_in_days)
+        )
     )
 
 
 def test_spending_takes_the_earliest_expiring_grant_first(
-    app: BillingApp, clock: FakeClock
+    app: BillingContainer, clock: FakeClock
 ) -> None:
-    svc = app.service
-    svc.set_up_account("u")  # 10, expires in 3 days
+    svc = app.use_cases
+    svc.set_up_account(SetUpAccount("u"))  # 10, expires in 3 days
     admin_grant(app, "u", 5, 1, "g1", clock)  # expires in 1 day
     admin_grant(app, "u", 20, 10, "g2", clock)  # expires in 10 days
-    svc.hold_credits("u", "t1", 8, "")
+    svc.hold_credits(HoldCredits("u", "t1", 8, ""))
     # the 1-day grant is used up, then 3 of the 3-day bonus; the 10-day grant is untouched
-    remaining = {g.amount: g.remaining for g in svc.get_balance("u").grants}
+    remaining = {g.amount: g.remaining for g in svc.get_balance(GetBalance("u")).grants}
     assert remaining == {10: 7, 20: 20}
 
 
-def test_expiry_of_a_partially_spent_grant(app: BillingApp, clock: FakeClock) -> None:
-    svc = app.service
-    svc.set_up_account("u")
-    svc.hold_credits("u", "t1", 4, "")
-    svc.capture_hold("u", "t1")
+def test_expiry_of_a_partially_spent_grant(app: BillingContainer, clock: FakeClock) -> None:
+    svc = app.use_cases
+    svc.set_up_account(SetUpAccount("u"))
+    svc.hold_credits(HoldCredits("u", "t1", 4, ""))
+    svc.capture_hold(CaptureHold("u", "t1"))
     clock.advance(days=3, seconds=1)
-    assert svc.get_balance("u").available == 0  # already not spendable at read time
+    assert svc.get_balance(GetBalance("u")).available == 0  # already not spendable at read time
     report = svc.run_expiry()
     assert (report.expired_grants, report.expired_credits) == (1, 6)
     assert svc.run_expiry().expired_grants == 0  # only once
-    [entry, *_] = svc.list_ledger("u", 0, "").items
+    [entry, *_] = svc.list_ledger(ListLedger("u", 0, "")).items
     assert (entry.kind, entry.amount, entry.balance_after) == (LedgerKind.EXPIRE, -6, 0)
     assert all(c.ok for c in svc.check_ledger())
 
 
 def test_release_into_an_expired_grant_gets_a_grace_regrant(
-    app: BillingApp, clock: FakeClock
+    app: BillingContainer, clock: FakeClock
 ) -> None:
-    svc = app.service
-    svc.set_up_account("u")
+    svc = app.use_cases
+    svc.set_up_account(SetUpAccount("u"))
     admin_grant(app, "u", 5, 30, "long", clock)
-    svc.hold_credits("u", "t1", 12, "task:t1")  # 10 from the bonus, 2 from the long grant
+    svc.hold_credits(
+        HoldCredits("u", "t1", 12, "task:t1")
+    )  # 10 from the bonus, 2 from the long grant
     clock.advance(days=4)
     svc.run_expiry()
-    svc.release_hold("u", "t1")
-    balance = svc.get_balance("u")
+    svc.release_hold(ReleaseHold("u", "t1"))
+    balance = svc.get_balance(GetBalance("u"))
     by_source = {g.source: g for g in balance.grants}
     assert balance.available == 15
     assert by_source[GrantSource.GRACE].remaining == 10
@@ -93,24 +100,24 @@ def test_release_into_an_expired_grant_gets_a_grace_regrant(
     assert all(c.ok for c in svc.check_ledger())
 
 
-def test_expiry_is_applied_before_a_hold(app: BillingApp, clock: FakeClock) -> None:
-    svc = app.service
-    svc.set_up_account("u")
+def test_expiry_is_applied_before_a_hold(app: BillingContainer, clock: FakeClock) -> None:
+    svc = app.use_cases
+    svc.set_up_account(SetUpAccount("u"))
     clock.advance(days=5)
     with pytest.raises(InsufficientCredits):
-        svc.hold_credits("u", "t1", 1, "")
+        svc.hold_credits(HoldCredits("u", "t1", 1, ""))
     assert all(c.ok for c in svc.check_ledger())
 
 
-def test_the_database_refuses_negative_balances_and_ledger_edits(app: BillingApp) -> None:
-    app.service.set_up_account("u")
+def test_the_database_refuses_negative_balances_and_ledger_edits(app: BillingContainer) -> None:
+    app.use_cases.set_up_account(SetUpAccount("u"))
     with pytest.raises(DBAPIError), app.engine.begin() as conn:
         conn.execute(update(accounts).where(accounts.c.user_id == "u").values(available=-1))
     with pytest.raises(DBAPIError), app.engine.begin() as conn:
         conn.execute(text("UPDATE ledger_entries SET amount = 1000"))
     with pytest.raises(DBAPIError), app.engine.begin() as conn:
         conn.execute(text("DELETE FROM ledger_entries"))
-    assert app.service.get_balance("u").available == 10
+    assert app.use_cases.get_balance(GetBalance("u")).available == 10
 
 
 def run_cli(database_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -132,11 +139,11 @@ def test_check_ledger_command_proves_consistency_and_reports_drift(
     database_url: str, tmp_path: Path
 ) -> None:
     assert run_cli(database_url, tmp_path, "migrate").returncode == 0
-    app = build_app(billing_settings(database_url, tmp_path))
+    app = build_container(billing_settings(database_url, tmp_path))
     try:
-        app.service.set_up_account("good")
-        app.service.set_up_account("bad")
-        app.service.hold_credits("good", "t1", 3, "")
+        app.use_cases.set_up_account(SetUpAccount("good"))
+        app.use_cases.set_up_account(SetUpAccount("bad"))
+        app.use_cases.hold_credits(HoldCredits("good", "t1", 3, ""))
         ok = run_cli(database_url, tmp_path, "check-ledger")
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "2 accounts, 0 inconsistent" in ok.stdout

@@ -11,7 +11,7 @@ from atelier_common.logs import configure_logging
 from atelier_common.startup import ConfigurationError, check_startup, load_settings, report
 
 from atelier_billing.adapters.persistence.migrate import upgrade
-from atelier_billing.bootstrap import build_app
+from atelier_billing.bootstrap import build_container as build_app
 from atelier_billing.entrypoints.server import start_server
 from atelier_billing.settings import BillingSettings
 
@@ -46,7 +46,7 @@ def _serve(settings: BillingSettings, migrate_first: bool) -> int:
 def _check_ledger(settings: BillingSettings) -> int:
     app = build_app(settings)
     try:
-        results = app.service.check_ledger()
+        results = app.use_cases.check_ledger()
     finally:
         app.close()
     bad = [r for r in results if not r.ok]
@@ -60,7 +60,7 @@ def _check_ledger(settings: BillingSettings) -> int:
 def _expire(settings: BillingSettings) -> int:
     app = build_app(settings)
     try:
-        report = app.service.run_expiry()
+        report = app.use_cases.run_expiry()
     finally:
         app.close()
     print(
