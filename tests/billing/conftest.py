@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from atelier_billing.application.config import BillingConfig
+from atelier_billing.application.ports import BillingUnitOfWorkFactory
 from atelier_billing.application.use_cases import BillingUseCases, build_use_cases
 from atelier_billing.domain.catalog import parse_catalog
 from atelier_billing.settings import DEFAULT_CATALOG
-from tests.billing.fakes import FakeClock, FakeIds, FakePaymentProvider, FakeStore
+from tests.billing.fakes import FakePaymentProvider
+from tests.support.fakes import FakeClock, FakeIds
 
 
 def make_config(**overrides: object) -> BillingConfig:
@@ -32,17 +34,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store() -> FakeStore:
-    return FakeStore()
-
-
-@pytest.fixture
 def provider() -> FakePaymentProvider:
     return FakePaymentProvider()
 
 
 @pytest.fixture
-def service(store: FakeStore, clock: FakeClock, provider: FakePaymentProvider) -> BillingUseCases:
+def service(
+    store: BillingUnitOfWorkFactory, clock: FakeClock, provider: FakePaymentProvider
+) -> BillingUseCases:
     return build_use_cases(
         uow=store, clock=clock, ids=FakeIds(), config=make_config(), providers={"fake": provider}
     )

@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 
 from atelier.billing.v1 import billing_pb2 as pb
 from atelier.billing.v1 import billing_pb2_grpc
-from tests.billing.test_grpc_api import reason_of
+from tests.billing.integration.test_grpc_api import reason_of
 from tests.support.billing_server import RunningBilling, start_billing_server
 
 
@@ -67,11 +68,12 @@ def test_200_concurrent_holds_against_37_credits(
 ) -> None:
     md = billing.metadata("racer")
     stub.SetUpAccount(pb.SetUpAccountRequest(), metadata=md)
-    calls = [
-        (
-            lambda i=i: stub.HoldCredits(
-                pb.HoldCreditsRequest(request_id=f"task-{i}", amount=1), metadata=md, timeout=60
-            )
+    calls: list[Callable[[], Any]] = [
+        partial(
+            stub.HoldCredits,
+            pb.HoldCreditsRequest(request_id=f"task-{i}", amount=1),
+            metadata=md,
+            timeout=60,
         )
         for i in range(200)
     ]
@@ -135,13 +137,13 @@ def test_racing_capture_and_release_settle_exactly_once(
     calls: list[Callable[[], Any]] = []
     for i in range(10):
         calls.append(
-            lambda i=i: stub.CaptureHold(
-                pb.CaptureHoldRequest(request_id=f"t{i}"), metadata=md, timeout=60
+            partial(
+                stub.CaptureHold, pb.CaptureHoldRequest(request_id=f"t{i}"), metadata=md, timeout=60
             )
         )
         calls.append(
-            lambda i=i: stub.ReleaseHold(
-                pb.ReleaseHoldRequest(request_id=f"t{i}"), metadata=md, timeout=60
+            partial(
+                stub.ReleaseHold, pb.ReleaseHoldRequest(request_id=f"t{i}"), metadata=md, timeout=60
             )
         )
     results = [outcome(r) for r in run_together(calls)]

@@ -1,4 +1,7 @@
-"""Use cases on Fake* ports (no database)."""
+"""The billing use cases, written once and run on two units of work: the Fake* ports
+(``tests/billing/unit/test_use_cases.py``) and the real repository on SQLite and PostgreSQL
+(``tests/billing/integration/test_use_cases_on_databases.py``). Each module picks the ``store``
+fixture (a ``BillingUnitOfWorkFactory``); the tests see only the port."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from atelier_billing.application.adjustments import AdjustCredits
 from atelier_billing.application.holds import CaptureHold, HoldCredits, ReleaseHold
 from atelier_billing.application.orders import CreateOrder, GetOrder, ListOrders
 from atelier_billing.application.payments.notifications import HandleNotification
-from atelier_billing.application.ports.payments import (
+from atelier_billing.application.ports import (
+    BillingUnitOfWorkFactory,
     PaymentEvent,
     PaymentEventKind,
     PaymentState,
@@ -24,7 +28,8 @@ from atelier_billing.domain import errors
 from atelier_billing.domain.model import GrantSource, HoldStatus, LedgerKind, OrderStatus
 from atelier_ports import problems
 from atelier_ports.clock import Clock
-from tests.billing.fakes import FakeClock, FakePaymentProvider, FakeStore
+from tests.billing.fakes import FakePaymentProvider
+from tests.support.fakes import FakeClock, FakeIds
 
 
 def paid_event(
@@ -42,7 +47,9 @@ def paid_event(
     )
 
 
-def test_signup_bonus_is_granted_once(service: BillingUseCases, store: FakeStore) -> None:
+def test_signup_bonus_is_granted_once(
+    service: BillingUseCases, store: BillingUnitOfWorkFactory
+) -> None:
     first = service.set_up_account(SetUpAccount("u1"))
     again = service.set_up_account(SetUpAccount("u1"))
     assert (first.balance.available, first.created) == (10, True)
@@ -127,10 +134,9 @@ def test_holds_are_scoped_to_their_user(service: BillingUseCases) -> None:
 
 
 def test_release_into_an_expired_grant_is_regranted_with_grace(
-    store: FakeStore, clock: FakeClock, provider: FakePaymentProvider
+    store: BillingUnitOfWorkFactory, clock: FakeClock, provider: FakePaymentProvider
 ) -> None:
     from tests.billing.conftest import make_config
-    from tests.billing.fakes import FakeIds
 
     svc = build_use_cases(
         uow=store,
@@ -433,10 +439,9 @@ def test_the_periodic_sweep_reconciles_orders_pending_for_a_while(
 
 
 def test_an_order_number_clash_retries_with_a_new_number(
-    store: FakeStore, clock: FakeClock, provider: FakePaymentProvider
+    store: BillingUnitOfWorkFactory, clock: FakeClock, provider: FakePaymentProvider
 ) -> None:
     from tests.billing.conftest import make_config
-    from tests.billing.fakes import FakeIds
 
     class RepeatingIds(FakeIds):
         """Hands out the same readable code twice before moving on."""

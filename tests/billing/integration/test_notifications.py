@@ -20,7 +20,7 @@ from atelier_billing.adapters.payments.local import SIGNATURE_HEADER, LocalPayme
 from atelier_billing.application.ports.payments import OrderRef, OutgoingNotification
 from atelier_billing.application.reconcile import ReconcilePendingOrders
 from atelier_ports.clock import SystemClock
-from tests.billing.test_concurrency import run_together
+from tests.billing.integration.test_concurrency import run_together
 from tests.billing.webhook_relay import WebhookRelay
 from tests.support.billing_server import RunningBilling, start_billing_server
 
@@ -38,12 +38,16 @@ class Env:
         return self.billing.metadata(user)
 
     def balance(self, user: str = "u1") -> pb.Balance:
-        return self.stub.GetBalance(pb.GetBalanceRequest(), metadata=self.md(user)).balance
+        result: pb.Balance = self.stub.GetBalance(
+            pb.GetBalanceRequest(), metadata=self.md(user)
+        ).balance
+        return result
 
     def order(self, order_id: str, user: str = "u1") -> pb.Order:
-        return self.stub.GetOrder(
+        result: pb.Order = self.stub.GetOrder(
             pb.GetOrderRequest(order_id=order_id), metadata=self.md(user)
         ).order
+        return result
 
     def post(self, note: OutgoingNotification) -> int:
         request = urllib.request.Request(
@@ -87,9 +91,10 @@ def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
 
 
 def create_order(env: Env, item: str) -> pb.Order:
-    return env.stub.CreateOrder(
+    result: pb.Order = env.stub.CreateOrder(
         pb.CreateOrderRequest(item_id=item, channel="local"), metadata=env.md()
     ).order
+    return result
 
 
 def test_sandbox_payment_activates_membership_and_grants_quota(env: Env) -> None:

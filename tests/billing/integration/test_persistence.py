@@ -1,11 +1,8 @@
 """Use cases on the real databases with a controlled clock: expiry, grace, the database's own
-guards, and the check-ledger command."""
+guards."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,8 +19,8 @@ from atelier_billing.application.holds import CaptureHold, HoldCredits, ReleaseH
 from atelier_billing.bootstrap import BillingContainer, build_container
 from atelier_billing.domain.errors import InsufficientCredits
 from atelier_billing.domain.model import GrantSource, LedgerKind
-from tests.billing.fakes import FakeClock
 from tests.support.billing_server import billing_settings
+from tests.support.fakes import FakeClock
 
 
 @pytest.fixture
@@ -118,40 +115,3 @@ def test_the_database_refuses_negative_balances_and_ledger_edits(app: BillingCon
     with pytest.raises(DBAPIError), app.engine.begin() as conn:
         conn.execute(text("DELETE FROM ledger_entries"))
     assert app.use_cases.get_balance(GetBalance("u")).available == 10
-
-
-def run_cli(database_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "BILLING_DATABASE_URL": database_url,
-        "ATELIER_DATA_DIR": str(tmp_path),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "atelier_billing.entrypoints.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_check_ledger_command_proves_consistency_and_reports_drift(
-    database_url: str, tmp_path: Path
-) -> None:
-    assert run_cli(database_url, tmp_path, "migrate").returncode == 0
-    app = build_container(billing_settings(database_url, tmp_path))
-    try:
-        app.use_cases.set_up_account(SetUpAccount("good"))
-        app.use_cases.set_up_account(SetUpAccount("bad"))
-        app.use_cases.hold_credits(HoldCredits("good", "t1", 3, ""))
-        ok = run_cli(database_url, tmp_path, "check-ledger")
-        assert ok.returncode == 0, ok.stdout + ok.stderr
-        assert "2 accounts, 0 inconsistent" in ok.stdout
-        with app.engine.begin() as conn:  # drift: a balance changed behind the ledger's back
-            conn.execute(update(accounts).where(accounts.c.user_id == "bad").values(available=9))
-    finally:
-        app.close()
-    drift = run_cli(database_url, tmp_path, "check-ledger")
-    assert drift.returncode == 1
-    assert "bad: available 9 != ledger sum 10" in drift.stdout
-    assert "good:" not in drift.stdout
