@@ -483,3 +483,26 @@ def test_bad_contact_details_are_refused_and_change_nothing(
     assert info.value.field == field
     with pytest.raises(errors.AccountNotFound):
         service.get_balance(GetBalance("u1"))
+
+
+def test_a_rolled_back_unit_of_work_leaves_nothing_and_its_transaction_is_over(
+    store: BillingUnitOfWorkFactory, clock: FakeClock
+) -> None:
+    with store() as uow:
+        uow.accounts.create("u1", clock.now())
+        uow.rollback()
+    with store() as uow:
+        assert uow.accounts.get("u1") is None
+        uow.accounts.create("u1", clock.now())
+        uow.commit()
+    with store() as uow:
+        assert uow.accounts.get("u1") is not None
+
+
+def test_a_unit_of_work_left_without_commit_is_rolled_back(
+    store: BillingUnitOfWorkFactory, clock: FakeClock
+) -> None:
+    with store() as uow:
+        uow.accounts.create("u1", clock.now())
+    with store() as uow:
+        assert uow.accounts.get("u1") is None
