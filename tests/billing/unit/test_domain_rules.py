@@ -3,6 +3,7 @@ renewal periods, ending a membership, provider changes to a subscription, repeat
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from atelier_billing.domain.model import (
     OrderStatus,
     PeriodPlan,
     may_move,
+    membership_paid,
 )
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -154,3 +156,25 @@ def test_a_repeated_settle_answers_with_the_hold_and_the_other_settle_is_refused
         released.repeat_of_settle(HoldStatus.CAPTURED)
     settled = hold(HoldStatus.HELD).settled(HoldStatus.CAPTURED, NOW)
     assert (settled.status, settled.settled_at) == (HoldStatus.CAPTURED, NOW)
+
+
+def test_a_paid_membership_order_stacks_its_period_and_keeps_the_known_subscription() -> None:
+    plan = replace(order(credits=300), item_kind=ItemKind.MEMBERSHIP, item_id="pro", period_days=30)
+    running = replace(membership(), subscription_id="sub_1")
+    stacked = membership_paid(running, plan, None, NOW)
+    assert (stacked.status, stacked.plan_id, stacked.quota_total) == (
+        MembershipStatus.ACTIVE,
+        "pro",
+        300,
+    )
+    assert (stacked.period_start, stacked.period_end) == (
+        running.period_end,
+        running.period_end + timedelta(days=30),
+    )
+    assert stacked.subscription_id == "sub_1"
+    fresh = membership_paid(None, plan, "sub_2", NOW)
+    assert (fresh.period_start, fresh.period_end, fresh.subscription_id) == (
+        NOW,
+        NOW + timedelta(days=30),
+        "sub_2",
+    )

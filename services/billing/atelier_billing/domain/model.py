@@ -326,6 +326,24 @@ def next_membership_period(
     return PeriodPlan(start=start, end=start + timedelta(days=period_days))
 
 
+def membership_paid(
+    current: Membership | None, order: Order, subscription_id: str | None, now: datetime
+) -> Membership:
+    """The membership a paid membership order gives: active for the order's next period (stacked
+    on a running one), with the order's credits as quota, keeping the subscription we knew if the
+    payment names none."""
+    period = next_membership_period(current, order.period_days, now)
+    return Membership(
+        user_id=order.user_id,
+        plan_id=order.item_id,
+        status=MembershipStatus.ACTIVE,
+        period_start=period.start,
+        period_end=period.end,
+        quota_total=order.credits,
+        subscription_id=subscription_id or (current.subscription_id if current else None),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerCheck:
     """What check-ledger found for one account."""

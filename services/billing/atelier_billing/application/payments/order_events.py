@@ -14,11 +14,9 @@ from atelier_billing.domain import errors
 from atelier_billing.domain.model import (
     GrantSource,
     ItemKind,
-    Membership,
-    MembershipStatus,
     Order,
     OrderStatus,
-    next_membership_period,
+    membership_paid,
     sources_of,
 )
 from atelier_ports.ids import IdGenerator
@@ -63,20 +61,9 @@ class PaymentSucceeded:
         expires_at: datetime | None
         if order.item_kind is ItemKind.MEMBERSHIP:
             current = uow.memberships.get(order.user_id)
-            period = next_membership_period(current, order.period_days, now)
-            uow.memberships.put(
-                Membership(
-                    user_id=order.user_id,
-                    plan_id=order.item_id,
-                    status=MembershipStatus.ACTIVE,
-                    period_start=period.start,
-                    period_end=period.end,
-                    quota_total=order.credits,
-                    subscription_id=event.subscription_id
-                    or (current.subscription_id if current else None),
-                )
-            )
-            source, expires_at = GrantSource.MEMBERSHIP, period.end
+            membership = membership_paid(current, order, event.subscription_id, now)
+            uow.memberships.put(membership)
+            source, expires_at = GrantSource.MEMBERSHIP, membership.period_end
         else:
             item = self._config.catalog.get(order.item_id)
             validity = item.validity_days if item else None
