@@ -61,6 +61,7 @@ lint: install
 TYPECHECK := libs/ports/atelier_ports libs/common/atelier_common
 TYPECHECK += services/billing/atelier_billing services/tasks/atelier_tasks services/gateway/atelier_gateway
 TYPECHECK += tests/support tests/common tests/contracts tests/project tests/conftest.py
+TYPECHECK += tests/billing
 
 typecheck: install
 	$(VENV)/bin/mypy $(TYPECHECK)

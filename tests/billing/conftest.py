@@ -6,14 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from atelier_billing.application.policy import BillingPolicy
-from atelier_billing.application.use_cases import BillingService
+from atelier_billing.application.config import BillingConfig
+from atelier_billing.application.ports import BillingUnitOfWorkFactory
+from atelier_billing.application.use_cases import BillingUseCases, build_use_cases
 from atelier_billing.domain.catalog import parse_catalog
 from atelier_billing.settings import DEFAULT_CATALOG
-from tests.billing.fakes import FakeClock, FakeIds, FakePaymentProvider, FakeStore
+from tests.billing.fakes import FakePaymentProvider
+from tests.support.fakes import FakeClock, FakeIds
 
 
-def make_policy(**overrides: object) -> BillingPolicy:
+def make_config(**overrides: object) -> BillingConfig:
     values: dict[str, object] = {
         "market": "local",
         "catalog": parse_catalog(json.loads(Path(DEFAULT_CATALOG).read_text())),
@@ -23,7 +25,7 @@ def make_policy(**overrides: object) -> BillingPolicy:
         "order_ttl": timedelta(minutes=30),
     }
     values.update(overrides)
-    return BillingPolicy(**values)  # type: ignore[arg-type]
+    return BillingConfig(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -32,17 +34,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store() -> FakeStore:
-    return FakeStore()
-
-
-@pytest.fixture
 def provider() -> FakePaymentProvider:
     return FakePaymentProvider()
 
 
 @pytest.fixture
-def service(store: FakeStore, clock: FakeClock, provider: FakePaymentProvider) -> BillingService:
-    return BillingService(
-        uow=store, clock=clock, ids=FakeIds(), policy=make_policy(), providers={"fake": provider}
+def service(
+    store: BillingUnitOfWorkFactory, clock: FakeClock, provider: FakePaymentProvider
+) -> BillingUseCases:
+    return build_use_cases(
+        uow=store, clock=clock, ids=FakeIds(), config=make_config(), providers={"fake": provider}
     )

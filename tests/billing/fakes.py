@@ -8,14 +8,33 @@ real databases.
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
-from atelier_billing.application.ports import DuplicateKey
+from atelier_billing.application.ports import (
+    AccountRepository,
+    BillingUnitOfWorkFactory,
+    CustomerRepository,
+    DuplicateKey,
+    GrantRepository,
+    HoldRepository,
+    LedgerRepository,
+    MembershipRepository,
+    OrderRepository,
+    PaymentEventRepository,
+    PaymentProvider,
+)
+from atelier_billing.application.ports.payments import (
+    Checkout,
+    CheckoutRequest,
+    OrderRef,
+    PaymentEvent,
+    PaymentState,
+    PaymentStatusReport,
+)
 from atelier_billing.domain.errors import InsufficientCredits
 from atelier_billing.domain.model import (
     Account,
@@ -32,36 +51,6 @@ from atelier_billing.domain.model import (
     OrderStatus,
 )
 from atelier_ports.errors import InvalidNotification
-from atelier_ports.payments import (
-    Checkout,
-    CheckoutRequest,
-    OrderRef,
-    PaymentEvent,
-    PaymentState,
-    PaymentStatusReport,
-)
-
-
-class FakeClock:
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, **kwargs: float) -> None:
-        self.current += timedelta(**kwargs)
-
-
-class FakeIds:
-    def __init__(self) -> None:
-        self._n = itertools.count(1)
-
-    def new_id(self, prefix: str) -> str:
-        return f"{prefix}_{next(self._n):04d}"
-
-    def readable_code(self, length: int) -> str:
-        return f"{next(self._n):0{length}d}"[-length:]
 
 
 @dataclass
@@ -452,6 +441,17 @@ class _Customers:
 
 
 class FakeUnitOfWork:
+    """Implements ``BillingUnitOfWork`` (mypy checks it: see ``_conforms``)."""
+
+    accounts: AccountRepository
+    grants: GrantRepository
+    holds: HoldRepository
+    ledger: LedgerRepository
+    orders: OrderRepository
+    memberships: MembershipRepository
+    payment_events: PaymentEventRepository
+    customers: CustomerRepository
+
     def __init__(self, store: FakeStore) -> None:
         self._store = store
 
@@ -487,6 +487,11 @@ class FakeUnitOfWork:
         self._committed = True
         self._store.commits += 1
 
+    def rollback(self) -> None:
+        """Undo everything since ``__enter__``; the transaction ends (``__exit__`` keeps it so)."""
+        self._store.state.__dict__.update(copy.deepcopy(self._snapshot).__dict__)
+        self._committed = True
+
 
 class FakeStore:
     """The fake database; call it to get a unit of work."""
@@ -498,3 +503,9 @@ class FakeStore:
 
     def __call__(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
+
+
+def _conforms(
+    store: FakeStore, provider: FakePaymentProvider
+) -> tuple[BillingUnitOfWorkFactory, PaymentProvider]:
+    return store, provider  # mypy proves the fakes match their ports

@@ -25,24 +25,32 @@ class Env:
         return self.billing.metadata(user)
 
     def order(self, item: str, user: str = "u1", key: str = "") -> pb.Order:
-        return self.stub.CreateOrder(
+        result: pb.Order = self.stub.CreateOrder(
             pb.CreateOrderRequest(item_id=item, channel="stripe", request_id=key),
             metadata=self.md(user),
         ).order
+        return result
 
     def get(self, order_id: str) -> pb.Order:
-        return self.stub.GetOrder(pb.GetOrderRequest(order_id=order_id), metadata=self.md()).order
+        result: pb.Order = self.stub.GetOrder(
+            pb.GetOrderRequest(order_id=order_id), metadata=self.md()
+        ).order
+        return result
 
     def balance(self) -> pb.Balance:
-        return self.stub.GetBalance(pb.GetBalanceRequest(), metadata=self.md()).balance
+        result: pb.Balance = self.stub.GetBalance(
+            pb.GetBalanceRequest(), metadata=self.md()
+        ).balance
+        return result
 
     def session_of(self, order: pb.Order) -> str:
-        return next(
+        result: str = next(
             s for s in self.stripe.sessions.values() if s["client_reference_id"] == order.id
         )["id"]
+        return result
 
     def consistent(self) -> bool:
-        return all(c.ok for c in self.billing.app.service.check_ledger())
+        return all(c.ok for c in self.billing.app.use_cases.check_ledger())
 
 
 @contextmanager

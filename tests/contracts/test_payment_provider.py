@@ -15,9 +15,7 @@ import pytest
 
 from atelier_billing.adapters.payments.local import LocalPaymentProvider
 from atelier_billing.adapters.payments.stripe_provider import StripePaymentProvider
-from atelier_ports.clock import SystemClock
-from atelier_ports.errors import InvalidNotification
-from atelier_ports.payments import (
+from atelier_billing.application.ports.payments import (
     Checkout,
     CheckoutMode,
     CheckoutRequest,
@@ -26,6 +24,8 @@ from atelier_ports.payments import (
     PaymentProvider,
     PaymentState,
 )
+from atelier_ports.clock import SystemClock
+from atelier_ports.errors import InvalidNotification
 from tests.support.stripe_server import API_KEY, WEBHOOK_SECRET, FakeStripe, sign
 
 

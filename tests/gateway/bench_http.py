@@ -169,7 +169,9 @@ def _postgres_hold_ceiling(database_url: str, data_dir: Path) -> float:
     from sqlalchemy import event
 
     from atelier_billing.adapters.persistence.migrate import upgrade
-    from atelier_billing.bootstrap import build_app
+    from atelier_billing.application.accounts import SetUpAccount
+    from atelier_billing.application.holds import HoldCredits
+    from atelier_billing.bootstrap import build_container as build_app
     from atelier_billing.settings import BillingSettings
 
     settings = BillingSettings(
@@ -187,11 +189,11 @@ def _postgres_hold_ceiling(database_url: str, data_dir: Path) -> float:
     scripts: list[tuple[list[tuple[str, Any, bool]], str, str]] = []
     for i in range(CONCURRENCY):
         user = f"bench-user-{i}"
-        app.service.set_up_account(user, None, None)
+        app.use_cases.set_up_account(SetUpAccount(user))
         request_id = f"bench-req-{i}-{uuid.uuid4().hex}"
         event.listen(app.engine, "before_cursor_execute", record)
         try:
-            hold = app.service.hold_credits(user, request_id, 1, "task:bench")
+            hold = app.use_cases.hold_credits(HoldCredits(user, request_id, 1, "task:bench"))
         finally:
             event.remove(app.engine, "before_cursor_execute", record)
         scripts.append((list(captured), hold.id, request_id))

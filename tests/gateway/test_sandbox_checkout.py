@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from atelier_billing.adapters.payments.local import LocalPaymentProvider
+from atelier_billing.application.ports.payments import CheckoutMode, CheckoutRequest
 from atelier_ports.clock import SystemClock
-from atelier_ports.payments import CheckoutMode, CheckoutRequest
 from tests.gateway.conftest import Api, User
 from tests.gateway.harness import RunningGateway, gateway_settings, reserve_socket, start_gateway
 from tests.support.billing_server import RunningBilling, start_billing_server

@@ -48,8 +48,8 @@ def parse_form(body: str) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    listed: dict[str, Any] = _listify(root)  # the top level has names, never only digits
-    return listed
+    form: dict[str, Any] = _listify(root)
+    return form
 
 
 def _listify(node: Any) -> Any:
@@ -118,7 +118,8 @@ class FakeStripe:
         self.requests.append((request.method, request.path, params))
         key = request.headers.get("Idempotency-Key")
         if request.method != "POST" or not key:
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
         fingerprint = f"{request.path}?{body}"
         with self._lock:
             saved = self._idempotent.get(key)
@@ -335,13 +336,12 @@ class FakeStripe:
         return invoice
 
     def payment_intent_of(self, invoice_id: str) -> str:
-        return str(
-            next(
-                ip["payment"]["payment_intent"]
-                for ip in self.invoice_payments.values()
-                if ip["invoice"] == invoice_id
-            )
+        intent: str = next(
+            ip["payment"]["payment_intent"]
+            for ip in self.invoice_payments.values()
+            if ip["invoice"] == invoice_id
         )
+        return intent
 
     def subscription_event(
         self, subscription_id: str, deleted: bool = False, **changes: Any

@@ -14,23 +14,35 @@ from atelier_billing.adapters.payments.http_sender import UrllibNotificationSend
 from atelier_billing.adapters.payments.local import LocalPaymentProvider
 from atelier_billing.adapters.payments.stripe_provider import StripePaymentProvider
 from atelier_billing.adapters.persistence.repository import SqlUnitOfWorkFactory
-from atelier_billing.application.policy import BillingPolicy
-from atelier_billing.application.use_cases import BillingService
+from atelier_billing.application.config import BillingConfig
+from atelier_billing.application.ports import NotificationSender, PaymentProvider
+from atelier_billing.application.use_cases import BillingUseCases, build_use_cases
 from atelier_billing.domain.catalog import parse_catalog
 from atelier_billing.settings import BillingSettings
 from atelier_ports.clock import Clock, SystemClock
 from atelier_ports.ids import IdGenerator, RandomIdGenerator
-from atelier_ports.payments import NotificationSender, PaymentProvider
 
 
 @dataclass
-class BillingApp:
+class BillingContainer:
+    """The wired billing service: its settings, database engine, clock and use cases."""
+
     settings: BillingSettings
     engine: Engine
-    service: BillingService
+    clock: Clock
+    config: BillingConfig
+    use_cases: BillingUseCases
+
+    @property
+    def service(self) -> BillingUseCases:
+        """Deprecated name of ``use_cases`` (for callers outside billing not yet renamed)."""
+        return self.use_cases
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+BillingApp = BillingContainer  # deprecated name, until every caller says BillingContainer
 
 
 def build_payment_provider(name: str, settings: BillingSettings, clock: Clock) -> PaymentProvider:
@@ -59,20 +71,20 @@ def build_payment_provider(name: str, settings: BillingSettings, clock: Clock) -
     raise ValueError(f"payment channel {name!r} is not available in this build")
 
 
-def build_app(
+def build_container(
     settings: BillingSettings | None = None,
     *,
     clock: Clock | None = None,
     ids: IdGenerator | None = None,
     providers: Mapping[str, PaymentProvider] | None = None,
     sender: NotificationSender | None = None,
-) -> BillingApp:
+) -> BillingContainer:
     """Wire billing from settings; tests pass overrides for a few parts (clock, providers …)."""
     settings = settings or BillingSettings()
     clock = clock or SystemClock()
     engine = make_engine(settings.resolved_database_url())
     catalog = parse_catalog(json.loads(settings.catalog_file.read_text()))
-    policy = BillingPolicy(
+    config = BillingConfig(
         market=settings.market,
         catalog=catalog,
         signup_bonus=settings.signup_bonus,
@@ -88,12 +100,17 @@ def build_app(
         providers = {
             name: build_payment_provider(name, settings, clock) for name in settings.channels()
         }
-    service = BillingService(
+    use_cases = build_use_cases(
         uow=SqlUnitOfWorkFactory(engine),
         clock=clock,
         ids=ids or RandomIdGenerator(),
-        policy=policy,
+        config=config,
         providers=providers,
         sender=sender or UrllibNotificationSender(),
     )
-    return BillingApp(settings=settings, engine=engine, service=service)
+    return BillingContainer(
+        settings=settings, engine=engine, clock=clock, config=config, use_cases=use_cases
+    )
+
+
+build_app = build_container  # deprecated name, until every caller says build_container

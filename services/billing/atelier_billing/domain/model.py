@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from atelier_billing.domain.errors import InsufficientCredits
+from atelier_billing.domain.errors import (
+    HoldAlreadyCaptured,
+    HoldAlreadyReleased,
+    InsufficientCredits,
+)
 from atelier_ports import problems
 
 
@@ -63,6 +67,11 @@ def sources_of(target: OrderStatus) -> frozenset[OrderStatus]:
     return frozenset(s for s, targets in ORDER_TRANSITIONS.items() if target in targets)
 
 
+def may_move(source: OrderStatus, target: OrderStatus) -> bool:
+    """Whether the order status machine allows ``source`` → ``target``."""
+    return target in ORDER_TRANSITIONS[source]
+
+
 class MembershipStatus(enum.StrEnum):
     ACTIVE = "active"
     EXPIRED = "expired"
@@ -111,6 +120,19 @@ class Hold:
     created_at: datetime
     settled_at: datetime | None = None
     allocations: Sequence[Allocation] = ()
+
+    def settled(self, target: HoldStatus, now: datetime) -> Hold:
+        """This hold captured or released at ``now``."""
+        return replace(self, status=target, settled_at=now)
+
+    def repeat_of_settle(self, target: HoldStatus) -> Hold:
+        """A settle that found the hold no longer held: a repeat of the same settle is answered
+        with the hold (one effect); the other settle is refused."""
+        if self.status is target:
+            return self
+        if self.status is HoldStatus.CAPTURED:
+            raise HoldAlreadyCaptured("the hold was already captured")
+        raise HoldAlreadyReleased("the hold was already released")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +209,16 @@ class Order:
     expired_at: datetime | None = None
     refunded_at: datetime | None = None
 
+    def may_become(self, target: OrderStatus) -> bool:
+        return may_move(self.status, target)
+
+    def credits_to_take_back(self, refunded: int | None) -> int:
+        """Credits a refund of ``refunded`` minor units takes back (all of it when the amount is
+        unknown): the refunded share of the credits, rounded up, never more than were bought."""
+        paid = self.amount
+        share = paid if refunded is None else min(refunded, paid)
+        return -(-self.credits * share // max(paid, 1))
+
 
 @dataclass(frozen=True, slots=True)
 class Membership:
@@ -201,6 +233,40 @@ class Membership:
 
     def is_active(self, now: datetime) -> bool:
         return self.status == MembershipStatus.ACTIVE and self.period_end > now
+
+    def renewal_period(
+        self, now: datetime, period_days: int, provider_end: datetime | None = None
+    ) -> PeriodPlan:
+        """The next period a renewal pays for: it starts where this one ends (or now, if it has
+        lapsed) and ends where the provider says, else ``period_days`` later."""
+        start = max(self.period_end, now)
+        if provider_end is not None and provider_end > start:
+            return PeriodPlan(start=start, end=provider_end)
+        return PeriodPlan(start=start, end=start + timedelta(days=period_days))
+
+    def renewed(self, period: PeriodPlan, quota: int) -> Membership:
+        return replace(
+            self,
+            status=MembershipStatus.ACTIVE,
+            period_start=period.start,
+            period_end=period.end,
+            quota_total=quota,
+        )
+
+    def ended(self, now: datetime) -> Membership:
+        """Ended now and final (like a deleted subscription); an earlier end stays."""
+        if self.status is MembershipStatus.CANCELED:
+            return self
+        return replace(self, status=MembershipStatus.CANCELED, period_end=min(self.period_end, now))
+
+    def changed_by_provider(self, canceled: bool, cancel_at_period_end: bool) -> Membership:
+        """The provider updated or deleted the subscription. Canceled is final: a late update
+        never revives it."""
+        if self.status is MembershipStatus.CANCELED:
+            return self
+        if canceled:
+            return replace(self, status=MembershipStatus.CANCELED)
+        return replace(self, cancel_at_period_end=cancel_at_period_end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +324,24 @@ def next_membership_period(
     if current is not None and current.is_active(now):
         start = current.period_end
     return PeriodPlan(start=start, end=start + timedelta(days=period_days))
+
+
+def membership_paid(
+    current: Membership | None, order: Order, subscription_id: str | None, now: datetime
+) -> Membership:
+    """The membership a paid membership order gives: active for the order's next period (stacked
+    on a running one), with the order's credits as quota, keeping the subscription we knew if the
+    payment names none."""
+    period = next_membership_period(current, order.period_days, now)
+    return Membership(
+        user_id=order.user_id,
+        plan_id=order.item_id,
+        status=MembershipStatus.ACTIVE,
+        period_start=period.start,
+        period_end=period.end,
+        quota_total=order.credits,
+        subscription_id=subscription_id or (current.subscription_id if current else None),
+    )
 
 
 @dataclass(frozen=True, slots=True)

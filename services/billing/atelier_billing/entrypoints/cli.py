@@ -8,7 +8,7 @@ import sys
 from atelier_common.cli import Command, migrate_database, run_cli, serve_until_stopped
 
 from atelier_billing.adapters.persistence.migrate import upgrade
-from atelier_billing.bootstrap import build_app
+from atelier_billing.bootstrap import build_container
 from atelier_billing.entrypoints.server import start_server
 from atelier_billing.settings import BillingSettings
 
@@ -20,7 +20,7 @@ def _migrate(settings: BillingSettings, _args: argparse.Namespace) -> int:
 
 
 def _serve(settings: BillingSettings, args: argparse.Namespace) -> int:
-    app = build_app(settings)
+    app = build_container(settings)
     if args.migrate:
         upgrade(app.engine)
     server = start_server(app, f"{settings.grpc_host}:{settings.grpc_port}")
@@ -28,9 +28,9 @@ def _serve(settings: BillingSettings, args: argparse.Namespace) -> int:
 
 
 def _check_ledger(settings: BillingSettings, _args: argparse.Namespace) -> int:
-    app = build_app(settings)
+    app = build_container(settings)
     try:
-        results = app.service.check_ledger()
+        results = app.use_cases.check_ledger()
     finally:
         app.close()
     bad = [r for r in results if not r.ok]
@@ -42,9 +42,9 @@ def _check_ledger(settings: BillingSettings, _args: argparse.Namespace) -> int:
 
 
 def _expire(settings: BillingSettings, _args: argparse.Namespace) -> int:
-    app = build_app(settings)
+    app = build_container(settings)
     try:
-        report = app.service.run_expiry()
+        report = app.use_cases.run_expiry()
     finally:
         app.close()
     print(

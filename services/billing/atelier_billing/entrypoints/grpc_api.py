@@ -18,7 +18,20 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from atelier.billing.v1 import billing_pb2 as pb
 from atelier.billing.v1 import billing_pb2_grpc as pb_grpc
-from atelier_billing.application.use_cases import BillingService
+from atelier_billing.application.accounts import (
+    GetBalance,
+    ListLedger,
+    SetUpAccount,
+    UpdateContact,
+)
+from atelier_billing.application.adjustments import AdjustCredits
+from atelier_billing.application.checkout import CompleteSandboxCheckout
+from atelier_billing.application.expiry import RunExpiry
+from atelier_billing.application.holds import CaptureHold, HoldCredits, ReleaseHold
+from atelier_billing.application.orders import CreateOrder, GetOrder, ListOrders
+from atelier_billing.application.payments.notifications import HandleNotification
+from atelier_billing.application.reconcile import RefreshOrder
+from atelier_billing.application.use_cases import BillingUseCases
 from atelier_billing.domain import model
 from atelier_ports import problems
 from atelier_ports.clock import Clock
@@ -207,38 +220,42 @@ def order_pb(order: model.Order) -> pb.Order:
 
 
 class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
-    def __init__(self, service: BillingService, clock: Clock) -> None:
-        self._svc = service
+    def __init__(self, use_cases: BillingUseCases, clock: Clock) -> None:
+        self._uc = use_cases
         self._clock = clock.now
 
     @_checked
     def SetUpAccount(
         self, request: pb.SetUpAccountRequest, context: grpc.ServicerContext
     ) -> pb.SetUpAccountResponse:
-        balance, created = self._svc.set_up_account(
-            _user(), request.email or None, request.name or None
+        done = self._uc.set_up_account(
+            SetUpAccount(_user(), request.email or None, request.name or None)
         )
-        return pb.SetUpAccountResponse(balance=balance_pb(balance, self._clock()), created=created)
+        return pb.SetUpAccountResponse(
+            balance=balance_pb(done.balance, self._clock()), created=done.created
+        )
 
     @_checked
     def UpdateAccountContact(
         self, request: pb.UpdateAccountContactRequest, context: grpc.ServicerContext
     ) -> pb.UpdateAccountContactResponse:
-        pushed = self._svc.update_contact(_user(), request.email or None, request.name or None)
+        pushed = self._uc.update_contact(
+            UpdateContact(_user(), request.email or None, request.name or None)
+        )
         return pb.UpdateAccountContactResponse(providers=pushed)
 
     @_checked
     def GetBalance(
         self, request: pb.GetBalanceRequest, context: grpc.ServicerContext
     ) -> pb.GetBalanceResponse:
-        balance = self._svc.get_balance(_user())
+        balance = self._uc.get_balance(GetBalance(_user()))
         return pb.GetBalanceResponse(balance=balance_pb(balance, self._clock()))
 
     @_checked
     def ListLedgerEntries(
         self, request: pb.ListLedgerEntriesRequest, context: grpc.ServicerContext
     ) -> pb.ListLedgerEntriesResponse:
-        page = self._svc.list_ledger(_user(), request.page_size, request.page_token)
+        page = self._uc.list_ledger(ListLedger(_user(), request.page_size, request.page_token))
         return pb.ListLedgerEntriesResponse(
             entries=[
                 pb.LedgerEntry(
@@ -260,8 +277,8 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
     def HoldCredits(
         self, request: pb.HoldCreditsRequest, context: grpc.ServicerContext
     ) -> pb.HoldCreditsResponse:
-        hold = self._svc.hold_credits(
-            _user(), request.request_id, request.amount, request.reference
+        hold = self._uc.hold_credits(
+            HoldCredits(_user(), request.request_id, request.amount, request.reference)
         )
         return pb.HoldCreditsResponse(hold=hold_pb(hold))
 
@@ -270,7 +287,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
         self, request: pb.CaptureHoldRequest, context: grpc.ServicerContext
     ) -> pb.CaptureHoldResponse:
         return pb.CaptureHoldResponse(
-            hold=hold_pb(self._svc.capture_hold(_user(), request.request_id))
+            hold=hold_pb(self._uc.capture_hold(CaptureHold(_user(), request.request_id)))
         )
 
     @_checked
@@ -278,7 +295,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
         self, request: pb.ReleaseHoldRequest, context: grpc.ServicerContext
     ) -> pb.ReleaseHoldResponse:
         return pb.ReleaseHoldResponse(
-            hold=hold_pb(self._svc.release_hold(_user(), request.request_id))
+            hold=hold_pb(self._uc.release_hold(ReleaseHold(_user(), request.request_id)))
         )
 
     @_checked
@@ -291,13 +308,15 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
             if request.HasField("expire_time")
             else None
         )
-        balance = self._svc.adjust_credits(
-            call.is_admin,
-            request.user_id,
-            request.amount,
-            request.reason,
-            request.request_id,
-            expires,
+        balance = self._uc.adjust_credits(
+            AdjustCredits(
+                call.is_admin,
+                request.user_id,
+                request.amount,
+                request.reason,
+                request.request_id,
+                expires,
+            )
         )
         return pb.AdjustCreditsResponse(balance=balance_pb(balance, self._clock()))
 
@@ -305,9 +324,10 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
     def GetCatalog(
         self, request: pb.GetCatalogRequest, context: grpc.ServicerContext
     ) -> pb.GetCatalogResponse:
+        view = self._uc.get_catalog()
         return pb.GetCatalogResponse(
-            market=self._svc.market,
-            channels=self._svc.channels,
+            market=view.market,
+            channels=view.channels,
             items=[
                 pb.CatalogItem(
                     id=i.id,
@@ -317,7 +337,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
                     period_days=i.period_days,
                     prices=[pb.Price(currency=c, amount=a) for c, a in sorted(i.prices.items())],
                 )
-                for i in self._svc.catalog.items
+                for i in view.catalog.items
             ],
         )
 
@@ -325,8 +345,8 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
     def CreateOrder(
         self, request: pb.CreateOrderRequest, context: grpc.ServicerContext
     ) -> pb.CreateOrderResponse:
-        order = self._svc.create_order(
-            _user(), request.item_id, request.channel, request.request_id
+        order = self._uc.create_order(
+            CreateOrder(_user(), request.item_id, request.channel, request.request_id)
         )
         return pb.CreateOrderResponse(order=order_pb(order))
 
@@ -334,13 +354,15 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
     def GetOrder(
         self, request: pb.GetOrderRequest, context: grpc.ServicerContext
     ) -> pb.GetOrderResponse:
-        return pb.GetOrderResponse(order=order_pb(self._svc.get_order(_user(), request.order_id)))
+        return pb.GetOrderResponse(
+            order=order_pb(self._uc.get_order(GetOrder(_user(), request.order_id)))
+        )
 
     @_checked
     def ListOrders(
         self, request: pb.ListOrdersRequest, context: grpc.ServicerContext
     ) -> pb.ListOrdersResponse:
-        page = self._svc.list_orders(_user(), request.page_size, request.page_token)
+        page = self._uc.list_orders(ListOrders(_user(), request.page_size, request.page_token))
         return pb.ListOrdersResponse(
             orders=[order_pb(o) for o in page.items], next_page_token=page.next_token
         )
@@ -349,7 +371,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
     def RefreshOrder(
         self, request: pb.RefreshOrderRequest, context: grpc.ServicerContext
     ) -> pb.RefreshOrderResponse:
-        order = self._svc.refresh_order(_user(), request.order_id)
+        order = self._uc.refresh_order(RefreshOrder(_user(), request.order_id))
         return pb.RefreshOrderResponse(order=order_pb(order))
 
     @_checked
@@ -357,7 +379,9 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
         self, request: pb.HandlePaymentNotificationRequest, context: grpc.ServicerContext
     ) -> pb.HandlePaymentNotificationResponse:
         headers = {h.name: h.value for h in request.headers}
-        outcome = self._svc.handle_notification(request.provider, headers, request.body)
+        outcome = self._uc.handle_notification(
+            HandleNotification(request.provider, headers, request.body)
+        )
         return pb.HandlePaymentNotificationResponse(
             applied=outcome.applied, event_id=outcome.event_id, order_id=outcome.order_id or ""
         )
@@ -368,8 +392,8 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
     ) -> pb.CompleteSandboxCheckoutResponse:
         if request.outcome not in (pb.SANDBOX_OUTCOME_PAID, pb.SANDBOX_OUTCOME_FAILED):
             raise problems.InvalidArgument("outcome must be PAID or FAILED", field="outcome")
-        order = self._svc.complete_sandbox_checkout(
-            request.order_id, request.outcome == pb.SANDBOX_OUTCOME_PAID
+        order = self._uc.complete_sandbox_checkout(
+            CompleteSandboxCheckout(request.order_id, request.outcome == pb.SANDBOX_OUTCOME_PAID)
         )
         return pb.CompleteSandboxCheckoutResponse(order=order_pb(order))
 
@@ -377,7 +401,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
     def RunExpiry(
         self, request: pb.RunExpiryRequest, context: grpc.ServicerContext
     ) -> pb.RunExpiryResponse:
-        report = self._svc.run_expiry()
+        report = self._uc.run_expiry(RunExpiry())
         return pb.RunExpiryResponse(
             expired_grants=report.expired_grants,
             expired_credits=report.expired_credits,

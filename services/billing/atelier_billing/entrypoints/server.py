@@ -1,4 +1,4 @@
-"""Starting billing's gRPC server (and its periodic expiry loop) from a wired BillingApp."""
+"""Starting billing's gRPC server (and its periodic expiry loop) from a wired BillingContainer."""
 
 from __future__ import annotations
 
@@ -11,25 +11,26 @@ from atelier_common.grpc_server import ServiceServer, start_grpc_service
 from atelier_common.lifecycle import start_background
 
 from atelier.billing.v1 import billing_pb2_grpc as pb_grpc
-from atelier_billing.bootstrap import BillingApp
+from atelier_billing.application.expiry import RunExpiry
+from atelier_billing.application.reconcile import ReconcilePendingOrders
+from atelier_billing.bootstrap import BillingContainer
 from atelier_billing.entrypoints.grpc_api import SERVICE_NAME, USERLESS_METHODS, BillingServicer
 from atelier_ports.clock import Clock, SystemClock
 
 log = logging.getLogger("atelier.billing")
 
 
-BillingServer = ServiceServer[BillingApp]
+BillingServer = ServiceServer[BillingContainer]
 
 
-def _expiry_loop(app: BillingApp, stop: threading.Event, interval: float) -> None:
+def _expiry_loop(app: BillingContainer, stop: threading.Event, interval: float) -> None:
     while not stop.wait(interval):
         try:
-            reconciled = app.service.reconcile_pending_orders(
-                timedelta(seconds=app.settings.reconcile_after_seconds)
-            )
+            min_age = timedelta(seconds=app.settings.reconcile_after_seconds)
+            reconciled = app.use_cases.reconcile_pending_orders(ReconcilePendingOrders(min_age))
             if reconciled:
                 log.info("reconciled orders", extra={"fields": {"changed": reconciled}})
-            report = app.service.run_expiry()
+            report = app.use_cases.run_expiry(RunExpiry())
             if any((report.expired_grants, report.expired_orders, report.expired_memberships)):
                 log.info("expiry", extra={"fields": asdict(report)})
         except Exception:
@@ -37,13 +38,13 @@ def _expiry_loop(app: BillingApp, stop: threading.Event, interval: float) -> Non
 
 
 def start_server(
-    app: BillingApp,
+    app: BillingContainer,
     address: str,
     *,
     clock: Clock | None = None,
     run_expiry_loop: bool = True,
 ) -> BillingServer:
-    servicer = BillingServicer(app.service, clock or SystemClock())
+    servicer = BillingServicer(app.use_cases, clock or SystemClock())
     running = start_grpc_service(
         app.settings,
         address,

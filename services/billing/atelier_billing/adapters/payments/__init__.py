@@ -1,1 +1,1 @@
-"""Payment provider adapters (implement atelier_ports.payments.PaymentProvider)."""
+"""Payment provider adapters (implement ``application.ports.payments.PaymentProvider``)."""

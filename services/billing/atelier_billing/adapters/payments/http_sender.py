@@ -5,8 +5,8 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
+from atelier_billing.application.ports.payments import OutgoingNotification
 from atelier_ports.errors import ProviderUnavailable
-from atelier_ports.payments import OutgoingNotification
 
 
 class UrllibNotificationSender:

@@ -25,9 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from atelier_ports.clock import Clock
-from atelier_ports.errors import InvalidNotification
-from atelier_ports.payments import (
+from atelier_billing.application.ports.payments import (
     Checkout,
     CheckoutRequest,
     OrderRef,
@@ -37,6 +35,8 @@ from atelier_ports.payments import (
     PaymentState,
     PaymentStatusReport,
 )
+from atelier_ports.clock import Clock
+from atelier_ports.errors import InvalidNotification
 
 SIGNATURE_HEADER = "Atelier-Signature"
 CHECKOUT_TOKEN_PARAM = "token"

@@ -17,9 +17,7 @@ from typing import Any
 
 import stripe
 
-from atelier_ports.clock import Clock
-from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
-from atelier_ports.payments import (
+from atelier_billing.application.ports.payments import (
     Checkout,
     CheckoutMode,
     CheckoutRequest,
@@ -29,6 +27,8 @@ from atelier_ports.payments import (
     PaymentState,
     PaymentStatusReport,
 )
+from atelier_ports.clock import Clock
+from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
 
 # Stripe accepts a session lifetime between 30 minutes and 24 hours.
 _MIN_SESSION = timedelta(minutes=31)

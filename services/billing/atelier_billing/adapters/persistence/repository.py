@@ -668,7 +668,8 @@ class SqlCustomers(_Repo):
 
 
 class SqlUnitOfWork:
-    """One database transaction; rolled back unless ``commit()`` was called."""
+    """One database transaction (billing's ``BillingUnitOfWork``): it begins on ``__enter__``
+    and ends on ``commit``/``rollback``/``__exit__``; rolled back unless ``commit()`` was called."""
 
     accounts: ports.AccountRepository
     grants: ports.GrantRepository
@@ -717,6 +718,10 @@ class SqlUnitOfWork:
             if _is_unique_violation(exc):
                 raise DuplicateKey(str(exc.orig)) from exc
             raise
+
+    def rollback(self) -> None:
+        if self._tx.is_active:
+            self._tx.rollback()
 
 
 class SqlUnitOfWorkFactory:

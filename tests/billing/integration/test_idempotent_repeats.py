@@ -37,9 +37,10 @@ class Env:
         return self.billing.metadata("admin-1", role="admin")
 
     def balance(self, user: str = "u1") -> pb.Balance:
-        return self.stub.GetBalance(
+        result: pb.Balance = self.stub.GetBalance(
             pb.GetBalanceRequest(), metadata=self.md(user), timeout=DEADLINE
         ).balance
+        return result
 
     def ledger(self, user: str = "u1") -> list[pb.LedgerEntry]:
         return list(
@@ -49,7 +50,7 @@ class Env:
         )
 
     def consistent(self) -> bool:
-        return all(c.ok for c in self.billing.app.service.check_ledger())
+        return all(c.ok for c in self.billing.app.use_cases.check_ledger())
 
 
 @pytest.fixture
@@ -86,13 +87,14 @@ def _code(call: object) -> grpc.StatusCode:
 
 def test_issue_11_repeated_admin_adjustment_answers_at_once_with_one_effect(env: Env) -> None:
     def adjust(amount: int, request_id: str) -> pb.Balance:
-        return env.stub.AdjustCredits(
+        result: pb.Balance = env.stub.AdjustCredits(
             pb.AdjustCreditsRequest(
                 user_id="u1", amount=amount, reason="support", request_id=request_id
             ),
             metadata=env.admin,
             timeout=DEADLINE,
         ).balance
+        return result
 
     first = adjust(25, "adj-1")
     assert first.available == 35
@@ -117,11 +119,12 @@ def test_repeated_account_set_up_grants_the_bonus_once(env: Env) -> None:
 
 def test_repeated_hold_capture_and_release_have_one_effect(env: Env) -> None:
     def hold(request_id: str, amount: int) -> pb.Hold:
-        return env.stub.HoldCredits(
+        result: pb.Hold = env.stub.HoldCredits(
             pb.HoldCreditsRequest(request_id=request_id, amount=amount, reference="task"),
             metadata=env.md(),
             timeout=DEADLINE,
         ).hold
+        return result
 
     assert hold("t1", 3) == hold("t1", 3)
     assert _code(lambda: hold("t1", 4)) == grpc.StatusCode.ALREADY_EXISTS
@@ -129,14 +132,16 @@ def test_repeated_hold_capture_and_release_have_one_effect(env: Env) -> None:
     assert env.balance().held == 5
 
     def capture(request_id: str) -> pb.Hold:
-        return env.stub.CaptureHold(
+        result: pb.Hold = env.stub.CaptureHold(
             pb.CaptureHoldRequest(request_id=request_id), metadata=env.md(), timeout=DEADLINE
         ).hold
+        return result
 
     def release(request_id: str) -> pb.Hold:
-        return env.stub.ReleaseHold(
+        result: pb.Hold = env.stub.ReleaseHold(
             pb.ReleaseHoldRequest(request_id=request_id), metadata=env.md(), timeout=DEADLINE
         ).hold
+        return result
 
     assert capture("t1").status == capture("t1").status == pb.HOLD_STATUS_CAPTURED
     assert release("t2").status == release("t2").status == pb.HOLD_STATUS_RELEASED
@@ -153,11 +158,12 @@ def test_repeated_hold_capture_and_release_have_one_effect(env: Env) -> None:
 
 def test_repeated_order_request_returns_the_first_order(env: Env) -> None:
     def order(item: str, request_id: str) -> pb.Order:
-        return env.stub.CreateOrder(
+        result: pb.Order = env.stub.CreateOrder(
             pb.CreateOrderRequest(item_id=item, channel="local", request_id=request_id),
             metadata=env.md(),
             timeout=DEADLINE,
         ).order
+        return result
 
     first = order("pack_100", "o1")
     again = order("pack_100", "o1")

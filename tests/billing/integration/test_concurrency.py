@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 
 from atelier.billing.v1 import billing_pb2 as pb
 from atelier.billing.v1 import billing_pb2_grpc
-from tests.billing.test_grpc_api import reason_of
+from tests.billing.integration.test_grpc_api import reason_of
 from tests.support.billing_server import RunningBilling, start_billing_server
 
 
@@ -67,11 +68,12 @@ def test_200_concurrent_holds_against_37_credits(
 ) -> None:
     md = billing.metadata("racer")
     stub.SetUpAccount(pb.SetUpAccountRequest(), metadata=md)
-    calls = [
-        (
-            lambda i=i: stub.HoldCredits(
-                pb.HoldCreditsRequest(request_id=f"task-{i}", amount=1), metadata=md, timeout=60
-            )
+    calls: list[Callable[[], Any]] = [
+        partial(
+            stub.HoldCredits,
+            pb.HoldCreditsRequest(request_id=f"task-{i}", amount=1),
+            metadata=md,
+            timeout=60,
         )
         for i in range(200)
     ]
@@ -80,7 +82,7 @@ def test_200_concurrent_holds_against_37_credits(
     balance = stub.GetBalance(pb.GetBalanceRequest(), metadata=md).balance
     assert (balance.available, balance.held) == (0, 37)
     assert all(g.remaining >= 0 for g in balance.grants)
-    assert all(check.ok for check in billing.app.service.check_ledger())
+    assert all(check.ok for check in billing.app.use_cases.check_ledger())
 
 
 def test_the_same_hold_ten_times_concurrently_is_one_hold(
@@ -93,7 +95,7 @@ def test_the_same_hold_ten_times_concurrently_is_one_hold(
     assert {outcome(r) for r in results} == {"ok"}
     balance = stub.GetBalance(pb.GetBalanceRequest(), metadata=md).balance
     assert (balance.available, balance.held) == (32, 5)
-    assert all(check.ok for check in billing.app.service.check_ledger())
+    assert all(check.ok for check in billing.app.use_cases.check_ledger())
 
 
 @pytest.mark.parametrize("first,second", [("capture", "release"), ("release", "capture")])
@@ -122,7 +124,7 @@ def test_settling_ten_times_concurrently_is_one_effect_and_the_opposite_is_refus
         pb.ListLedgerEntriesRequest(page_size=100), metadata=md
     ).entries
     assert len(entries) == 3  # grant, hold, one settlement
-    assert all(check.ok for check in billing.app.service.check_ledger())
+    assert all(check.ok for check in billing.app.use_cases.check_ledger())
 
 
 def test_racing_capture_and_release_settle_exactly_once(
@@ -135,13 +137,13 @@ def test_racing_capture_and_release_settle_exactly_once(
     calls: list[Callable[[], Any]] = []
     for i in range(10):
         calls.append(
-            lambda i=i: stub.CaptureHold(
-                pb.CaptureHoldRequest(request_id=f"t{i}"), metadata=md, timeout=60
+            partial(
+                stub.CaptureHold, pb.CaptureHoldRequest(request_id=f"t{i}"), metadata=md, timeout=60
             )
         )
         calls.append(
-            lambda i=i: stub.ReleaseHold(
-                pb.ReleaseHoldRequest(request_id=f"t{i}"), metadata=md, timeout=60
+            partial(
+                stub.ReleaseHold, pb.ReleaseHoldRequest(request_id=f"t{i}"), metadata=md, timeout=60
             )
         )
     results = [outcome(r) for r in run_together(calls)]
@@ -149,4 +151,4 @@ def test_racing_capture_and_release_settle_exactly_once(
     balance = stub.GetBalance(pb.GetBalanceRequest(), metadata=md).balance
     captured = sum(1 for i in range(10) if results[2 * i] == "ok")
     assert (balance.available, balance.held) == (37 - captured, 0)
-    assert all(check.ok for check in billing.app.service.check_ledger())
+    assert all(check.ok for check in billing.app.use_cases.check_ledger())

@@ -18,8 +18,8 @@ from grpc_status import rpc_status
 from atelier.billing.v1 import billing_pb2 as pb
 from atelier.billing.v1 import billing_pb2_grpc
 from atelier_ports.paging import encode_page_token
-from tests.billing.fakes import FakeClock
 from tests.support.billing_server import RunningBilling, start_billing_server
+from tests.support.fakes import FakeClock
 
 
 @dataclass
@@ -33,14 +33,16 @@ class Env:
         return self.billing.metadata("u1")
 
     def ledger(self, size: int, token: str) -> pb.ListLedgerEntriesResponse:
-        return self.stub.ListLedgerEntries(
+        result: pb.ListLedgerEntriesResponse = self.stub.ListLedgerEntries(
             pb.ListLedgerEntriesRequest(page_size=size, page_token=token), metadata=self.md
         )
+        return result
 
     def orders(self, size: int, token: str) -> pb.ListOrdersResponse:
-        return self.stub.ListOrders(
+        result: pb.ListOrdersResponse = self.stub.ListOrders(
             pb.ListOrdersRequest(page_size=size, page_token=token), metadata=self.md
         )
+        return result
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from atelier_billing.domain.model import (
     Account,
     Allocation,
     Grant,
-    GrantSource,
     Hold,
     HoldStatus,
     LedgerCheck,
@@ -207,7 +206,10 @@ class CustomerRepository(Protocol):
         ...
 
 
-class UnitOfWork(Protocol):
+class BillingUnitOfWork(Protocol):
+    """One transaction: it begins on ``__enter__`` and ends on ``commit``/``rollback``/
+    ``__exit__`` (rolled back if not committed); ``commit()`` does not start a new one."""
+
     accounts: AccountRepository
     grants: GrantRepository
     holds: HoldRepository
@@ -230,22 +232,8 @@ class UnitOfWork(Protocol):
 
     def commit(self) -> None: ...
 
-
-class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
+    def rollback(self) -> None: ...
 
 
-__all__ = [
-    "AccountRepository",
-    "CustomerRepository",
-    "DuplicateKey",
-    "GrantRepository",
-    "GrantSource",
-    "HoldRepository",
-    "LedgerRepository",
-    "MembershipRepository",
-    "OrderRepository",
-    "PaymentEventRepository",
-    "UnitOfWork",
-    "UnitOfWorkFactory",
-]
+class BillingUnitOfWorkFactory(Protocol):
+    def __call__(self) -> BillingUnitOfWork: ...

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -36,7 +37,8 @@ def reason_of(exc: grpc.RpcError) -> str:
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
-            return info.reason
+            result: str = info.reason
+            return result
     return ""
 
 
@@ -87,7 +89,7 @@ def test_errors_carry_status_codes_and_reasons(
 ) -> None:
     md = billing.metadata("u1")
     stub.SetUpAccount(pb.SetUpAccountRequest(), metadata=md)
-    cases = [
+    cases: list[tuple[Callable[[], Any], grpc.StatusCode, str]] = [
         (
             lambda: stub.HoldCredits(
                 pb.HoldCreditsRequest(request_id="big", amount=11), metadata=md
@@ -156,14 +158,15 @@ def test_orders_are_private_to_their_user(
     ).order
     assert order.number.startswith("AT-")
     assert f"/sandbox/checkout/{order.id}?token=" in order.checkout.url
-    for call in (
+    calls: tuple[Callable[[], Any], ...] = (
         lambda: stub.GetOrder(
             pb.GetOrderRequest(order_id=order.id), metadata=billing.metadata("b")
         ),
         lambda: stub.RefreshOrder(
             pb.RefreshOrderRequest(order_id=order.id), metadata=billing.metadata("b")
         ),
-    ):
+    )
+    for call in calls:
         with pytest.raises(grpc.RpcError) as info:
             call()
         assert info.value.code() == grpc.StatusCode.NOT_FOUND

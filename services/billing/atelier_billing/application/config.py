@@ -1,4 +1,5 @@
-"""Billing rules that come from configuration (nothing hard-coded in the use cases)."""
+"""``BillingConfig``: the billing rules that come from configuration, handed to the use cases
+(nothing hard-coded in them). Plain Python; built from ``BillingSettings`` in ``bootstrap.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from atelier_billing.domain.model import Catalog
 
 
 @dataclass(frozen=True, slots=True)
-class BillingPolicy:
+class BillingConfig:
     market: str
     catalog: Catalog
     signup_bonus: int

@@ -17,9 +17,10 @@ import pytest
 from atelier.billing.v1 import billing_pb2 as pb
 from atelier.billing.v1 import billing_pb2_grpc
 from atelier_billing.adapters.payments.local import SIGNATURE_HEADER, LocalPaymentProvider, sign
+from atelier_billing.application.ports.payments import OrderRef, OutgoingNotification
+from atelier_billing.application.reconcile import ReconcilePendingOrders
 from atelier_ports.clock import SystemClock
-from atelier_ports.payments import OrderRef, OutgoingNotification
-from tests.billing.test_concurrency import run_together
+from tests.billing.integration.test_concurrency import run_together
 from tests.billing.webhook_relay import WebhookRelay
 from tests.support.billing_server import RunningBilling, start_billing_server
 
@@ -37,12 +38,16 @@ class Env:
         return self.billing.metadata(user)
 
     def balance(self, user: str = "u1") -> pb.Balance:
-        return self.stub.GetBalance(pb.GetBalanceRequest(), metadata=self.md(user)).balance
+        result: pb.Balance = self.stub.GetBalance(
+            pb.GetBalanceRequest(), metadata=self.md(user)
+        ).balance
+        return result
 
     def order(self, order_id: str, user: str = "u1") -> pb.Order:
-        return self.stub.GetOrder(
+        result: pb.Order = self.stub.GetOrder(
             pb.GetOrderRequest(order_id=order_id), metadata=self.md(user)
         ).order
+        return result
 
     def post(self, note: OutgoingNotification) -> int:
         request = urllib.request.Request(
@@ -86,9 +91,10 @@ def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
 
 
 def create_order(env: Env, item: str) -> pb.Order:
-    return env.stub.CreateOrder(
+    result: pb.Order = env.stub.CreateOrder(
         pb.CreateOrderRequest(item_id=item, channel="local"), metadata=env.md()
     ).order
+    return result
 
 
 def test_sandbox_payment_activates_membership_and_grants_quota(env: Env) -> None:
@@ -103,7 +109,7 @@ def test_sandbox_payment_activates_membership_and_grants_quota(env: Env) -> None
     assert balance.available == 310
     assert balance.membership.active and balance.membership.quota_left == 300
     assert balance.membership.plan_id == "plan_monthly"
-    assert all(check.ok for check in env.billing.app.service.check_ledger())
+    assert all(check.ok for check in env.billing.app.use_cases.check_ledger())
 
 
 def test_sandbox_failure_fails_the_order(env: Env) -> None:
@@ -122,7 +128,7 @@ def test_a_notification_delivered_ten_times_concurrently_grants_once(env: Env) -
     assert set(statuses) == {200}
     assert env.balance().available == 110
     assert env.order(order.id).status == pb.ORDER_STATUS_PAID
-    assert all(check.ok for check in env.billing.app.service.check_ledger())
+    assert all(check.ok for check in env.billing.app.use_cases.check_ledger())
 
 
 def test_forged_stale_unknown_and_mismatched_notifications_change_nothing(
@@ -192,7 +198,7 @@ def test_concurrent_refreshes_and_webhook_grant_once(env: Env) -> None:
     results = run_together(calls)
     assert results == [200] * 5 + [pb.ORDER_STATUS_PAID] * 5
     assert env.balance().available == 510
-    assert all(check.ok for check in env.billing.app.service.check_ledger())
+    assert all(check.ok for check in env.billing.app.use_cases.check_ledger())
 
 
 def test_the_periodic_sweep_recovers_a_lost_webhook(env: Env) -> None:
@@ -203,6 +209,9 @@ def test_the_periodic_sweep_recovers_a_lost_webhook(env: Env) -> None:
             pb.CompleteSandboxCheckoutRequest(order_id=order.id, outcome=pb.SANDBOX_OUTCOME_PAID),
             metadata=env.billing.metadata(None),
         )
-    assert env.billing.app.service.reconcile_pending_orders(timedelta(0)) == 1
+    assert (
+        env.billing.app.use_cases.reconcile_pending_orders(ReconcilePendingOrders(timedelta(0)))
+        == 1
+    )
     assert env.order(order.id).status == pb.ORDER_STATUS_PAID
     assert env.balance().membership.active
