@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from atelier_common.grpc_client import RemoteCallError
 
-from atelier_gateway.adapters.grpc_clients import RemoteCallError
 from atelier_gateway.entrypoints.http.problems import from_remote_error
 from tests.gateway.conftest import Api, Stack, User
 from tests.gateway.harness import RunningGateway
@@ -328,3 +328,25 @@ def test_a_webhook_with_undecodable_header_bytes_is_400_invalid_signature(
         answer = s.recv(1000)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
     assert b'"invalid_signature"' in answer
+
+
+# --- task parameters the tasks service cannot carry ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params", [b'{"n": 1' + b"0" * 400 + b"}", b'{"a": [1, {"b": -' + b"9" * 320 + b"}]}"]
+)
+def test_task_params_beyond_a_double_are_422_before_any_call(api: Api, params: bytes) -> None:
+    """The wire type of a JSON number is a double: a bigger one is refused by the route with a
+    422 naming ``params`` (tasks is not even reachable here), and the Idempotency-Key stays free."""
+    user = api.user("params@example.com")
+    body = b'{"type": "text_to_image", "params": ' + params + b"}"
+    r = user.post("/v1/tasks", content=body, headers={**JSON, "Idempotency-Key": "k1"})
+    problem = _problem(r, 422, "validation_error")
+    assert problem["field"] == "params"
+    assert problem["detail"] == "params must be a JSON object of simple values"
+    # The key was never claimed: the same key with another body is no "key reused" conflict; it
+    # goes on to the tasks service (which does not run here).
+    good = {"type": "text_to_image", "params": {"prompt": "a chair"}}
+    r = user.post("/v1/tasks", json=good, headers={"Idempotency-Key": "k1"})
+    _problem(r, 503, "unavailable")

@@ -13,7 +13,8 @@ from typing import Any
 from atelier_common.db import make_engine
 from sqlalchemy import Engine
 
-from atelier_gateway.adapters.grpc_clients import GrpcBillingAccounts, RemoteService
+from atelier_gateway.adapters.grpc_billing import GrpcBillingAccounts, GrpcBillingGateway
+from atelier_gateway.adapters.grpc_tasks import GrpcTasksGateway
 from atelier_gateway.adapters.jwt_tokens import JwtAccessTokenIssuer, UrlSafeSecretSource
 from atelier_gateway.adapters.local_files import LocalFileStore
 from atelier_gateway.adapters.passwords import Argon2PasswordHasher
@@ -21,7 +22,12 @@ from atelier_gateway.adapters.rate_limit import TokenBucketRateLimiter
 from atelier_gateway.adapters.sqlalchemy_uow import SqlAlchemyUnitOfWorkFactory
 from atelier_gateway.application.auth import AuthService
 from atelier_gateway.application.idempotency import IdempotencyService
-from atelier_gateway.application.ports import BillingAccounts, PasswordHasher
+from atelier_gateway.application.ports import (
+    BillingAccounts,
+    BillingGateway,
+    PasswordHasher,
+    TasksGateway,
+)
 from atelier_gateway.settings import GatewaySettings
 from atelier_ports.clock import Clock, SystemClock
 from atelier_ports.ids import IdGenerator, RandomIdGenerator
@@ -33,8 +39,8 @@ class Container:
     engine: Engine
     auth: AuthService
     idempotency: IdempotencyService
-    billing: RemoteService
-    tasks: RemoteService
+    billing: BillingGateway
+    tasks: TasksGateway
     clock: Clock
     files: LocalFileStore
     rate_limit: TokenBucketRateLimiter
@@ -47,18 +53,6 @@ class Container:
         self.engine.dispose()
 
 
-def _billing_stub(channel: Any) -> Any:
-    from atelier.billing.v1 import billing_pb2_grpc
-
-    return billing_pb2_grpc.BillingServiceStub(channel)
-
-
-def _tasks_stub(channel: Any) -> Any:
-    from atelier.tasks.v1 import tasks_pb2_grpc
-
-    return tasks_pb2_grpc.TaskServiceStub(channel)
-
-
 def build_container(
     settings: GatewaySettings | None = None,
     *,
@@ -66,6 +60,8 @@ def build_container(
     ids: IdGenerator | None = None,
     password_hasher: PasswordHasher | None = None,
     billing_accounts: BillingAccounts | None = None,
+    billing_gateway: BillingGateway | None = None,
+    tasks_gateway: TasksGateway | None = None,
     engine: Engine | None = None,
 ) -> Container:
     settings = settings or GatewaySettings()
@@ -98,16 +94,10 @@ def build_container(
         engine=engine,
         auth=auth,
         idempotency=IdempotencyService(uow, clock),
-        billing=RemoteService(
-            "billing",
-            settings.billing_address,
-            settings.atelier_internal_token,
-            _billing_stub,
-            timeout,
-        ),
-        tasks=RemoteService(
-            "tasks", settings.tasks_address, settings.atelier_internal_token, _tasks_stub, timeout
-        ),
+        billing=billing_gateway
+        or GrpcBillingGateway(settings.billing_address, settings.atelier_internal_token, timeout),
+        tasks=tasks_gateway
+        or GrpcTasksGateway(settings.tasks_address, settings.atelier_internal_token, timeout),
         clock=clock,
         files=LocalFileStore(
             settings.storage_dir(), settings.storage_signing_secret.get_secret_value().encode()

@@ -10,7 +10,7 @@ from aiohttp import web
 from atelier_common.context import CallContext, set_current_call
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from atelier_gateway.adapters.grpc_clients import Caller
+from atelier_gateway.application.calls import Caller
 from atelier_gateway.bootstrap import Container
 from atelier_gateway.domain.errors import InvalidAccessToken
 from atelier_gateway.entrypoints.http.problems import Problem, from_domain_error
