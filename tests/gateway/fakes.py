@@ -6,7 +6,7 @@ import itertools
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from atelier_gateway.application.ports import AccessClaims
 from atelier_gateway.domain.errors import EmailTaken, InvalidAccessToken
@@ -109,19 +109,31 @@ class FakeIdempotency:
             del self.rows[(user_id, key)]
 
 
-class FakeUnitOfWork:
-    """Shares its repositories across units (the "database"); counts commits."""
+class FakeGatewayUnitOfWork:
+    """The ``GatewayUnitOfWork`` port in memory. Its repositories are the "database", shared by
+    every unit it makes (``uow()`` returns itself); a unit left without ``commit()`` puts the
+    rows back as they were when it began, as the real one rolls back."""
 
     def __init__(self) -> None:
         self.users = FakeUsers()
         self.refresh_tokens = FakeRefreshTokens()
         self.idempotency = FakeIdempotency()
         self.commits = 0
+        self.rollbacks = 0
+        self._snapshot: (
+            tuple[dict[str, User], dict[str, RefreshTokenRecord], dict[Any, Any]] | None
+        ) = None
 
     def __call__(self) -> Self:
         return self
 
     def __enter__(self) -> Self:
+        assert self._snapshot is None, "a unit of work opened inside another"
+        self._snapshot = (
+            dict(self.users.rows),
+            dict(self.refresh_tokens.rows),
+            dict(self.idempotency.rows),
+        )
         return self
 
     def __exit__(
@@ -130,10 +142,25 @@ class FakeUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None
+        if self._snapshot is not None:
+            self.rollback()
 
     def commit(self) -> None:
+        assert self._snapshot is not None, "commit() outside the unit's transaction"
+        self._snapshot = None
         self.commits += 1
+
+    def rollback(self) -> None:
+        if self._snapshot is None:
+            return
+        users, tokens, keys = self._snapshot
+        self.users.rows, self.refresh_tokens.rows, self.idempotency.rows = (
+            dict(users),
+            dict(tokens),
+            dict(keys),
+        )
+        self._snapshot = None
+        self.rollbacks += 1
 
 
 class FakePasswordHasher:

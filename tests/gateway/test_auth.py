@@ -442,7 +442,7 @@ def test_token_lifecycle_on_each_database(database_url: str, tmp_path: Path) -> 
 
 def test_an_abandoned_idempotency_claim_is_taken_over_when_stale(tmp_path: Path) -> None:
     """A claim left by a gateway that died mid-request blocks retries only for a while."""
-    from atelier_gateway.adapters.sqlalchemy_uow import SqlAlchemyUnitOfWork
+    from atelier_gateway.adapters.sqlalchemy_uow import SqlGatewayUnitOfWork
     from atelier_gateway.application.idempotency import request_fingerprint
     from atelier_gateway.domain.model import IdempotencyRecord
 
@@ -453,7 +453,7 @@ def test_an_abandoned_idempotency_claim_is_taken_over_when_stale(tmp_path: Path)
     try:
         user = api.user("quinn@example.com")
         raw = b'{"item_id": "pack_100", "channel": "local"}'
-        with SqlAlchemyUnitOfWork(gw.container.engine) as uow:
+        with SqlGatewayUnitOfWork(gw.container.engine) as uow:
             assert uow.idempotency.claim(
                 IdempotencyRecord(
                     user_id=user.id,
@@ -477,7 +477,7 @@ def test_an_abandoned_idempotency_claim_is_taken_over_when_stale(tmp_path: Path)
         # Taken over: the call goes through to billing (not running here: 503) and the
         # failed attempt releases the key again.
         assert retry().status_code == 503
-        with SqlAlchemyUnitOfWork(gw.container.engine) as uow:
+        with SqlGatewayUnitOfWork(gw.container.engine) as uow:
             assert uow.idempotency.get(user.id, "crashed") is None
     finally:
         api.close()

@@ -21,10 +21,10 @@ from atelier_gateway.domain.model import Role
 from atelier_ports.problems import InvalidArgument, Unavailable
 from tests.gateway.fakes import (
     FakeClock,
+    FakeGatewayUnitOfWork,
     FakePasswordHasher,
     FakeSecrets,
     FakeTokens,
-    FakeUnitOfWork,
     SequentialIds,
 )
 from tests.gateway.harness import FakeBillingAccounts
@@ -32,7 +32,7 @@ from tests.gateway.harness import FakeBillingAccounts
 
 class Core:
     def __init__(self) -> None:
-        self.uow = FakeUnitOfWork()
+        self.uow = FakeGatewayUnitOfWork()
         self.clock = FakeClock()
         self.hasher = FakePasswordHasher()
         self.billing = FakeBillingAccounts()

@@ -19,7 +19,7 @@ from atelier_gateway.adapters.jwt_tokens import JwtAccessTokenIssuer, UrlSafeSec
 from atelier_gateway.adapters.local_files import LocalFileStore
 from atelier_gateway.adapters.passwords import Argon2PasswordHasher
 from atelier_gateway.adapters.rate_limit import TokenBucketRateLimiter
-from atelier_gateway.adapters.sqlalchemy_uow import SqlAlchemyUnitOfWorkFactory
+from atelier_gateway.adapters.sqlalchemy_uow import SqlGatewayUnitOfWorkFactory
 from atelier_gateway.application.auth import AuthService
 from atelier_gateway.application.idempotency import IdempotencyService
 from atelier_gateway.application.ports import (
@@ -77,7 +77,7 @@ def build_container(
         )
         closers.append(grpc_accounts.close)
         billing_accounts = grpc_accounts
-    uow = SqlAlchemyUnitOfWorkFactory(engine)
+    uow = SqlGatewayUnitOfWorkFactory(engine)
     auth = AuthService(
         uow=uow,
         hasher=password_hasher or Argon2PasswordHasher(),

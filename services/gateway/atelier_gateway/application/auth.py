@@ -14,9 +14,9 @@ from atelier_gateway.application.ports import (
     AccessClaims,
     AccessTokenIssuer,
     BillingAccounts,
+    GatewayUnitOfWorkFactory,
     PasswordHasher,
     SecretSource,
-    UnitOfWorkFactory,
 )
 from atelier_gateway.domain import model
 from atelier_gateway.domain.errors import (
@@ -67,7 +67,7 @@ def hash_refresh_token(token: str) -> str:
 class AuthService:
     def __init__(
         self,
-        uow: UnitOfWorkFactory,
+        uow: GatewayUnitOfWorkFactory,
         hasher: PasswordHasher,
         tokens: AccessTokenIssuer,
         secrets: SecretSource,

@@ -64,7 +64,11 @@ class IdempotencyRepository(Protocol):
         ...
 
 
-class UnitOfWork(Protocol):
+class GatewayUnitOfWork(Protocol):
+    """One transaction: it begins on ``__enter__`` and ends on ``commit()``, ``rollback()`` or
+    ``__exit__`` (rolled back unless committed). ``commit()`` does not start another one: a unit
+    is used for one transaction, and no use case opens a unit inside another."""
+
     users: UserRepository
     refresh_tokens: RefreshTokenRepository
     idempotency: IdempotencyRepository
@@ -80,9 +84,11 @@ class UnitOfWork(Protocol):
 
     def commit(self) -> None: ...
 
+    def rollback(self) -> None: ...
 
-class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
+
+class GatewayUnitOfWorkFactory(Protocol):
+    def __call__(self) -> GatewayUnitOfWork: ...
 
 
 class PasswordHasher(Protocol):
