@@ -8,28 +8,17 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from atelier_gateway.application.ports import AccessClaims
+from atelier_gateway.application.ports import (
+    AccessClaims,
+    AccessTokenIssuer,
+    BillingAccounts,
+    GatewayUnitOfWorkFactory,
+    PasswordHasher,
+    SecretSource,
+)
 from atelier_gateway.domain.errors import EmailTaken, InvalidAccessToken
 from atelier_gateway.domain.model import IdempotencyRecord, RefreshTokenRecord, Role, User
-
-
-class FakeClock:
-    def __init__(self, now: datetime | None = None) -> None:
-        self.current = now or datetime(2030, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-
-class SequentialIds:
-    def __init__(self) -> None:
-        self._n = itertools.count(1)
-
-    def new_id(self, prefix: str) -> str:
-        return f"{prefix}_{next(self._n)}"
-
-    def readable_code(self, length: int) -> str:
-        return str(next(self._n)).zfill(length)
+from atelier_ports.problems import Unavailable
 
 
 class FakeUsers:
@@ -200,3 +189,39 @@ class FakeSecrets:
 
     def new_secret(self) -> str:
         return f"secret-{next(self._n)}"
+
+
+class FakeBillingAccounts:
+    """The BillingAccounts port without billing: records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None, str | None]] = []
+        self.created: set[str] = set()
+        self.contacts: list[tuple[str, str | None, str | None]] = []
+        self.fail = False
+
+    def set_up_account(self, user_id: str, email: str | None, name: str | None) -> bool:
+        if self.fail:
+            raise Unavailable("billing is down")
+        self.calls.append((user_id, email, name))
+        if user_id in self.created:
+            return False
+        self.created.add(user_id)
+        return True
+
+    def update_contact(self, user_id: str, email: str | None, name: str | None) -> None:
+        if self.fail:
+            raise Unavailable("billing is down")
+        self.contacts.append((user_id, email, name))
+
+
+def _conforms(
+    uow: FakeGatewayUnitOfWork,
+    hasher: FakePasswordHasher,
+    tokens: FakeTokens,
+    secrets: FakeSecrets,
+    billing: FakeBillingAccounts,
+) -> tuple[
+    GatewayUnitOfWorkFactory, PasswordHasher, AccessTokenIssuer, SecretSource, BillingAccounts
+]:
+    return uow, hasher, tokens, secrets, billing  # mypy proves the fakes match their ports

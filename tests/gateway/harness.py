@@ -12,44 +12,16 @@ from typing import Any
 from aiohttp import web
 
 from atelier_gateway.adapters.migrate import migrate
-from atelier_gateway.bootstrap import Container, build_container
+from atelier_gateway.bootstrap import GatewayContainer, build_container
 from atelier_gateway.entrypoints.http.app import create_app
 from atelier_gateway.settings import GatewaySettings
-
-
-class FakeBillingAccounts:
-    """The BillingAccounts port without billing: records every call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str | None, str | None]] = []
-        self.created: set[str] = set()
-        self.contacts: list[tuple[str, str | None, str | None]] = []
-        self.fail = False
-
-    def set_up_account(self, user_id: str, email: str | None, name: str | None) -> bool:
-        from atelier_ports.problems import Unavailable
-
-        if self.fail:
-            raise Unavailable("billing is down")
-        self.calls.append((user_id, email, name))
-        if user_id in self.created:
-            return False
-        self.created.add(user_id)
-        return True
-
-    def update_contact(self, user_id: str, email: str | None, name: str | None) -> None:
-        from atelier_ports.problems import Unavailable
-
-        if self.fail:
-            raise Unavailable("billing is down")
-        self.contacts.append((user_id, email, name))
 
 
 @dataclass
 class RunningGateway:
     url: str
     port: int
-    container: Container
+    container: GatewayContainer
     app: web.Application
     _loop: asyncio.AbstractEventLoop
     _thread: threading.Thread

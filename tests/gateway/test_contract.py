@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[import-untyped]
 
 from tests.gateway.conftest import Stack, User
 from tests.gateway.test_tasks import jpeg, read_events, wait_for_status
@@ -62,7 +62,7 @@ def contract(full_stack: Stack) -> Iterator[ContractChecker]:
 
 def _admin(stack: Stack, email: str) -> User:
     user = stack.api.user(email)
-    stack.gateway.container.auth.promote_admin(email)
+    stack.gateway.container.promote_admin(email)
     r = stack.api.http.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})
     return User(stack.api, user.id, r.json()["access_token"], r.json()["refresh_token"])
 

@@ -51,7 +51,7 @@ def _problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 def _admin(api: Api, gateway: RunningGateway, email: str) -> User:
     user = api.user(email)
-    gateway.container.auth.promote_admin(email)
+    gateway.container.promote_admin(email)
     r = api.http.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})
     return User(api, user.id, r.json()["access_token"], r.json()["refresh_token"])
 
@@ -115,9 +115,9 @@ def test_finding2_upload_size_is_bounded_by_the_configured_upload_limit(
         assert body["field"] == "size", body
         assert str(limit) in body["detail"]
     # Types are strict: a JSON string or a boolean is not an integer.
-    for size in ("10", True, 1.5, 0, -3, None):
-        r = user.post("/v1/uploads", json={"content_type": "image/png", "size": size})
-        assert _problem(r, 422, "validation_error")["field"] == "size", size
+    for odd in ("10", True, 1.5, 0, -3, None):
+        r = user.post("/v1/uploads", json={"content_type": "image/png", "size": odd})
+        assert _problem(r, 422, "validation_error")["field"] == "size", odd
     doc = api.http.get("/v1/openapi.json").json()
     declared = doc["components"]["schemas"]["CreateUploadRequest"]["properties"]["size"]
     assert declared["maximum"] == limit and declared["minimum"] == 1

@@ -47,7 +47,8 @@ def parse_form(body: str) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    return _listify(root)
+    form: dict[str, Any] = _listify(root)
+    return form
 
 
 def _listify(node: Any) -> Any:
@@ -114,7 +115,8 @@ class FakeStripe:
         self.requests.append((request.method, request.path, params))
         key = request.headers.get("Idempotency-Key")
         if request.method != "POST" or not key:
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
         fingerprint = f"{request.path}?{body}"
         with self._lock:
             saved = self._idempotent.get(key)
@@ -331,10 +333,12 @@ class FakeStripe:
         return invoice
 
     def payment_intent_of(self, invoice_id: str) -> str:
-        return next(
-            ip["payment"]["payment_intent"]
-            for ip in self.invoice_payments.values()
-            if ip["invoice"] == invoice_id
+        return str(
+            next(
+                ip["payment"]["payment_intent"]
+                for ip in self.invoice_payments.values()
+                if ip["invoice"] == invoice_id
+            )
         )
 
     def subscription_event(

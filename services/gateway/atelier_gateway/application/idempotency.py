@@ -25,7 +25,9 @@ def request_fingerprint(scope: str, body: bytes) -> str:
     return hashlib.sha256(scope.encode() + b"\n" + body).hexdigest()
 
 
-class IdempotencyService:
+class IdempotencyKeys:
+    """Claim, complete or abandon an Idempotency-Key (a small cohesive group of use cases)."""
+
     def __init__(
         self,
         uow: GatewayUnitOfWorkFactory,

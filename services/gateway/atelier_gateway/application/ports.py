@@ -69,9 +69,15 @@ class GatewayUnitOfWork(Protocol):
     ``__exit__`` (rolled back unless committed). ``commit()`` does not start another one: a unit
     is used for one transaction, and no use case opens a unit inside another."""
 
-    users: UserRepository
-    refresh_tokens: RefreshTokenRepository
-    idempotency: IdempotencyRepository
+    # Read-only members, so an implementation may hold its own repository types.
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def refresh_tokens(self) -> RefreshTokenRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
 
     def __enter__(self) -> Self: ...
 

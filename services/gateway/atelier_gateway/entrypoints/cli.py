@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "promote-admin":
         container = build_container(settings)
         try:
-            user = container.auth.promote_admin(args.email)
+            user = container.promote_admin(args.email)
         except (UserNotFound, InvalidArgument) as e:
             print(f"error: {e} (in {database})", file=sys.stderr)
             return 1
