@@ -16,7 +16,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[import-untyped]
 
 from tests.gateway.conftest import Stack, User
-from tests.gateway.test_tasks import jpeg, read_events, wait_for_status
+from tests.gateway.e2e.test_tasks import jpeg, read_events, wait_for_status
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
