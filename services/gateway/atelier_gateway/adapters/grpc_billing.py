@@ -188,7 +188,8 @@ class GrpcBillingGateway:
 
     def _billing(self) -> BillingStub:
         if self._stub is None:
-            self._stub = billing_pb2_grpc.BillingServiceStub(self._remote.channel())
+            # The generated stub is untyped; BillingStub types the methods we call.
+            self._stub = billing_pb2_grpc.BillingServiceStub(self._remote.channel())  # type: ignore[no-untyped-call]
         return self._stub
 
     async def get_balance(self, caller: Caller) -> dto.Balance:
@@ -273,7 +274,9 @@ class GrpcBillingAccounts:
         self._token = internal_token
         self._timeout = timeout
         self._channel = grpc.insecure_channel(address)
-        self._stub: BlockingBillingStub = billing_pb2_grpc.BillingServiceStub(self._channel)
+        self._stub: BlockingBillingStub = billing_pb2_grpc.BillingServiceStub(  # type: ignore[no-untyped-call]
+            self._channel
+        )
         self._policy = RetryPolicy(attempts=2, backoff=0.1)
 
     def _call(self, method: Callable[..., T], request: Message, user_id: str) -> T:

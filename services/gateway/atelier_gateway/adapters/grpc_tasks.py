@@ -193,7 +193,8 @@ class GrpcTasksGateway:
 
     def _tasks(self) -> TasksStub:
         if self._stub is None:
-            self._stub = tasks_pb2_grpc.TaskServiceStub(self._remote.channel())
+            # The generated stub is untyped; TasksStub types the methods we call.
+            self._stub = tasks_pb2_grpc.TaskServiceStub(self._remote.channel())  # type: ignore[no-untyped-call]
         return self._stub
 
     async def create_upload(self, caller: Caller, upload: dto.NewUpload) -> dto.UploadTarget:
