@@ -62,6 +62,7 @@ TYPECHECK := libs/ports/atelier_ports libs/common/atelier_common
 TYPECHECK += services/billing/atelier_billing services/tasks/atelier_tasks services/gateway/atelier_gateway
 TYPECHECK += tests/support tests/common tests/contracts tests/project tests/conftest.py
 TYPECHECK += tests/billing
+TYPECHECK += tests/gateway
 
 typecheck: install
 	$(VENV)/bin/mypy $(TYPECHECK)

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.gateway.fakes import FakeBillingAccounts
 from tests.gateway.harness import (
-    FakeBillingAccounts,
     RunningGateway,
     gateway_settings,
     reserve_socket,

@@ -1,35 +1,39 @@
-"""In-memory fakes of the gateway core's ports (they implement the real Protocols)."""
+"""In-memory fakes of the gateway's ports (they implement the real Protocols; ``_conforms`` at
+the end lets mypy prove it)."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from atelier_gateway.application.ports import AccessClaims
+from atelier_common.grpc_client import RemoteCallError
+
+from atelier_gateway.application import billing_views as bv
+from atelier_gateway.application import task_views as tv
+from atelier_gateway.application.calls import (
+    Caller,
+    Notification,
+    NotificationReceipt,
+    Page,
+    PageRequest,
+)
+from atelier_gateway.application.ports import (
+    AccessClaims,
+    AccessTokenIssuer,
+    BillingAccounts,
+    BillingGateway,
+    GatewayUnitOfWorkFactory,
+    PasswordHasher,
+    SecretSource,
+    TasksGateway,
+)
 from atelier_gateway.domain.errors import EmailTaken, InvalidAccessToken
 from atelier_gateway.domain.model import IdempotencyRecord, RefreshTokenRecord, Role, User
-
-
-class FakeClock:
-    def __init__(self, now: datetime | None = None) -> None:
-        self.current = now or datetime(2030, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-
-class SequentialIds:
-    def __init__(self) -> None:
-        self._n = itertools.count(1)
-
-    def new_id(self, prefix: str) -> str:
-        return f"{prefix}_{next(self._n)}"
-
-    def readable_code(self, length: int) -> str:
-        return str(next(self._n)).zfill(length)
+from atelier_ports.problems import Unavailable
 
 
 class FakeUsers:
@@ -109,19 +113,31 @@ class FakeIdempotency:
             del self.rows[(user_id, key)]
 
 
-class FakeUnitOfWork:
-    """Shares its repositories across units (the "database"); counts commits."""
+class FakeGatewayUnitOfWork:
+    """The ``GatewayUnitOfWork`` port in memory. Its repositories are the "database", shared by
+    every unit it makes (``uow()`` returns itself); a unit left without ``commit()`` puts the
+    rows back as they were when it began, as the real one rolls back."""
 
     def __init__(self) -> None:
         self.users = FakeUsers()
         self.refresh_tokens = FakeRefreshTokens()
         self.idempotency = FakeIdempotency()
         self.commits = 0
+        self.rollbacks = 0
+        self._snapshot: (
+            tuple[dict[str, User], dict[str, RefreshTokenRecord], dict[Any, Any]] | None
+        ) = None
 
     def __call__(self) -> Self:
         return self
 
     def __enter__(self) -> Self:
+        assert self._snapshot is None, "a unit of work opened inside another"
+        self._snapshot = (
+            dict(self.users.rows),
+            dict(self.refresh_tokens.rows),
+            dict(self.idempotency.rows),
+        )
         return self
 
     def __exit__(
@@ -130,10 +146,25 @@ class FakeUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None
+        if self._snapshot is not None:
+            self.rollback()
 
     def commit(self) -> None:
+        assert self._snapshot is not None, "commit() outside the unit's transaction"
+        self._snapshot = None
         self.commits += 1
+
+    def rollback(self) -> None:
+        if self._snapshot is None:
+            return
+        users, tokens, keys = self._snapshot
+        self.users.rows, self.refresh_tokens.rows, self.idempotency.rows = (
+            dict(users),
+            dict(tokens),
+            dict(keys),
+        )
+        self._snapshot = None
+        self.rollbacks += 1
 
 
 class FakePasswordHasher:
@@ -173,3 +204,232 @@ class FakeSecrets:
 
     def new_secret(self) -> str:
         return f"secret-{next(self._n)}"
+
+
+class FakeBillingAccounts:
+    """The BillingAccounts port without billing: records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None, str | None]] = []
+        self.created: set[str] = set()
+        self.contacts: list[tuple[str, str | None, str | None]] = []
+        self.fail = False
+
+    def set_up_account(self, user_id: str, email: str | None, name: str | None) -> bool:
+        if self.fail:
+            raise Unavailable("billing is down")
+        self.calls.append((user_id, email, name))
+        if user_id in self.created:
+            return False
+        self.created.add(user_id)
+        return True
+
+    def update_contact(self, user_id: str, email: str | None, name: str | None) -> None:
+        if self.fail:
+            raise Unavailable("billing is down")
+        self.contacts.append((user_id, email, name))
+
+
+class FakeBillingGateway:
+    """The ``BillingGateway`` port without billing: canned answers, every call recorded; set
+    ``error`` to make the next calls fail as billing would."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Caller]] = []
+        self.error: RemoteCallError | None = None
+        self.orders: dict[str, bv.Order] = {}
+        self.balance = bv.Balance(available=100, held=0, membership=None, grants=())
+
+    def _called(self, name: str, caller: Caller) -> None:
+        self.calls.append((name, caller))
+        if self.error is not None:
+            raise self.error
+
+    async def get_balance(self, caller: Caller) -> bv.Balance:
+        self._called("get_balance", caller)
+        return self.balance
+
+    async def list_ledger(self, caller: Caller, page: PageRequest) -> Page[bv.LedgerEntry]:
+        self._called("list_ledger", caller)
+        return Page(items=(), next_page_token="")
+
+    async def get_catalog(self, caller: Caller) -> bv.Catalog:
+        self._called("get_catalog", caller)
+        return bv.Catalog(market="local", items=(), channels=("local",))
+
+    async def create_order(
+        self, caller: Caller, order: bv.NewOrder, request_id: str | None
+    ) -> bv.Order:
+        self._called("create_order", caller)
+        created = bv.Order(
+            id=f"ord_{len(self.orders) + 1}",
+            number=f"{len(self.orders) + 1:08d}",
+            status="pending",
+            item_id=order.item_id,
+            item_kind="pack",
+            credits=100,
+            amount=500,
+            currency="USD",
+            channel=order.channel,
+            checkout=bv.Checkout(url=None, code_url=None, expires_at=None),
+            provider_transaction_id=None,
+            created_at=None,
+            paid_at=None,
+            failed_at=None,
+            expired_at=None,
+            refunded_at=None,
+        )
+        self.orders[created.id] = created
+        return created
+
+    async def list_orders(self, caller: Caller, page: PageRequest) -> Page[bv.Order]:
+        self._called("list_orders", caller)
+        return Page(items=tuple(self.orders.values()), next_page_token="")
+
+    async def get_order(self, caller: Caller, order_id: str) -> bv.Order:
+        self._called("get_order", caller)
+        return self.orders[order_id]
+
+    async def refresh_order(self, caller: Caller, order_id: str) -> bv.Order:
+        self._called("refresh_order", caller)
+        return self.orders[order_id]
+
+    async def complete_sandbox_checkout(
+        self, caller: Caller, order_id: str, outcome: bv.SandboxOutcome
+    ) -> None:
+        self._called("complete_sandbox_checkout", caller)
+
+    async def handle_payment_notification(
+        self, caller: Caller, notification: Notification
+    ) -> NotificationReceipt:
+        self._called("handle_payment_notification", caller)
+        return NotificationReceipt(applied=True, event_id="evt_1")
+
+    async def healthy(self) -> bool:
+        return self.error is None
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeTasksGateway:
+    """The ``TasksGateway`` port without the tasks service: ``events`` is what ``watch_task``
+    streams (then ``stream_error``, if set); every call recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Caller]] = []
+        self.tasks: dict[str, tv.Task] = {}
+        self.events: list[tv.TaskEvent] = []
+        self.stream_error: RemoteCallError | None = None
+
+    async def create_upload(self, caller: Caller, upload: tv.NewUpload) -> tv.UploadTarget:
+        self.calls.append(("create_upload", caller))
+        return tv.UploadTarget(
+            key="up_1",
+            method="PUT",
+            url="http://storage.invalid/up_1",
+            fields={},
+            headers={"Content-Type": upload.content_type},
+            expires_at=None,
+            max_size=upload.size,
+            content_types=(upload.content_type,),
+        )
+
+    async def create_task(
+        self, caller: Caller, task: tv.NewTask, request_id: str | None
+    ) -> tv.Task:
+        self.calls.append(("create_task", caller))
+        created = tv.Task(
+            id=f"tsk_{len(self.tasks) + 1}",
+            type=task.type,
+            status="pending",
+            params=dict(task.params),
+            input_upload_ids=(task.input_upload_id,) if task.input_upload_id else (),
+            cost=1,
+            attempts=0,
+            error=None,
+            error_message=None,
+            images=(),
+            created_at=None,
+            updated_at=None,
+            started_at=None,
+            finished_at=None,
+            deadline_at=None,
+        )
+        self.tasks[created.id] = created
+        return created
+
+    async def list_tasks(
+        self, caller: Caller, page: PageRequest, where: tv.TaskFilter
+    ) -> Page[tv.Task]:
+        self.calls.append(("list_tasks", caller))
+        return Page(items=tuple(self.tasks.values()), next_page_token="")
+
+    async def list_all_tasks(
+        self, caller: Caller, page: PageRequest, where: tv.TaskFilter
+    ) -> Page[tv.Task]:
+        self.calls.append(("list_all_tasks", caller))
+        return Page(items=tuple(self.tasks.values()), next_page_token="")
+
+    async def get_task(self, caller: Caller, task_id: str) -> tv.Task:
+        self.calls.append(("get_task", caller))
+        return self.tasks[task_id]
+
+    async def cancel_task(self, caller: Caller, task_id: str) -> tv.Task:
+        self.calls.append(("cancel_task", caller))
+        return self.tasks[task_id]
+
+    async def watch_task(
+        self, caller: Caller, task_id: str, after_sequence: int, max_seconds: float
+    ) -> AsyncIterator[tv.TaskEvent]:
+        self.calls.append(("watch_task", caller))
+        for event in self.events:
+            if event.task_id == task_id and event.sequence > after_sequence:
+                yield event
+        if self.stream_error is not None:
+            raise self.stream_error
+
+    async def list_images(
+        self, caller: Caller, page: PageRequest, task_type: tv.TaskType | None
+    ) -> Page[tv.Image]:
+        self.calls.append(("list_images", caller))
+        return Page(items=(), next_page_token="")
+
+    async def get_user_stats(self, caller: Caller) -> tv.UserStats:
+        self.calls.append(("get_user_stats", caller))
+        return tv.UserStats(
+            total_tasks=len(self.tasks), succeeded=0, failed=0, total_images=0, credits_spent=0
+        )
+
+    async def handle_provider_notification(
+        self, caller: Caller, notification: Notification
+    ) -> NotificationReceipt:
+        self.calls.append(("handle_provider_notification", caller))
+        return NotificationReceipt(applied=True)
+
+    async def healthy(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+def _conforms(
+    uow: FakeGatewayUnitOfWork,
+    hasher: FakePasswordHasher,
+    tokens: FakeTokens,
+    secrets: FakeSecrets,
+    billing: FakeBillingAccounts,
+    billing_gateway: FakeBillingGateway,
+    tasks_gateway: FakeTasksGateway,
+) -> tuple[
+    GatewayUnitOfWorkFactory,
+    PasswordHasher,
+    AccessTokenIssuer,
+    SecretSource,
+    BillingAccounts,
+    BillingGateway,
+    TasksGateway,
+]:
+    # mypy proves the fakes match their ports
+    return uow, hasher, tokens, secrets, billing, billing_gateway, tasks_gateway

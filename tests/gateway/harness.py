@@ -12,44 +12,18 @@ from typing import Any
 from aiohttp import web
 
 from atelier_gateway.adapters.migrate import migrate
-from atelier_gateway.bootstrap import Container, build_container
+from atelier_gateway.application.ports import BillingAccounts, BillingGateway, TasksGateway
+from atelier_gateway.bootstrap import GatewayContainer, build_container
 from atelier_gateway.entrypoints.http.app import create_app
 from atelier_gateway.settings import GatewaySettings
-
-
-class FakeBillingAccounts:
-    """The BillingAccounts port without billing: records every call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str | None, str | None]] = []
-        self.created: set[str] = set()
-        self.contacts: list[tuple[str, str | None, str | None]] = []
-        self.fail = False
-
-    def set_up_account(self, user_id: str, email: str | None, name: str | None) -> bool:
-        from atelier_ports.problems import Unavailable
-
-        if self.fail:
-            raise Unavailable("billing is down")
-        self.calls.append((user_id, email, name))
-        if user_id in self.created:
-            return False
-        self.created.add(user_id)
-        return True
-
-    def update_contact(self, user_id: str, email: str | None, name: str | None) -> None:
-        from atelier_ports.problems import Unavailable
-
-        if self.fail:
-            raise Unavailable("billing is down")
-        self.contacts.append((user_id, email, name))
+from atelier_ports.clock import Clock
 
 
 @dataclass
 class RunningGateway:
     url: str
     port: int
-    container: Container
+    container: GatewayContainer
     app: web.Application
     _loop: asyncio.AbstractEventLoop
     _thread: threading.Thread
@@ -73,9 +47,23 @@ def reserve_socket() -> socket.socket:
 
 
 def start_gateway(
-    settings: GatewaySettings, sock: socket.socket | None = None, **overrides: Any
+    settings: GatewaySettings,
+    sock: socket.socket | None = None,
+    *,
+    clock: Clock | None = None,
+    billing_accounts: BillingAccounts | None = None,
+    billing_gateway: BillingGateway | None = None,
+    tasks_gateway: TasksGateway | None = None,
 ) -> RunningGateway:
-    container = build_container(settings, **overrides)
+    """The real wiring (``build_container``) with the given parts swapped, served on port 0 (or on
+    ``sock``); the overrides are typed, so a misspelt one is a type error."""
+    container = build_container(
+        settings,
+        clock=clock,
+        billing_accounts=billing_accounts,
+        billing_gateway=billing_gateway,
+        tasks_gateway=tasks_gateway,
+    )
     migrate(container.engine)
     app = create_app(container)
     loop = asyncio.new_event_loop()

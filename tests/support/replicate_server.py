@@ -83,7 +83,8 @@ class FakeReplicate:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/files/"):
-            return await handler(request)  # output files are public, like replicate.delivery
+            public: web.StreamResponse = await handler(request)
+            return public  # output files are public, like replicate.delivery
         auth = request.headers.get("Authorization", "")
         if auth not in (f"Bearer {self.token}", f"Token {self.token}"):
             return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
@@ -94,7 +95,8 @@ class FakeReplicate:
             return _problem(400, "Bad request", "the body is not JSON")
         self.requests.append((request.method, request.path, payload))
         request[PAYLOAD] = payload
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
 
     async def _create(self, request: web.Request) -> web.Response:
         p = request[PAYLOAD]

@@ -1,62 +1,81 @@
-"""The one composition root: settings → adapters → use cases → the aiohttp application.
+"""The one composition root: settings → adapters → use cases → :class:`GatewayContainer`, which
+``entrypoints.http.app.create_app`` serves.
 
-Nothing is built at import time; tests call :func:`build_container` / :func:`build_app` with a
-few parts overridden and get the real wiring for the rest.
+Nothing is built at import time; tests call :func:`build_container` with a few parts overridden
+(typed keyword arguments: a misspelt override is a type error) and get the real wiring for the
+rest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from atelier_common.db import make_engine
 from sqlalchemy import Engine
 
-from atelier_gateway.adapters.grpc_clients import GrpcBillingAccounts, RemoteService
+from atelier_gateway.adapters.grpc_billing import GrpcBillingAccounts, GrpcBillingGateway
+from atelier_gateway.adapters.grpc_tasks import GrpcTasksGateway
 from atelier_gateway.adapters.jwt_tokens import JwtAccessTokenIssuer, UrlSafeSecretSource
 from atelier_gateway.adapters.local_files import LocalFileStore
 from atelier_gateway.adapters.passwords import Argon2PasswordHasher
 from atelier_gateway.adapters.rate_limit import TokenBucketRateLimiter
-from atelier_gateway.adapters.sqlalchemy_uow import SqlAlchemyUnitOfWorkFactory
-from atelier_gateway.application.auth import AuthService
-from atelier_gateway.application.idempotency import IdempotencyService
-from atelier_gateway.application.ports import BillingAccounts, PasswordHasher
+from atelier_gateway.adapters.sqlalchemy_uow import SqlGatewayUnitOfWorkFactory
+from atelier_gateway.application.accounts import BillingAccountSetUp, LogIn, SignUp
+from atelier_gateway.application.idempotency import IdempotencyKeys
+from atelier_gateway.application.ports import (
+    BillingAccounts,
+    BillingGateway,
+    PasswordHasher,
+    TasksGateway,
+)
+from atelier_gateway.application.profiles import (
+    GetProfile,
+    PromoteAdmin,
+    SearchUsers,
+    UpdateProfile,
+)
+from atelier_gateway.application.sessions import (
+    Authenticate,
+    LogOut,
+    RefreshSession,
+    SessionIssuer,
+)
 from atelier_gateway.settings import GatewaySettings
 from atelier_ports.clock import Clock, SystemClock
 from atelier_ports.ids import IdGenerator, RandomIdGenerator
 
 
 @dataclass
-class Container:
+class GatewayContainer:
+    """The wired gateway: its use cases, the ports of billing and tasks, and the adapters the
+    HTTP layer uses directly (files, rate limits)."""
+
     settings: GatewaySettings
     engine: Engine
-    auth: AuthService
-    idempotency: IdempotencyService
-    billing: RemoteService
-    tasks: RemoteService
     clock: Clock
+    sign_up: SignUp
+    log_in: LogIn
+    refresh_session: RefreshSession
+    log_out: LogOut
+    authenticate: Authenticate
+    get_profile: GetProfile
+    update_profile: UpdateProfile
+    promote_admin: PromoteAdmin
+    search_users: SearchUsers
+    idempotency: IdempotencyKeys
+    billing: BillingGateway
+    tasks: TasksGateway
     files: LocalFileStore
     rate_limit: TokenBucketRateLimiter
     auth_rate_limit: TokenBucketRateLimiter
-    closers: list[Any] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
         for closer in self.closers:
             closer()
         self.engine.dispose()
-
-
-def _billing_stub(channel: Any) -> Any:
-    from atelier.billing.v1 import billing_pb2_grpc
-
-    return billing_pb2_grpc.BillingServiceStub(channel)
-
-
-def _tasks_stub(channel: Any) -> Any:
-    from atelier.tasks.v1 import tasks_pb2_grpc
-
-    return tasks_pb2_grpc.TaskServiceStub(channel)
 
 
 def build_container(
@@ -66,49 +85,66 @@ def build_container(
     ids: IdGenerator | None = None,
     password_hasher: PasswordHasher | None = None,
     billing_accounts: BillingAccounts | None = None,
+    billing_gateway: BillingGateway | None = None,
+    tasks_gateway: TasksGateway | None = None,
     engine: Engine | None = None,
-) -> Container:
+) -> GatewayContainer:
     settings = settings or GatewaySettings()
     engine = engine or make_engine(settings.database_url())
     clock = clock or SystemClock()
     ids = ids or RandomIdGenerator()
-    closers: list[Any] = []
+    timeout = settings.gateway_rpc_timeout_seconds
+    closers: list[Callable[[], None]] = []
     if billing_accounts is None:
         grpc_accounts = GrpcBillingAccounts(
-            settings.billing_address,
-            settings.atelier_internal_token,
-            settings.gateway_rpc_timeout_seconds,
+            settings.billing_address, settings.atelier_internal_token, timeout
         )
         closers.append(grpc_accounts.close)
         billing_accounts = grpc_accounts
-    uow = SqlAlchemyUnitOfWorkFactory(engine)
-    auth = AuthService(
+    uow = SqlGatewayUnitOfWorkFactory(engine)
+    hasher = password_hasher or Argon2PasswordHasher()
+    tokens = JwtAccessTokenIssuer(settings.jwt_secret(), settings.gateway_access_token_seconds)
+    secrets = UrlSafeSecretSource()
+    sessions = SessionIssuer(
         uow=uow,
-        hasher=password_hasher or Argon2PasswordHasher(),
-        tokens=JwtAccessTokenIssuer(settings.jwt_secret(), settings.gateway_access_token_seconds),
-        secrets=UrlSafeSecretSource(),
-        billing=billing_accounts,
+        tokens=tokens,
+        secrets=secrets,
         clock=clock,
         ids=ids,
         refresh_lifetime=timedelta(days=settings.gateway_refresh_token_days),
     )
-    timeout = settings.gateway_rpc_timeout_seconds
-    return Container(
+    billing_set_up = BillingAccountSetUp(uow=uow, billing=billing_accounts)
+    return GatewayContainer(
         settings=settings,
         engine=engine,
-        auth=auth,
-        idempotency=IdempotencyService(uow, clock),
-        billing=RemoteService(
-            "billing",
-            settings.billing_address,
-            settings.atelier_internal_token,
-            _billing_stub,
-            timeout,
-        ),
-        tasks=RemoteService(
-            "tasks", settings.tasks_address, settings.atelier_internal_token, _tasks_stub, timeout
-        ),
         clock=clock,
+        sign_up=SignUp(
+            uow=uow,
+            hasher=hasher,
+            billing_set_up=billing_set_up,
+            sessions=sessions,
+            clock=clock,
+            ids=ids,
+        ),
+        log_in=LogIn(
+            uow=uow,
+            hasher=hasher,
+            secrets=secrets,
+            billing_set_up=billing_set_up,
+            sessions=sessions,
+        ),
+        refresh_session=RefreshSession(uow=uow, sessions=sessions, clock=clock),
+        log_out=LogOut(uow=uow, clock=clock),
+        authenticate=Authenticate(tokens=tokens, clock=clock),
+        get_profile=GetProfile(uow=uow),
+        update_profile=UpdateProfile(uow=uow, billing=billing_accounts),
+        promote_admin=PromoteAdmin(uow=uow),
+        search_users=SearchUsers(uow=uow),
+        idempotency=IdempotencyKeys(uow, clock),
+        billing=billing_gateway
+        or GrpcBillingGateway(settings.billing_address, settings.atelier_internal_token, timeout),
+        tasks=tasks_gateway
+        or GrpcTasksGateway(settings.tasks_address, settings.atelier_internal_token, timeout),
         files=LocalFileStore(
             settings.storage_dir(), settings.storage_signing_secret.get_secret_value().encode()
         ),

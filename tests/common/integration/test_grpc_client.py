@@ -1,10 +1,10 @@
 """Issue 9 #12: the shared client helper reads every status once — category, ErrorInfo, which
 statuses are transient — and only transient statuses on idempotent calls are retried. A real gRPC
-server on port 0 answers each status; also the gateway's clients that use the helper."""
+server on port 0 answers each status. (The gateway's clients of the helper are tested in
+tests/gateway/integration/test_grpc_adapters.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from typing import Any
@@ -21,11 +21,6 @@ from atelier_common.grpc_client import (
     to_problem,
 )
 
-from atelier_gateway.adapters.grpc_clients import (
-    Caller,
-    GrpcBillingAccounts,
-    RemoteService,
-)
 from atelier_ports import problems
 from tests.common.scripted_grpc import GENERIC, SLOW, ScriptedServer, scripted_server
 
@@ -49,8 +44,6 @@ EXPECTED = {
 }
 TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
 FAST = RetryPolicy(attempts=3, backoff=0.01)
-SETUP = "/atelier.billing.v1.BillingService/SetUpAccount"
-CONTACT = "/atelier.billing.v1.BillingService/UpdateAccountContact"
 
 
 def test_every_status_has_its_category() -> None:
@@ -153,75 +146,3 @@ def test_remote_errors_become_the_callers_problems() -> None:
     for status in ("UNAUTHENTICATED", "INTERNAL", "UNKNOWN", "UNIMPLEMENTED", "DATA_LOSS"):
         fault = RemoteCallError("s", status, "m")
         assert to_problem(fault) is fault  # our side is wrong: never "try again later"
-
-
-# --- the gateway's clients -----------------------------------------------------------------------
-
-
-def test_gateway_remote_service_translates_with_the_helper() -> None:
-    class Stub:
-        def __init__(self, channel: grpc.aio.Channel) -> None:
-            self.Call = channel.unary_unary(GENERIC, None, None)
-
-    async def run(server: ScriptedServer) -> RemoteCallError:
-        remote = RemoteService("scripted", server.address, "token", Stub, timeout=5.0)
-        try:
-            with pytest.raises(RemoteCallError) as err:
-                await remote.call("Call", b"", Caller("u1"))
-            return err.value
-        finally:
-            await remote.close()
-
-    with scripted_server() as server:
-        server.answer(GENERIC, "ALREADY_EXISTS", reason="REQUEST_ID_CONFLICT", field="request_id")
-        error = asyncio.run(run(server))
-    assert (error.status, error.reason, error.metadata) == (
-        "ALREADY_EXISTS",
-        "REQUEST_ID_CONFLICT",
-        {"field": "request_id"},
-    )
-    assert error.category is ErrorCategory.CONFLICT and server.calls[GENERIC] == 1
-
-
-@pytest.mark.parametrize(
-    ("status", "raised", "attempts"),
-    [
-        ("UNAVAILABLE", problems.Unavailable, 2),
-        ("DEADLINE_EXCEEDED", problems.Unavailable, 2),
-        ("INVALID_ARGUMENT", problems.InvalidArgument, 1),
-        ("ALREADY_EXISTS", problems.AlreadyExists, 1),
-        ("FAILED_PRECONDITION", problems.FailedPrecondition, 1),
-        ("UNAUTHENTICATED", RemoteCallError, 1),
-        ("INTERNAL", RemoteCallError, 1),
-    ],
-)
-def test_gateway_billing_accounts_tell_refusals_from_unavailability(
-    status: str, raised: type[Exception], attempts: int
-) -> None:
-    with scripted_server(SETUP, CONTACT) as server:
-        accounts = GrpcBillingAccounts(server.address, "token", timeout=5.0)
-        try:
-            server.answer(SETUP, status, reason=f"R_{status}", field="email")
-            with pytest.raises(raised) as err:
-                accounts.set_up_account("u1", "a@example.com", "A")
-            assert type(err.value) is raised or issubclass(type(err.value), raised)
-            if isinstance(err.value, problems.DomainError) and status not in TRANSIENT:
-                assert err.value.reason == f"R_{status}"
-            assert server.calls[SETUP] == attempts
-            server.answer(CONTACT, status)
-            with pytest.raises(raised):
-                accounts.update_contact("u1", "a@example.com", "A")
-        finally:
-            accounts.close()
-
-
-def test_gateway_billing_accounts_ok_and_missing_account() -> None:
-    with scripted_server(SETUP, CONTACT) as server:
-        accounts = GrpcBillingAccounts(server.address, "token")
-        try:
-            assert accounts.set_up_account("u1", None, None) is False  # empty reply
-            server.answer(CONTACT, "NOT_FOUND", reason="ACCOUNT_NOT_FOUND")
-            accounts.update_contact("u1", "a@example.com", None)  # no account: nothing to update
-            assert server.calls[CONTACT] == 1
-        finally:
-            accounts.close()

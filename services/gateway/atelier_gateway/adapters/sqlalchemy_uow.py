@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine, Row, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, RootTransaction, Row, func, insert, or_, select, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError
 
@@ -14,7 +14,6 @@ from atelier_gateway.adapters import orm
 from atelier_gateway.application.ports import (
     IdempotencyRepository,
     RefreshTokenRepository,
-    UnitOfWork,
     UserRepository,
 )
 from atelier_gateway.domain.errors import EmailTaken
@@ -221,8 +220,10 @@ class SqlIdempotencyRepository:
         )
 
 
-class SqlAlchemyUnitOfWork:
-    """One transaction; rolled back unless ``commit`` was called."""
+class SqlGatewayUnitOfWork:
+    """One transaction, begun on enter and ended by ``commit``, ``rollback`` or exit (rolled back
+    unless committed). The connection goes back to the pool when the transaction ends, so a
+    repository used after it fails loudly instead of starting a transaction nobody commits."""
 
     users: UserRepository
     refresh_tokens: RefreshTokenRepository
@@ -231,10 +232,11 @@ class SqlAlchemyUnitOfWork:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._conn: Connection | None = None
+        self._tx: RootTransaction | None = None
 
     def __enter__(self) -> Self:
         self._conn = self._engine.connect()
-        self._conn.begin()
+        self._tx = self._conn.begin()
         self.users = SqlUserRepository(self._conn)
         self.refresh_tokens = SqlRefreshTokenRepository(self._conn)
         self.idempotency = SqlIdempotencyRepository(self._conn)
@@ -246,23 +248,32 @@ class SqlAlchemyUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._conn is not None
-        try:
-            if self._conn.in_transaction():
-                self._conn.rollback()
-        finally:
-            self._conn.close()
-            self._conn = None
+        self.rollback()
 
     def commit(self) -> None:
-        assert self._conn is not None
-        self._conn.commit()
-        self._conn.begin()
+        assert self._tx is not None, "commit() outside the unit's transaction"
+        try:
+            self._tx.commit()
+        finally:
+            self._end()
+
+    def rollback(self) -> None:
+        try:
+            if self._tx is not None and self._tx.is_active:
+                self._tx.rollback()
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._tx = None
 
 
-class SqlAlchemyUnitOfWorkFactory:
+class SqlGatewayUnitOfWorkFactory:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def __call__(self) -> UnitOfWork:
-        return SqlAlchemyUnitOfWork(self._engine)
+    def __call__(self) -> SqlGatewayUnitOfWork:
+        return SqlGatewayUnitOfWork(self._engine)

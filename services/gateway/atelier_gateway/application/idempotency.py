@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from atelier_gateway.application.ports import UnitOfWorkFactory
+from atelier_gateway.application.ports import GatewayUnitOfWorkFactory
 from atelier_gateway.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from atelier_gateway.domain.model import IdempotencyRecord
 from atelier_ports.clock import Clock
@@ -25,9 +25,14 @@ def request_fingerprint(scope: str, body: bytes) -> str:
     return hashlib.sha256(scope.encode() + b"\n" + body).hexdigest()
 
 
-class IdempotencyService:
+class IdempotencyKeys:
+    """Claim, complete or abandon an Idempotency-Key (a small cohesive group of use cases)."""
+
     def __init__(
-        self, uow: UnitOfWorkFactory, clock: Clock, stale_after: timedelta = timedelta(minutes=2)
+        self,
+        uow: GatewayUnitOfWorkFactory,
+        clock: Clock,
+        stale_after: timedelta = timedelta(minutes=2),
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -54,9 +59,8 @@ class IdempotencyService:
             created_at=self._clock.now(),
         )
         with self._uow() as uow:
-            claimed = uow.idempotency.claim(record)
-            uow.commit()
-            if claimed:
+            if uow.idempotency.claim(record):
+                uow.commit()
                 return None
             existing = uow.idempotency.get(user_id, key)
         if existing is None:  # released between our insert and read: let the caller retry

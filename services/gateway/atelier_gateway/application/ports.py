@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
+from atelier_gateway.application import billing_views as billing
+from atelier_gateway.application import task_views as tasks
+from atelier_gateway.application.calls import (
+    Caller,
+    Notification,
+    NotificationReceipt,
+    Page,
+    PageRequest,
+)
 from atelier_gateway.domain.model import IdempotencyRecord, RefreshTokenRecord, Role, User
 
 
@@ -54,10 +64,20 @@ class IdempotencyRepository(Protocol):
         ...
 
 
-class UnitOfWork(Protocol):
-    users: UserRepository
-    refresh_tokens: RefreshTokenRepository
-    idempotency: IdempotencyRepository
+class GatewayUnitOfWork(Protocol):
+    """One transaction: it begins on ``__enter__`` and ends on ``commit()``, ``rollback()`` or
+    ``__exit__`` (rolled back unless committed). ``commit()`` does not start another one: a unit
+    is used for one transaction, and no use case opens a unit inside another."""
+
+    # Read-only members, so an implementation may hold its own repository types.
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def refresh_tokens(self) -> RefreshTokenRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
 
     def __enter__(self) -> Self: ...
 
@@ -70,9 +90,11 @@ class UnitOfWork(Protocol):
 
     def commit(self) -> None: ...
 
+    def rollback(self) -> None: ...
 
-class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
+
+class GatewayUnitOfWorkFactory(Protocol):
+    def __call__(self) -> GatewayUnitOfWork: ...
 
 
 class PasswordHasher(Protocol):
@@ -119,3 +141,87 @@ class BillingAccounts(Protocol):
         """Tell billing the user's new contact details; billing pushes them to payment
         providers' customer records (F3). Raises ``Unavailable`` if billing cannot be reached."""
         ...
+
+
+# --- billing and tasks, as the HTTP API uses them -----------------------------------------------
+#
+# Implemented over gRPC by ``adapters.grpc_billing`` / ``adapters.grpc_tasks`` (the only modules
+# that import generated code). A refusal or failure of the owning service is raised as
+# ``atelier_common.grpc_client.RemoteCallError`` (status + ErrorInfo reason), which the HTTP
+# problem table translates once.
+
+
+class BillingGateway(Protocol):
+    async def get_balance(self, caller: Caller) -> billing.Balance: ...
+
+    async def list_ledger(self, caller: Caller, page: PageRequest) -> Page[billing.LedgerEntry]: ...
+
+    async def get_catalog(self, caller: Caller) -> billing.Catalog: ...
+
+    async def create_order(
+        self, caller: Caller, order: billing.NewOrder, request_id: str | None
+    ) -> billing.Order: ...
+
+    async def list_orders(self, caller: Caller, page: PageRequest) -> Page[billing.Order]: ...
+
+    async def get_order(self, caller: Caller, order_id: str) -> billing.Order: ...
+
+    async def refresh_order(self, caller: Caller, order_id: str) -> billing.Order:
+        """Ask the payment provider about the order's payment (the "I have paid" button)."""
+        ...
+
+    async def complete_sandbox_checkout(
+        self, caller: Caller, order_id: str, outcome: billing.SandboxOutcome
+    ) -> None: ...
+
+    async def handle_payment_notification(
+        self, caller: Caller, notification: Notification
+    ) -> NotificationReceipt: ...
+
+    async def healthy(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class TasksGateway(Protocol):
+    async def create_upload(
+        self, caller: Caller, upload: tasks.NewUpload
+    ) -> tasks.UploadTarget: ...
+
+    async def create_task(
+        self, caller: Caller, task: tasks.NewTask, request_id: str | None
+    ) -> tasks.Task: ...
+
+    async def list_tasks(
+        self, caller: Caller, page: PageRequest, where: tasks.TaskFilter
+    ) -> Page[tasks.Task]: ...
+
+    async def list_all_tasks(
+        self, caller: Caller, page: PageRequest, where: tasks.TaskFilter
+    ) -> Page[tasks.Task]:
+        """Every user's tasks (administrators)."""
+        ...
+
+    async def get_task(self, caller: Caller, task_id: str) -> tasks.Task: ...
+
+    async def cancel_task(self, caller: Caller, task_id: str) -> tasks.Task: ...
+
+    def watch_task(
+        self, caller: Caller, task_id: str, after_sequence: int, max_seconds: float
+    ) -> AsyncIterator[tasks.TaskEvent]:
+        """The task's status events after ``after_sequence``; ends after the terminal one."""
+        ...
+
+    async def list_images(
+        self, caller: Caller, page: PageRequest, task_type: tasks.TaskType | None
+    ) -> Page[tasks.Image]: ...
+
+    async def get_user_stats(self, caller: Caller) -> tasks.UserStats: ...
+
+    async def handle_provider_notification(
+        self, caller: Caller, notification: Notification
+    ) -> NotificationReceipt: ...
+
+    async def healthy(self) -> bool: ...
+
+    async def close(self) -> None: ...

@@ -73,7 +73,7 @@ def _promote_admin(settings: GatewaySettings, args: argparse.Namespace) -> int:
     database = existing_database(settings)
     container = build_container(settings)
     try:
-        user = container.auth.promote_admin(args.email)
+        user = container.promote_admin(args.email)
     except (UserNotFound, InvalidArgument) as e:
         print(f"error: {e} (in {database})", file=sys.stderr)
         return 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from atelier_gateway.bootstrap import Container
+from atelier_gateway.bootstrap import GatewayContainer
 from atelier_gateway.entrypoints.http import (
     auth_routes,
     billing_routes,
@@ -26,7 +26,7 @@ CORS_EXPOSED_HEADERS = ("X-Request-ID", "Retry-After", "Idempotent-Replayed", "L
 CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
 
 
-def create_app(container: Container) -> web.Application:
+def create_app(container: GatewayContainer) -> web.Application:
     app = web.Application(
         middlewares=[observe, problems, rate_limit],
         client_max_size=container.settings.gateway_max_body_bytes,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 from pydantic import ConfigDict, Field
 
-from atelier_gateway.application.auth import ProfileChanges, Session, SignUp
-from atelier_gateway.domain.model import MAX_PASSWORD_LENGTH, User
+from atelier_gateway.application.accounts import Credentials, NewAccount
+from atelier_gateway.application.profiles import ProfileChanges, UserSearch
+from atelier_gateway.domain.model import MAX_PASSWORD_LENGTH
 from atelier_gateway.entrypoints.http.context import (
     authenticate,
     container,
@@ -20,19 +21,17 @@ from atelier_gateway.entrypoints.http.contract import (
     Operation,
     PageQuery,
     RequestModel,
-    ResponseModel,
-    Timestamp,
     operation,
     query_model,
     read_model,
     respond,
 )
-from atelier_gateway.entrypoints.http.presenters import rfc3339
+from atelier_gateway.entrypoints.http.presenters import accounts as present
+from atelier_gateway.entrypoints.http.presenters.accounts import Profile, SessionResponse, UserPage
 from atelier_ports.paging import InvalidPageToken, decode_page_token, encode_page_token
 
 routes = web.RouteTableDef()
 
-Role = Literal["user", "admin"]
 Email = Field(min_length=1, max_length=254)
 Password = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
 
@@ -85,65 +84,8 @@ class ProfileChangesRequest(RequestModel):
     preferences: JsonObject | None = None
 
 
-class UserSummary(ResponseModel):
-    id: str
-    email: str | None
-    name: str
-    role: Role
-
-
-class SessionResponse(ResponseModel):
-    user: UserSummary
-    access_token: str
-    refresh_token: str
-    token_type: Literal["Bearer"] = "Bearer"
-    expires_in: int = Field(description="Seconds until the access token expires")
-
-
-class Profile(ResponseModel):
-    id: str
-    email: str | None
-    phone: str | None
-    name: str
-    avatar_url: str | None
-    preferences: dict[str, Any]
-    role: Role
-    created_at: Timestamp
-
-
 class UserSearchQuery(PageQuery):
     query: str = Field("", max_length=200, description="Part of an email, name or phone")
-
-
-class UserPage(ResponseModel):
-    items: list[Profile]
-    next_page_token: str
-
-
-def user_summary(user: User) -> UserSummary:
-    return UserSummary(id=user.id, email=user.email, name=user.name, role=user.role.value)
-
-
-def profile(user: User) -> Profile:
-    return Profile(
-        id=user.id,
-        email=user.email,
-        phone=user.phone,
-        name=user.name,
-        avatar_url=user.avatar_url,
-        preferences=user.preferences,
-        role=user.role.value,
-        created_at=rfc3339(user.created_at) or "",
-    )
-
-
-def session(s: Session) -> SessionResponse:
-    return SessionResponse(
-        user=user_summary(s.user),
-        access_token=s.access_token,
-        refresh_token=s.refresh_token,
-        expires_in=s.expires_in,
-    )
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -164,9 +106,9 @@ def session(s: Session) -> SessionResponse:
 )
 async def signup(request: web.Request) -> web.Response:
     body = await read_model(request, SignUpRequest)
-    cmd = SignUp(email=body.email, password=body.password, name=body.name or "")
-    result = await in_thread(request, container(request).auth.sign_up, cmd)
-    return respond(session(result), status=201)
+    cmd = NewAccount(email=body.email, password=body.password, name=body.name or "")
+    result = await in_thread(request, container(request).sign_up, cmd)
+    return respond(present.session(result), status=201)
 
 
 @operation(
@@ -177,8 +119,9 @@ async def signup(request: web.Request) -> web.Response:
 )
 async def login(request: web.Request) -> web.Response:
     body = await read_model(request, LogInRequest)
-    result = await in_thread(request, container(request).auth.log_in, body.email, body.password)
-    return respond(session(result))
+    cmd = Credentials(email=body.email, password=body.password)
+    result = await in_thread(request, container(request).log_in, cmd)
+    return respond(present.session(result))
 
 
 @operation(
@@ -195,8 +138,8 @@ async def login(request: web.Request) -> web.Response:
 )
 async def refresh(request: web.Request) -> web.Response:
     body = await read_model(request, RefreshTokenRequest)
-    result = await in_thread(request, container(request).auth.refresh, body.refresh_token)
-    return respond(session(result))
+    result = await in_thread(request, container(request).refresh_session, body.refresh_token)
+    return respond(present.session(result))
 
 
 @operation(
@@ -207,7 +150,7 @@ async def refresh(request: web.Request) -> web.Response:
 )
 async def logout(request: web.Request) -> web.Response:
     body = await read_model(request, RefreshTokenRequest)
-    await in_thread(request, container(request).auth.log_out, body.refresh_token)
+    await in_thread(request, container(request).log_out, body.refresh_token)
     return web.Response(status=204)
 
 
@@ -215,8 +158,8 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     assert caller.user_id is not None
-    user = await in_thread(request, container(request).auth.profile, caller.user_id)
-    return respond(profile(user))
+    user = await in_thread(request, container(request).get_profile, caller.user_id)
+    return respond(present.profile(user))
 
 
 @operation(
@@ -230,13 +173,14 @@ async def update_me(request: web.Request) -> web.Response:
     assert caller.user_id is not None
     body = await read_model(request, ProfileChangesRequest)
     changes = ProfileChanges(
+        user_id=caller.user_id,
         name=body.name,
         avatar_url=body.avatar_url,
         avatar_url_set="avatar_url" in body.model_fields_set,
         preferences=body.preferences,
     )
-    user = await in_thread(request, container(request).auth.update_profile, caller.user_id, changes)
-    return respond(profile(user))
+    user = await in_thread(request, container(request).update_profile, changes)
+    return respond(present.profile(user))
 
 
 _USERS_PAGE = "gateway.admin_users"
@@ -258,13 +202,8 @@ async def admin_users(request: web.Request) -> web.Response:
             raise InvalidPageToken()
         offset = position
     size = q.page_size
-    users = await in_thread(
-        request, container(request).auth.search_users, q.query, size + 1, offset
-    )
+    search = UserSearch(query=q.query, limit=size + 1, offset=offset)
+    users = await in_thread(request, container(request).search_users, search)
     more = len(users) > size
-    return respond(
-        UserPage(
-            items=[profile(u) for u in users[:size]],
-            next_page_token=encode_page_token(_USERS_PAGE, offset + size) if more else "",
-        )
-    )
+    next_token = encode_page_token(_USERS_PAGE, offset + size) if more else ""
+    return respond(present.user_page(users[:size], next_token))

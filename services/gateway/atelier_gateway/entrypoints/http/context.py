@@ -10,8 +10,8 @@ from aiohttp import web
 from atelier_common.context import CallContext, set_current_call
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from atelier_gateway.adapters.grpc_clients import Caller
-from atelier_gateway.bootstrap import Container
+from atelier_gateway.application.calls import Caller
+from atelier_gateway.bootstrap import GatewayContainer
 from atelier_gateway.domain.errors import InvalidAccessToken
 from atelier_gateway.entrypoints.http.problems import Problem, from_domain_error
 
@@ -47,14 +47,14 @@ class Metrics:
         )
 
 
-CONTAINER = web.AppKey("container", Container)
+CONTAINER = web.AppKey("container", GatewayContainer)
 METRICS = web.AppKey("metrics", Metrics)
 OPEN_STREAMS = web.AppKey("open_streams", set[asyncio.Task[Any]])
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)
 
 
-def container(request: web.Request) -> Container:
+def container(request: web.Request) -> GatewayContainer:
     return request.app[CONTAINER]
 
 
@@ -82,7 +82,7 @@ async def authenticate(request: web.Request) -> Caller:
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        claims = container(request).auth.authenticate(token.strip())
+        claims = container(request).authenticate(token.strip())
     except InvalidAccessToken as e:
         problem = from_domain_error(e)
         problem.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'

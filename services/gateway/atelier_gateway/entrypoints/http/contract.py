@@ -13,6 +13,7 @@ The rule for invalid input, everywhere:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
@@ -27,6 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_JSON_DEPTH = 32
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 class RequestModel(BaseModel):
@@ -197,3 +199,11 @@ def respond(
     body: BaseModel, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return json_response(body.model_dump(mode="json"), status=status, headers=headers)
+
+
+def path_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not _ID.match(value):
+        # Not an id we could ever have issued: the same answer as someone else's id.
+        raise Problem(404, "not_found", "Not found", f"no such {name.removesuffix('_id')}")
+    return value

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from atelier_gateway.adapters.grpc_clients import Caller
+from atelier_gateway.application.calls import Caller
 from atelier_gateway.entrypoints.http.context import container, in_thread
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

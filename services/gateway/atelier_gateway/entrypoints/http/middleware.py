@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from atelier_common.context import CallContext, reset_current_call, set_current_call
+from atelier_common.grpc_client import RemoteCallError
 
-from atelier_gateway.adapters.grpc_clients import RemoteCallError
 from atelier_gateway.entrypoints.http.context import CALLER, CONTAINER, METRICS, REQUEST_ID
 from atelier_gateway.entrypoints.http.problems import (
     Problem,

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from atelier_common.grpc_client import RemoteCallError
 from pydantic import BaseModel, ConfigDict
 
-from atelier_gateway.adapters.grpc_clients import RemoteCallError
 from atelier_gateway.domain import errors as gw
 from atelier_ports import problems
 from atelier_ports.paging import InvalidPageToken

@@ -21,14 +21,14 @@ import hashlib
 import hmac
 import html
 import re
-from datetime import UTC
-from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from atelier_common.grpc_client import RemoteCallError
 
-from atelier_gateway.adapters.grpc_clients import Caller, RemoteCallError
+from atelier_gateway.application.billing_views import Order, SandboxOutcome
+from atelier_gateway.application.calls import Caller
 from atelier_gateway.entrypoints.http.context import container, request_id
 from atelier_gateway.entrypoints.http.problems import Problem
 
@@ -116,13 +116,6 @@ def _bad_form(detail: str) -> web.Response:
     return _page("Bad request", f"<p>{_e(detail)}</p>", status=400)
 
 
-def _status(order: Any) -> str:
-    from atelier.billing.v1 import billing_pb2
-
-    name = str(billing_pb2.OrderStatus.Name(order.status))
-    return name.removeprefix("ORDER_STATUS_").lower()
-
-
 def _amount(amount: int, currency: str) -> str:
     if currency.upper() in _ZERO_DECIMAL:
         return f"{amount} {currency}"
@@ -145,31 +138,24 @@ def _user_of(token: str) -> str | None:
     return user_id if _ID.match(user_id) else None
 
 
-async def _order_for(request: web.Request, order_id: str) -> tuple[Any, str] | None:
+async def _order_for(request: web.Request, order_id: str) -> tuple[Order, str] | None:
     """The order and its token, when the request carries the order's valid checkout token."""
-    from atelier.billing.v1 import billing_pb2
-
     token = request.query.get(TOKEN_PARAM, "")
     user_id = _user_of(token)
     if user_id is None or not _ID.match(order_id):
         return None
     caller = Caller(user_id=user_id, role="user", request_id=request_id(request))
     try:
-        reply = await container(request).billing.call(
-            "GetOrder", billing_pb2.GetOrderRequest(order_id=order_id), caller
-        )
+        order = await container(request).billing.get_order(caller, order_id)
     except RemoteCallError as e:
         if e.status == "NOT_FOUND":
             return None  # unknown, or not this user's: the same answer
         raise
-    order = reply.order
-    stored = parse_qs(urlsplit(order.checkout.url).query).get(TOKEN_PARAM, [""])[0]
+    stored = parse_qs(urlsplit(order.checkout.url or "").query).get(TOKEN_PARAM, [""])[0]
     if not stored or not hmac.compare_digest(stored.encode(), token.encode()):
         return None
-    if not order.checkout.HasField("expire_time"):
-        return None
-    expires = order.checkout.expire_time.ToDatetime(tzinfo=UTC)
-    if container(request).clock.now() >= expires:
+    expires = order.checkout.expires_at
+    if expires is None or container(request).clock.now() >= expires:
         return None
     return order, token
 
@@ -211,7 +197,7 @@ async def checkout_page(request: web.Request) -> web.Response:
             return _page("Checkout", f"<p>{_e(returned)}</p>{_ORDERS_HINT}")
         return _not_found()
     order, token = found
-    status = _status(order)
+    status = order.status
     summary = (
         f"<p>Order <code>{_e(order.number)}</code>: <code>{_e(order.item_id)}</code>, "
         f"{_e(_amount(order.amount, order.currency))}.</p>"
@@ -234,7 +220,10 @@ async def checkout_page(request: web.Request) -> web.Response:
     return _page("Sandbox checkout", content)
 
 
-async def _read_outcome(request: web.Request) -> str | web.Response:
+_OUTCOMES: dict[str, SandboxOutcome] = {"paid": "paid", "failed": "failed"}
+
+
+async def _read_outcome(request: web.Request) -> SandboxOutcome | web.Response:
     """The form's ``outcome``, or the 400 page for a body that is not a readable form."""
     if request.content_type not in _FORM_TYPES:
         return _bad_form("Send the checkout form (application/x-www-form-urlencoded).")
@@ -246,8 +235,9 @@ async def _read_outcome(request: web.Request) -> str | web.Response:
         # Seen when fuzzing aiohttp's parser: multipart without a boundary or with a broken part
         # (ValueError, InvalidHeader), an unknown charset (LookupError) or transfer encoding.
         return _bad_form("The checkout form could not be read.")
-    outcome = form.get("outcome")
-    if not isinstance(outcome, str) or outcome not in ("paid", "failed"):
+    value = form.get("outcome")
+    outcome = _OUTCOMES.get(value) if isinstance(value, str) else None
+    if outcome is None:
         raise Problem(
             422,
             "validation_error",
@@ -260,8 +250,6 @@ async def _read_outcome(request: web.Request) -> str | web.Response:
 
 @routes.post("/sandbox/checkout/{order_id}")
 async def complete_checkout(request: web.Request) -> web.StreamResponse:
-    from atelier.billing.v1 import billing_pb2
-
     outcome = await _read_outcome(request)
     if isinstance(outcome, web.Response):
         return outcome
@@ -271,24 +259,13 @@ async def complete_checkout(request: web.Request) -> web.StreamResponse:
         return _not_found()
     order, token = found
     order_page = _with_token(f"/orders/{order_id}", token)
-    if _status(order) != "pending":
+    if order.status != "pending":
         raise web.HTTPSeeOther(
             order_page, headers=_REDIRECT_HEADERS
         )  # a repeated button: the page says how
-    outcomes = {
-        "paid": billing_pb2.SANDBOX_OUTCOME_PAID,
-        "failed": billing_pb2.SANDBOX_OUTCOME_FAILED,
-    }
     caller = Caller(user_id=None, role="user", request_id=request_id(request))
     try:
-        await container(request).billing.call(
-            "CompleteSandboxCheckout",
-            billing_pb2.CompleteSandboxCheckoutRequest(
-                order_id=order_id, outcome=outcomes[outcome]
-            ),
-            caller,
-            timeout=15.0,
-        )
+        await container(request).billing.complete_sandbox_checkout(caller, order_id, outcome)
     except RemoteCallError as e:
         if e.status != "FAILED_PRECONDITION":
             raise
@@ -308,7 +285,7 @@ async def order_page(request: web.Request) -> web.Response:
             return _page("Checkout", f"<p>{_e(returned)}</p>{_ORDERS_HINT}")
         return _not_found()
     order, token = found
-    status = _status(order)
+    status = order.status
     content = (
         f"<p>Order <code>{_e(order.number)}</code>: <code>{_e(order.item_id)}</code>, "
         f"{_e(_amount(order.amount, order.currency))}.</p>"

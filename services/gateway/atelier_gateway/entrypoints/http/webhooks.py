@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from aiohttp import web
+from atelier_common.grpc_client import RemoteCallError
 
-from atelier_gateway.adapters.grpc_clients import Caller, RemoteCallError
+from atelier_gateway.application.calls import Caller, Notification
 from atelier_gateway.entrypoints.http.context import METRICS, container, request_id
 from atelier_gateway.entrypoints.http.contract import Operation, ResponseModel, operation, respond
 from atelier_gateway.entrypoints.http.jsonio import read_body
@@ -64,11 +65,13 @@ async def webhook(request: web.Request) -> web.Response:
         # signs such a header: unverifiable.
         metrics.webhooks.labels(provider, "400").inc()
         raise _unverified()
+    notification = Notification(provider=provider, headers=headers, body=body)
+    c = container(request)
     try:
         if provider in PAYMENT_PROVIDERS:
-            result = await _to_billing(request, provider, headers, body, caller)
+            receipt = await c.billing.handle_payment_notification(caller, notification)
         else:
-            result = await _to_tasks(request, provider, headers, body, caller)
+            receipt = await c.tasks.handle_provider_notification(caller, notification)
     except RemoteCallError as e:
         if e.status == "INVALID_ARGUMENT":
             metrics.webhooks.labels(provider, "400").inc()
@@ -77,45 +80,5 @@ async def webhook(request: web.Request) -> web.Response:
         raise
     metrics.webhooks.labels(provider, "200").inc()
     return respond(
-        WebhookReceipt(
-            received=True,
-            applied=bool(result.get("applied")),
-            event_id=str(result["event_id"]) if result.get("event_id") else None,
-        )
+        WebhookReceipt(received=True, applied=receipt.applied, event_id=receipt.event_id or None)
     )
-
-
-async def _to_billing(
-    request: web.Request, provider: str, headers: list[tuple[str, str]], body: bytes, caller: Caller
-) -> dict[str, object]:
-    from atelier.billing.v1 import billing_pb2
-
-    reply = await container(request).billing.call(
-        "HandlePaymentNotification",
-        billing_pb2.HandlePaymentNotificationRequest(
-            provider=provider,
-            headers=[billing_pb2.Header(name=k, value=v) for k, v in headers],
-            body=body,
-        ),
-        caller,
-        timeout=15.0,
-    )
-    return {"applied": reply.applied, "event_id": reply.event_id}
-
-
-async def _to_tasks(
-    request: web.Request, provider: str, headers: list[tuple[str, str]], body: bytes, caller: Caller
-) -> dict[str, object]:
-    from atelier.tasks.v1 import tasks_pb2  # type: ignore[import-not-found]
-
-    reply = await container(request).tasks.call(
-        "HandleProviderNotification",
-        tasks_pb2.HandleProviderNotificationRequest(
-            provider=provider,
-            headers=[tasks_pb2.Header(name=k, value=v) for k, v in headers],
-            body=body,
-        ),
-        caller,
-        timeout=15.0,
-    )
-    return {"applied": bool(getattr(reply, "applied", True))}

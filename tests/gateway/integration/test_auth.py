@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,12 +15,13 @@ from sqlalchemy import func, select
 
 from atelier_gateway.adapters import orm
 from tests.gateway.conftest import PASSWORD, Api, User
+from tests.gateway.fakes import FakeBillingAccounts
 from tests.gateway.harness import (
-    FakeBillingAccounts,
     RunningGateway,
     gateway_settings,
     start_gateway,
 )
+from tests.support.fakes import FakeClock
 
 
 def _count(gw: RunningGateway, table: object) -> int:
@@ -141,14 +141,6 @@ def test_tampered_unsigned_and_missing_tokens_are_401(api: Api) -> None:
     assert r.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.current = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-
 def test_expired_access_and_refresh_tokens_are_refused(tmp_path: Path) -> None:
     clock = FakeClock()
     settings = gateway_settings(
@@ -159,11 +151,11 @@ def test_expired_access_and_refresh_tokens_are_refused(tmp_path: Path) -> None:
     try:
         user = api.user("ida@example.com")
         assert user.get("/v1/me").status_code == 200
-        clock.current += timedelta(seconds=settings.gateway_access_token_seconds + 1)
+        clock.advance(seconds=settings.gateway_access_token_seconds + 1)
         r = user.get("/v1/me")
         assert r.status_code == 401
         assert "expired" in r.json()["detail"]
-        clock.current += timedelta(days=1)
+        clock.advance(days=1)
         r = api.http.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})
         assert r.status_code == 401
     finally:
@@ -381,7 +373,7 @@ def test_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
         limited = api.http.post("/v1/auth/login", json=login)
         assert limited.json()["code"] == "rate_limited"
         assert int(limited.headers["Retry-After"]) >= 1
-        clock.current += timedelta(seconds=10)  # 6/minute: one more try after 10 s
+        clock.advance(seconds=10)  # 6/minute: one more try after 10 s
         assert api.http.post("/v1/auth/login", json=login).status_code == 401
         # The general budget (5 burst) is separate and per client; health checks are exempt.
         statuses = [api.http.get("/v1/catalog").status_code for _ in range(8)]
@@ -442,7 +434,7 @@ def test_token_lifecycle_on_each_database(database_url: str, tmp_path: Path) -> 
 
 def test_an_abandoned_idempotency_claim_is_taken_over_when_stale(tmp_path: Path) -> None:
     """A claim left by a gateway that died mid-request blocks retries only for a while."""
-    from atelier_gateway.adapters.sqlalchemy_uow import SqlAlchemyUnitOfWork
+    from atelier_gateway.adapters.sqlalchemy_uow import SqlGatewayUnitOfWork
     from atelier_gateway.application.idempotency import request_fingerprint
     from atelier_gateway.domain.model import IdempotencyRecord
 
@@ -453,7 +445,7 @@ def test_an_abandoned_idempotency_claim_is_taken_over_when_stale(tmp_path: Path)
     try:
         user = api.user("quinn@example.com")
         raw = b'{"item_id": "pack_100", "channel": "local"}'
-        with SqlAlchemyUnitOfWork(gw.container.engine) as uow:
+        with SqlGatewayUnitOfWork(gw.container.engine) as uow:
             assert uow.idempotency.claim(
                 IdempotencyRecord(
                     user_id=user.id,
@@ -473,11 +465,11 @@ def test_an_abandoned_idempotency_claim_is_taken_over_when_stale(tmp_path: Path)
             )
 
         assert retry().json()["code"] == "idempotency_key_in_flight"
-        clock.current += timedelta(minutes=3)
+        clock.advance(minutes=3)
         # Taken over: the call goes through to billing (not running here: 503) and the
         # failed attempt releases the key again.
         assert retry().status_code == 503
-        with SqlAlchemyUnitOfWork(gw.container.engine) as uow:
+        with SqlGatewayUnitOfWork(gw.container.engine) as uow:
             assert uow.idempotency.get(user.id, "crashed") is None
     finally:
         api.close()

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from atelier_common.grpc_client import RemoteCallError
 
-from atelier_gateway.adapters.grpc_clients import RemoteCallError
 from atelier_gateway.entrypoints.http.problems import from_remote_error
 from tests.gateway.conftest import Api, Stack, User
 from tests.gateway.harness import RunningGateway
@@ -51,7 +51,7 @@ def _problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 def _admin(api: Api, gateway: RunningGateway, email: str) -> User:
     user = api.user(email)
-    gateway.container.auth.promote_admin(email)
+    gateway.container.promote_admin(email)
     r = api.http.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})
     return User(api, user.id, r.json()["access_token"], r.json()["refresh_token"])
 
@@ -115,9 +115,9 @@ def test_finding2_upload_size_is_bounded_by_the_configured_upload_limit(
         assert body["field"] == "size", body
         assert str(limit) in body["detail"]
     # Types are strict: a JSON string or a boolean is not an integer.
-    for size in ("10", True, 1.5, 0, -3, None):
-        r = user.post("/v1/uploads", json={"content_type": "image/png", "size": size})
-        assert _problem(r, 422, "validation_error")["field"] == "size", size
+    for odd in ("10", True, 1.5, 0, -3, None):
+        r = user.post("/v1/uploads", json={"content_type": "image/png", "size": odd})
+        assert _problem(r, 422, "validation_error")["field"] == "size", odd
     doc = api.http.get("/v1/openapi.json").json()
     declared = doc["components"]["schemas"]["CreateUploadRequest"]["properties"]["size"]
     assert declared["maximum"] == limit and declared["minimum"] == 1
@@ -328,3 +328,25 @@ def test_a_webhook_with_undecodable_header_bytes_is_400_invalid_signature(
         answer = s.recv(1000)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
     assert b'"invalid_signature"' in answer
+
+
+# --- task parameters the tasks service cannot carry ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params", [b'{"n": 1' + b"0" * 400 + b"}", b'{"a": [1, {"b": -' + b"9" * 320 + b"}]}"]
+)
+def test_task_params_beyond_a_double_are_422_before_any_call(api: Api, params: bytes) -> None:
+    """The wire type of a JSON number is a double: a bigger one is refused by the route with a
+    422 naming ``params`` (tasks is not even reachable here), and the Idempotency-Key stays free."""
+    user = api.user("params@example.com")
+    body = b'{"type": "text_to_image", "params": ' + params + b"}"
+    r = user.post("/v1/tasks", content=body, headers={**JSON, "Idempotency-Key": "k1"})
+    problem = _problem(r, 422, "validation_error")
+    assert problem["field"] == "params"
+    assert problem["detail"] == "params must be a JSON object of simple values"
+    # The key was never claimed: the same key with another body is no "key reused" conflict; it
+    # goes on to the tasks service (which does not run here).
+    good = {"type": "text_to_image", "params": {"prompt": "a chair"}}
+    r = user.post("/v1/tasks", json=good, headers={"Idempotency-Key": "k1"})
+    _problem(r, 503, "unavailable")

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import Api
+from tests.gateway.fakes import FakeBillingAccounts
 from tests.gateway.harness import (
-    FakeBillingAccounts,
     RunningGateway,
     gateway_settings,
     start_gateway,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import Api, User
-from tests.gateway.test_tasks import jpeg, read_events, settled_balance
+from tests.gateway.e2e.test_tasks import jpeg, read_events, settled_balance
 from tests.support.postgres import PostgresServer
 
 

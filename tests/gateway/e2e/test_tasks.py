@@ -289,7 +289,7 @@ def test_concurrent_retries_with_one_idempotency_key_create_one_task(paused_stac
 def test_admin_task_listing_checks_the_role(paused_stack: Stack) -> None:
     user = paused_stack.api.user("ops@example.com")
     assert user.get("/v1/admin/tasks").status_code == 403
-    paused_stack.gateway.container.auth.promote_admin("ops@example.com")
+    paused_stack.gateway.container.promote_admin("ops@example.com")
     r = paused_stack.api.http.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})
     admin = User(user.api, user.id, r.json()["access_token"], r.json()["refresh_token"])
     listing = admin.get("/v1/admin/tasks", params={"status": "pending"})
@@ -306,7 +306,7 @@ def test_admins_see_every_users_tasks_and_users_are_refused(paused_stack: Stack)
     other = paused_stack.api.user("root@example.com")
     refused = other.get("/v1/admin/tasks")
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
-    paused_stack.gateway.container.auth.promote_admin("root@example.com")
+    paused_stack.gateway.container.promote_admin("root@example.com")
     r = paused_stack.api.http.post("/v1/auth/refresh", json={"refresh_token": other.refresh_token})
     admin = User(other.api, other.id, r.json()["access_token"], r.json()["refresh_token"])
     assert admin.get("/v1/tasks").json()["items"] == []

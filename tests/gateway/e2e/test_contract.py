@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[import-untyped]
 
 from tests.gateway.conftest import Stack, User
-from tests.gateway.test_tasks import jpeg, read_events, wait_for_status
+from tests.gateway.e2e.test_tasks import jpeg, read_events, wait_for_status
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -62,7 +62,7 @@ def contract(full_stack: Stack) -> Iterator[ContractChecker]:
 
 def _admin(stack: Stack, email: str) -> User:
     user = stack.api.user(email)
-    stack.gateway.container.auth.promote_admin(email)
+    stack.gateway.container.promote_admin(email)
     r = stack.api.http.post("/v1/auth/refresh", json={"refresh_token": user.refresh_token})
     return User(stack.api, user.id, r.json()["access_token"], r.json()["refresh_token"])
 

@@ -1,0 +1,281 @@
+"""Tasks over gRPC: the ``TasksGateway`` port (asyncio, for the HTTP routes).
+
+With ``grpc_billing`` the only modules of the gateway that import generated code: the tasks
+service's messages are built and read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
+
+from google.protobuf import json_format, struct_pb2
+
+from atelier.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+from atelier_gateway.adapters.grpc_channel import (
+    AsyncChannel,
+    time_of,
+)
+from atelier_gateway.application import task_views as dto
+from atelier_gateway.application.calls import (
+    Caller,
+    Notification,
+    NotificationReceipt,
+    Page,
+    PageRequest,
+)
+from atelier_ports.problems import InvalidArgument
+
+# Creating and cancelling a task settle credits with billing: a longer deadline.
+SETTLING_CALL_TIMEOUT = 15.0
+NOTIFICATION_TIMEOUT = 15.0
+
+pb = tasks_pb2
+
+
+# Wire enums ↔ the API's names. An unknown wire value (a proto newer than this gateway) is a
+# KeyError: an internal error, never a made-up name.
+TASK_TYPES: Mapping[pb.TaskType, dto.TaskType] = {
+    pb.TASK_TYPE_TEXT_TO_IMAGE: "text_to_image",
+    pb.TASK_TYPE_BASIC_CLEAN: "basic_clean",
+    pb.TASK_TYPE_MODEL_POSE12: "model_pose12",
+}
+TASK_STATUSES: Mapping[pb.TaskStatus, dto.TaskStatus] = {
+    pb.TASK_STATUS_PENDING: "pending",
+    pb.TASK_STATUS_PROCESSING: "processing",
+    pb.TASK_STATUS_SUCCEEDED: "succeeded",
+    pb.TASK_STATUS_FAILED: "failed",
+    pb.TASK_STATUS_CANCELLED: "cancelled",
+}
+WIRE_TASK_TYPES: Mapping[dto.TaskType, pb.TaskType] = {v: k for k, v in TASK_TYPES.items()}
+WIRE_TASK_STATUSES: Mapping[dto.TaskStatus, pb.TaskStatus] = {
+    v: k for k, v in TASK_STATUSES.items()
+}
+UPLOAD_METHODS: Mapping[str, dto.UploadMethod] = {"POST": "POST", "PUT": "PUT"}
+
+
+def _plain(value: object) -> object:
+    """Struct numbers come back as floats; give integral ones back as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def struct_of(params: Mapping[str, object]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    try:
+        struct.update(cast(Any, params))  # JSON values (checked by the route)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise InvalidArgument(
+            "params must be a JSON object of simple values", field="params"
+        ) from e
+    return struct
+
+
+def image_of(image: pb.Image) -> dto.Image:
+    return dto.Image(
+        id=image.id,
+        task_id=image.task_id,
+        index=image.index,
+        url=image.url,
+        thumbnail_url=image.thumbnail_url,
+        width=image.width,
+        height=image.height,
+        content_type=image.content_type,
+        size=image.size_bytes,
+        sha256=image.sha256,
+        task_type=TASK_TYPES[image.task_type],
+        created_at=time_of(image, "create_time"),
+    )
+
+
+def task_of(task: pb.Task) -> dto.Task:
+    params = _plain(json_format.MessageToDict(task.params))
+    assert isinstance(params, dict)
+    return dto.Task(
+        id=task.id,
+        type=TASK_TYPES[task.type],
+        status=TASK_STATUSES[task.status],
+        params=params,
+        input_upload_ids=list(task.input_keys),
+        cost=task.cost,
+        attempts=task.attempts,
+        error=task.error_reason or None,
+        error_message=task.error_message or None,
+        images=[image_of(i) for i in task.images],
+        created_at=time_of(task, "create_time"),
+        updated_at=time_of(task, "update_time"),
+        started_at=time_of(task, "start_time"),
+        finished_at=time_of(task, "finish_time"),
+        deadline_at=time_of(task, "deadline_time"),
+    )
+
+
+def event_of(event: pb.TaskEvent) -> dto.TaskEvent:
+    return dto.TaskEvent(
+        task_id=event.task_id,
+        sequence=event.sequence,
+        status=TASK_STATUSES[event.status],
+        error=event.error_reason or None,
+        attempts=event.attempts,
+        terminal=event.terminal,
+        created_at=time_of(event, "create_time"),
+    )
+
+
+def upload_of(u: pb.Upload) -> dto.UploadTarget:
+    return dto.UploadTarget(
+        key=u.key,
+        method=UPLOAD_METHODS[u.method],
+        url=u.url,
+        fields=dict(u.fields),
+        headers=dict(u.headers),
+        expires_at=time_of(u, "expire_time"),
+        max_size=u.max_size_bytes,
+        content_types=list(u.content_types),
+    )
+
+
+def stats_of(reply: pb.GetUserStatsResponse) -> dto.UserStats:
+    return dto.UserStats(
+        total_tasks=reply.generations,
+        succeeded=reply.succeeded,
+        failed=reply.failed,
+        total_images=reply.images,
+        credits_spent=reply.credits_spent,
+        by_month=[
+            dto.MonthStats(
+                month=m.month, tasks=m.generations, images=m.images, credits=m.credits_spent
+            )
+            for m in reply.months
+        ],
+        by_type=[dto.TypeStats(type=TASK_TYPES[t.type], tasks=t.count) for t in reply.by_type],
+    )
+
+
+def _wire_type(task_type: dto.TaskType | None) -> pb.TaskType | None:
+    return None if task_type is None else WIRE_TASK_TYPES[task_type]
+
+
+def _wire_status(status: dto.TaskStatus | None) -> pb.TaskStatus | None:
+    return None if status is None else WIRE_TASK_STATUSES[status]
+
+
+class GrpcTasksGateway:
+    """The ``TasksGateway`` port over an asyncio channel."""
+
+    def __init__(self, address: str, internal_token: str, timeout: float = 5.0) -> None:
+        self._remote = AsyncChannel("tasks", address, internal_token, timeout)
+        self._stub: tasks_pb2_grpc.TaskServiceAsyncStub | None = None
+
+    def _tasks(self) -> tasks_pb2_grpc.TaskServiceAsyncStub:
+        if self._stub is None:
+            self._stub = tasks_pb2_grpc.TaskServiceStub(self._remote.channel())
+        return self._stub
+
+    async def create_upload(self, caller: Caller, upload: dto.NewUpload) -> dto.UploadTarget:
+        request = pb.CreateUploadRequest(
+            content_type=upload.content_type,
+            size_bytes=upload.size,
+            filename=upload.filename or "",
+        )
+        reply = await self._remote.unary(self._tasks().CreateUpload, request, caller)
+        return upload_of(reply.upload)
+
+    async def create_task(
+        self, caller: Caller, task: dto.NewTask, request_id: str | None
+    ) -> dto.Task:
+        request = pb.CreateTaskRequest(
+            type=WIRE_TASK_TYPES[task.type],
+            params=struct_of(task.params),
+            input_keys=[task.input_upload_id] if task.input_upload_id else [],
+            request_id=request_id or "",
+        )
+        reply = await self._remote.unary(
+            self._tasks().CreateTask, request, caller, SETTLING_CALL_TIMEOUT
+        )
+        return task_of(reply.task)
+
+    async def list_tasks(
+        self, caller: Caller, page: PageRequest, where: dto.TaskFilter
+    ) -> Page[dto.Task]:
+        request = pb.ListTasksRequest(
+            page_size=page.page_size,
+            page_token=page.page_token,
+            type=_wire_type(where.type),
+            status=_wire_status(where.status),
+        )
+        reply = await self._remote.unary(self._tasks().ListTasks, request, caller)
+        return Page([task_of(t) for t in reply.tasks], reply.next_page_token)
+
+    async def list_all_tasks(
+        self, caller: Caller, page: PageRequest, where: dto.TaskFilter
+    ) -> Page[dto.Task]:
+        request = pb.ListAllTasksRequest(
+            page_size=page.page_size,
+            page_token=page.page_token,
+            type=_wire_type(where.type),
+            status=_wire_status(where.status),
+        )
+        reply = await self._remote.unary(self._tasks().ListAllTasks, request, caller)
+        return Page([task_of(t) for t in reply.tasks], reply.next_page_token)
+
+    async def get_task(self, caller: Caller, task_id: str) -> dto.Task:
+        request = pb.GetTaskRequest(task_id=task_id)
+        reply = await self._remote.unary(self._tasks().GetTask, request, caller)
+        return task_of(reply.task)
+
+    async def cancel_task(self, caller: Caller, task_id: str) -> dto.Task:
+        request = pb.CancelTaskRequest(task_id=task_id)
+        reply = await self._remote.unary(
+            self._tasks().CancelTask, request, caller, SETTLING_CALL_TIMEOUT
+        )
+        return task_of(reply.task)
+
+    async def watch_task(
+        self, caller: Caller, task_id: str, after_sequence: int, max_seconds: float
+    ) -> AsyncIterator[dto.TaskEvent]:
+        request = pb.WatchTaskRequest(task_id=task_id, after_sequence=after_sequence)
+        async for reply in self._remote.stream(
+            self._tasks().WatchTask, request, caller, max_seconds
+        ):
+            yield event_of(reply.event)
+
+    async def list_images(
+        self, caller: Caller, page: PageRequest, task_type: dto.TaskType | None
+    ) -> Page[dto.Image]:
+        request = pb.ListImagesRequest(
+            page_size=page.page_size, page_token=page.page_token, type=_wire_type(task_type)
+        )
+        reply = await self._remote.unary(self._tasks().ListImages, request, caller)
+        return Page([image_of(i) for i in reply.images], reply.next_page_token)
+
+    async def get_user_stats(self, caller: Caller) -> dto.UserStats:
+        reply = await self._remote.unary(
+            self._tasks().GetUserStats, pb.GetUserStatsRequest(), caller
+        )
+        return stats_of(reply)
+
+    async def handle_provider_notification(
+        self, caller: Caller, notification: Notification
+    ) -> NotificationReceipt:
+        request = pb.HandleProviderNotificationRequest(
+            provider=notification.provider,
+            headers=[pb.Header(name=k, value=v) for k, v in notification.headers],
+            body=notification.body,
+        )
+        reply = await self._remote.unary(
+            self._tasks().HandleProviderNotification, request, caller, NOTIFICATION_TIMEOUT
+        )
+        return NotificationReceipt(applied=reply.applied)
+
+    async def healthy(self) -> bool:
+        return await self._remote.healthy()
+
+    async def close(self) -> None:
+        await self._remote.close()
+        self._stub = None

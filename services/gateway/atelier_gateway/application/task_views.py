@@ -1,0 +1,148 @@
+"""Tasks as the gateway sees it: the data ``TasksGateway`` (ports.py) takes and returns.
+
+Plain frozen dataclasses; enum values are the API's lower-case names (``"succeeded"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+TaskType = Literal["text_to_image", "basic_clean", "model_pose12"]
+TaskStatus = Literal["pending", "processing", "succeeded", "failed", "cancelled"]
+UploadMethod = Literal["POST", "PUT"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewUpload:
+    content_type: str
+    size: int
+    filename: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTarget:
+    key: str
+    method: UploadMethod
+    url: str
+    fields: Mapping[str, str]
+    headers: Mapping[str, str]
+    expires_at: datetime | None
+    max_size: int
+    content_types: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    type: TaskType
+    params: Mapping[str, object]
+    input_upload_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    status: TaskStatus | None = None
+    type: TaskType | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    id: str
+    task_id: str
+    index: int
+    url: str
+    thumbnail_url: str
+    width: int
+    height: int
+    content_type: str
+    size: int
+    sha256: str
+    task_type: TaskType
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: str
+    type: TaskType
+    status: TaskStatus
+    params: Mapping[str, object]
+    input_upload_ids: Sequence[str]
+    cost: int
+    attempts: int
+    error: str | None
+    error_message: str | None
+    images: Sequence[Image]
+    created_at: datetime | None
+    updated_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    deadline_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    task_id: str
+    sequence: int
+    status: TaskStatus
+    error: str | None
+    attempts: int
+    terminal: bool
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MonthStats:
+    month: str
+    tasks: int
+    images: int
+    credits: int
+
+
+@dataclass(frozen=True, slots=True)
+class TypeStats:
+    type: TaskType
+    tasks: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserStats:
+    total_tasks: int
+    succeeded: int
+    failed: int
+    total_images: int
+    credits_spent: int
+    by_month: Sequence[MonthStats] = field(default_factory=tuple)
+    by_type: Sequence[TypeStats] = field(default_factory=tuple)
+
+
+def is_simple_json(value: object) -> bool:
+    """Whether task parameters can travel to the tasks service: every number fits a double (the
+    wire type of JSON numbers) and every text is valid UTF-8."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return False
+        return True
+    if isinstance(value, float):
+        return True
+    if isinstance(value, str):
+        return _utf8(value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _utf8(k) and is_simple_json(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(is_simple_json(v) for v in value)
+    return False
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,0 +1,139 @@
+"""From the wire to the API's JSON without a server: the gRPC adapters' mapping (protobuf →
+DTO) and the presenters (DTO → response model), which used to be one step inside the routes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from atelier.billing.v1 import billing_pb2
+from atelier.tasks.v1 import tasks_pb2
+from atelier_gateway.adapters.grpc_billing import balance_of, order_of
+from atelier_gateway.adapters.grpc_tasks import event_of, struct_of, task_of, upload_of
+from atelier_gateway.application.task_views import is_simple_json
+from atelier_gateway.entrypoints.http.presenters import billing as billing_json
+from atelier_gateway.entrypoints.http.presenters import tasks as tasks_json
+from atelier_ports.problems import InvalidArgument
+
+WHEN = datetime(2030, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)
+
+
+def _ts(when: datetime = WHEN) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def test_an_order_reads_as_the_api_names_it() -> None:
+    wire = billing_pb2.Order(
+        id="ord_1",
+        number="00000001",
+        status=billing_pb2.ORDER_STATUS_PAID,
+        item_id="pack_100",
+        item_kind=billing_pb2.CATALOG_ITEM_KIND_PACK,
+        credits=100,
+        amount=500,
+        currency="USD",
+        channel="local",
+        checkout=billing_pb2.Checkout(url="https://pay.example/x", expire_time=_ts()),
+        create_time=_ts(),
+    )
+    body = billing_json.order(order_of(wire)).model_dump(mode="json")
+    assert body["status"] == "paid" and body["item_kind"] == "pack"
+    assert body["checkout"] == {
+        "url": "https://pay.example/x",
+        "code_url": None,
+        "expires_at": "2030-01-02T03:04:05.600000Z",
+    }
+    assert body["created_at"] == "2030-01-02T03:04:05.600000Z"
+    assert body["paid_at"] is None and body["provider_transaction_id"] is None
+
+
+def test_a_balance_keeps_grant_sources_and_the_membership() -> None:
+    wire = billing_pb2.Balance(
+        available=7,
+        held=3,
+        grants=[billing_pb2.Grant(id="g1", source=billing_pb2.GRANT_SOURCE_SIGNUP_BONUS)],
+        membership=billing_pb2.Membership(
+            active=True, plan_id="pro", status=billing_pb2.MEMBERSHIP_STATUS_ACTIVE
+        ),
+    )
+    body = billing_json.balance(balance_of(wire)).model_dump(mode="json")
+    assert body["grants"][0]["source"] == "signup_bonus"
+    assert body["membership"]["status"] == "active"
+    assert body["membership"]["period_end"] is None
+    empty = billing_json.balance(balance_of(billing_pb2.Balance())).model_dump(mode="json")
+    assert empty["membership"] is None and empty["grants"] == []
+
+
+def test_a_task_gives_integral_parameters_back_as_integers() -> None:
+    wire = tasks_pb2.Task(
+        id="tsk_1",
+        type=tasks_pb2.TASK_TYPE_MODEL_POSE12,
+        status=tasks_pb2.TASK_STATUS_SUCCEEDED,
+        params=struct_of({"n": 2, "scale": 1.5, "tags": [1, "a"], "deep": {"k": 3}}),
+        input_keys=["up_1"],
+        images=[tasks_pb2.Image(id="img_1", task_type=tasks_pb2.TASK_TYPE_MODEL_POSE12)],
+        finish_time=_ts(),
+    )
+    body = tasks_json.task(task_of(wire)).model_dump(mode="json")
+    assert body["params"] == {"n": 2, "scale": 1.5, "tags": [1, "a"], "deep": {"k": 3}}
+    assert isinstance(body["params"]["n"], int)
+    assert (body["type"], body["status"]) == ("model_pose12", "succeeded")
+    assert body["images"][0]["task_type"] == "model_pose12"
+    assert body["input_upload_ids"] == ["up_1"] and body["error"] is None
+    assert body["finished_at"] == "2030-01-02T03:04:05.600000Z"
+
+
+def test_an_event_and_an_unknown_wire_status() -> None:
+    wire = tasks_pb2.TaskEvent(
+        task_id="tsk_1", sequence=4, status=tasks_pb2.TASK_STATUS_FAILED, terminal=True
+    )
+    event = tasks_json.task_event(event_of(wire)).model_dump(mode="json")
+    assert (event["sequence"], event["status"], event["terminal"]) == (4, "failed", True)
+    # A status this gateway does not know is an internal error, never a made-up name.
+    with pytest.raises(KeyError):
+        event_of(tasks_pb2.TaskEvent(task_id="tsk_1"))
+
+
+@pytest.mark.parametrize(
+    ("method", "fields", "headers"), [("POST", {"k": "v"}, None), ("PUT", None, {"h": "v"})]
+)
+def test_an_upload_target_shows_form_fields_or_headers_by_method(
+    method: str, fields: dict[str, str] | None, headers: dict[str, str] | None
+) -> None:
+    wire = tasks_pb2.Upload(
+        key="up_1", method=method, url="https://s/x", fields={"k": "v"}, headers={"h": "v"}
+    )
+    body = tasks_json.upload_target(upload_of(wire)).model_dump(mode="json")
+    assert (body["fields"], body["headers"]) == (fields, headers)
+    assert body["upload_id"] == body["key"] == "up_1" and body["credentials"] is None
+
+
+SAMPLES: list[Any] = [
+    {"prompt": "a chair", "n": 4, "x": -1.5e300, "ok": True, "none": None},
+    {"big": 2**1000},
+    {"too_big": 10**400},
+    {"nested": [1, {"deeper": -(10**309)}]},
+    {"text": "caf\u00e9 \U0001f600"},
+    {"lone": "\ud800"},
+    {"\udfff": 1},
+]
+
+
+@pytest.mark.parametrize("params", SAMPLES)
+def test_the_routes_check_of_params_agrees_with_the_wire(params: dict[str, Any]) -> None:
+    """``is_simple_json`` (checked before the Idempotency-Key is claimed) says yes exactly when
+    the adapter can encode the parameters as a ``google.protobuf.Struct``."""
+    try:
+        struct_pb2.Struct().update(params)
+        encodable = True
+    except (ValueError, TypeError, OverflowError):
+        encodable = False
+    assert is_simple_json(params) is encodable
+    if not encodable:
+        with pytest.raises(InvalidArgument):
+            struct_of(params)
