@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from atelier_tasks.adapters.db.migrate import upgrade
-from atelier_tasks.bootstrap import TasksApp, build_app
+from atelier_tasks.bootstrap import TasksContainer, build_container
 from atelier_tasks.settings import TasksSettings
 from tests.support.billing_server import INTERNAL_TOKEN
 from tests.tasks.grpc_stack import grpc_stack  # noqa: F401  (a fixture shared by test modules)
@@ -29,12 +29,14 @@ def tasks_settings(database_url: str, data_dir: Path, **env: Any) -> TasksSettin
 
 
 @pytest.fixture
-def make_tasks(database_url: str, tmp_path: Path) -> Iterator[Callable[..., TasksApp]]:
-    """Build (and migrate) a TasksApp on the test database; closed at teardown."""
-    apps: list[TasksApp] = []
+def make_tasks(database_url: str, tmp_path: Path) -> Iterator[Callable[..., TasksContainer]]:
+    """Build (and migrate) a TasksContainer on the test database; closed at teardown."""
+    apps: list[TasksContainer] = []
 
-    def make(env: dict[str, Any] | None = None, **overrides: Any) -> TasksApp:
-        app = build_app(tasks_settings(database_url, tmp_path / "data", **(env or {})), **overrides)
+    def make(env: dict[str, Any] | None = None, **overrides: Any) -> TasksContainer:
+        app = build_container(
+            tasks_settings(database_url, tmp_path / "data", **(env or {})), **overrides
+        )
         upgrade(app.engine)
         apps.append(app)
         return app

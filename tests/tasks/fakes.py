@@ -11,15 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from atelier_ports.errors import InvalidNotification, ProviderUnavailable
-from atelier_ports.generation import (
-    GeneratedOutput,
-    GenerationNotification,
-    GenerationRequest,
-    GenerationResult,
-    GenerationState,
-    ProviderStyle,
-)
-from atelier_ports.storage import ObjectNotFound, StoredObject, UploadTarget
 from atelier_tasks.application.ports import (
     ClaimKind,
     ConcurrentUpdate,
@@ -28,6 +19,15 @@ from atelier_tasks.application.ports import (
     Page,
     TaskSummary,
 )
+from atelier_tasks.application.ports.generation import (
+    GeneratedOutput,
+    GenerationNotification,
+    GenerationRequest,
+    GenerationResult,
+    GenerationState,
+    ProviderStyle,
+)
+from atelier_tasks.application.ports.storage import ObjectNotFound, StoredObject, UploadTarget
 from atelier_tasks.domain.errors import (
     BillingUnavailable,
     DailyLimitReached,

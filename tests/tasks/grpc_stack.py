@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.tasks.fakes import FakeClock
@@ -24,7 +24,7 @@ from tests.tasks.stack_calls import StackCalls
 @dataclass
 class GrpcStack(StackCalls):
     billing: RunningBilling
-    tasks: TasksApp
+    tasks: TasksContainer
     server: TasksServer
     clock: FakeClock
     channel: grpc.Channel
@@ -42,7 +42,7 @@ class GrpcStack(StackCalls):
 
 
 @pytest.fixture
-def grpc_stack(database_url: str, make_tasks: Callable[..., TasksApp]) -> Iterator[GrpcStack]:
+def grpc_stack(database_url: str, make_tasks: Callable[..., TasksContainer]) -> Iterator[GrpcStack]:
     """Billing and tasks (worker not running: tests drive it) on the test database."""
     billing = start_billing_server(database_url)
     clock = FakeClock.real()

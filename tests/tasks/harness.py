@@ -1,4 +1,4 @@
-"""Wiring the real application and worker with Fake* ports."""
+"""Wiring the real use cases, saga and worker with Fake* ports."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 
 from atelier_tasks.adapters.events import InProcessEventHub
 from atelier_tasks.application.config import TasksConfig
+from atelier_tasks.application.create_task import CreateTaskCommand
 from atelier_tasks.application.ports import TaskRepository
-from atelier_tasks.application.service import CreateTask, TaskApplication
+from atelier_tasks.application.saga import TaskSaga
+from atelier_tasks.application.use_cases import build_use_cases
 from atelier_tasks.application.worker import TaskWorker
 from atelier_tasks.domain.model import TaskType
 from tests.tasks.fakes import (
@@ -38,22 +40,38 @@ class Harness:
     images: Any = field(default_factory=FakeImageTools)
 
     def __post_init__(self) -> None:
-        self.app = TaskApplication(
+        providers = {self.provider.name: self.provider}
+        self.saga = TaskSaga(
             repository=self.repository,
             billing=self.billing,
-            providers={self.provider.name: self.provider},
+            providers=providers,
+            storage=self.storage,
+            images=self.images,
+            hub=self.hub,
+            clock=self.clock,
+            config=self.config,
+        )
+        self.use_cases = build_use_cases(
+            saga=self.saga,
+            repository=self.repository,
+            providers=providers,
             storage=self.storage,
             hub=self.hub,
             clock=self.clock,
             ids=self.ids,
             config=self.config,
-            images=self.images,
         )
-        self.worker = TaskWorker(self.app, "worker-1")
+        self.worker = TaskWorker(
+            saga=self.saga,
+            repository=self.repository,
+            clock=self.clock,
+            config=self.config,
+            owner="worker-1",
+        )
 
     def create(self, user: str = "u1", prompt: str = "a cat", **params: Any) -> str:
-        view = self.app.create_task(
-            CreateTask(
+        view = self.use_cases.create_task(
+            CreateTaskCommand(
                 user_id=user, type=TaskType.TEXT_TO_IMAGE, params={"prompt": prompt, **params}
             )
         )

@@ -33,9 +33,9 @@ from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
 from atelier_billing.adapters.persistence.migrate import upgrade as upgrade_billing
 from atelier_billing.bootstrap import build_app as build_billing
 from atelier_billing.settings import BillingSettings
-from atelier_ports.generation import GenerationRequest, GenerationResult
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.application.ports.generation import GenerationRequest, GenerationResult
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.domain.model import HoldState, TaskStatus
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import INTERNAL_TOKEN
@@ -145,7 +145,7 @@ class BillingProcess:
 @dataclass
 class Outage:
     billing: BillingProcess
-    tasks: TasksApp
+    tasks: TasksContainer
     server: TasksServer
     provider: CountingProvider
     channel: grpc.Channel
@@ -176,7 +176,7 @@ class Outage:
         return err.value
 
     def tasks_of_user(self) -> list[Any]:
-        return [v.task for v in self.tasks.app.list_tasks(USER, 100, "")[0]]
+        return [v.task for v in self.tasks.use_cases.list_tasks(USER, 100, "")[0]]
 
     def settle_all(self) -> None:
         """Run the worker until no task is open or owes billing anything."""
@@ -232,7 +232,7 @@ def billing_database_url(
 
 @pytest.fixture
 def outage(
-    billing_database_url: str, tmp_path: Path, make_tasks: Callable[..., TasksApp]
+    billing_database_url: str, tmp_path: Path, make_tasks: Callable[..., TasksContainer]
 ) -> Iterator[Outage]:
     upgrade_billing(make_engine(billing_database_url))
     billing = BillingProcess(billing_database_url, free_port(), tmp_path / "billing-data")

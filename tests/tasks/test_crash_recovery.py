@@ -14,7 +14,7 @@ import pytest
 from atelier_common.context import outgoing_metadata
 
 from atelier.billing.v1 import billing_pb2 as bpb
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.domain.model import HoldState, TaskStatus
 from tests.support.billing_server import INTERNAL_TOKEN, start_billing_server
 from tests.tasks.conftest import wait_until
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("point", ["after_hold", "mid_dispatch", "before_capture"])
 def test_killed_tasks_process_is_recovered(
-    point: str, database_url: str, tmp_path: Path, make_tasks: Callable[..., TasksApp]
+    point: str, database_url: str, tmp_path: Path, make_tasks: Callable[..., TasksContainer]
 ) -> None:
     billing = start_billing_server(database_url)
     try:
@@ -53,16 +53,16 @@ def test_killed_tasks_process_is_recovered(
         assert "survived" not in child.stdout
 
         restarted = make_tasks({"BILLING_ADDRESS": billing.address, "TASKS_LEASE_SECONDS": "1"})
-        (task,) = restarted.app.list_tasks("carol", 10, "")[0]
+        (task,) = restarted.use_cases.list_tasks("carol", 10, "")[0]
         worker = restarted.new_worker("restarted")
 
         def finished() -> bool:
             worker.run_once()
-            t = restarted.app.repository.get(task.task.id)
+            t = restarted.repository.get(task.task.id)
             return t is not None and t.is_terminal and t.hold_state is not HoldState.HELD
 
         wait_until(finished, timeout=30, what="the task to be finished and settled")
-        final = restarted.app.get_task("carol", task.task.id)
+        final = restarted.use_cases.get_task("carol", task.task.id)
         with grpc.insecure_channel(billing.address) as ch:
             stub = billing.stub(ch)
             balance = stub.GetBalance(bpb.GetBalanceRequest(), metadata=md).balance

@@ -19,7 +19,7 @@ from google.protobuf import struct_pb2
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
 from atelier_tasks.adapters.s3_storage import S3ObjectStorage
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, MotoS3, moto_s3
@@ -33,7 +33,7 @@ from tests.tasks.stack_calls import StackCalls
 @dataclass
 class GlobalStack(StackCalls):
     billing: RunningBilling
-    tasks: TasksApp
+    tasks: TasksContainer
     server: TasksServer
     replicate: FakeReplicate
     relay: GenerationWebhookRelay
@@ -59,7 +59,7 @@ class GlobalStack(StackCalls):
 
 
 @pytest.fixture
-def stack(database_url: str, make_tasks: Callable[..., TasksApp]) -> Iterator[GlobalStack]:
+def stack(database_url: str, make_tasks: Callable[..., TasksContainer]) -> Iterator[GlobalStack]:
     replicate = FakeReplicate()
     relay = GenerationWebhookRelay()
     moto = moto_s3()
@@ -97,7 +97,7 @@ def stack(database_url: str, make_tasks: Callable[..., TasksApp]) -> Iterator[Gl
 
 
 def test_market_global_wires_replicate_and_s3_by_configuration(stack: GlobalStack) -> None:
-    app = stack.tasks.app
+    app = stack.tasks
     assert isinstance(app.providers["replicate"], ReplicateGenerationProvider)
     assert isinstance(app.storage, S3ObjectStorage) and app.storage.bucket == stack.bucket
     assert set(stack.tasks.settings.routes().values()) == {"replicate"}

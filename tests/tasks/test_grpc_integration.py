@@ -13,9 +13,9 @@ from atelier_common.context import outgoing_metadata
 from google.protobuf import struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
-from atelier_ports.generation import GenerationRequest, GenerationResult
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.application.ports.generation import GenerationRequest, GenerationResult
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.tasks.billing_rpc import error_reason
@@ -36,7 +36,7 @@ class CountingProvider(LocalGenerationProvider):
 @dataclass
 class Stack(StackCalls):
     billing: RunningBilling
-    tasks: TasksApp
+    tasks: TasksContainer
     server: TasksServer
     provider: CountingProvider
     clock: Any
@@ -53,7 +53,7 @@ class Stack(StackCalls):
 
 
 @pytest.fixture
-def stack(database_url: str, make_tasks: Callable[..., TasksApp]) -> Iterator[Stack]:
+def stack(database_url: str, make_tasks: Callable[..., TasksContainer]) -> Iterator[Stack]:
     billing = start_billing_server(database_url)
     provider = CountingProvider()
     clock = FakeClock.real()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from atelier_ports.generation import GenerationRequest, GenerationState
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.adapters.local_storage import InvalidKey, LocalObjectStorage
 from atelier_tasks.adapters.pillow_images import PillowImageTools
+from atelier_tasks.application.ports.generation import GenerationRequest, GenerationState
 from tests.tasks.fakes import FakeClock
 
 

@@ -7,9 +7,13 @@ import threading
 import pytest
 
 from atelier_ports.errors import InvalidNotification
-from atelier_ports.generation import GenerationResult, GenerationState, ProviderStyle
 from atelier_ports.paging import InvalidPageToken
-from atelier_tasks.application.service import CreateTask
+from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.ports.generation import (
+    GenerationResult,
+    GenerationState,
+    ProviderStyle,
+)
 from atelier_tasks.domain.errors import (
     BillingUnavailable,
     DailyLimitReached,
@@ -36,7 +40,7 @@ def test_create_holds_then_worker_succeeds_and_captures(h: Harness) -> None:
     assert h.billing.balances["u1"] == 9
     assert h.repository.get(task_id).hold_state is HoldState.HELD
     assert h.worker.run_once().dispatched == 1
-    task = h.app.get_task("u1", task_id)
+    task = h.use_cases.get_task("u1", task_id)
     assert task.task.status is TaskStatus.SUCCEEDED
     assert task.task.hold_state is HoldState.CAPTURED
     assert h.billing.holds[task_id].status == "captured"
@@ -132,21 +136,21 @@ def test_polling_backs_off_and_stops_after_terminal(h: Harness) -> None:
     assert polling.polled == [job, job]
     assert len(h.repository.images[task_id]) == 2
     # Reading never calls a provider.
-    h.app.get_task("u1", task_id)
-    h.app.list_tasks("u1", 10, "")
+    h.use_cases.get_task("u1", task_id)
+    h.use_cases.list_tasks("u1", 10, "")
     assert polling.polled == [job, job]
 
 
 def test_cancel_pending_releases_and_is_never_dispatched(h: Harness) -> None:
     task_id = h.create()
-    view = h.app.cancel_task("u1", task_id)
+    view = h.use_cases.cancel_task("u1", task_id)
     assert view.task.status is TaskStatus.CANCELLED
     assert view.task.hold_state is HoldState.RELEASED
     h.worker.run_once()
     assert h.provider.submitted == []
     assert h.billing.balances["u1"] == 10
     with pytest.raises(TaskNotCancellable):
-        h.app.cancel_task("u1", task_id)
+        h.use_cases.cancel_task("u1", task_id)
 
 
 def test_cancel_racing_with_a_result_discards_the_result(h: Harness) -> None:
@@ -163,7 +167,7 @@ def test_cancel_racing_with_a_result_discards_the_result(h: Harness) -> None:
     worker = threading.Thread(target=h.worker.run_once)
     worker.start()
     assert gate.wait(5)
-    h.app.cancel_task("u1", task_id)
+    h.use_cases.cancel_task("u1", task_id)
     release.set()
     worker.join(5)
     task = h.repository.get(task_id)
@@ -245,19 +249,19 @@ def test_crash_before_capture_is_settled_by_the_sweep(h: Harness) -> None:
 
 
 def test_request_id_makes_create_idempotent(h: Harness) -> None:
-    cmd = CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "a"}, request_id="r1")
-    first = h.app.create_task(cmd)
-    again = h.app.create_task(cmd)
+    cmd = CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "a"}, request_id="r1")
+    first = h.use_cases.create_task(cmd)
+    again = h.use_cases.create_task(cmd)
     assert again.task.id == first.task.id
     assert len(h.repository.tasks) == 1 and h.billing.balances["u1"] == 9
     with pytest.raises(RequestIdConflict):
-        h.app.create_task(
-            CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "b"}, request_id="r1")
+        h.use_cases.create_task(
+            CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "b"}, request_id="r1")
         )
     # The key is per user.
     h.billing.fund("u2", 1)
-    other = h.app.create_task(
-        CreateTask("u2", TaskType.TEXT_TO_IMAGE, {"prompt": "a"}, request_id="r1")
+    other = h.use_cases.create_task(
+        CreateTaskCommand("u2", TaskType.TEXT_TO_IMAGE, {"prompt": "a"}, request_id="r1")
     )
     assert other.task.id != first.task.id
 
@@ -274,7 +278,9 @@ def test_daily_limit(h: Harness) -> None:
 
 def test_inputs_must_exist_in_storage(h: Harness) -> None:
     with pytest.raises(InvalidParams):
-        h.app.create_task(CreateTask("u1", TaskType.BASIC_CLEAN, {}, ["u1/uploads/missing.png"]))
+        h.use_cases.create_task(
+            CreateTaskCommand("u1", TaskType.BASIC_CLEAN, {}, ["u1/uploads/missing.png"])
+        )
     assert h.billing.calls == []
 
 
@@ -282,13 +288,13 @@ def test_isolation_between_users(h: Harness) -> None:
     task_id = h.create()
     h.worker.run_once()
     with pytest.raises(TaskNotFound):
-        h.app.get_task("u2", task_id)
+        h.use_cases.get_task("u2", task_id)
     with pytest.raises(TaskNotFound):
-        h.app.cancel_task("u2", task_id)
+        h.use_cases.cancel_task("u2", task_id)
     with pytest.raises(TaskNotFound):
-        list(h.app.watch("u2", task_id, 0, stop=lambda: True))
-    assert h.app.list_tasks("u2", 10, "")[0] == []
-    assert h.app.list_images("u2", 10, "")[0] == []
+        list(h.use_cases.watch("u2", task_id, 0, stop=lambda: True))
+    assert h.use_cases.list_tasks("u2", 10, "")[0] == []
+    assert h.use_cases.list_images("u2", 10, "")[0] == []
 
 
 def test_list_pages_newest_first_with_filters(h: Harness) -> None:
@@ -296,29 +302,29 @@ def test_list_pages_newest_first_with_filters(h: Harness) -> None:
     for i in range(5):
         ids.append(h.create(prompt=f"p{i}"))
         h.clock.advance(seconds=1)
-    h.app.cancel_task("u1", ids[1])
-    page1, token = h.app.list_tasks("u1", 2, "")
-    page2, token2 = h.app.list_tasks("u1", 2, token)
-    page3, token3 = h.app.list_tasks("u1", 2, token2)
+    h.use_cases.cancel_task("u1", ids[1])
+    page1, token = h.use_cases.list_tasks("u1", 2, "")
+    page2, token2 = h.use_cases.list_tasks("u1", 2, token)
+    page3, token3 = h.use_cases.list_tasks("u1", 2, token2)
     assert [v.task.id for v in page1 + page2 + page3] == ids[::-1]
     assert token3 == ""
-    cancelled, _ = h.app.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
+    cancelled, _ = h.use_cases.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
     assert [v.task.id for v in cancelled] == [ids[1]]
     with pytest.raises(InvalidPageToken):
-        h.app.list_tasks("u1", 2, "garbage!")
+        h.use_cases.list_tasks("u1", 2, "garbage!")
 
 
 def test_watch_replays_then_ends_after_terminal(h: Harness) -> None:
     task_id = h.create()
     h.worker.run_once()
-    events = list(h.app.watch("u1", task_id, 0, stop=lambda: False))
+    events = list(h.use_cases.watch("u1", task_id, 0, stop=lambda: False))
     assert [e.sequence for e in events] == [1, 2, 3]
     assert [e.status for e in events] == [
         TaskStatus.PENDING,
         TaskStatus.PROCESSING,
         TaskStatus.SUCCEEDED,
     ]
-    resumed = list(h.app.watch("u1", task_id, 2, stop=lambda: False))
+    resumed = list(h.use_cases.watch("u1", task_id, 2, stop=lambda: False))
     assert [e.sequence for e in resumed] == [3]
 
 
@@ -328,7 +334,7 @@ def test_watch_follows_live(h: Harness) -> None:
     first = threading.Event()
 
     def watch() -> None:
-        for event in h.app.watch("u1", task_id, 0, stop=lambda: False):
+        for event in h.use_cases.watch("u1", task_id, 0, stop=lambda: False):
             seen.append(event.sequence)
             first.set()
 
@@ -347,7 +353,7 @@ def test_stats(h: Harness) -> None:
     bad = h.create(sandbox_outcome="fail")
     h.provider.script[bad] = [failed()]
     h.worker.run_once()
-    stats = h.app.user_stats("u1")
+    stats = h.use_cases.user_stats("u1")
     assert (stats.generations, stats.succeeded, stats.failed) == (2, 1, 1)
     assert stats.images == 1 and stats.credits_spent == 1
     assert stats.months[0].month == "2026-11" and stats.months[0].credits_spent == 1
@@ -362,12 +368,14 @@ def test_webhook_notification_completes_the_task(h: Harness) -> None:
     h.worker.run_once()
     job = f"job-{task_id}"
     with pytest.raises(InvalidNotification):
-        h.app.handle_notification("local", {"x-fake-signature": "forged"}, job.encode())
+        h.use_cases.handle_notification("local", {"x-fake-signature": "forged"}, job.encode())
     assert h.repository.get(task_id).status is TaskStatus.PROCESSING
-    applied, found = h.app.handle_notification("local", {"x-fake-signature": "ok"}, job.encode())
+    applied, found = h.use_cases.handle_notification(
+        "local", {"x-fake-signature": "ok"}, job.encode()
+    )
     assert applied and found == task_id
     assert h.repository.get(task_id).status is TaskStatus.SUCCEEDED
-    again, _ = h.app.handle_notification("local", {"x-fake-signature": "ok"}, job.encode())
+    again, _ = h.use_cases.handle_notification("local", {"x-fake-signature": "ok"}, job.encode())
     assert not again
     assert h.billing.holds[task_id].status == "captured"
 
@@ -382,5 +390,7 @@ def test_running_result_without_job_id_is_not_lost(h: Harness) -> None:
 def test_inputs_must_be_images(h: Harness) -> None:
     h.storage.put("u1/uploads/doc.pdf", b"%PDF", "application/pdf")
     with pytest.raises(InvalidParams):
-        h.app.create_task(CreateTask("u1", TaskType.BASIC_CLEAN, {}, ["u1/uploads/doc.pdf"]))
+        h.use_cases.create_task(
+            CreateTaskCommand("u1", TaskType.BASIC_CLEAN, {}, ["u1/uploads/doc.pdf"])
+        )
     assert h.billing.calls == []

@@ -58,7 +58,7 @@ class TasksServer:
 
 def start_server(app: TasksApp, address: str, *, run_worker: bool | None = None) -> TasksServer:
     settings = app.settings
-    servicer = TaskServicer(app.app)
+    servicer = TaskServicer(app.use_cases, app.clock)
     running = build_server(
         ServerConfig(
             service_names=(SERVICE_NAME,),

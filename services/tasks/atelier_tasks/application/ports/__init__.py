@@ -1,4 +1,6 @@
-"""Ports the tasks application needs beyond the shared ones in ``atelier_ports``."""
+"""Ports of the tasks application (only tasks uses them; the shared clock, ids and error
+taxonomy stay in ``atelier_ports``). Generation providers and object storage are in the
+``generation`` and ``storage`` submodules."""
 
 from __future__ import annotations
 
@@ -172,12 +174,6 @@ class ImageTools(Protocol):
     def thumbnail(self, data: bytes, max_side: int) -> tuple[bytes, str]:
         """Returns (bytes, content type)."""
         ...
-
-
-class OutputFetcher(Protocol):
-    """Downloads a vendor's output URL (copied into our storage, never handed out)."""
-
-    def fetch(self, url: str) -> tuple[bytes, str]: ...
 
 
 class TaskMetrics(Protocol):
