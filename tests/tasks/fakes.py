@@ -153,6 +153,9 @@ class FakeProvider:
         self._name = name
         self._style = style
         self.submitted: list[str] = []
+        self.requests: list[GenerationRequest] = []
+        # Seconds the (fake) clock moves while a submit runs: a provider that takes time.
+        self.takes: tuple[FakeClock, float] | None = None
         self.polled: list[str] = []
         self.cancelled: list[str] = []
         self.script: dict[str, list[GenerationResult | Exception]] = {}
@@ -171,6 +174,11 @@ class FakeProvider:
     def submit(self, request: GenerationRequest) -> GenerationResult:
         with self.lock:
             self.submitted.append(request.task_id)
+            self.requests.append(request)
+        if self.takes is not None:
+            clock, seconds = self.takes
+            clock.advance(seconds=seconds)
+        with self.lock:
             script = self.script.get(request.task_id)
             answer = script.pop(0) if script else None
         if isinstance(answer, Exception):
@@ -465,3 +473,17 @@ class FakeTaskRepository:
                 and not t.is_terminal
                 and t.created_at < created_before
             ][:limit]
+
+
+class FakeMetrics:
+    """Records what the saga reports (the TaskMetrics port)."""
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[str, str, str | None]] = []
+        self.calls: list[tuple[str, str, str, float]] = []
+
+    def task_finished(self, task_type: str, status: str, reason: str | None) -> None:
+        self.finished.append((task_type, status, reason))
+
+    def provider_call(self, provider: str, call: str, outcome: str, seconds: float) -> None:
+        self.calls.append((provider, call, outcome, seconds))

@@ -18,6 +18,7 @@ from tests.tasks.fakes import (
     FakeBillingClient,
     FakeClock,
     FakeImageTools,
+    FakeMetrics,
     FakeProvider,
     FakeStorage,
     FakeTaskRepository,
@@ -38,6 +39,7 @@ class Harness:
         default_factory=lambda: TasksConfig(retry_backoff=timedelta(seconds=2), daily_limit=50)
     )
     images: Any = field(default_factory=FakeImageTools)
+    metrics: FakeMetrics = field(default_factory=FakeMetrics)
 
     def __post_init__(self) -> None:
         providers = {self.provider.name: self.provider}
@@ -50,6 +52,7 @@ class Harness:
             hub=self.hub,
             clock=self.clock,
             config=self.config,
+            metrics=self.metrics,
         )
         self.use_cases = build_use_cases(
             saga=self.saga,

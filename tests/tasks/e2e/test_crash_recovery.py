@@ -19,7 +19,7 @@ from atelier_tasks.domain.model import HoldState, TaskStatus
 from tests.support.billing_server import INTERNAL_TOKEN, start_billing_server
 from tests.tasks.conftest import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("point", ["after_hold", "mid_dispatch", "before_capture"])

@@ -42,7 +42,7 @@ from tests.support.billing_server import INTERNAL_TOKEN
 from tests.support.postgres import PostgresServer
 from tests.tasks.conftest import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 USER = "carol"
 PARAMS: dict[str, Any] = {"prompt": "a lighthouse", "width": 256, "height": 256}
 GATEWAY_DEADLINE = 15.0  # what the gateway gives POST /v1/tasks
