@@ -54,7 +54,8 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy libs/ports/atelier_ports libs/common/atelier_common services/billing/atelier_billing services/tasks/atelier_tasks services/gateway/atelier_gateway
+	$(VENV)/bin/mypy libs/ports/atelier_ports libs/common/atelier_common services/billing/atelier_billing services/tasks/atelier_tasks services/gateway/atelier_gateway \
+		tests/tasks
 
 layers: install
 	$(VENV)/bin/lint-imports

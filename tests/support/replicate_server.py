@@ -82,7 +82,8 @@ class FakeReplicate:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/files/"):
-            return await handler(request)  # output files are public, like replicate.delivery
+            response: web.StreamResponse = await handler(request)
+            return response  # output files are public, like replicate.delivery
         auth = request.headers.get("Authorization", "")
         if auth not in (f"Bearer {self.token}", f"Token {self.token}"):
             return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
@@ -93,7 +94,8 @@ class FakeReplicate:
             return _problem(400, "Bad request", "the body is not JSON")
         self.requests.append((request.method, request.path, payload))
         request[PAYLOAD] = payload
-        return await handler(request)
+        answer: web.StreamResponse = await handler(request)
+        return answer
 
     async def _create(self, request: web.Request) -> web.Response:
         p = request[PAYLOAD]

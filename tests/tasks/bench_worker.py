@@ -136,7 +136,7 @@ def run(admin_url: str, tasks: int, workers: int, size: int, real_billing: bool)
         assert sum(counts) == tasks, counts
         cpu = sum(r[1] for r in results)
         print(f"  worker CPU {cpu:.1f} s over {elapsed:.1f} s wall, split {counts}")
-        return tasks / elapsed
+        return float(tasks / elapsed)
     finally:
         if billing is not None:
             billing.stop()

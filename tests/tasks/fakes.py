@@ -4,30 +4,39 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import itertools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from atelier_ports.errors import InvalidNotification, ProviderUnavailable
 from atelier_tasks.application.ports import (
+    BillingClient,
     ClaimKind,
     ConcurrentUpdate,
     DailyQuota,
     ImageInfo,
+    ImageTools,
     Page,
+    TaskMetrics,
+    TaskRepository,
     TaskSummary,
 )
 from atelier_tasks.application.ports.generation import (
     GeneratedOutput,
     GenerationNotification,
+    GenerationProvider,
     GenerationRequest,
     GenerationResult,
     GenerationState,
     ProviderStyle,
 )
-from atelier_tasks.application.ports.storage import ObjectNotFound, StoredObject, UploadTarget
+from atelier_tasks.application.ports.storage import (
+    ObjectNotFound,
+    ObjectStorage,
+    StoredObject,
+    UploadTarget,
+)
 from atelier_tasks.domain.errors import (
     BillingUnavailable,
     DailyLimitReached,
@@ -41,38 +50,14 @@ from atelier_tasks.domain.model import (
     TaskStatus,
     TaskType,
 )
+from tests.support.fakes import FakeClock
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-class FakeClock:
-    def __init__(self, now: datetime = START) -> None:
-        self._now = now
-        self._lock = threading.Lock()
-
-    @classmethod
-    def real(cls) -> FakeClock:
-        """Starts at the real time (for wiring that also talks to real services)."""
-        return cls(datetime.now(UTC))
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, **kwargs: float) -> None:
-        with self._lock:
-            self._now += timedelta(**kwargs)
-
-
-class SequentialIds:
-    def __init__(self) -> None:
-        self._n = itertools.count(1)
-
-    def new_id(self, prefix: str) -> str:
-        return f"{prefix}_{next(self._n):06d}"
-
-    def readable_code(self, length: int) -> str:
-        return str(next(self._n)).zfill(length)[:length]
+def clock_at_start() -> FakeClock:
+    """The shared FakeClock, at the moment these tests' fixtures are written for."""
+    return FakeClock(START)
 
 
 @dataclass
@@ -487,3 +472,16 @@ class FakeMetrics:
 
     def provider_call(self, provider: str, call: str, outcome: str, seconds: float) -> None:
         self.calls.append((provider, call, outcome, seconds))
+
+
+def _conforms(
+    billing: FakeBillingClient,
+    provider: FakeProvider,
+    images: FakeImageTools,
+    storage: FakeStorage,
+    repository: FakeTaskRepository,
+    metrics: FakeMetrics,
+) -> tuple[
+    BillingClient, GenerationProvider, ImageTools, ObjectStorage, TaskRepository, TaskMetrics
+]:
+    return billing, provider, images, storage, repository, metrics  # mypy: fakes match ports

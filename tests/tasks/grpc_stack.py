@@ -17,7 +17,7 @@ from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
-from tests.tasks.fakes import FakeClock
+from tests.support.fakes import FakeClock
 from tests.tasks.stack_calls import StackCalls
 
 

@@ -13,32 +13,32 @@ from atelier_tasks.application.ports import TaskRepository
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.application.use_cases import build_use_cases
 from atelier_tasks.application.worker import TaskWorker
-from atelier_tasks.domain.model import TaskType
+from atelier_tasks.domain.model import Task, TaskType
+from tests.support.fakes import FakeClock, FakeIds
 from tests.tasks.fakes import (
     FakeBillingClient,
-    FakeClock,
     FakeImageTools,
     FakeMetrics,
     FakeProvider,
     FakeStorage,
     FakeTaskRepository,
-    SequentialIds,
+    clock_at_start,
 )
 
 
 @dataclass
 class Harness:
-    repository: Any = field(default_factory=FakeTaskRepository)
+    repository: TaskRepository = field(default_factory=FakeTaskRepository)
     billing: FakeBillingClient = field(default_factory=FakeBillingClient)
     provider: FakeProvider = field(default_factory=FakeProvider)
-    storage: Any = field(default_factory=FakeStorage)
-    clock: FakeClock = field(default_factory=FakeClock)
-    ids: SequentialIds = field(default_factory=SequentialIds)
+    storage: FakeStorage = field(default_factory=FakeStorage)
+    clock: FakeClock = field(default_factory=clock_at_start)
+    ids: FakeIds = field(default_factory=FakeIds)
     hub: InProcessEventHub = field(default_factory=InProcessEventHub)
     config: TasksConfig = field(
         default_factory=lambda: TasksConfig(retry_backoff=timedelta(seconds=2), daily_limit=50)
     )
-    images: Any = field(default_factory=FakeImageTools)
+    images: FakeImageTools = field(default_factory=FakeImageTools)
     metrics: FakeMetrics = field(default_factory=FakeMetrics)
 
     def __post_init__(self) -> None:
@@ -71,6 +71,18 @@ class Harness:
             config=self.config,
             owner="worker-1",
         )
+
+    @property
+    def fake_repository(self) -> FakeTaskRepository:
+        """The in-memory repository's insides (only when it is the fake)."""
+        assert isinstance(self.repository, FakeTaskRepository)
+        return self.repository
+
+    def task(self, task_id: str) -> Task:
+        """The stored task (it must exist)."""
+        task = self.repository.get(task_id)
+        assert task is not None, f"no task {task_id}"
+        return task
 
     def create(self, user: str = "u1", prompt: str = "a cat", **params: Any) -> str:
         view = self.use_cases.create_task(

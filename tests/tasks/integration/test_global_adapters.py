@@ -27,9 +27,9 @@ from atelier_tasks.adapters.safe_fetch import OutputRefused, SafeOutputFetcher
 from atelier_tasks.application.ports.generation import GenerationRequest, GenerationState
 from atelier_tasks.bootstrap import build_providers, build_storage
 from atelier_tasks.settings import TasksSettings
+from tests.support.fakes import FakeClock
 from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, moto_s3
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate, png
-from tests.tasks.fakes import FakeClock
 
 # --- S3 ------------------------------------------------------------------------------------------
 

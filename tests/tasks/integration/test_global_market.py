@@ -22,10 +22,10 @@ from atelier_tasks.adapters.s3_storage import S3ObjectStorage
 from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
+from tests.support.fakes import FakeClock
 from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, MotoS3, moto_s3
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate
 from tests.tasks.billing_rpc import error_reason
-from tests.tasks.fakes import FakeClock
 from tests.tasks.generation_webhook_relay import GenerationWebhookRelay
 from tests.tasks.stack_calls import StackCalls
 

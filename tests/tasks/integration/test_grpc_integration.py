@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -18,8 +18,8 @@ from atelier_tasks.application.ports.generation import GenerationRequest, Genera
 from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
+from tests.support.fakes import FakeClock
 from tests.tasks.billing_rpc import error_reason
-from tests.tasks.fakes import FakeClock
 from tests.tasks.stack_calls import StackCalls
 
 
@@ -195,7 +195,9 @@ def test_admins_list_every_users_tasks_and_users_are_refused(stack: Stack) -> No
     assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert error_reason(err.value) == "ADMIN_ONLY"
     with pytest.raises(grpc.RpcError) as err:
-        stack.stub.ListAllTasks(pb.ListAllTasksRequest(status=99), metadata=admin_md)
+        stack.stub.ListAllTasks(
+            pb.ListAllTasksRequest(status=cast(pb.TaskStatus, 99)), metadata=admin_md
+        )
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 

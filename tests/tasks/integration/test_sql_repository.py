@@ -22,7 +22,7 @@ from atelier_tasks.domain.errors import (
     TaskNotFound,
 )
 from atelier_tasks.domain.model import HoldState, TaskStatus, TaskType
-from tests.tasks.fakes import FakeBillingClient, FakeClock
+from tests.tasks.fakes import FakeBillingClient, clock_at_start
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_concurrent_creates_with_one_request_id_make_one_task(
 def test_timeout_on_sql(
     make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
 ) -> None:
-    clock = FakeClock()
+    clock = clock_at_start()
     tasks = make_tasks(billing=billing, clock=clock)
     view = tasks.use_cases.create_task(
         CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "slow"})
@@ -217,7 +217,7 @@ def test_isolation_on_sql(
 def test_list_tasks_pages_and_filters_on_sql(
     make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
 ) -> None:
-    clock = FakeClock()
+    clock = clock_at_start()
     tasks = make_tasks(billing=billing, clock=clock)
     created = []
     for i in range(7):

@@ -143,8 +143,8 @@ def test_negative_prompt_and_seed() -> None:
     assert refused(T2I, {"prompt": "x", "negative_prompt": 7}) == "negative_prompt"
     for seed in (0, 1, 2**32 - 1):
         assert valid(T2I, {"prompt": "x", "seed": seed})["seed"] == seed
-    for seed in (-1, 2**32, 1.5, "1"):
-        assert refused(T2I, {"prompt": "x", "seed": seed}) == "seed"
+    for bad in (-1, 2**32, 1.5, "1"):
+        assert refused(T2I, {"prompt": "x", "seed": bad}) == "seed"
 
 
 def test_text_to_image_takes_its_init_image_only_as_input_upload_id() -> None:

@@ -38,7 +38,7 @@ def h() -> Harness:
 def test_create_holds_then_worker_succeeds_and_captures(h: Harness) -> None:
     task_id = h.create()
     assert h.billing.balances["u1"] == 9
-    assert h.repository.get(task_id).hold_state is HoldState.HELD
+    assert h.task(task_id).hold_state is HoldState.HELD
     assert h.worker.run_once().dispatched == 1
     task = h.use_cases.get_task("u1", task_id)
     assert task.task.status is TaskStatus.SUCCEEDED
@@ -55,7 +55,7 @@ def test_insufficient_credits_creates_nothing_and_never_calls_provider(h: Harnes
     h.billing.balances["u1"] = 0
     with pytest.raises(InsufficientCredits):
         h.create()
-    assert h.repository.tasks == {}
+    assert h.fake_repository.tasks == {}
     h.worker.run_once()
     assert h.provider.submitted == []
 
@@ -64,7 +64,7 @@ def test_provider_failure_fails_and_releases(h: Harness) -> None:
     task_id = h.create()
     h.provider.script[task_id] = [failed("nope")]
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "PROVIDER_FAILED"
     assert task.hold_state is HoldState.RELEASED
     assert h.billing.balances["u1"] == 10
@@ -74,14 +74,14 @@ def test_transient_errors_are_retried_with_backoff_then_succeed(h: Harness) -> N
     task_id = h.create()
     h.provider.script[task_id] = [unavailable(), failed("busy", transient=True)]
     h.worker.run_once()
-    assert h.repository.get(task_id).status is TaskStatus.PROCESSING
+    assert h.task(task_id).status is TaskStatus.PROCESSING
     h.worker.run_once()  # backoff not elapsed: nothing happens
     assert h.provider.submitted == [task_id]
     h.clock.advance(seconds=2)
     h.worker.run_once()
     h.clock.advance(seconds=4)
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.SUCCEEDED and task.attempts == 3
     assert h.billing.holds[task_id].status == "captured"
 
@@ -92,7 +92,7 @@ def test_transient_errors_are_bounded(h: Harness) -> None:
     for _ in range(5):
         h.worker.run_once()
         h.clock.advance(seconds=10)
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "RETRIES_EXHAUSTED"
     assert len(h.provider.submitted) == h.config.max_attempts
     assert h.billing.balances["u1"] == 10
@@ -103,10 +103,10 @@ def test_timeout_fails_and_releases(h: Harness) -> None:
     h = Harness(provider=polling, billing=h.billing)
     task_id = h.create()
     h.worker.run_once()
-    assert h.repository.get(task_id).status is TaskStatus.PROCESSING
+    assert h.task(task_id).status is TaskStatus.PROCESSING
     h.clock.advance(minutes=11)
     assert h.worker.run_once().timed_out == 1
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "TIMEOUT"
     assert polling.cancelled == [f"job-{task_id}"]
     assert h.billing.balances["u1"] == 10
@@ -129,12 +129,12 @@ def test_polling_backs_off_and_stops_after_terminal(h: Harness) -> None:
     h.clock.advance(seconds=2)
     polling.poll_script[job] = [succeeded(task_id, 2)]
     h.worker.run_once()
-    assert h.repository.get(task_id).status is TaskStatus.SUCCEEDED
+    assert h.task(task_id).status is TaskStatus.SUCCEEDED
     for _ in range(3):
         h.clock.advance(minutes=1)
         h.worker.run_once()
     assert polling.polled == [job, job]
-    assert len(h.repository.images[task_id]) == 2
+    assert len(h.fake_repository.images[task_id]) == 2
     # Reading never calls a provider.
     h.use_cases.get_task("u1", task_id)
     h.use_cases.list_tasks("u1", 10, "")
@@ -170,9 +170,9 @@ def test_cancel_racing_with_a_result_discards_the_result(h: Harness) -> None:
     h.use_cases.cancel_task("u1", task_id)
     release.set()
     worker.join(5)
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.CANCELLED and task.hold_state is HoldState.RELEASED
-    assert h.repository.images.get(task_id, []) == []
+    assert h.fake_repository.images.get(task_id, []) == []
     assert not [k for k in h.storage.objects if task_id in k]  # stored outputs were removed
     assert h.billing.balances["u1"] == 10
 
@@ -181,14 +181,14 @@ def test_billing_down_at_create_abandons_the_task_and_it_never_runs(h: Harness) 
     h.billing.down = True
     with pytest.raises(BillingUnavailable):
         h.create()
-    (task_id,) = h.repository.tasks
-    task = h.repository.get(task_id)
+    (task_id,) = h.fake_repository.tasks
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "BILLING_UNAVAILABLE"
     h.billing.down = False
     h.clock.advance(seconds=31)
     h.worker.run_once()
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.hold_state is HoldState.RELEASED
     assert h.provider.submitted == []
     assert h.billing.balances["u1"] == 10
@@ -200,14 +200,14 @@ def test_crash_after_hold_before_marking_it_is_released_and_never_runs(h: Harnes
     with pytest.raises(SystemExit):
         h.create()
     h.repository.save = original  # type: ignore[method-assign]
-    (task_id,) = h.repository.tasks
+    (task_id,) = h.fake_repository.tasks
     assert h.billing.holds[task_id].status == "held"
     h.worker.run_once()
-    assert h.repository.get(task_id).hold_state is HoldState.PLACING  # within the grace period
+    assert h.task(task_id).hold_state is HoldState.PLACING  # within the grace period
     h.clock.advance(seconds=31)
     h.worker.run_once()
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "CREATE_INTERRUPTED"
     assert task.hold_state is HoldState.RELEASED
     assert h.provider.submitted == []
@@ -226,12 +226,12 @@ def test_crash_mid_dispatch_is_redispatched_after_the_lease(h: Harness) -> None:
     with pytest.raises(SystemExit):
         h.worker.run_once()
     h.provider.submit = original  # type: ignore[method-assign]
-    assert h.repository.get(task_id).status is TaskStatus.PROCESSING
+    assert h.task(task_id).status is TaskStatus.PROCESSING
     h.worker.run_once()
     assert h.provider.submitted == []  # still leased by the dead worker
     h.clock.advance(minutes=6)
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.SUCCEEDED and task.attempts == 2
     assert h.billing.holds[task_id].status == "captured"
 
@@ -240,11 +240,11 @@ def test_crash_before_capture_is_settled_by_the_sweep(h: Harness) -> None:
     task_id = h.create()
     h.billing.down = True
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.SUCCEEDED and task.hold_state is HoldState.HELD
     h.billing.down = False
     assert h.worker.run_once().settled == 1
-    assert h.repository.get(task_id).hold_state is HoldState.CAPTURED
+    assert h.task(task_id).hold_state is HoldState.CAPTURED
     assert h.billing.holds[task_id].status == "captured"
 
 
@@ -253,7 +253,7 @@ def test_request_id_makes_create_idempotent(h: Harness) -> None:
     first = h.use_cases.create_task(cmd)
     again = h.use_cases.create_task(cmd)
     assert again.task.id == first.task.id
-    assert len(h.repository.tasks) == 1 and h.billing.balances["u1"] == 9
+    assert len(h.fake_repository.tasks) == 1 and h.billing.balances["u1"] == 9
     with pytest.raises(RequestIdConflict):
         h.use_cases.create_task(
             CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "b"}, request_id="r1")
@@ -369,12 +369,12 @@ def test_webhook_notification_completes_the_task(h: Harness) -> None:
     job = f"job-{task_id}"
     with pytest.raises(InvalidNotification):
         h.use_cases.handle_notification("local", {"x-fake-signature": "forged"}, job.encode())
-    assert h.repository.get(task_id).status is TaskStatus.PROCESSING
+    assert h.task(task_id).status is TaskStatus.PROCESSING
     applied, found = h.use_cases.handle_notification(
         "local", {"x-fake-signature": "ok"}, job.encode()
     )
     assert applied and found == task_id
-    assert h.repository.get(task_id).status is TaskStatus.SUCCEEDED
+    assert h.task(task_id).status is TaskStatus.SUCCEEDED
     again, _ = h.use_cases.handle_notification("local", {"x-fake-signature": "ok"}, job.encode())
     assert not again
     assert h.billing.holds[task_id].status == "captured"
@@ -384,7 +384,7 @@ def test_running_result_without_job_id_is_not_lost(h: Harness) -> None:
     task_id = h.create()
     h.provider.script[task_id] = [GenerationResult(GenerationState.RUNNING, provider_job_id="j1")]
     h.worker.run_once()
-    assert h.repository.get(task_id).provider_job_id == "j1"
+    assert h.task(task_id).provider_job_id == "j1"
 
 
 def test_inputs_must_be_images(h: Harness) -> None:
