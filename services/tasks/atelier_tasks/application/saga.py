@@ -20,14 +20,13 @@ Steps (the create use case persists the task first, ``create_task.py``):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from atelier_ports.clock import Clock
-from atelier_ports.errors import ProviderRejected, ProviderUnavailable
 from atelier_tasks.application.config import TasksConfig
+from atelier_tasks.application.outputs import OutputStore
 from atelier_tasks.application.ports import (
     BillingClient,
     ConcurrentUpdate,
@@ -45,6 +44,7 @@ from atelier_tasks.application.ports.generation import (
     ProviderStyle,
 )
 from atelier_tasks.application.ports.storage import ObjectNotFound, ObjectStorage
+from atelier_tasks.application.provider_calls import timed_call
 from atelier_tasks.domain.errors import (
     BillingRefused,
     BillingUnavailable,
@@ -87,6 +87,7 @@ class TaskSaga:
         self.clock = clock
         self.config = config
         self.metrics: TaskMetrics = metrics or NoMetrics()
+        self.outputs = OutputStore(storage=storage, images=images, config=config)
 
     # --- the one write step -------------------------------------------------------------------
 
@@ -224,36 +225,18 @@ class TaskSaga:
             inputs=inputs,
             prompt=spec_of(task.type).prompt(task.params),
         )
-        self.apply_result(task, self._call(provider, "submit", lambda: provider.submit(request)))
+        result = timed_call(
+            provider, "submit", lambda: provider.submit(request), self.clock, self.metrics
+        )
+        self.apply_result(task, result)
 
     def poll(self, task: Task) -> None:
         provider = self.providers.get(task.provider)
         job = task.provider_job_id
         if provider is None or job is None:
             return
-        self.apply_result(task, self._call(provider, "poll", lambda: provider.poll(job)))
-
-    def _call(
-        self, provider: GenerationProvider, call: str, do: Callable[[], GenerationResult]
-    ) -> GenerationResult:
-        started_at = self.clock.now()
-        try:
-            result = do()
-            outcome = result.state.value
-        except ProviderUnavailable as exc:
-            # Submitting again is a new attempt; a poll simply asks again later.
-            result = (
-                GenerationResult(GenerationState.FAILED, error=str(exc), transient=True)
-                if call == "submit"
-                else GenerationResult(GenerationState.RUNNING, error=str(exc))
-            )
-            outcome = "unavailable"
-        except ProviderRejected as exc:
-            result = GenerationResult(GenerationState.FAILED, error=str(exc))
-            outcome = "rejected"
-        seconds = (self.clock.now() - started_at).total_seconds()
-        self.metrics.provider_call(provider.name, call, outcome, seconds)
-        return result
+        result = timed_call(provider, "poll", lambda: provider.poll(job), self.clock, self.metrics)
+        self.apply_result(task, result)
 
     def cancel_at_provider(self, task: Task, job: str | None) -> None:
         provider = self.providers.get(task.provider)
@@ -291,7 +274,7 @@ class TaskSaga:
             )
             return self.fail(task, failure, result.error or "the provider failed")
         try:
-            images = self._store_outputs(task, result)
+            images = self.outputs.store(task, result, self.clock.now())
         except Exception as exc:
             log.exception("storing outputs of %s failed", task.id)
             if task.attempts < config.max_attempts:
@@ -301,7 +284,9 @@ class TaskSaga:
             return self.fail(task, ErrorReason.STORAGE_FAILED, "the results could not be stored")
         task.succeed(self.clock.now())
         if not self.commit(task, images):
-            self._discard(images)  # cancelled or timed out meanwhile: the outputs are not ours
+            self.outputs.discard(
+                images
+            )  # cancelled or timed out meanwhile: the outputs are not ours
             return False
         self.settle(task)
         return True
@@ -310,43 +295,6 @@ class TaskSaga:
         task.retry_later(self.clock.now(), at, message)
         task.release_lease()
         return self.commit(task)
-
-    def _store_outputs(self, task: Task, result: GenerationResult) -> list[ResultImage]:
-        now = self.clock.now()
-        images: list[ResultImage] = []
-        for index, output in enumerate(result.outputs):
-            data = output.data
-            info = self.images.inspect(data)
-            ext = info.content_type.split("/")[-1].replace("jpeg", "jpg")
-            # Attempt-scoped keys: a retry never overwrites what a user may hold a URL to.
-            base = f"{task.user_id}/tasks/{task.id}/a{task.attempts}-{index:02d}"
-            stored = self.storage.put(f"{base}.{ext}", data, info.content_type)
-            thumb, thumb_type = self.images.thumbnail(data, self.config.thumbnail_side)
-            thumb_key = f"{base}.thumb.{thumb_type.split('/')[-1].replace('jpeg', 'jpg')}"
-            self.storage.put(thumb_key, thumb, thumb_type)
-            images.append(
-                ResultImage(
-                    id=f"img_{hashlib.sha256(base.encode()).hexdigest()[:24]}",
-                    task_id=task.id,
-                    user_id=task.user_id,
-                    task_type=task.type,
-                    index=index,
-                    key=stored.key,
-                    thumbnail_key=thumb_key,
-                    content_type=info.content_type,
-                    size=stored.size,
-                    width=info.width,
-                    height=info.height,
-                    sha256=stored.sha256,
-                    created_at=now,
-                )
-            )
-        return images
-
-    def _discard(self, images: Sequence[ResultImage]) -> None:
-        for image in images:
-            self.storage.delete(image.key)
-            self.storage.delete(image.thumbnail_key)
 
     # --- endings ------------------------------------------------------------------------------
 
