@@ -5,7 +5,7 @@ Kept apart from ``test_grpc_integration.py`` so that new test modules can share 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support.fakes import FakeClock
+from tests.tasks.harness import MakeTasks
 from tests.tasks.stack_calls import StackCalls
 
 
@@ -42,7 +43,7 @@ class GrpcStack(StackCalls):
 
 
 @pytest.fixture
-def grpc_stack(database_url: str, make_tasks: Callable[..., TasksContainer]) -> Iterator[GrpcStack]:
+def grpc_stack(database_url: str, make_tasks: MakeTasks) -> Iterator[GrpcStack]:
     """Billing and tasks (worker not running: tests drive it) on the test database."""
     billing = start_billing_server(database_url)
     clock = FakeClock.real()

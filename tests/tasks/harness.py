@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from atelier_ports.clock import Clock
+from atelier_ports.ids import IdGenerator
 from atelier_tasks.adapters.events import InProcessEventHub
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.create_task import CreateTaskCommand
-from atelier_tasks.application.ports import TaskRepository
+from atelier_tasks.application.ports import BillingClient, TaskRepository
+from atelier_tasks.application.ports.generation import GenerationProvider
+from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.application.use_cases import build_use_cases
 from atelier_tasks.application.worker import TaskWorker
@@ -24,6 +29,9 @@ from tests.tasks.fakes import (
     FakeTaskRepository,
     clock_at_start,
 )
+
+if TYPE_CHECKING:
+    from atelier_tasks.bootstrap import TasksContainer
 
 
 @dataclass
@@ -95,3 +103,19 @@ class Harness:
 
 def with_repository(repository: TaskRepository, **kw: Any) -> Harness:
     return Harness(repository=repository, **kw)
+
+
+class MakeTasks(Protocol):
+    """``make_tasks(env, *, overrides…)``: the overrides are build_container's, typed."""
+
+    def __call__(
+        self,
+        env: dict[str, Any] | None = None,
+        *,
+        clock: Clock | None = None,
+        ids: IdGenerator | None = None,
+        billing: BillingClient | None = None,
+        providers: Mapping[str, GenerationProvider] | None = None,
+        storage: ObjectStorage | None = None,
+        config: TasksConfig | None = None,
+    ) -> TasksContainer: ...

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +41,7 @@ from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import INTERNAL_TOKEN
 from tests.support.postgres import PostgresServer
 from tests.tasks.conftest import wait_until
+from tests.tasks.harness import MakeTasks
 
 ROOT = Path(__file__).resolve().parents[3]
 USER = "carol"
@@ -231,9 +232,7 @@ def billing_database_url(
 
 
 @pytest.fixture
-def outage(
-    billing_database_url: str, tmp_path: Path, make_tasks: Callable[..., TasksContainer]
-) -> Iterator[Outage]:
+def outage(billing_database_url: str, tmp_path: Path, make_tasks: MakeTasks) -> Iterator[Outage]:
     upgrade_billing(make_engine(billing_database_url))
     billing = BillingProcess(billing_database_url, free_port(), tmp_path / "billing-data")
     billing.start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -14,17 +13,17 @@ import pytest
 from atelier_common.context import outgoing_metadata
 
 from atelier.billing.v1 import billing_pb2 as bpb
-from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.domain.model import HoldState, TaskStatus
 from tests.support.billing_server import INTERNAL_TOKEN, start_billing_server
 from tests.tasks.conftest import wait_until
+from tests.tasks.harness import MakeTasks
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("point", ["after_hold", "mid_dispatch", "before_capture"])
 def test_killed_tasks_process_is_recovered(
-    point: str, database_url: str, tmp_path: Path, make_tasks: Callable[..., TasksContainer]
+    point: str, database_url: str, tmp_path: Path, make_tasks: MakeTasks
 ) -> None:
     billing = start_billing_server(database_url)
     try:

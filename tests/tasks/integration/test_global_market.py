@@ -8,7 +8,7 @@ import base64
 import hashlib
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, MotoS3, moto_s3
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate
 from tests.tasks.billing_rpc import error_reason
 from tests.tasks.generation_webhook_relay import GenerationWebhookRelay
+from tests.tasks.harness import MakeTasks
 from tests.tasks.stack_calls import StackCalls
 
 
@@ -59,7 +60,7 @@ class GlobalStack(StackCalls):
 
 
 @pytest.fixture
-def stack(database_url: str, make_tasks: Callable[..., TasksContainer]) -> Iterator[GlobalStack]:
+def stack(database_url: str, make_tasks: MakeTasks) -> Iterator[GlobalStack]:
     replicate = FakeReplicate()
     relay = GenerationWebhookRelay()
     moto = moto_s3()

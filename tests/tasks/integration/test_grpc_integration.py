@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support.fakes import FakeClock
 from tests.tasks.billing_rpc import error_reason
+from tests.tasks.harness import MakeTasks
 from tests.tasks.stack_calls import StackCalls
 
 
@@ -53,7 +54,7 @@ class Stack(StackCalls):
 
 
 @pytest.fixture
-def stack(database_url: str, make_tasks: Callable[..., TasksContainer]) -> Iterator[Stack]:
+def stack(database_url: str, make_tasks: MakeTasks) -> Iterator[Stack]:
     billing = start_billing_server(database_url)
     provider = CountingProvider()
     clock = FakeClock.real()

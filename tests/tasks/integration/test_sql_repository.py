@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
@@ -14,7 +13,6 @@ from PIL import Image
 from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.adapters.local_storage import LocalObjectStorage
 from atelier_tasks.application.create_task import CreateTaskCommand
-from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.domain.errors import (
     DailyLimitReached,
     InsufficientCredits,
@@ -23,6 +21,7 @@ from atelier_tasks.domain.errors import (
 )
 from atelier_tasks.domain.model import HoldState, TaskStatus, TaskType
 from tests.tasks.fakes import FakeBillingClient, clock_at_start
+from tests.tasks.harness import MakeTasks
 
 
 @pytest.fixture
@@ -38,18 +37,14 @@ def png(colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (8
     return out.getvalue()
 
 
-def test_migrations_are_idempotent(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
-) -> None:
+def test_migrations_are_idempotent(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     app = make_tasks(billing=billing)
     upgrade(app.engine)
     names = set(sa.inspect(app.engine).get_table_names())
     assert {"tasks", "task_events", "task_images", "alembic_version_tasks"} <= names
 
 
-def test_text_to_image_end_to_end_on_sql(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
-) -> None:
+def test_text_to_image_end_to_end_on_sql(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     tasks = make_tasks(billing=billing)
     view = tasks.use_cases.create_task(
         CreateTaskCommand(
@@ -88,9 +83,7 @@ def test_text_to_image_end_to_end_on_sql(
     ]
 
 
-def test_basic_clean_and_pose12_on_sql(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
-) -> None:
+def test_basic_clean_and_pose12_on_sql(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     tasks = make_tasks(billing=billing)
     tasks.storage.put("u1/uploads/a/photo.png", png(), "image/png")
     clean = tasks.use_cases.create_task(
@@ -119,9 +112,7 @@ def test_basic_clean_and_pose12_on_sql(
     assert stats.images == 13 and stats.credits_spent == 5
 
 
-def test_sandbox_failure_releases(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
-) -> None:
+def test_sandbox_failure_releases(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     tasks = make_tasks(billing=billing)
     view = tasks.use_cases.create_task(
         CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "x", "sandbox_outcome": "fail"})
@@ -134,7 +125,7 @@ def test_sandbox_failure_releases(
 
 
 def test_insufficient_credits_leaves_no_row(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
+    make_tasks: MakeTasks, billing: FakeBillingClient
 ) -> None:
     tasks = make_tasks(billing=billing)
     with pytest.raises(InsufficientCredits):
@@ -147,7 +138,7 @@ def test_insufficient_credits_leaves_no_row(
 
 
 def test_concurrent_creates_with_one_request_id_make_one_task(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
+    make_tasks: MakeTasks, billing: FakeBillingClient
 ) -> None:
     tasks = make_tasks(billing=billing)
     results: list[str] = []
@@ -178,9 +169,7 @@ def test_concurrent_creates_with_one_request_id_make_one_task(
         )
 
 
-def test_timeout_on_sql(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
-) -> None:
+def test_timeout_on_sql(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     clock = clock_at_start()
     tasks = make_tasks(billing=billing, clock=clock)
     view = tasks.use_cases.create_task(
@@ -194,9 +183,7 @@ def test_timeout_on_sql(
     assert billing.balances["u1"] == 20
 
 
-def test_isolation_on_sql(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
-) -> None:
+def test_isolation_on_sql(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     tasks = make_tasks(billing=billing)
     view = tasks.use_cases.create_task(
         CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "mine"})
@@ -215,7 +202,7 @@ def test_isolation_on_sql(
 
 
 def test_list_tasks_pages_and_filters_on_sql(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
+    make_tasks: MakeTasks, billing: FakeBillingClient
 ) -> None:
     clock = clock_at_start()
     tasks = make_tasks(billing=billing, clock=clock)
@@ -246,7 +233,7 @@ def test_list_tasks_pages_and_filters_on_sql(
 
 
 def test_daily_limit_holds_under_concurrent_creates(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
+    make_tasks: MakeTasks, billing: FakeBillingClient
 ) -> None:
     tasks = make_tasks({"TASKS_DAILY_LIMIT": 3}, billing=billing)
     barrier = threading.Barrier(8)
@@ -272,7 +259,7 @@ def test_daily_limit_holds_under_concurrent_creates(
 
 
 def test_metrics_count_outcomes_and_provider_calls(
-    make_tasks: Callable[..., TasksContainer], billing: FakeBillingClient
+    make_tasks: MakeTasks, billing: FakeBillingClient
 ) -> None:
     from prometheus_client import generate_latest
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
 
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.application.create_task import CreateTaskCommand
@@ -13,6 +12,7 @@ from atelier_tasks.application.ports.generation import GenerationRequest, Genera
 from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.domain.model import HoldState, TaskStatus, TaskType
 from tests.tasks.fakes import FakeBillingClient
+from tests.tasks.harness import MakeTasks
 
 
 class SharedCountingProvider(LocalGenerationProvider):
@@ -30,7 +30,7 @@ class SharedCountingProvider(LocalGenerationProvider):
 
 
 def test_two_workers_dispatch_each_of_50_tasks_exactly_once(
-    make_tasks: Callable[..., TasksContainer],
+    make_tasks: MakeTasks,
 ) -> None:
     billing = FakeBillingClient()
     billing.fund("u1", 100)

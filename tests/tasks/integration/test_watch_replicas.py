@@ -5,18 +5,18 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
 from atelier_tasks.application.create_task import CreateTaskCommand
-from atelier_tasks.bootstrap import TasksContainer, tasks_config
+from atelier_tasks.bootstrap import tasks_config
 from atelier_tasks.domain.model import TaskStatus, TaskType
 from tests.tasks.fakes import FakeBillingClient
+from tests.tasks.harness import MakeTasks
 
 
 def test_watch_on_one_replica_sees_changes_made_by_another(
-    database_url: str, make_tasks: Callable[..., TasksContainer]
+    database_url: str, make_tasks: MakeTasks
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("cross-replica fan-out is PostgreSQL LISTEN/NOTIFY")
