@@ -67,3 +67,14 @@ def test_provider_call_time_is_measured_on_the_clock_port() -> None:
     h.create()
     h.worker.run_once()
     assert h.metrics.calls == [("local", "submit", "succeeded", 7.5)]
+
+
+def test_every_task_type_has_its_proto_value_by_name() -> None:
+    """The servicer maps task types by name (TASK_TYPE_<TYPE>), so a new type needs no line
+    there — but it does need its proto enum value."""
+    from atelier.tasks.v1 import tasks_pb2 as pb
+    from atelier_tasks.entrypoints.grpc_api import _TYPES
+
+    for task_type in TaskType:
+        assert pb.TaskType.Name(_TYPES[task_type]) == f"TASK_TYPE_{task_type.value.upper()}"
+    assert len(set(_TYPES.values())) == len(TaskType)
