@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
 
 from atelier_ports.errors import InvalidNotification, ProviderUnavailable
 from atelier_tasks.application.ports import (
@@ -21,6 +23,7 @@ from atelier_tasks.application.ports import (
     TaskMetrics,
     TaskRepository,
     TaskSummary,
+    TasksUnitOfWork,
 )
 from atelier_tasks.application.ports.generation import (
     GeneratedOutput,
@@ -485,3 +488,33 @@ def _conforms(
     BillingClient, GenerationProvider, ImageTools, ObjectStorage, TaskRepository, TaskMetrics
 ]:
     return billing, provider, images, storage, repository, metrics  # mypy: fakes match ports
+
+
+class FakeTasksUnitOfWork:
+    """The TasksUnitOfWork over a FakeTaskRepository: its writes land at once (each is atomic in
+    the fake), so commit and rollback only record what the use case asked for."""
+
+    def __init__(self, repository: FakeTaskRepository) -> None:
+        self.tasks: TaskRepository = repository
+        self.committed = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def commit(self) -> None:
+        self.committed = True
+
+    def rollback(self) -> None:
+        return None
+
+
+def _conforms_uow(uow: FakeTasksUnitOfWork) -> TasksUnitOfWork:
+    return uow  # mypy: the fake matches the port

@@ -12,7 +12,7 @@ from atelier_ports.ids import IdGenerator
 from atelier_tasks.adapters.events import InProcessEventHub
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.create_task import CreateTaskCommand
-from atelier_tasks.application.ports import BillingClient, TaskRepository
+from atelier_tasks.application.ports import BillingClient, TasksUnitOfWork
 from atelier_tasks.application.ports.generation import GenerationProvider
 from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.application.saga import TaskSaga
@@ -27,6 +27,7 @@ from tests.tasks.fakes import (
     FakeProvider,
     FakeStorage,
     FakeTaskRepository,
+    FakeTasksUnitOfWork,
     clock_at_start,
 )
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Harness:
-    repository: TaskRepository = field(default_factory=FakeTaskRepository)
+    repository: FakeTaskRepository = field(default_factory=FakeTaskRepository)
     billing: FakeBillingClient = field(default_factory=FakeBillingClient)
     provider: FakeProvider = field(default_factory=FakeProvider)
     storage: FakeStorage = field(default_factory=FakeStorage)
@@ -52,7 +53,7 @@ class Harness:
     def __post_init__(self) -> None:
         providers = {self.provider.name: self.provider}
         self.saga = TaskSaga(
-            repository=self.repository,
+            uow=self.uow,
             billing=self.billing,
             providers=providers,
             storage=self.storage,
@@ -64,7 +65,7 @@ class Harness:
         )
         self.use_cases = build_use_cases(
             saga=self.saga,
-            repository=self.repository,
+            uow=self.uow,
             providers=providers,
             storage=self.storage,
             hub=self.hub,
@@ -74,17 +75,14 @@ class Harness:
         )
         self.worker = TaskWorker(
             saga=self.saga,
-            repository=self.repository,
+            uow=self.uow,
             clock=self.clock,
             config=self.config,
             owner="worker-1",
         )
 
-    @property
-    def fake_repository(self) -> FakeTaskRepository:
-        """The in-memory repository's insides (only when it is the fake)."""
-        assert isinstance(self.repository, FakeTaskRepository)
-        return self.repository
+    def uow(self) -> TasksUnitOfWork:
+        return FakeTasksUnitOfWork(self.repository)
 
     def task(self, task_id: str) -> Task:
         """The stored task (it must exist)."""
@@ -99,10 +97,6 @@ class Harness:
             )
         )
         return view.task.id
-
-
-def with_repository(repository: TaskRepository, **kw: Any) -> Harness:
-    return Harness(repository=repository, **kw)
 
 
 class MakeTasks(Protocol):

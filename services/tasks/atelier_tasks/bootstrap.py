@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from atelier_ports.clock import Clock, SystemClock
 from atelier_ports.ids import IdGenerator, RandomIdGenerator
 from atelier_tasks.adapters.billing_grpc import GrpcBillingClient
-from atelier_tasks.adapters.db.repository import SqlTaskRepository
+from atelier_tasks.adapters.db.repository import SqlTasksUnitOfWorkFactory
 from atelier_tasks.adapters.events import InProcessEventHub
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.adapters.local_storage import LocalObjectStorage
@@ -46,7 +46,7 @@ class TasksContainer:
     engine: Engine
     use_cases: TaskUseCases
     saga: TaskSaga
-    repository: SqlTaskRepository
+    uow: SqlTasksUnitOfWorkFactory
     billing: BillingClient
     providers: Mapping[str, GenerationProvider]
     hub: InProcessEventHub
@@ -61,7 +61,7 @@ class TasksContainer:
         owner = owner or self.settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
         return TaskWorker(
             saga=self.saga,
-            repository=self.repository,
+            uow=self.uow,
             clock=self.clock,
             config=self.config,
             owner=owner,
@@ -204,10 +204,10 @@ def build_container(
         billing = grpc_billing
     storage = storage or build_storage(settings, clock)
     providers = providers or build_providers(settings, clock, storage)
-    repository = SqlTaskRepository(engine)
+    uow = SqlTasksUnitOfWorkFactory(engine)
     metrics = PrometheusTaskMetrics()
     saga = TaskSaga(
-        repository=repository,
+        uow=uow,
         billing=billing,
         providers=providers,
         storage=storage,
@@ -219,7 +219,7 @@ def build_container(
     )
     use_cases = build_use_cases(
         saga=saga,
-        repository=repository,
+        uow=uow,
         providers=providers,
         storage=storage,
         hub=hub,
@@ -237,7 +237,7 @@ def build_container(
         engine=engine,
         use_cases=use_cases,
         saga=saga,
-        repository=repository,
+        uow=uow,
         billing=billing,
         providers=providers,
         hub=hub,

@@ -57,7 +57,8 @@ def test_killed_tasks_process_is_recovered(
 
         def finished() -> bool:
             worker.run_once()
-            t = restarted.repository.get(task.task.id)
+            with restarted.uow() as uow:
+                t = uow.tasks.get(task.task.id)
             return t is not None and t.is_terminal and t.hold_state is not HoldState.HELD
 
         wait_until(finished, timeout=30, what="the task to be finished and settled")

@@ -75,7 +75,8 @@ def test_text_to_image_end_to_end_on_sql(make_tasks: MakeTasks, billing: FakeBil
     thumb_key = unquote(urlparse(image.thumbnail_url).path.split("/files/", 1)[1])
     with Image.open(io.BytesIO(storage.get(thumb_key))) as img:
         assert max(img.size) <= 256
-    events = tasks.repository.events_after(view.task.id, 0)
+    with tasks.uow() as uow:
+        events = uow.tasks.events_after(view.task.id, 0)
     assert [(e.sequence, e.status) for e in events] == [
         (1, TaskStatus.PENDING),
         (2, TaskStatus.PROCESSING),

@@ -66,7 +66,8 @@ def test_two_workers_dispatch_each_of_50_tasks_exactly_once(
     assert sorted(provider.submitted) == sorted(ids)
     assert set(provider.submitted.values()) == {1}
     for task_id in ids:
-        task = first.repository.get(task_id)
+        with first.uow() as uow:
+            task = uow.tasks.get(task_id)
         assert task is not None
         assert task.status is TaskStatus.SUCCEEDED and task.attempts == 1
         assert task.hold_state is HoldState.CAPTURED

@@ -37,7 +37,7 @@ def create(h: Harness, request_id: str | None = "req-1", **kw: object) -> str:
 
 
 def only_task(h: Harness) -> Task:
-    (task,) = h.fake_repository.tasks.values()
+    (task,) = h.repository.tasks.values()
     return h.task(task.id)  # type: ignore[return-value]
 
 
@@ -117,14 +117,12 @@ def test_the_retry_of_an_abandoned_request_creates_exactly_one_task_charged_once
     retried = create(h)
     assert create(h) == retried  # and from now on the same request id is this task
     settle_everything(h)
-    done = [t for t in h.fake_repository.tasks.values() if t.status is TaskStatus.SUCCEEDED]
+    done = [t for t in h.repository.tasks.values() if t.status is TaskStatus.SUCCEEDED]
     assert [t.id for t in done] == [retried]
     assert h.provider.submitted == [retried]
     assert h.billing.balances["u1"] == 9
     assert all(
-        t.hold_state is HoldState.RELEASED
-        for t in h.fake_repository.tasks.values()
-        if t.id != retried
+        t.hold_state is HoldState.RELEASED for t in h.repository.tasks.values() if t.id != retried
     )
 
 

@@ -55,7 +55,7 @@ def test_insufficient_credits_creates_nothing_and_never_calls_provider(h: Harnes
     h.billing.balances["u1"] = 0
     with pytest.raises(InsufficientCredits):
         h.create()
-    assert h.fake_repository.tasks == {}
+    assert h.repository.tasks == {}
     h.worker.run_once()
     assert h.provider.submitted == []
 
@@ -134,7 +134,7 @@ def test_polling_backs_off_and_stops_after_terminal(h: Harness) -> None:
         h.clock.advance(minutes=1)
         h.worker.run_once()
     assert polling.polled == [job, job]
-    assert len(h.fake_repository.images[task_id]) == 2
+    assert len(h.repository.images[task_id]) == 2
     # Reading never calls a provider.
     h.use_cases.get_task("u1", task_id)
     h.use_cases.list_tasks("u1", 10, "")
@@ -172,7 +172,7 @@ def test_cancel_racing_with_a_result_discards_the_result(h: Harness) -> None:
     worker.join(5)
     task = h.task(task_id)
     assert task.status is TaskStatus.CANCELLED and task.hold_state is HoldState.RELEASED
-    assert h.fake_repository.images.get(task_id, []) == []
+    assert h.repository.images.get(task_id, []) == []
     assert not [k for k in h.storage.objects if task_id in k]  # stored outputs were removed
     assert h.billing.balances["u1"] == 10
 
@@ -181,7 +181,7 @@ def test_billing_down_at_create_abandons_the_task_and_it_never_runs(h: Harness) 
     h.billing.down = True
     with pytest.raises(BillingUnavailable):
         h.create()
-    (task_id,) = h.fake_repository.tasks
+    (task_id,) = h.repository.tasks
     task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "BILLING_UNAVAILABLE"
     h.billing.down = False
@@ -200,7 +200,7 @@ def test_crash_after_hold_before_marking_it_is_released_and_never_runs(h: Harnes
     with pytest.raises(SystemExit):
         h.create()
     h.repository.save = original  # type: ignore[method-assign]
-    (task_id,) = h.fake_repository.tasks
+    (task_id,) = h.repository.tasks
     assert h.billing.holds[task_id].status == "held"
     h.worker.run_once()
     assert h.task(task_id).hold_state is HoldState.PLACING  # within the grace period
@@ -253,7 +253,7 @@ def test_request_id_makes_create_idempotent(h: Harness) -> None:
     first = h.use_cases.create_task(cmd)
     again = h.use_cases.create_task(cmd)
     assert again.task.id == first.task.id
-    assert len(h.fake_repository.tasks) == 1 and h.billing.balances["u1"] == 9
+    assert len(h.repository.tasks) == 1 and h.billing.balances["u1"] == 9
     with pytest.raises(RequestIdConflict):
         h.use_cases.create_task(
             CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "b"}, request_id="r1")

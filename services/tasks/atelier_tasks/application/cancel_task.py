@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from atelier_tasks.application.ports import TaskRepository
+from atelier_tasks.application.ports import TasksUnitOfWorkFactory
 from atelier_tasks.application.queries import own_task
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.application.views import TaskView, TaskViews
 
 
 class CancelTask:
-    def __init__(self, *, repository: TaskRepository, saga: TaskSaga, views: TaskViews) -> None:
-        self.repository = repository
+    def __init__(self, *, uow: TasksUnitOfWorkFactory, saga: TaskSaga, views: TaskViews) -> None:
+        self.uow = uow
         self.saga = saga
         self.views = views
 
     def __call__(self, user_id: str, task_id: str) -> TaskView:
-        task = own_task(self.repository, user_id, task_id)
-        return self.views.task(self.saga.cancel(task))
+        with self.uow() as uow:
+            task = own_task(uow, user_id, task_id)
+        cancelled = self.saga.cancel(task)
+        with self.uow() as uow:
+            return self.views.task(uow, cancelled)

@@ -28,7 +28,7 @@ from typing import Any
 from atelier_ports.clock import Clock
 from atelier_ports.ids import IdGenerator
 from atelier_tasks.application.config import TasksConfig
-from atelier_tasks.application.ports import DailyQuota, TaskEventHub, TaskRepository
+from atelier_tasks.application.ports import DailyQuota, TaskEventHub, TasksUnitOfWorkFactory
 from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.application.views import TaskView, TaskViews
@@ -54,7 +54,7 @@ class CreateTask:
     def __init__(
         self,
         *,
-        repository: TaskRepository,
+        uow: TasksUnitOfWorkFactory,
         storage: ObjectStorage,
         hub: TaskEventHub,
         saga: TaskSaga,
@@ -63,7 +63,7 @@ class CreateTask:
         ids: IdGenerator,
         config: TasksConfig,
     ) -> None:
-        self.repository = repository
+        self.uow = uow
         self.storage = storage
         self.hub = hub
         self.saga = saga
@@ -87,7 +87,8 @@ class CreateTask:
         params, keys = validated.params, validated.input_keys
         request_id = command.request_id or None
         if request_id:
-            existing = self.repository.find_by_request(command.user_id, request_id)
+            with self.uow() as uow:
+                existing = uow.tasks.find_by_request(command.user_id, request_id)
             if existing is not None:
                 return self._replay(existing, command.type, params, keys, respond_by)
         for key in keys:
@@ -110,7 +111,9 @@ class CreateTask:
             timeout=config.timeout,
             request_id=request_id,
         )
-        stored = self.repository.add(task, DailyQuota(day_start, config.daily_limit))
+        with self.uow() as uow:
+            stored = uow.tasks.add(task, DailyQuota(day_start, config.daily_limit))
+            uow.commit()
         if stored.id != task.id:  # a concurrent create with the same request_id won
             return self._replay(stored, command.type, params, keys, respond_by)
         self.hub.publish(task.id)
@@ -132,4 +135,6 @@ class CreateTask:
             raise RequestIdConflict("request_id was already used for a different task")
         # Still placing: the first call is in flight or died. Placing it here is the same
         # request finishing; whoever commits first decides for both.
-        return self.views.task(self.saga.place_hold(task, respond_by))
+        placed = self.saga.place_hold(task, respond_by)
+        with self.uow() as uow:
+            return self.views.task(uow, placed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from atelier_ports.errors import InvalidNotification
-from atelier_tasks.application.ports import TaskRepository
+from atelier_tasks.application.ports import TasksUnitOfWorkFactory
 from atelier_tasks.application.ports.generation import GenerationProvider
 from atelier_tasks.application.saga import TaskSaga
 
@@ -15,11 +15,11 @@ class HandleNotification:
         self,
         *,
         providers: Mapping[str, GenerationProvider],
-        repository: TaskRepository,
+        uow: TasksUnitOfWorkFactory,
         saga: TaskSaga,
     ) -> None:
         self.providers = providers
-        self.repository = repository
+        self.uow = uow
         self.saga = saga
 
     def __call__(
@@ -30,7 +30,8 @@ class HandleNotification:
         if provider is None:
             raise InvalidNotification(f"unknown provider {provider_name!r}")
         note = provider.parse_notification(headers, body)
-        task = self.repository.find_by_provider_job(provider_name, note.provider_job_id)
+        with self.uow() as uow:
+            task = uow.tasks.find_by_provider_job(provider_name, note.provider_job_id)
         if task is None or task.is_terminal:
             return False, task.id if task else ""
         return self.saga.apply_result(task, note.result), task.id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from atelier_tasks.application.ports import Page, TaskRepository
+from atelier_tasks.application.ports import Page, TasksUnitOfWork, TasksUnitOfWorkFactory
 from atelier_tasks.application.views import (
     ALL_TASKS_PAGE,
     IMAGES_PAGE,
@@ -18,9 +18,9 @@ from atelier_tasks.domain.errors import AdminOnly, TaskNotFound
 from atelier_tasks.domain.model import Task, TaskStatus, TaskType
 
 
-def own_task(repository: TaskRepository, user_id: str, task_id: str) -> Task:
+def own_task(uow: TasksUnitOfWork, user_id: str, task_id: str) -> Task:
     """The caller's task, or TaskNotFound (someone else's is not found either)."""
-    task = repository.get(task_id, user_id) if task_id else None
+    task = uow.tasks.get(task_id, user_id) if task_id else None
     if task is None:
         raise TaskNotFound(f"task {task_id!r} not found")
     return task
@@ -46,19 +46,20 @@ class UserStats:
 
 
 class GetTask:
-    def __init__(self, *, repository: TaskRepository, views: TaskViews) -> None:
-        self.repository = repository
+    def __init__(self, *, uow: TasksUnitOfWorkFactory, views: TaskViews) -> None:
+        self.uow = uow
         self.views = views
 
     def __call__(self, user_id: str, task_id: str) -> TaskView:
-        return self.views.task(own_task(self.repository, user_id, task_id))
+        with self.uow() as uow:
+            return self.views.task(uow, own_task(uow, user_id, task_id))
 
 
 class ListTasks:
     """The caller's tasks, newest first."""
 
-    def __init__(self, *, repository: TaskRepository, views: TaskViews) -> None:
-        self.repository = repository
+    def __init__(self, *, uow: TasksUnitOfWorkFactory, views: TaskViews) -> None:
+        self.uow = uow
         self.views = views
 
     def __call__(
@@ -75,8 +76,8 @@ class ListTasks:
 class ListAllTasks:
     """Every user's tasks (the admin console)."""
 
-    def __init__(self, *, repository: TaskRepository, views: TaskViews) -> None:
-        self.repository = repository
+    def __init__(self, *, uow: TasksUnitOfWorkFactory, views: TaskViews) -> None:
+        self.uow = uow
         self.views = views
 
     def __call__(
@@ -103,25 +104,26 @@ def _listing(
     status: TaskStatus | None,
 ) -> tuple[list[TaskView], str]:
     page = use_case.views.page(page_size, page_token, kind)
-    tasks = use_case.repository.list_tasks(
-        user_id, Page(page.size + 1, page.after), task_type, status
-    )
-    more = len(tasks) > page.size
-    tasks = tasks[: page.size]
+    with use_case.uow() as uow:
+        tasks = uow.tasks.list_tasks(user_id, Page(page.size + 1, page.after), task_type, status)
+        more = len(tasks) > page.size
+        tasks = tasks[: page.size]
+        views = use_case.views.tasks(uow, tasks)
     token = encode_cursor(kind, tasks[-1].created_at, tasks[-1].id) if more and tasks else ""
-    return use_case.views.tasks(tasks), token
+    return views, token
 
 
 class ListImages:
-    def __init__(self, *, repository: TaskRepository, views: TaskViews) -> None:
-        self.repository = repository
+    def __init__(self, *, uow: TasksUnitOfWorkFactory, views: TaskViews) -> None:
+        self.uow = uow
         self.views = views
 
     def __call__(
         self, user_id: str, page_size: int, page_token: str, task_type: TaskType | None = None
     ) -> tuple[list[ImageView], str]:
         page = self.views.page(page_size, page_token, IMAGES_PAGE)
-        images = self.repository.list_images(user_id, Page(page.size + 1, page.after), task_type)
+        with self.uow() as uow:
+            images = uow.tasks.list_images(user_id, Page(page.size + 1, page.after), task_type)
         more = len(images) > page.size
         images = images[: page.size]
         last = images[-1] if more and images else None
@@ -130,14 +132,16 @@ class ListImages:
 
 
 class GetUserStats:
-    def __init__(self, *, repository: TaskRepository) -> None:
-        self.repository = repository
+    def __init__(self, *, uow: TasksUnitOfWorkFactory) -> None:
+        self.uow = uow
 
     def __call__(self, user_id: str) -> UserStats:
         months: dict[str, MonthStats] = {}
         by_type: dict[TaskType, int] = {}
         generations = succeeded = failed = images = spent = 0
-        for s in self.repository.summaries(user_id):
+        with self.uow() as uow:
+            summaries = uow.tasks.summaries(user_id)
+        for s in summaries:
             generations += 1
             by_type[s.type] = by_type.get(s.type, 0) + 1
             month = s.created_at.strftime("%Y-%m")

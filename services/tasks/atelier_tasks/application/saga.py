@@ -34,7 +34,7 @@ from atelier_tasks.application.ports import (
     NoMetrics,
     TaskEventHub,
     TaskMetrics,
-    TaskRepository,
+    TasksUnitOfWorkFactory,
 )
 from atelier_tasks.application.ports.generation import (
     GenerationProvider,
@@ -68,7 +68,7 @@ class TaskSaga:
     def __init__(
         self,
         *,
-        repository: TaskRepository,
+        uow: TasksUnitOfWorkFactory,
         billing: BillingClient,
         providers: Mapping[str, GenerationProvider],
         storage: ObjectStorage,
@@ -78,7 +78,7 @@ class TaskSaga:
         config: TasksConfig,
         metrics: TaskMetrics | None = None,
     ) -> None:
-        self.repository = repository
+        self.uow = uow
         self.billing = billing
         self.providers = providers
         self.storage = storage
@@ -95,7 +95,9 @@ class TaskSaga:
         """Save the task's changes (and new images) if nobody wrote it since it was read, then
         wake its watchers. False if someone else wrote first (nothing was saved)."""
         try:
-            self.repository.save(task, images)
+            with self.uow() as uow:
+                uow.tasks.save(task, images)
+                uow.commit()
         except ConcurrentUpdate:
             return False
         self.hub.publish(task.id)
@@ -110,10 +112,15 @@ class TaskSaga:
                 return task
             if self.commit(task):
                 return task
-            fresh = self.repository.get(task.id)
+            fresh = self.reread(task)
             if fresh is None:
                 return None
             task = fresh
+
+    def reread(self, task: Task) -> Task | None:
+        """The task as stored now (None once deleted)."""
+        with self.uow() as uow:
+            return uow.tasks.get(task.id)
 
     # --- the hold -----------------------------------------------------------------------------
 
@@ -135,7 +142,9 @@ class TaskSaga:
         try:
             self.billing.hold(task.user_id, task.id, task.cost, f"task:{task.id}", budget=budget)
         except (InsufficientCredits, BillingRefused):
-            self.repository.delete(task.id)
+            with self.uow() as uow:
+                uow.tasks.delete(task.id)
+                uow.commit()
             self.hub.publish(task.id)
             raise
         except BillingUnavailable:
@@ -358,7 +367,7 @@ class TaskSaga:
                     return task
             task.settled(now)
             if not self.commit(task):
-                fresh = self.repository.get(task.id)
+                fresh = self.reread(task)
                 if fresh is None:
                     return task
                 task = fresh

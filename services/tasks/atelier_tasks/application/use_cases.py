@@ -12,7 +12,7 @@ from atelier_tasks.application.cancel_task import CancelTask
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.create_task import CreateTask
 from atelier_tasks.application.notifications import HandleNotification
-from atelier_tasks.application.ports import TaskEventHub, TaskRepository
+from atelier_tasks.application.ports import TaskEventHub, TasksUnitOfWorkFactory
 from atelier_tasks.application.ports.generation import GenerationProvider
 from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.application.queries import (
@@ -45,7 +45,7 @@ class TaskUseCases:
 def build_use_cases(
     *,
     saga: TaskSaga,
-    repository: TaskRepository,
+    uow: TasksUnitOfWorkFactory,
     providers: Mapping[str, GenerationProvider],
     storage: ObjectStorage,
     hub: TaskEventHub,
@@ -53,10 +53,10 @@ def build_use_cases(
     ids: IdGenerator,
     config: TasksConfig,
 ) -> TaskUseCases:
-    views = TaskViews(repository=repository, storage=storage, config=config)
+    views = TaskViews(storage=storage, config=config)
     return TaskUseCases(
         create_task=CreateTask(
-            repository=repository,
+            uow=uow,
             storage=storage,
             hub=hub,
             saga=saga,
@@ -65,15 +65,13 @@ def build_use_cases(
             ids=ids,
             config=config,
         ),
-        get_task=GetTask(repository=repository, views=views),
-        list_tasks=ListTasks(repository=repository, views=views),
-        list_all_tasks=ListAllTasks(repository=repository, views=views),
-        list_images=ListImages(repository=repository, views=views),
-        user_stats=GetUserStats(repository=repository),
-        cancel_task=CancelTask(repository=repository, saga=saga, views=views),
-        watch=WatchTask(repository=repository, hub=hub, config=config),
+        get_task=GetTask(uow=uow, views=views),
+        list_tasks=ListTasks(uow=uow, views=views),
+        list_all_tasks=ListAllTasks(uow=uow, views=views),
+        list_images=ListImages(uow=uow, views=views),
+        user_stats=GetUserStats(uow=uow),
+        cancel_task=CancelTask(uow=uow, saga=saga, views=views),
+        watch=WatchTask(uow=uow, hub=hub, config=config),
         create_upload=CreateUpload(storage=storage, ids=ids, config=config),
-        handle_notification=HandleNotification(
-            providers=providers, repository=repository, saga=saga
-        ),
+        handle_notification=HandleNotification(providers=providers, uow=uow, saga=saga),
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from atelier_ports.paging import InvalidPageToken, decode_page_token, encode_page_token
 from atelier_tasks.application.config import TasksConfig
-from atelier_tasks.application.ports import Page, TaskRepository
+from atelier_tasks.application.ports import Page, TasksUnitOfWork
 from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.domain.errors import InvalidParams
 from atelier_tasks.domain.model import ResultImage, Task
@@ -51,18 +51,16 @@ def decode_cursor(token: str, kind: str) -> tuple[datetime, str]:
 class TaskViews:
     """Builds views (signing image URLs) and reads page requests."""
 
-    def __init__(
-        self, *, repository: TaskRepository, storage: ObjectStorage, config: TasksConfig
-    ) -> None:
-        self.repository = repository
+    def __init__(self, *, storage: ObjectStorage, config: TasksConfig) -> None:
         self.storage = storage
         self.config = config
 
-    def task(self, task: Task) -> TaskView:
-        return self.tasks([task])[0]
+    def task(self, uow: TasksUnitOfWork, task: Task) -> TaskView:
+        """The task with its images (read in the caller's unit of work)."""
+        return self.tasks(uow, [task])[0]
 
-    def tasks(self, tasks: Sequence[Task]) -> list[TaskView]:
-        images = self.repository.images_of([t.id for t in tasks])
+    def tasks(self, uow: TasksUnitOfWork, tasks: Sequence[Task]) -> list[TaskView]:
+        images: Mapping[str, list[ResultImage]] = uow.tasks.images_of([t.id for t in tasks])
         return [TaskView(t, [self.image(i) for i in images.get(t.id, [])]) for t in tasks]
 
     def image(self, image: ResultImage) -> ImageView:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from atelier_tasks.application.config import TasksConfig
-from atelier_tasks.application.ports import TaskEventHub, TaskRepository
+from atelier_tasks.application.ports import TaskEventHub, TasksUnitOfWorkFactory
 from atelier_tasks.application.queries import own_task
 from atelier_tasks.domain.model import TaskEvent
 
@@ -14,9 +14,9 @@ MAX_SEQUENCE = 2**31 - 1
 
 class WatchTask:
     def __init__(
-        self, *, repository: TaskRepository, hub: TaskEventHub, config: TasksConfig
+        self, *, uow: TasksUnitOfWorkFactory, hub: TaskEventHub, config: TasksConfig
     ) -> None:
-        self.repository = repository
+        self.uow = uow
         self.hub = hub
         self.config = config
 
@@ -29,20 +29,24 @@ class WatchTask:
         ``after_sequence`` is at or past its terminal event (a browser's EventSource reconnects
         with the last id it saw, and must not be left waiting for an event that never comes).
         """
-        own_task(self.repository, user_id, task_id)
+        with self.uow() as uow:
+            own_task(uow, user_id, task_id)
         subscription = self.hub.subscribe(task_id)
         # Sequences are 32-bit in the database; anything larger is simply "after every event".
         last = min(max(after_sequence, 0), MAX_SEQUENCE)
         try:
             while True:
-                for event in self.repository.events_after(task_id, last):
+                with self.uow() as uow:
+                    events = uow.tasks.events_after(task_id, last)
+                for event in events:
                     yield event
                     last = event.sequence
                     if event.terminal:
                         return
                 # Read after the events: a task that is terminal now has its terminal event
                 # stored, so if none came back above it was at or before ``last``.
-                current = self.repository.get(task_id, user_id)
+                with self.uow() as uow:
+                    current = uow.tasks.get(task_id, user_id)
                 if current is None:
                     return  # deleted (its hold could not be placed)
                 if current.is_terminal and current.last_sequence <= last:

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from atelier_ports.clock import Clock
 from atelier_tasks.application.config import TasksConfig
-from atelier_tasks.application.ports import ClaimKind, TaskRepository
+from atelier_tasks.application.ports import ClaimKind, TasksUnitOfWorkFactory
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.domain.model import Task
 
@@ -52,14 +54,14 @@ class TaskWorker:
         self,
         *,
         saga: TaskSaga,
-        repository: TaskRepository,
+        uow: TasksUnitOfWorkFactory,
         clock: Clock,
         config: TasksConfig,
         owner: str,
         batch: int = 10,
     ) -> None:
         self.saga = saga
-        self.repository = repository
+        self.uow = uow
         self.clock = clock
         self.config = config
         self.owner = owner
@@ -92,8 +94,10 @@ class TaskWorker:
         whatever billing may hold for them."""
         count = 0
         before = self.clock.now() - self.config.hold_grace
-        for task_id in self.repository.holds_in_doubt(before, self.batch):
-            task = self.repository.get(task_id)
+        with self.uow() as uow:
+            due = uow.tasks.holds_in_doubt(before, self.batch)
+        for task_id in due:
+            task = self._get(task_id)
             if task is None:
                 continue
             if self.saga.abandon_orphan(task):
@@ -103,8 +107,10 @@ class TaskWorker:
 
     def reap_timeouts(self) -> int:
         count = 0
-        for task_id in self.repository.timed_out(self.clock.now(), self.batch):
-            task = self.repository.get(task_id)
+        with self.uow() as uow:
+            due = uow.tasks.timed_out(self.clock.now(), self.batch)
+        for task_id in due:
+            task = self._get(task_id)
             if task is None or task.is_terminal:
                 continue
             count += self.saga.time_out(task)
@@ -112,8 +118,10 @@ class TaskWorker:
 
     def settle_open_holds(self) -> int:
         count = 0
-        for task_id in self.repository.unsettled(self.clock.now(), self.batch):
-            task = self.repository.get(task_id)
+        with self.uow() as uow:
+            due = uow.tasks.unsettled(self.clock.now(), self.batch)
+        for task_id in due:
+            task = self._get(task_id)
             # Counted only when done: with billing down the worker idles between attempts
             # instead of asking again at once.
             if task is not None and task.needs_settlement:
@@ -129,18 +137,29 @@ class TaskWorker:
             if self.saga.begin_attempt(task, now):
                 started.add(task.id)
 
-        tasks = self.repository.claim(
-            ClaimKind.DISPATCH, now, self.owner, now + self.config.lease, self.batch, start
-        )
+        tasks = self._claim(ClaimKind.DISPATCH, now, start)
         for task in tasks:
             self.saga.dispatch(task, started=task.id in started)
         return len(tasks)
 
     def poll_due(self) -> int:
         now = self.clock.now()
-        tasks = self.repository.claim(
-            ClaimKind.POLL, now, self.owner, now + self.config.lease, self.batch
-        )
+        tasks = self._claim(ClaimKind.POLL, now)
         for task in tasks:
             self.saga.poll(task)
         return len(tasks)
+
+    def _get(self, task_id: str) -> Task | None:
+        with self.uow() as uow:
+            return uow.tasks.get(task_id)
+
+    def _claim(
+        self, kind: ClaimKind, now: datetime, start: Callable[[Task], None] | None = None
+    ) -> list[Task]:
+        """Lease due tasks to this worker (``start`` applied in the same transaction)."""
+        with self.uow() as uow:
+            tasks = uow.tasks.claim(
+                kind, now, self.owner, now + self.config.lease, self.batch, start
+            )
+            uow.commit()
+        return tasks

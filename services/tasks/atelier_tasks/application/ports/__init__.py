@@ -8,7 +8,8 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from atelier_tasks.domain.model import ResultImage, Task, TaskEvent, TaskStatus, TaskType
 
@@ -45,6 +46,8 @@ class DailyQuota:
 
 
 class TaskRepository(Protocol):
+    """The tasks data, inside the transaction of a :class:`TasksUnitOfWork`."""
+
     def add(self, task: Task, quota: DailyQuota | None = None) -> Task:
         """Insert a new task and its first event. If the user already has a task with this
         request_id, insert nothing and return that one. With a ``quota``, count the user's
@@ -112,6 +115,30 @@ class TaskRepository(Protocol):
     def holds_in_doubt(self, created_before: datetime, limit: int) -> list[str]:
         """Unfinished tasks still placing their hold, created before ``created_before``."""
         ...
+
+
+class TasksUnitOfWork(Protocol):
+    """One transaction over the tasks data: begun on ``__enter__``, ended by ``commit()`` /
+    ``rollback()`` / ``__exit__`` (which rolls back unless committed). Never nested."""
+
+    tasks: TaskRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class TasksUnitOfWorkFactory(Protocol):
+    def __call__(self) -> TasksUnitOfWork: ...
 
 
 class BillingClient(Protocol):
