@@ -63,6 +63,7 @@ TYPECHECK += services/billing/atelier_billing services/tasks/atelier_tasks servi
 TYPECHECK += tests/support tests/common tests/contracts tests/project tests/conftest.py
 TYPECHECK += tests/billing
 TYPECHECK += tests/gateway
+TYPECHECK += tests/tasks
 
 typecheck: install
 	$(VENV)/bin/mypy $(TYPECHECK)

@@ -14,16 +14,16 @@ from PIL import Image
 
 from atelier_ports.clock import SystemClock
 from atelier_ports.errors import InvalidNotification, ProviderRejected
-from atelier_ports.generation import (
+from atelier_tasks.adapters.local_generation import LocalGenerationProvider
+from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
+from atelier_tasks.adapters.safe_fetch import SafeOutputFetcher
+from atelier_tasks.application.ports.generation import (
     GenerationProvider,
     GenerationRequest,
     GenerationResult,
     GenerationState,
     ProviderStyle,
 )
-from atelier_tasks.adapters.local_generation import LocalGenerationProvider
-from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
-from atelier_tasks.adapters.safe_fetch import SafeOutputFetcher
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate
 
 

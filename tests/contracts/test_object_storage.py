@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from atelier_ports.clock import SystemClock
-from atelier_ports.storage import ObjectNotFound, ObjectStorage, UploadTarget
 from atelier_tasks.adapters.local_storage import LocalObjectStorage
 from atelier_tasks.adapters.s3_storage import S3ObjectStorage
+from atelier_tasks.application.ports.storage import ObjectNotFound, ObjectStorage, UploadTarget
 from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, moto_s3
 
 

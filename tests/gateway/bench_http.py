@@ -171,7 +171,7 @@ def _postgres_hold_ceiling(database_url: str, data_dir: Path) -> float:
     from atelier_billing.adapters.persistence.migrate import upgrade
     from atelier_billing.application.accounts import SetUpAccount
     from atelier_billing.application.holds import HoldCredits
-    from atelier_billing.bootstrap import build_container as build_app
+    from atelier_billing.bootstrap import build_container
     from atelier_billing.settings import BillingSettings
 
     settings = BillingSettings(
@@ -179,7 +179,7 @@ def _postgres_hold_ceiling(database_url: str, data_dir: Path) -> float:
         ATELIER_DATA_DIR=str(data_dir),
         SIGNUP_BONUS_CREDITS=10_000_000,
     )
-    app = build_app(settings)
+    app = build_container(settings)
     upgrade(app.engine)
     captured: list[tuple[str, Any, bool]] = []
 

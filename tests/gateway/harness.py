@@ -113,12 +113,12 @@ Factory = Callable[..., RunningGateway]
 def start_tasks_server(database_url: str, run_worker: bool = True, **env: Any) -> Any:
     """The real tasks service (gRPC on port 0, with its worker), migrated first."""
     from atelier_tasks.adapters.db.migrate import upgrade
-    from atelier_tasks.bootstrap import build_app
+    from atelier_tasks.bootstrap import build_container
     from atelier_tasks.entrypoints.server import start_server
     from atelier_tasks.settings import TasksSettings
 
     values: dict[str, Any] = {"TASKS_DATABASE_URL": database_url, "LOCAL_GENERATOR_DELAY_MS": 0}
     values.update(env)
-    app = build_app(TasksSettings(**values))
+    app = build_container(TasksSettings(**values))
     upgrade(app.engine)
     return start_server(app, "127.0.0.1:0", run_worker=run_worker)

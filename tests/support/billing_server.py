@@ -11,7 +11,7 @@ from atelier_common.context import outgoing_metadata
 
 from atelier.billing.v1 import billing_pb2_grpc
 from atelier_billing.adapters.persistence.migrate import upgrade
-from atelier_billing.bootstrap import BillingApp, build_app
+from atelier_billing.bootstrap import BillingContainer, build_container
 from atelier_billing.entrypoints.server import BillingServer, start_server
 from atelier_billing.settings import BillingSettings
 
@@ -32,7 +32,7 @@ class RunningBilling:
         return f"127.0.0.1:{self.port}"
 
     @property
-    def app(self) -> BillingApp:
+    def app(self) -> BillingContainer:
         return self.server.container
 
     def channel(self) -> grpc.Channel:
@@ -68,7 +68,7 @@ def start_billing_server(database_url: str, **overrides: Any) -> RunningBilling:
     Keyword ``clock=`` passes a Clock to the wiring."""
     clock = overrides.pop("clock", None)
     settings = billing_settings(database_url, **overrides)
-    app = build_app(settings, clock=clock)
+    app = build_container(settings, clock=clock)
     upgrade(app.engine)
     server = start_server(app, "127.0.0.1:0", clock=clock, run_expiry_loop=False)
     return RunningBilling(server=server, internal_token=INTERNAL_TOKEN)

@@ -55,10 +55,10 @@ def _settings(url: str, data_dir: str, billing_address: str | None) -> Any:
 def _worker(
     url: str, data_dir: str, billing_address: str | None, name: str, q: Any, go: Any
 ) -> None:
-    from atelier_tasks.bootstrap import build_app
+    from atelier_tasks.bootstrap import build_container
 
     overrides: dict[str, Any] = {} if billing_address else {"billing": NoBilling()}
-    app = build_app(_settings(url, data_dir, billing_address), **overrides)
+    app = build_container(_settings(url, data_dir, billing_address), **overrides)
     worker = app.new_worker(name)
     q.put("ready")
     go.wait()  # start-up (imports, connections) is not part of the measurement
@@ -77,8 +77,8 @@ def _worker(
 
 def run(admin_url: str, tasks: int, workers: int, size: int, real_billing: bool) -> float:
     from atelier_tasks.adapters.db.migrate import upgrade
-    from atelier_tasks.application.service import CreateTask
-    from atelier_tasks.bootstrap import build_app
+    from atelier_tasks.application.create_task import CreateTaskCommand
+    from atelier_tasks.bootstrap import build_container
     from atelier_tasks.domain.model import TaskType
 
     name = f"atelier_bench_{uuid.uuid4().hex[:8]}"
@@ -95,7 +95,7 @@ def run(admin_url: str, tasks: int, workers: int, size: int, real_billing: bool)
             billing = start_billing_server(url)
             address = billing.address
         overrides: dict[str, Any] = {} if real_billing else {"billing": NoBilling()}
-        app = build_app(_settings(url, data_dir, address), **overrides)
+        app = build_container(_settings(url, data_dir, address), **overrides)
         upgrade(app.engine)
         if billing is not None:
             from atelier.billing.v1 import billing_pb2 as bpb
@@ -112,7 +112,9 @@ def run(admin_url: str, tasks: int, workers: int, size: int, real_billing: bool)
                 )
         params = {"prompt": "bench", "width": size, "height": size}
         for i in range(tasks):
-            app.app.create_task(CreateTask("bench", TaskType.TEXT_TO_IMAGE, {**params, "seed": i}))
+            app.use_cases.create_task(
+                CreateTaskCommand("bench", TaskType.TEXT_TO_IMAGE, {**params, "seed": i})
+            )
         app.close()
         ctx = mp.get_context("spawn")
         q, go = ctx.Queue(), ctx.Event()
@@ -134,7 +136,7 @@ def run(admin_url: str, tasks: int, workers: int, size: int, real_billing: bool)
         assert sum(counts) == tasks, counts
         cpu = sum(r[1] for r in results)
         print(f"  worker CPU {cpu:.1f} s over {elapsed:.1f} s wall, split {counts}")
-        return tasks / elapsed
+        return float(tasks / elapsed)
     finally:
         if billing is not None:
             billing.stop()

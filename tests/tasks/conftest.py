@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from atelier_ports.clock import Clock
+from atelier_ports.ids import IdGenerator
 from atelier_tasks.adapters.db.migrate import upgrade
-from atelier_tasks.bootstrap import TasksApp, build_app
+from atelier_tasks.application.config import TasksConfig
+from atelier_tasks.application.ports import BillingClient
+from atelier_tasks.application.ports.generation import GenerationProvider
+from atelier_tasks.application.ports.storage import ObjectStorage
+from atelier_tasks.bootstrap import TasksContainer, build_container
 from atelier_tasks.settings import TasksSettings
 from tests.support.billing_server import INTERNAL_TOKEN
 from tests.tasks.grpc_stack import grpc_stack  # noqa: F401  (a fixture shared by test modules)
+from tests.tasks.harness import MakeTasks
 
 
 def tasks_settings(database_url: str, data_dir: Path, **env: Any) -> TasksSettings:
@@ -29,12 +36,29 @@ def tasks_settings(database_url: str, data_dir: Path, **env: Any) -> TasksSettin
 
 
 @pytest.fixture
-def make_tasks(database_url: str, tmp_path: Path) -> Iterator[Callable[..., TasksApp]]:
-    """Build (and migrate) a TasksApp on the test database; closed at teardown."""
-    apps: list[TasksApp] = []
+def make_tasks(database_url: str, tmp_path: Path) -> Iterator[MakeTasks]:
+    """Build (and migrate) a TasksContainer on the test database; closed at teardown."""
+    apps: list[TasksContainer] = []
 
-    def make(env: dict[str, Any] | None = None, **overrides: Any) -> TasksApp:
-        app = build_app(tasks_settings(database_url, tmp_path / "data", **(env or {})), **overrides)
+    def make(
+        env: dict[str, Any] | None = None,
+        *,
+        clock: Clock | None = None,
+        ids: IdGenerator | None = None,
+        billing: BillingClient | None = None,
+        providers: Mapping[str, GenerationProvider] | None = None,
+        storage: ObjectStorage | None = None,
+        config: TasksConfig | None = None,
+    ) -> TasksContainer:
+        app = build_container(
+            tasks_settings(database_url, tmp_path / "data", **(env or {})),
+            clock=clock,
+            ids=ids,
+            billing=billing,
+            providers=providers,
+            storage=storage,
+            config=config,
+        )
         upgrade(app.engine)
         apps.append(app)
         return app

@@ -15,8 +15,8 @@ import signal
 import sys
 from typing import Any
 
-from atelier_tasks.application.service import CreateTask
-from atelier_tasks.bootstrap import build_app
+from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.bootstrap import build_container
 from atelier_tasks.domain.model import TaskType
 
 
@@ -65,12 +65,14 @@ class KillingProvider:
 
 
 def main(point: str, user: str) -> None:
-    plain = build_app()
-    billing = KillingBilling(plain.app.billing, point)
-    provider = KillingProvider(plain.app.providers["local"], point)
-    tasks = build_app(billing=billing, providers={"local": provider})
-    view = tasks.app.create_task(
-        CreateTask(user, TaskType.TEXT_TO_IMAGE, {"prompt": "crash", "width": 256, "height": 256})
+    plain = build_container()
+    billing = KillingBilling(plain.billing, point)
+    provider = KillingProvider(plain.providers["local"], point)
+    tasks = build_container(billing=billing, providers={"local": provider})
+    view = tasks.use_cases.create_task(
+        CreateTaskCommand(
+            user, TaskType.TEXT_TO_IMAGE, {"prompt": "crash", "width": 256, "height": 256}
+        )
     )
     print(view.task.id, flush=True)
     tasks.new_worker("doomed").run_once()

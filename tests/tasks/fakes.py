@@ -4,29 +4,41 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import itertools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
 
 from atelier_ports.errors import InvalidNotification, ProviderUnavailable
-from atelier_ports.generation import (
+from atelier_tasks.application.ports import (
+    BillingClient,
+    ClaimKind,
+    ConcurrentUpdate,
+    DailyQuota,
+    ImageInfo,
+    ImageTools,
+    Page,
+    TaskMetrics,
+    TaskRepository,
+    TaskSummary,
+    TasksUnitOfWork,
+)
+from atelier_tasks.application.ports.generation import (
     GeneratedOutput,
     GenerationNotification,
+    GenerationProvider,
     GenerationRequest,
     GenerationResult,
     GenerationState,
     ProviderStyle,
 )
-from atelier_ports.storage import ObjectNotFound, StoredObject, UploadTarget
-from atelier_tasks.application.ports import (
-    ClaimKind,
-    ConcurrentUpdate,
-    DailyQuota,
-    ImageInfo,
-    Page,
-    TaskSummary,
+from atelier_tasks.application.ports.storage import (
+    ObjectNotFound,
+    ObjectStorage,
+    StoredObject,
+    UploadTarget,
 )
 from atelier_tasks.domain.errors import (
     BillingUnavailable,
@@ -41,38 +53,14 @@ from atelier_tasks.domain.model import (
     TaskStatus,
     TaskType,
 )
+from tests.support.fakes import FakeClock
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-class FakeClock:
-    def __init__(self, now: datetime = START) -> None:
-        self._now = now
-        self._lock = threading.Lock()
-
-    @classmethod
-    def real(cls) -> FakeClock:
-        """Starts at the real time (for wiring that also talks to real services)."""
-        return cls(datetime.now(UTC))
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, **kwargs: float) -> None:
-        with self._lock:
-            self._now += timedelta(**kwargs)
-
-
-class SequentialIds:
-    def __init__(self) -> None:
-        self._n = itertools.count(1)
-
-    def new_id(self, prefix: str) -> str:
-        return f"{prefix}_{next(self._n):06d}"
-
-    def readable_code(self, length: int) -> str:
-        return str(next(self._n)).zfill(length)[:length]
+def clock_at_start() -> FakeClock:
+    """The shared FakeClock, at the moment these tests' fixtures are written for."""
+    return FakeClock(START)
 
 
 @dataclass
@@ -153,6 +141,9 @@ class FakeProvider:
         self._name = name
         self._style = style
         self.submitted: list[str] = []
+        self.requests: list[GenerationRequest] = []
+        # Seconds the (fake) clock moves while a submit runs: a provider that takes time.
+        self.takes: tuple[FakeClock, float] | None = None
         self.polled: list[str] = []
         self.cancelled: list[str] = []
         self.script: dict[str, list[GenerationResult | Exception]] = {}
@@ -171,6 +162,11 @@ class FakeProvider:
     def submit(self, request: GenerationRequest) -> GenerationResult:
         with self.lock:
             self.submitted.append(request.task_id)
+            self.requests.append(request)
+        if self.takes is not None:
+            clock, seconds = self.takes
+            clock.advance(seconds=seconds)
+        with self.lock:
             script = self.script.get(request.task_id)
             answer = script.pop(0) if script else None
         if isinstance(answer, Exception):
@@ -465,3 +461,60 @@ class FakeTaskRepository:
                 and not t.is_terminal
                 and t.created_at < created_before
             ][:limit]
+
+
+class FakeMetrics:
+    """Records what the saga reports (the TaskMetrics port)."""
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[str, str, str | None]] = []
+        self.calls: list[tuple[str, str, str, float]] = []
+
+    def task_finished(self, task_type: str, status: str, reason: str | None) -> None:
+        self.finished.append((task_type, status, reason))
+
+    def provider_call(self, provider: str, call: str, outcome: str, seconds: float) -> None:
+        self.calls.append((provider, call, outcome, seconds))
+
+
+def _conforms(
+    billing: FakeBillingClient,
+    provider: FakeProvider,
+    images: FakeImageTools,
+    storage: FakeStorage,
+    repository: FakeTaskRepository,
+    metrics: FakeMetrics,
+) -> tuple[
+    BillingClient, GenerationProvider, ImageTools, ObjectStorage, TaskRepository, TaskMetrics
+]:
+    return billing, provider, images, storage, repository, metrics  # mypy: fakes match ports
+
+
+class FakeTasksUnitOfWork:
+    """The TasksUnitOfWork over a FakeTaskRepository: its writes land at once (each is atomic in
+    the fake), so commit and rollback only record what the use case asked for."""
+
+    def __init__(self, repository: FakeTaskRepository) -> None:
+        self.tasks: TaskRepository = repository
+        self.committed = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def commit(self) -> None:
+        self.committed = True
+
+    def rollback(self) -> None:
+        return None
+
+
+def _conforms_uow(uow: FakeTasksUnitOfWork) -> TasksUnitOfWork:
+    return uow  # mypy: the fake matches the port

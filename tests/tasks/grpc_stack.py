@@ -5,7 +5,7 @@ Kept apart from ``test_grpc_integration.py`` so that new test modules can share 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,17 +14,18 @@ import pytest
 from google.protobuf import struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
-from tests.tasks.fakes import FakeClock
+from tests.support.fakes import FakeClock
+from tests.tasks.harness import MakeTasks
 from tests.tasks.stack_calls import StackCalls
 
 
 @dataclass
 class GrpcStack(StackCalls):
     billing: RunningBilling
-    tasks: TasksApp
+    tasks: TasksContainer
     server: TasksServer
     clock: FakeClock
     channel: grpc.Channel
@@ -38,11 +39,11 @@ class GrpcStack(StackCalls):
         return self.stub.CreateTask(request, metadata=self.md(user)).task
 
     def ledger_ok(self) -> bool:
-        return all(check.ok for check in self.billing.app.service.check_ledger())
+        return all(check.ok for check in self.billing.app.use_cases.check_ledger())
 
 
 @pytest.fixture
-def grpc_stack(database_url: str, make_tasks: Callable[..., TasksApp]) -> Iterator[GrpcStack]:
+def grpc_stack(database_url: str, make_tasks: MakeTasks) -> Iterator[GrpcStack]:
     """Billing and tasks (worker not running: tests drive it) on the test database."""
     billing = start_billing_server(database_url)
     clock = FakeClock.real()

@@ -10,7 +10,7 @@ from atelier_common.context import outgoing_metadata
 from atelier.billing.v1 import billing_pb2 as bpb
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.bootstrap import TasksContainer
 from tests.support.billing_server import RunningBilling
 
 
@@ -18,7 +18,7 @@ class StackCalls:
     """Mixed into a dataclass that has ``billing``, ``tasks`` and a ``channel`` to tasks."""
 
     billing: RunningBilling
-    tasks: TasksApp
+    tasks: TasksContainer
     channel: grpc.Channel
 
     @property

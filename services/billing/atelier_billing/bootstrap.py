@@ -33,16 +33,8 @@ class BillingContainer:
     config: BillingConfig
     use_cases: BillingUseCases
 
-    @property
-    def service(self) -> BillingUseCases:
-        """Deprecated name of ``use_cases`` (for callers outside billing not yet renamed)."""
-        return self.use_cases
-
     def close(self) -> None:
         self.engine.dispose()
-
-
-BillingApp = BillingContainer  # deprecated name, until every caller says BillingContainer
 
 
 def build_payment_provider(name: str, settings: BillingSettings, clock: Clock) -> PaymentProvider:
@@ -111,6 +103,3 @@ def build_container(
     return BillingContainer(
         settings=settings, engine=engine, clock=clock, config=config, use_cases=use_cases
     )
-
-
-build_app = build_container  # deprecated name, until every caller says build_container

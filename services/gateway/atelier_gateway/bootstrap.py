@@ -97,7 +97,7 @@ def build_container(
     closers: list[Callable[[], None]] = []
     if billing_accounts is None:
         grpc_accounts = GrpcBillingAccounts(
-            settings.billing_address, settings.atelier_internal_token, timeout
+            settings.billing_address, settings.internal_token.get_secret_value(), timeout
         )
         closers.append(grpc_accounts.close)
         billing_accounts = grpc_accounts
@@ -142,9 +142,13 @@ def build_container(
         search_users=SearchUsers(uow=uow),
         idempotency=IdempotencyKeys(uow, clock),
         billing=billing_gateway
-        or GrpcBillingGateway(settings.billing_address, settings.atelier_internal_token, timeout),
+        or GrpcBillingGateway(
+            settings.billing_address, settings.internal_token.get_secret_value(), timeout
+        ),
         tasks=tasks_gateway
-        or GrpcTasksGateway(settings.tasks_address, settings.atelier_internal_token, timeout),
+        or GrpcTasksGateway(
+            settings.tasks_address, settings.internal_token.get_secret_value(), timeout
+        ),
         files=LocalFileStore(
             settings.storage_dir(), settings.storage_signing_secret.get_secret_value().encode()
         ),

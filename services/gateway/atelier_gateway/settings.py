@@ -67,15 +67,6 @@ class GatewaySettings(ServiceSettings):
     billing_address: str = Field(default="127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     tasks_address: str = Field(default="127.0.0.1:50052", validation_alias="TASKS_ADDRESS")
 
-    # The names the gateway's wiring read before the shared base (atelier_common.settings).
-    @property
-    def atelier_internal_token(self) -> str:
-        return self.internal_token.get_secret_value()
-
-    @property
-    def atelier_data_dir(self) -> Path:
-        return self.data_dir
-
     @property
     def gateway_max_upload_bytes(self) -> int:
         """The name the HTTP upload endpoint reads; the setting is UPLOAD_MAX_BYTES."""

@@ -1,27 +1,25 @@
-"""The one composition root of the tasks service: settings in, wired application out.
+"""The one composition root of the tasks service: settings in, a wired ``TasksContainer`` out.
 
 Adapters are chosen here and nowhere else (``MARKET`` picks the default set, each port can be
-overridden by its own setting); tests pass ``overrides`` to swap a few parts and keep the rest
-of the real wiring.
+overridden by its own setting); tests pass typed keyword overrides to swap a few parts and keep
+the rest of the real wiring.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from atelier_common.db import make_engine
 from sqlalchemy import Engine
 
 from atelier_ports.clock import Clock, SystemClock
-from atelier_ports.generation import GenerationProvider
 from atelier_ports.ids import IdGenerator, RandomIdGenerator
-from atelier_ports.storage import ObjectStorage
 from atelier_tasks.adapters.billing_grpc import GrpcBillingClient
-from atelier_tasks.adapters.db.repository import SqlTaskRepository
+from atelier_tasks.adapters.db.repository import SqlTasksUnitOfWorkFactory
 from atelier_tasks.adapters.events import InProcessEventHub
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.adapters.local_storage import LocalObjectStorage
@@ -33,26 +31,42 @@ from atelier_tasks.adapters.s3_storage import S3ObjectStorage
 from atelier_tasks.adapters.safe_fetch import SafeOutputFetcher
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import BillingClient
-from atelier_tasks.application.service import TaskApplication
+from atelier_tasks.application.ports.generation import GenerationProvider
+from atelier_tasks.application.ports.storage import ObjectStorage
+from atelier_tasks.application.saga import TaskSaga
+from atelier_tasks.application.use_cases import TaskUseCases, build_use_cases
 from atelier_tasks.application.worker import TaskWorker
 from atelier_tasks.domain.model import TaskType
 from atelier_tasks.settings import TasksSettings
 
 
 @dataclass
-class TasksApp:
+class TasksContainer:
     settings: TasksSettings
     engine: Engine
-    app: TaskApplication
+    use_cases: TaskUseCases
+    saga: TaskSaga
+    uow: SqlTasksUnitOfWorkFactory
+    billing: BillingClient
+    providers: Mapping[str, GenerationProvider]
     hub: InProcessEventHub
     storage: ObjectStorage
+    clock: Clock
+    config: TasksConfig
     metrics: PrometheusTaskMetrics
     listener: PostgresNotificationListener | None = None
-    closers: list[Any] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def new_worker(self, owner: str | None = None) -> TaskWorker:
         owner = owner or self.settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
-        return TaskWorker(self.app, owner, batch=self.settings.worker_batch)
+        return TaskWorker(
+            saga=self.saga,
+            uow=self.uow,
+            clock=self.clock,
+            config=self.config,
+            owner=owner,
+            batch=self.settings.worker_batch,
+        )
 
     def close(self) -> None:
         if self.listener is not None:
@@ -62,14 +76,13 @@ class TasksApp:
         self.engine.dispose()
 
 
+# The names before issue 10, for callers outside this service's files until they are renamed.
+
+
 def tasks_config(settings: TasksSettings) -> TasksConfig:
     routes = settings.routes()
     return TasksConfig(
-        costs={
-            TaskType.TEXT_TO_IMAGE: settings.cost_text_to_image,
-            TaskType.BASIC_CLEAN: settings.cost_basic_clean,
-            TaskType.MODEL_POSE12: settings.cost_model_pose12,
-        },
+        costs={t: int(getattr(settings, f"cost_{t.value}")) for t in TaskType},
         routes={t: routes[t.value] for t in TaskType},
         timeout=timedelta(seconds=settings.timeout_seconds),
         daily_limit=settings.daily_limit,
@@ -162,15 +175,24 @@ def build_storage(settings: TasksSettings, clock: Clock) -> ObjectStorage:
     )
 
 
-def build_app(settings: TasksSettings | None = None, **overrides: Any) -> TasksApp:
-    """Wire everything. ``overrides`` may replace: clock, ids, billing, providers, storage."""
+def build_container(
+    settings: TasksSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    ids: IdGenerator | None = None,
+    billing: BillingClient | None = None,
+    providers: Mapping[str, GenerationProvider] | None = None,
+    storage: ObjectStorage | None = None,
+    config: TasksConfig | None = None,
+) -> TasksContainer:
+    """Wire everything; each keyword replaces one part of the real wiring (tests)."""
     settings = settings or TasksSettings()
-    clock: Clock = overrides.get("clock") or SystemClock()
-    ids: IdGenerator = overrides.get("ids") or RandomIdGenerator()
+    clock = clock or SystemClock()
+    ids = ids or RandomIdGenerator()
+    config = config or tasks_config(settings)
     engine = make_engine(settings.resolved_database_url())
     hub = InProcessEventHub()
-    closers: list[Any] = []
-    billing: BillingClient | None = overrides.get("billing")
+    closers: list[Callable[[], None]] = []
     if billing is None:
         grpc_billing = GrpcBillingClient(
             settings.billing_address,
@@ -179,32 +201,48 @@ def build_app(settings: TasksSettings | None = None, **overrides: Any) -> TasksA
         )
         closers.append(grpc_billing.close)
         billing = grpc_billing
-    storage: ObjectStorage = overrides.get("storage") or build_storage(settings, clock)
-    providers = overrides.get("providers") or build_providers(settings, clock, storage)
+    storage = storage or build_storage(settings, clock)
+    providers = providers or build_providers(settings, clock, storage)
+    uow = SqlTasksUnitOfWorkFactory(engine)
     metrics = PrometheusTaskMetrics()
-    app = TaskApplication(
-        repository=SqlTaskRepository(engine),
+    saga = TaskSaga(
+        uow=uow,
         billing=billing,
+        providers=providers,
+        storage=storage,
+        images=PillowImageTools(),
+        hub=hub,
+        clock=clock,
+        config=config,
+        metrics=metrics,
+    )
+    use_cases = build_use_cases(
+        saga=saga,
+        uow=uow,
         providers=providers,
         storage=storage,
         hub=hub,
         clock=clock,
         ids=ids,
-        config=overrides.get("config") or tasks_config(settings),
-        images=PillowImageTools(),
-        metrics=metrics,
+        config=config,
     )
     listener = None
     if engine.dialect.name == "postgresql":
         url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         listener = PostgresNotificationListener(url, hub)
         listener.start()
-    return TasksApp(
+    return TasksContainer(
         settings=settings,
         engine=engine,
-        app=app,
+        use_cases=use_cases,
+        saga=saga,
+        uow=uow,
+        billing=billing,
+        providers=providers,
         hub=hub,
         storage=storage,
+        clock=clock,
+        config=config,
         metrics=metrics,
         listener=listener,
         closers=closers,

@@ -6,20 +6,11 @@ from atelier_common.limits import UPLOAD_MAX_BYTES
 from atelier_common.settings import ServiceSettings
 from pydantic import Field, SecretStr
 
-# Provider per task type and market (F16); each can be overridden by TASKS_PROVIDER_<TYPE>.
-MARKET_ROUTES: dict[str, dict[str, str]] = {
-    "local": {"text_to_image": "local", "basic_clean": "local", "model_pose12": "local"},
-    "global": {
-        "text_to_image": "replicate",
-        "basic_clean": "replicate",
-        "model_pose12": "replicate",
-    },
-    "cn": {
-        "text_to_image": "runninghub",
-        "basic_clean": "tencent_ci",
-        "model_pose12": "runninghub",
-    },
-}
+from atelier_tasks.domain.task_types import market_routes
+
+# Provider per task type and market (F16), from the task-type registry; each can be overridden
+# by TASKS_PROVIDER_<TYPE>.
+MARKET_ROUTES: dict[str, dict[str, str]] = market_routes()
 MARKET_STORAGE = {"local": "local", "global": "s3", "cn": "cos"}
 # What this build has adapters for (bootstrap.build_providers / build_storage). RunningHub,
 # Tencent CI and Tencent COS arrive with the cn market.

@@ -216,4 +216,4 @@ def test_packs_and_membership_through_stripe_checkout(global_stack: GlobalStack)
     forged = stack.stripe.renewal_invoice(plan_session["subscription"])
     assert stack.stripe.send(forged, secret="whsec_forged") == 400
     assert balance(user)["available"] == 10 + 300 + 300
-    assert all(c.ok for c in stack.billing.app.service.check_ledger())
+    assert all(c.ok for c in stack.billing.app.use_cases.check_ledger())

@@ -275,7 +275,7 @@ def test_admin_endpoints_refuse_users_and_promote_admin_cli(
     env = {
         **os.environ,
         "GATEWAY_DATABASE_URL": settings.database_url(),
-        "ATELIER_DATA_DIR": str(settings.atelier_data_dir),
+        "ATELIER_DATA_DIR": str(settings.data_dir),
         "GATEWAY_JWT_SECRET": settings.jwt_secret(),
     }
     cli = [sys.executable, "-m", "atelier_gateway.entrypoints.cli"]

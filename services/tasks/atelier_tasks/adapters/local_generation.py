@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from PIL import Image, ImageChops, ImageDraw, ImageOps
 
 from atelier_ports.errors import InvalidNotification, ProviderRejected
-from atelier_ports.generation import (
+from atelier_tasks.application.ports.generation import (
     GeneratedOutput,
     GenerationNotification,
     GenerationRequest,

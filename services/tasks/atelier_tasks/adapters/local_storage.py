@@ -22,7 +22,7 @@ from atelier_common.local_objects import (
 )
 
 from atelier_ports.clock import Clock
-from atelier_ports.storage import ObjectNotFound, StoredObject, UploadTarget
+from atelier_tasks.application.ports.storage import ObjectNotFound, StoredObject, UploadTarget
 
 __all__ = ["InvalidKey", "LocalObjectStorage"]
 

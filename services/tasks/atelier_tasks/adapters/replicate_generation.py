@@ -35,7 +35,8 @@ from replicate.webhook import WebhookSigningSecret
 
 from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
-from atelier_ports.generation import (
+from atelier_tasks.adapters.safe_fetch import OutputRefused, SafeOutputFetcher
+from atelier_tasks.application.ports.generation import (
     GeneratedOutput,
     GenerationNotification,
     GenerationRequest,
@@ -43,7 +44,6 @@ from atelier_ports.generation import (
     GenerationState,
     ProviderStyle,
 )
-from atelier_tasks.adapters.safe_fetch import OutputRefused, SafeOutputFetcher
 
 T = TypeVar("T")
 _TERMINAL_FAILURES = {"failed", "canceled"}

@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from atelier_ports.clock import Clock
 from atelier_ports.errors import ProviderUnavailable
-from atelier_ports.storage import ObjectNotFound, StoredObject, UploadTarget
+from atelier_tasks.application.ports.storage import ObjectNotFound, StoredObject, UploadTarget
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 

@@ -7,12 +7,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from atelier_tasks.domain.model import TaskType
+from atelier_tasks.domain.task_types import default_costs
 
-DEFAULT_COSTS: Mapping[TaskType, int] = {
-    TaskType.TEXT_TO_IMAGE: 1,
-    TaskType.BASIC_CLEAN: 1,
-    TaskType.MODEL_POSE12: 4,
-}
+DEFAULT_COSTS: Mapping[TaskType, int] = default_costs()
 
 UPLOAD_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
 

@@ -1,4 +1,5 @@
-"""The background worker: the rest of the create saga, polling, timeouts and recovery.
+"""The background worker: it only schedules — finds what is due, leases it, hands it to the saga
+(``saga.py``), and idles when there is nothing to do.
 
 One pass (``run_once``) does, in order:
 
@@ -22,21 +23,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from atelier_ports.errors import ProviderRejected, ProviderUnavailable
-from atelier_ports.generation import (
-    GenerationRequest,
-    GenerationResult,
-    GenerationState,
-)
-from atelier_ports.storage import ObjectNotFound
-from atelier_tasks.application.ports import ClaimKind, ConcurrentUpdate
-from atelier_tasks.application.results import apply_result, settle
-from atelier_tasks.application.service import TaskApplication
-from atelier_tasks.domain.model import ErrorReason, Task, TaskType
-from atelier_tasks.domain.pose12 import pose12_prompts
+from atelier_ports.clock import Clock
+from atelier_tasks.application.config import TasksConfig
+from atelier_tasks.application.ports import ClaimKind, TasksUnitOfWorkFactory
+from atelier_tasks.application.saga import TaskSaga
+from atelier_tasks.domain.model import Task
 
 log = logging.getLogger("atelier.tasks.worker")
 
@@ -57,12 +52,18 @@ class PassReport:
 class TaskWorker:
     def __init__(
         self,
-        app: TaskApplication,
-        owner: str,
         *,
+        saga: TaskSaga,
+        uow: TasksUnitOfWorkFactory,
+        clock: Clock,
+        config: TasksConfig,
+        owner: str,
         batch: int = 10,
     ) -> None:
-        self.app = app
+        self.saga = saga
+        self.uow = uow
+        self.clock = clock
+        self.config = config
         self.owner = owner
         self.batch = batch
 
@@ -85,168 +86,80 @@ class TaskWorker:
             if not busy:
                 stop.wait(idle_seconds)
 
-    # --- the steps -----------------------------------------------------------------------------
+    # --- the passes ----------------------------------------------------------------------------
 
     def recover_holds(self) -> int:
         """Tasks still placing their hold ``hold_grace`` after creation lost their CreateTask
         call (its caller got an error): they are abandoned, never run; settlement releases
         whatever billing may hold for them."""
-        app = self.app
         count = 0
-        before = app.clock.now() - app.config.hold_grace
-        for task_id in app.repository.holds_in_doubt(before, self.batch):
-            task = app.repository.get(task_id)
+        before = self.clock.now() - self.config.hold_grace
+        with self.uow() as uow:
+            due = uow.tasks.holds_in_doubt(before, self.batch)
+        for task_id in due:
+            task = self._get(task_id)
             if task is None:
                 continue
-            if app.abandon_orphan(task):
+            if self.saga.abandon_orphan(task):
                 log.info("task %s abandoned: its CreateTask call never finished", task_id)
             count += 1
         return count
 
     def reap_timeouts(self) -> int:
-        app = self.app
         count = 0
-        for task_id in app.repository.timed_out(app.clock.now(), self.batch):
-            task = app.repository.get(task_id)
+        with self.uow() as uow:
+            due = uow.tasks.timed_out(self.clock.now(), self.batch)
+        for task_id in due:
+            task = self._get(task_id)
             if task is None or task.is_terminal:
                 continue
-            job = task.provider_job_id
-            task.fail(app.clock.now(), ErrorReason.TIMEOUT, "the task did not finish in time")
-            try:
-                app.repository.save(task)
-            except ConcurrentUpdate:
-                continue  # changed meanwhile; the next pass looks again
-            app.hub.publish(task.id)
-            if job:
-                self._cancel_at_provider(task, job)
-            settle(app, task)
-            count += 1
+            count += self.saga.time_out(task)
         return count
 
     def settle_open_holds(self) -> int:
-        app = self.app
         count = 0
-        for task_id in app.repository.unsettled(app.clock.now(), self.batch):
-            task = app.repository.get(task_id)
+        with self.uow() as uow:
+            due = uow.tasks.unsettled(self.clock.now(), self.batch)
+        for task_id in due:
+            task = self._get(task_id)
             # Counted only when done: with billing down the worker idles between attempts
             # instead of asking again at once.
             if task is not None and task.needs_settlement:
-                count += not settle(app, task).needs_settlement
+                count += not self.saga.settle(task).needs_settlement
         return count
 
     def dispatch_due(self) -> int:
-        app = self.app
-        now = app.clock.now()
+        now = self.clock.now()
         started: set[str] = set()
 
         def start(task: Task) -> None:
             # Leasing and the move to processing are one transaction (one commit per task less).
-            if task.provider in app.providers and task.attempts < app.config.max_attempts:
-                task.start_attempt(now)
+            if self.saga.begin_attempt(task, now):
                 started.add(task.id)
 
-        tasks = app.repository.claim(
-            ClaimKind.DISPATCH, now, self.owner, now + app.config.lease, self.batch, start
-        )
+        tasks = self._claim(ClaimKind.DISPATCH, now, start)
         for task in tasks:
-            if task.id in started:
-                app.hub.publish(task.id)
-            self.dispatch(task, started=task.id in started)
+            self.saga.dispatch(task, started=task.id in started)
         return len(tasks)
 
     def poll_due(self) -> int:
-        app = self.app
-        now = app.clock.now()
-        tasks = app.repository.claim(
-            ClaimKind.POLL, now, self.owner, now + app.config.lease, self.batch
-        )
+        now = self.clock.now()
+        tasks = self._claim(ClaimKind.POLL, now)
         for task in tasks:
-            self.poll(task)
+            self.saga.poll(task)
         return len(tasks)
 
-    # --- one task ------------------------------------------------------------------------------
+    def _get(self, task_id: str) -> Task | None:
+        with self.uow() as uow:
+            return uow.tasks.get(task_id)
 
-    def dispatch(self, task: Task, *, started: bool = False) -> None:
-        """Hand a leased task to its provider (``started``: already moved to processing)."""
-        app = self.app
-        provider = app.providers.get(task.provider)
-        if provider is None:
-            self._fail(task, ErrorReason.PROVIDER_REJECTED, f"no provider {task.provider!r}")
-            return
-        if not started:
-            if task.attempts >= app.config.max_attempts:
-                message = task.error_message or "no result"
-                self._fail(task, ErrorReason.RETRIES_EXHAUSTED, message)
-                return
-            task.start_attempt(app.clock.now())
-            try:
-                app.repository.save(task)
-            except ConcurrentUpdate:
-                return
-            app.hub.publish(task.id)
-        try:
-            inputs = [app.storage.get(key) for key in task.input_keys]
-        except ObjectNotFound:
-            self._fail(task, ErrorReason.PROVIDER_REJECTED, "an input image is missing")
-            return
-        request = GenerationRequest(
-            task_id=task.id,
-            user_id=task.user_id,
-            task_type=task.type.value,
-            params=dict(task.params),
-            input_keys=task.input_keys,
-            inputs=inputs,
-            prompt="\n".join(pose12_prompts(task.params))
-            if task.type is TaskType.MODEL_POSE12
-            else None,
-        )
-        started_at = time.perf_counter()
-        try:
-            result = provider.submit(request)
-            outcome = result.state.value
-        except ProviderUnavailable as exc:
-            result = GenerationResult(GenerationState.FAILED, error=str(exc), transient=True)
-            outcome = "unavailable"
-        except ProviderRejected as exc:
-            result = GenerationResult(GenerationState.FAILED, error=str(exc))
-            outcome = "rejected"
-        seconds = time.perf_counter() - started_at
-        app.metrics.provider_call(provider.name, "submit", outcome, seconds)
-        apply_result(app, task, result)
-
-    def poll(self, task: Task) -> None:
-        app = self.app
-        provider = app.providers.get(task.provider)
-        if provider is None or task.provider_job_id is None:
-            return
-        started_at = time.perf_counter()
-        try:
-            result = provider.poll(task.provider_job_id)
-            outcome = result.state.value
-        except ProviderUnavailable as exc:
-            result = GenerationResult(GenerationState.RUNNING, provider_job_id=None, error=str(exc))
-            outcome = "unavailable"
-        except ProviderRejected as exc:
-            result = GenerationResult(GenerationState.FAILED, error=str(exc))
-            outcome = "rejected"
-        seconds = time.perf_counter() - started_at
-        app.metrics.provider_call(provider.name, "poll", outcome, seconds)
-        apply_result(app, task, result)
-
-    def _fail(self, task: Task, reason: str, message: str) -> None:
-        task.fail(self.app.clock.now(), reason, message)
-        try:
-            self.app.repository.save(task)
-        except ConcurrentUpdate:
-            return
-        self.app.hub.publish(task.id)
-        settle(self.app, task)
-
-    def _cancel_at_provider(self, task: Task, job: str) -> None:
-        provider = self.app.providers.get(task.provider)
-        if provider is None:
-            return
-        try:
-            provider.cancel(job)
-        except Exception:
-            log.warning("provider cancel failed for %s", task.id, exc_info=True)
+    def _claim(
+        self, kind: ClaimKind, now: datetime, start: Callable[[Task], None] | None = None
+    ) -> list[Task]:
+        """Lease due tasks to this worker (``start`` applied in the same transaction)."""
+        with self.uow() as uow:
+            tasks = uow.tasks.claim(
+                kind, now, self.owner, now + self.config.lease, self.batch, start
+            )
+            uow.commit()
+        return tasks

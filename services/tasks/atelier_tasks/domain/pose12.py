@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from atelier_tasks.domain.params import Raw, choice, exactly_one
+
 # scene → where the photo is taken (the HTTP contract names street, studio and indoor).
 SCENES: Mapping[str, str] = {
     "street": "on a city street with shopfronts and soft daylight",
@@ -56,3 +58,17 @@ def pose12_prompts(params: Mapping[str, Any]) -> list[str]:
     category = params.get("category")
     garment = CATEGORIES[str(category)] if category is not None else ANY_GARMENT
     return [_TEMPLATE.format(garment=garment, pose=pose, scene=scene) for pose in POSES]
+
+
+def model_pose12_params(raw: Raw, keys: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"scene": choice(raw, "scene", tuple(SCENES), DEFAULT_SCENE)}
+    category = choice(raw, "category", tuple(CATEGORIES), None)
+    if category is not None:
+        out["category"] = category
+    exactly_one(keys, "model_pose12 needs exactly one garment photo")
+    return out
+
+
+def pose12_prompt(params: Mapping[str, Any]) -> str:
+    """What a vendor model is sent: the twelve prompts, one a line."""
+    return "\n".join(pose12_prompts(params))

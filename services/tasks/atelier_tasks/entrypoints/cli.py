@@ -10,7 +10,7 @@ from atelier_common.cli import Command, migrate_database, run_cli, serve_until_s
 from atelier_common.lifecycle import wait_for_stop_signal
 
 from atelier_tasks.adapters.db.migrate import upgrade
-from atelier_tasks.bootstrap import build_app
+from atelier_tasks.bootstrap import build_container
 from atelier_tasks.entrypoints.server import start_server, start_worker
 from atelier_tasks.settings import TasksSettings
 
@@ -22,7 +22,7 @@ def _migrate(settings: TasksSettings, _args: argparse.Namespace) -> int:
 
 
 def _serve(settings: TasksSettings, args: argparse.Namespace) -> int:
-    app = build_app(settings)
+    app = build_container(settings)
     if args.migrate:
         upgrade(app.engine)
     if settings.metrics_port:
@@ -33,7 +33,7 @@ def _serve(settings: TasksSettings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: TasksSettings, _args: argparse.Namespace) -> int:
-    app = build_app(settings)
+    app = build_container(settings)
     if settings.metrics_port:
         app.metrics.serve(settings.metrics_port, settings.grpc_host)
     handle = start_worker(app)

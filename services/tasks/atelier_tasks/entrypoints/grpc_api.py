@@ -16,19 +16,21 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
+from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification
 from atelier_ports.problems import InvalidArgument, Unauthenticated
-from atelier_tasks.application.service import CreateTask, ImageView, TaskApplication, TaskView
+from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.use_cases import TaskUseCases
+from atelier_tasks.application.views import ImageView, TaskView
 from atelier_tasks.domain.model import TaskEvent, TaskStatus, TaskType
 
 SERVICE_NAME = "atelier.tasks.v1.TaskService"
 RESPONSE_SLACK = 0.2  # seconds kept for the answer to reach a caller before its deadline
 USERLESS_METHODS = frozenset({f"/{SERVICE_NAME}/HandleProviderNotification"})
 
-_TYPES = {
-    TaskType.TEXT_TO_IMAGE: pb.TASK_TYPE_TEXT_TO_IMAGE,
-    TaskType.BASIC_CLEAN: pb.TASK_TYPE_BASIC_CLEAN,
-    TaskType.MODEL_POSE12: pb.TASK_TYPE_MODEL_POSE12,
+# Every task type by its name in the proto (TASK_TYPE_<TYPE>): a new type needs no line here.
+_TYPES: dict[TaskType, pb.TaskType] = {
+    t: getattr(pb.TaskType, f"TASK_TYPE_{t.value.upper()}") for t in TaskType
 }
 _TYPES_BACK: dict[int, TaskType] = {int(v): k for k, v in _TYPES.items()}
 _STATUSES = {
@@ -134,15 +136,16 @@ def event_message(event: TaskEvent) -> Any:
 
 
 class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
-    def __init__(self, app: TaskApplication) -> None:
-        self.app = app
+    def __init__(self, use_cases: TaskUseCases, clock: Clock) -> None:
+        self.use_cases = use_cases
+        self.clock = clock
 
     def CreateTask(self, request: Any, context: grpc.ServicerContext) -> Any:
         task_type = _task_type(request.type, required=True)
         assert task_type is not None
         params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
-        view = self.app.create_task(
-            CreateTask(
+        view = self.use_cases.create_task(
+            CreateTaskCommand(
                 user_id=_user(),
                 type=task_type,
                 params=params,
@@ -158,14 +161,16 @@ class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
         remaining = context.time_remaining()
         if remaining is None or remaining > 10**6:  # no deadline (gRPC reports a huge number)
             return None
-        return self.app.clock.now() + timedelta(seconds=max(remaining - RESPONSE_SLACK, 0.0))
+        return self.clock.now() + timedelta(seconds=max(remaining - RESPONSE_SLACK, 0.0))
 
     def GetTask(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return pb.GetTaskResponse(task=task_message(self.app.get_task(_user(), request.task_id)))
+        return pb.GetTaskResponse(
+            task=task_message(self.use_cases.get_task(_user(), request.task_id))
+        )
 
     def ListTasks(self, request: Any, context: grpc.ServicerContext) -> Any:
         status = _status_filter(request.status)
-        views, token = self.app.list_tasks(
+        views, token = self.use_cases.list_tasks(
             _user(),
             request.page_size,
             request.page_token,
@@ -176,7 +181,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
 
     def ListAllTasks(self, request: Any, context: grpc.ServicerContext) -> Any:
         _user()  # an admin is still a signed-in end user
-        views, token = self.app.list_all_tasks(
+        views, token = self.use_cases.list_all_tasks(
             caller_is_admin=current_call().is_admin,
             page_size=request.page_size,
             page_token=request.page_token,
@@ -188,11 +193,11 @@ class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
         )
 
     def CancelTask(self, request: Any, context: grpc.ServicerContext) -> Any:
-        view = self.app.cancel_task(_user(), request.task_id)
+        view = self.use_cases.cancel_task(_user(), request.task_id)
         return pb.CancelTaskResponse(task=task_message(view))
 
     def WatchTask(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        events = self.app.watch(
+        events = self.use_cases.watch(
             _user(),
             request.task_id,
             request.after_sequence,
@@ -202,7 +207,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
             yield pb.WatchTaskResponse(event=event_message(event))
 
     def ListImages(self, request: Any, context: grpc.ServicerContext) -> Any:
-        views, token = self.app.list_images(
+        views, token = self.use_cases.list_images(
             _user(), request.page_size, request.page_token, _task_type(request.type, required=False)
         )
         return pb.ListImagesResponse(
@@ -210,7 +215,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
         )
 
     def GetUserStats(self, request: Any, context: grpc.ServicerContext) -> Any:
-        stats = self.app.user_stats(_user())
+        stats = self.use_cases.user_stats(_user())
         return pb.GetUserStatsResponse(
             generations=stats.generations,
             succeeded=stats.succeeded,
@@ -230,7 +235,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
         )
 
     def CreateUpload(self, request: Any, context: grpc.ServicerContext) -> Any:
-        target, max_size, content_types = self.app.create_upload(
+        target, max_size, content_types = self.use_cases.create_upload(
             _user(), request.content_type, request.size_bytes, request.filename
         )
         return pb.CreateUploadResponse(
@@ -249,7 +254,9 @@ class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
     def HandleProviderNotification(self, request: Any, context: grpc.ServicerContext) -> Any:
         headers = {h.name.lower(): h.value for h in request.headers}
         try:
-            applied, task_id = self.app.handle_notification(request.provider, headers, request.body)
+            applied, task_id = self.use_cases.handle_notification(
+                request.provider, headers, request.body
+            )
         except InvalidNotification as exc:
             raise InvalidProviderNotification(str(exc) or "invalid notification") from exc
         return pb.HandleProviderNotificationResponse(applied=applied, task_id=task_id)

@@ -1,4 +1,4 @@
-"""Starting the tasks gRPC server (and, switchable, the worker loop) from a wired TasksApp."""
+"""Starting the tasks gRPC server (and, switchable, the worker loop) from a wired TasksContainer."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from atelier_common.grpc_server import ServiceServer, start_grpc_service
 from atelier_common.lifecycle import BackgroundLoop, start_background
 
 from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.grpc_api import SERVICE_NAME, USERLESS_METHODS, TaskServicer
 
 log = logging.getLogger("atelier.tasks")
 
 
-def start_worker(app: TasksApp, owner: str | None = None) -> BackgroundLoop:
+def start_worker(app: TasksContainer, owner: str | None = None) -> BackgroundLoop:
     worker = app.new_worker(owner)
     idle = app.settings.worker_idle_seconds
     return start_background(
@@ -22,11 +22,13 @@ def start_worker(app: TasksApp, owner: str | None = None) -> BackgroundLoop:
     )
 
 
-TasksServer = ServiceServer[TasksApp]
+TasksServer = ServiceServer[TasksContainer]
 
 
-def start_server(app: TasksApp, address: str, *, run_worker: bool | None = None) -> TasksServer:
-    servicer = TaskServicer(app.app)
+def start_server(
+    app: TasksContainer, address: str, *, run_worker: bool | None = None
+) -> TasksServer:
+    servicer = TaskServicer(app.use_cases, app.clock)
     running = start_grpc_service(
         app.settings,
         address,

@@ -1,17 +1,19 @@
 """The task repository on SQLAlchemy Core: SQLite (embedded default) and PostgreSQL.
 
-Every write is one transaction guarded by the task's ``version`` (optimistic concurrency). Work is
-leased with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several workers never claim the
-same task; on SQLite every write transaction is ``BEGIN IMMEDIATE`` (one writer at a time), which
-gives the same guarantee. On PostgreSQL each change also sends ``NOTIFY atelier_task_events`` with
-the task id, delivered at commit, so watchers on every replica wake up.
+A unit of work is one transaction; every update in it is guarded by the task's ``version``
+(optimistic concurrency). Work is leased with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+so several workers never claim the same task; on SQLite every transaction is ``BEGIN IMMEDIATE``
+(one writer at a time), which gives the same guarantee. On PostgreSQL each change also sends
+``NOTIFY atelier_task_events`` with the task id, delivered at commit, so watchers on every replica
+wake up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
@@ -23,6 +25,7 @@ from atelier_tasks.application.ports import (
     ConcurrentUpdate,
     DailyQuota,
     Page,
+    TaskRepository,
     TaskSummary,
 )
 from atelier_tasks.domain.errors import DailyLimitReached
@@ -54,26 +57,29 @@ def _req(value: datetime | None) -> datetime:
 
 
 class SqlTaskRepository:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._pg = engine.dialect.name == "postgresql"
+    """The tasks tables, inside the transaction of a :class:`SqlTasksUnitOfWork`."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._pg = conn.dialect.name == "postgresql"
 
     # --- writes --------------------------------------------------------------------------------
 
     def add(self, task: Task, quota: DailyQuota | None = None) -> Task:
+        conn = self._conn
+        if quota is not None:
+            self._check_quota(conn, task.user_id, quota)
         try:
-            with self.engine.begin() as conn:
-                if quota is not None:
-                    self._check_quota(conn, task.user_id, quota)
+            with conn.begin_nested():  # a duplicate request id leaves the transaction usable
                 conn.execute(tasks.insert().values(**self._row(task), version=1))
                 self._insert_events(conn, task)
-                self._notify(conn, task.id)
         except IntegrityError:
             if task.request_id:
                 existing = self.find_by_request(task.user_id, task.request_id)
                 if existing is not None:
                     return existing
             raise
+        self._notify(conn, task.id)
         task.version = 1
         task.new_events.clear()
         return task
@@ -99,28 +105,28 @@ class SqlTaskRepository:
             )
 
     def save(self, task: Task, images: Sequence[ResultImage] = ()) -> None:
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                tasks.update()
-                .where(tasks.c.id == task.id, tasks.c.version == task.version)
-                .values(**self._row(task), version=task.version + 1)
-            )
-            if result.rowcount != 1:
-                raise ConcurrentUpdate(task.id)
-            if task.new_events:
-                self._insert_events(conn, task)
-                self._notify(conn, task.id)  # watchers care about events only
-            if images:
-                conn.execute(task_images.insert(), [self._image_row(i) for i in images])
+        conn = self._conn
+        result = conn.execute(
+            tasks.update()
+            .where(tasks.c.id == task.id, tasks.c.version == task.version)
+            .values(**self._row(task), version=task.version + 1)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate(task.id)
+        if task.new_events:
+            self._insert_events(conn, task)
+            self._notify(conn, task.id)  # watchers care about events only
+        if images:
+            conn.execute(task_images.insert(), [self._image_row(i) for i in images])
         task.version += 1
         task.new_events.clear()
 
     def delete(self, task_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(task_images.delete().where(task_images.c.task_id == task_id))
-            conn.execute(task_events.delete().where(task_events.c.task_id == task_id))
-            conn.execute(tasks.delete().where(tasks.c.id == task_id))
-            self._notify(conn, task_id)
+        conn = self._conn
+        conn.execute(task_images.delete().where(task_images.c.task_id == task_id))
+        conn.execute(task_events.delete().where(task_events.c.task_id == task_id))
+        conn.execute(tasks.delete().where(tasks.c.id == task_id))
+        self._notify(conn, task_id)
 
     def claim(
         self,
@@ -163,21 +169,21 @@ class SqlTaskRepository:
             .with_for_update(skip_locked=True)
         )
         claimed: list[Task] = []
-        with self.engine.begin() as conn:
-            for row in conn.execute(query).all():
-                task = self._task(row._mapping)
-                task.lease_owner, task.lease_expires_at = owner, lease_until
-                if start is not None:
-                    start(task)
-                conn.execute(
-                    tasks.update()
-                    .where(t.id == task.id, t.version == task.version)
-                    .values(**self._row(task), version=task.version + 1)
-                )
-                if task.new_events:
-                    self._insert_events(conn, task)
-                    self._notify(conn, task.id)
-                claimed.append(task)
+        conn = self._conn
+        for row in conn.execute(query).all():
+            task = self._task(row._mapping)
+            task.lease_owner, task.lease_expires_at = owner, lease_until
+            if start is not None:
+                start(task)
+            conn.execute(
+                tasks.update()
+                .where(t.id == task.id, t.version == task.version)
+                .values(**self._row(task), version=task.version + 1)
+            )
+            if task.new_events:
+                self._insert_events(conn, task)
+                self._notify(conn, task.id)
+            claimed.append(task)
         for task in claimed:
             task.version += 1
             task.new_events.clear()
@@ -189,22 +195,22 @@ class SqlTaskRepository:
         query = sa.select(tasks).where(tasks.c.id == task_id)
         if user_id is not None:
             query = query.where(tasks.c.user_id == user_id)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+        conn = self._conn
+        row = conn.execute(query).first()
         return self._task(row._mapping) if row else None
 
     def find_by_request(self, user_id: str, request_id: str) -> Task | None:
         query = sa.select(tasks).where(tasks.c.user_id == user_id, tasks.c.request_id == request_id)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+        conn = self._conn
+        row = conn.execute(query).first()
         return self._task(row._mapping) if row else None
 
     def find_by_provider_job(self, provider: str, job_id: str) -> Task | None:
         query = sa.select(tasks).where(
             tasks.c.provider == provider, tasks.c.provider_job_id == job_id
         )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+        conn = self._conn
+        row = conn.execute(query).first()
         return self._task(row._mapping) if row else None
 
     def list_tasks(
@@ -228,8 +234,8 @@ class SqlTaskRepository:
                 sa.or_(t.created_at < at, sa.and_(t.created_at == at, t.id < last_id))
             )
         query = query.order_by(t.created_at.desc(), t.id.desc()).limit(page.size)
-        with self.engine.connect() as conn:
-            return [self._task(r._mapping) for r in conn.execute(query)]
+        conn = self._conn
+        return [self._task(r._mapping) for r in conn.execute(query)]
 
     def images_of(self, task_ids: Sequence[str]) -> dict[str, list[ResultImage]]:
         out: dict[str, list[ResultImage]] = {}
@@ -240,10 +246,10 @@ class SqlTaskRepository:
             .where(task_images.c.task_id.in_(list(task_ids)))
             .order_by(task_images.c.task_id, task_images.c.idx)
         )
-        with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                image = self._image(row._mapping)
-                out.setdefault(image.task_id, []).append(image)
+        conn = self._conn
+        for row in conn.execute(query):
+            image = self._image(row._mapping)
+            out.setdefault(image.task_id, []).append(image)
         return out
 
     def list_images(
@@ -259,8 +265,8 @@ class SqlTaskRepository:
                 sa.or_(i.created_at < at, sa.and_(i.created_at == at, i.id < last_id))
             )
         query = query.order_by(i.created_at.desc(), i.id.desc()).limit(page.size)
-        with self.engine.connect() as conn:
-            return [self._image(r._mapping) for r in conn.execute(query)]
+        conn = self._conn
+        return [self._image(r._mapping) for r in conn.execute(query)]
 
     def events_after(self, task_id: str, sequence: int) -> list[TaskEvent]:
         e = task_events.c
@@ -269,18 +275,18 @@ class SqlTaskRepository:
             .where(e.task_id == task_id, e.sequence > sequence)
             .order_by(e.sequence)
         )
-        with self.engine.connect() as conn:
-            return [
-                TaskEvent(
-                    task_id=r.task_id,
-                    sequence=r.sequence,
-                    status=TaskStatus(r.status),
-                    attempts=r.attempts,
-                    at=_req(r.created_at),
-                    error_reason=r.error_reason,
-                )
-                for r in conn.execute(query)
-            ]
+        conn = self._conn
+        return [
+            TaskEvent(
+                task_id=r.task_id,
+                sequence=r.sequence,
+                status=TaskStatus(r.status),
+                attempts=r.attempts,
+                at=_req(r.created_at),
+                error_reason=r.error_reason,
+            )
+            for r in conn.execute(query)
+        ]
 
     def summaries(self, user_id: str) -> list[TaskSummary]:
         counts = (
@@ -300,11 +306,11 @@ class SqlTaskRepository:
             .select_from(tasks.outerjoin(counts, counts.c.task_id == tasks.c.id))
             .where(tasks.c.user_id == user_id)
         )
-        with self.engine.connect() as conn:
-            return [
-                TaskSummary(_req(r[0]), TaskType(r[1]), TaskStatus(r[2]), int(r[3]), int(r[4]))
-                for r in conn.execute(query)
-            ]
+        conn = self._conn
+        return [
+            TaskSummary(_req(r[0]), TaskType(r[1]), TaskStatus(r[2]), int(r[3]), int(r[4]))
+            for r in conn.execute(query)
+        ]
 
     def timed_out(self, now: datetime, limit: int) -> list[str]:
         t = tasks.c
@@ -316,8 +322,8 @@ class SqlTaskRepository:
             .order_by(t.deadline_at)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
-            return list(conn.execute(query).scalars())
+        conn = self._conn
+        return list(conn.execute(query).scalars())
 
     def unsettled(self, now: datetime, limit: int) -> list[str]:
         t = tasks.c
@@ -329,8 +335,8 @@ class SqlTaskRepository:
             ),
         )
         query = sa.select(t.id).where(t.status.in_(_DONE), due).order_by(t.updated_at).limit(limit)
-        with self.engine.connect() as conn:
-            return list(conn.execute(query).scalars())
+        conn = self._conn
+        return list(conn.execute(query).scalars())
 
     def holds_in_doubt(self, created_before: datetime, limit: int) -> list[str]:
         t = tasks.c
@@ -344,8 +350,8 @@ class SqlTaskRepository:
             .order_by(t.created_at)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
-            return list(conn.execute(query).scalars())
+        conn = self._conn
+        return list(conn.execute(query).scalars())
 
     # --- mapping -------------------------------------------------------------------------------
 
@@ -467,3 +473,45 @@ class SqlTaskRepository:
             sha256=r["sha256"],
             created_at=_req(r["created_at"]),
         )
+
+
+class SqlTasksUnitOfWork:
+    """One database transaction, begun on ``__enter__``; rolled back unless ``commit()`` was
+    called. ``commit()`` ends it (it does not start another)."""
+
+    tasks: TaskRepository
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __enter__(self) -> Self:
+        self._conn = self._engine.connect()
+        self._tx = self._conn.begin()
+        self.tasks = SqlTaskRepository(self._conn)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._tx.is_active:
+                self._tx.rollback()
+        finally:
+            self._conn.close()
+
+    def commit(self) -> None:
+        self._tx.commit()
+
+    def rollback(self) -> None:
+        self._tx.rollback()
+
+
+class SqlTasksUnitOfWorkFactory:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __call__(self) -> SqlTasksUnitOfWork:
+        return SqlTasksUnitOfWork(self.engine)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
-from atelier_tasks.application.service import CreateTask
-from atelier_tasks.bootstrap import TasksApp, tasks_config
+from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.bootstrap import tasks_config
 from atelier_tasks.domain.model import TaskStatus, TaskType
 from tests.tasks.fakes import FakeBillingClient
+from tests.tasks.harness import MakeTasks
 
 
 def test_watch_on_one_replica_sees_changes_made_by_another(
-    database_url: str, make_tasks: Callable[..., TasksApp]
+    database_url: str, make_tasks: MakeTasks
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("cross-replica fan-out is PostgreSQL LISTEN/NOTIFY")
@@ -25,16 +25,18 @@ def test_watch_on_one_replica_sees_changes_made_by_another(
     replica_a = make_tasks(billing=billing)
     # Watchers fall back to re-reading every 60 s; only a NOTIFY can wake them sooner.
     slow = dataclasses.replace(tasks_config(replica_a.settings), watch_poll_seconds=60.0)
-    replica_a.app.config = slow
+    replica_a.use_cases.watch.config = slow
     replica_b = make_tasks(billing=billing)
-    task_id = replica_b.app.create_task(
-        CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "x", "width": 256, "height": 256})
+    task_id = replica_b.use_cases.create_task(
+        CreateTaskCommand(
+            "u1", TaskType.TEXT_TO_IMAGE, {"prompt": "x", "width": 256, "height": 256}
+        )
     ).task.id
     seen: list[tuple[int, TaskStatus]] = []
     first = threading.Event()
 
     def watch() -> None:
-        for event in replica_a.app.watch("u1", task_id, 0, stop=lambda: False):
+        for event in replica_a.use_cases.watch("u1", task_id, 0, stop=lambda: False):
             seen.append((event.sequence, event.status))
             first.set()
 

@@ -42,11 +42,11 @@ class GenerationRequest:
 
 @dataclass(frozen=True, slots=True)
 class GeneratedOutput:
-    """One output: either bytes in hand (local) or a vendor URL to copy from (never handed out)."""
+    """One output, its bytes in hand: an adapter whose vendor answers with URLs downloads them
+    itself (Replicate: ``SafeOutputFetcher``) — a vendor URL is never handed out."""
 
     content_type: str
-    data: bytes | None = None
-    source_url: str | None = None
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,6 @@
-"""Ports the tasks application needs beyond the shared ones in ``atelier_ports``."""
+"""Ports of the tasks application (only tasks uses them; the shared clock, ids and error
+taxonomy stay in ``atelier_ports``). Generation providers and object storage are in the
+``generation`` and ``storage`` submodules."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from atelier_tasks.domain.model import ResultImage, Task, TaskEvent, TaskStatus, TaskType
 
@@ -43,6 +46,8 @@ class DailyQuota:
 
 
 class TaskRepository(Protocol):
+    """The tasks data, inside the transaction of a :class:`TasksUnitOfWork`."""
+
     def add(self, task: Task, quota: DailyQuota | None = None) -> Task:
         """Insert a new task and its first event. If the user already has a task with this
         request_id, insert nothing and return that one. With a ``quota``, count the user's
@@ -112,6 +117,30 @@ class TaskRepository(Protocol):
         ...
 
 
+class TasksUnitOfWork(Protocol):
+    """One transaction over the tasks data: begun on ``__enter__``, ended by ``commit()`` /
+    ``rollback()`` / ``__exit__`` (which rolls back unless committed). Never nested."""
+
+    tasks: TaskRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class TasksUnitOfWorkFactory(Protocol):
+    def __call__(self) -> TasksUnitOfWork: ...
+
+
 class BillingClient(Protocol):
     """Credit holds in the billing service; every call is idempotent by ``request_id``."""
 
@@ -172,12 +201,6 @@ class ImageTools(Protocol):
     def thumbnail(self, data: bytes, max_side: int) -> tuple[bytes, str]:
         """Returns (bytes, content type)."""
         ...
-
-
-class OutputFetcher(Protocol):
-    """Downloads a vendor's output URL (copied into our storage, never handed out)."""
-
-    def fetch(self, url: str) -> tuple[bytes, str]: ...
 
 
 class TaskMetrics(Protocol):

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
 
-from atelier_ports.generation import GenerationRequest, GenerationResult
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
-from atelier_tasks.application.service import CreateTask
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.ports.generation import GenerationRequest, GenerationResult
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.domain.model import HoldState, TaskStatus, TaskType
 from tests.tasks.fakes import FakeBillingClient
+from tests.tasks.harness import MakeTasks
 
 
 class SharedCountingProvider(LocalGenerationProvider):
@@ -30,7 +30,7 @@ class SharedCountingProvider(LocalGenerationProvider):
 
 
 def test_two_workers_dispatch_each_of_50_tasks_exactly_once(
-    make_tasks: Callable[..., TasksApp],
+    make_tasks: MakeTasks,
 ) -> None:
     billing = FakeBillingClient()
     billing.fund("u1", 100)
@@ -39,8 +39,8 @@ def test_two_workers_dispatch_each_of_50_tasks_exactly_once(
     first = make_tasks(env, billing=billing, providers={"local": provider})
     second = make_tasks(env, billing=billing, providers={"local": provider})
     ids = [
-        first.app.create_task(
-            CreateTask(
+        first.use_cases.create_task(
+            CreateTaskCommand(
                 "u1", TaskType.TEXT_TO_IMAGE, {"prompt": f"p{i}", "width": 256, "height": 256}
             )
         ).task.id
@@ -48,7 +48,7 @@ def test_two_workers_dispatch_each_of_50_tasks_exactly_once(
     ]
     start = threading.Barrier(2)
 
-    def drain(tasks: TasksApp, name: str) -> None:
+    def drain(tasks: TasksContainer, name: str) -> None:
         worker = tasks.new_worker(name)
         start.wait()
         idle = 0
@@ -66,7 +66,8 @@ def test_two_workers_dispatch_each_of_50_tasks_exactly_once(
     assert sorted(provider.submitted) == sorted(ids)
     assert set(provider.submitted.values()) == {1}
     for task_id in ids:
-        task = first.app.repository.get(task_id)
+        with first.uow() as uow:
+            task = uow.tasks.get(task_id)
         assert task is not None
         assert task.status is TaskStatus.SUCCEEDED and task.attempts == 1
         assert task.hold_state is HoldState.CAPTURED

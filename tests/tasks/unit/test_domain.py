@@ -8,7 +8,8 @@ import pytest
 
 from atelier_tasks.domain.errors import InvalidParams, InvalidTransition, TaskNotCancellable
 from atelier_tasks.domain.model import HoldState, Task, TaskStatus, TaskType
-from atelier_tasks.domain.params import pose12_prompts, validate_params
+from atelier_tasks.domain.pose12 import pose12_prompts
+from atelier_tasks.domain.task_types import validate_params
 from tests.tasks.fakes import START
 
 

@@ -7,9 +7,13 @@ import threading
 import pytest
 
 from atelier_ports.errors import InvalidNotification
-from atelier_ports.generation import GenerationResult, GenerationState, ProviderStyle
 from atelier_ports.paging import InvalidPageToken
-from atelier_tasks.application.service import CreateTask
+from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.ports.generation import (
+    GenerationResult,
+    GenerationState,
+    ProviderStyle,
+)
 from atelier_tasks.domain.errors import (
     BillingUnavailable,
     DailyLimitReached,
@@ -34,9 +38,9 @@ def h() -> Harness:
 def test_create_holds_then_worker_succeeds_and_captures(h: Harness) -> None:
     task_id = h.create()
     assert h.billing.balances["u1"] == 9
-    assert h.repository.get(task_id).hold_state is HoldState.HELD
+    assert h.task(task_id).hold_state is HoldState.HELD
     assert h.worker.run_once().dispatched == 1
-    task = h.app.get_task("u1", task_id)
+    task = h.use_cases.get_task("u1", task_id)
     assert task.task.status is TaskStatus.SUCCEEDED
     assert task.task.hold_state is HoldState.CAPTURED
     assert h.billing.holds[task_id].status == "captured"
@@ -60,7 +64,7 @@ def test_provider_failure_fails_and_releases(h: Harness) -> None:
     task_id = h.create()
     h.provider.script[task_id] = [failed("nope")]
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "PROVIDER_FAILED"
     assert task.hold_state is HoldState.RELEASED
     assert h.billing.balances["u1"] == 10
@@ -70,14 +74,14 @@ def test_transient_errors_are_retried_with_backoff_then_succeed(h: Harness) -> N
     task_id = h.create()
     h.provider.script[task_id] = [unavailable(), failed("busy", transient=True)]
     h.worker.run_once()
-    assert h.repository.get(task_id).status is TaskStatus.PROCESSING
+    assert h.task(task_id).status is TaskStatus.PROCESSING
     h.worker.run_once()  # backoff not elapsed: nothing happens
     assert h.provider.submitted == [task_id]
     h.clock.advance(seconds=2)
     h.worker.run_once()
     h.clock.advance(seconds=4)
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.SUCCEEDED and task.attempts == 3
     assert h.billing.holds[task_id].status == "captured"
 
@@ -88,7 +92,7 @@ def test_transient_errors_are_bounded(h: Harness) -> None:
     for _ in range(5):
         h.worker.run_once()
         h.clock.advance(seconds=10)
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "RETRIES_EXHAUSTED"
     assert len(h.provider.submitted) == h.config.max_attempts
     assert h.billing.balances["u1"] == 10
@@ -99,10 +103,10 @@ def test_timeout_fails_and_releases(h: Harness) -> None:
     h = Harness(provider=polling, billing=h.billing)
     task_id = h.create()
     h.worker.run_once()
-    assert h.repository.get(task_id).status is TaskStatus.PROCESSING
+    assert h.task(task_id).status is TaskStatus.PROCESSING
     h.clock.advance(minutes=11)
     assert h.worker.run_once().timed_out == 1
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "TIMEOUT"
     assert polling.cancelled == [f"job-{task_id}"]
     assert h.billing.balances["u1"] == 10
@@ -125,28 +129,28 @@ def test_polling_backs_off_and_stops_after_terminal(h: Harness) -> None:
     h.clock.advance(seconds=2)
     polling.poll_script[job] = [succeeded(task_id, 2)]
     h.worker.run_once()
-    assert h.repository.get(task_id).status is TaskStatus.SUCCEEDED
+    assert h.task(task_id).status is TaskStatus.SUCCEEDED
     for _ in range(3):
         h.clock.advance(minutes=1)
         h.worker.run_once()
     assert polling.polled == [job, job]
     assert len(h.repository.images[task_id]) == 2
     # Reading never calls a provider.
-    h.app.get_task("u1", task_id)
-    h.app.list_tasks("u1", 10, "")
+    h.use_cases.get_task("u1", task_id)
+    h.use_cases.list_tasks("u1", 10, "")
     assert polling.polled == [job, job]
 
 
 def test_cancel_pending_releases_and_is_never_dispatched(h: Harness) -> None:
     task_id = h.create()
-    view = h.app.cancel_task("u1", task_id)
+    view = h.use_cases.cancel_task("u1", task_id)
     assert view.task.status is TaskStatus.CANCELLED
     assert view.task.hold_state is HoldState.RELEASED
     h.worker.run_once()
     assert h.provider.submitted == []
     assert h.billing.balances["u1"] == 10
     with pytest.raises(TaskNotCancellable):
-        h.app.cancel_task("u1", task_id)
+        h.use_cases.cancel_task("u1", task_id)
 
 
 def test_cancel_racing_with_a_result_discards_the_result(h: Harness) -> None:
@@ -163,10 +167,10 @@ def test_cancel_racing_with_a_result_discards_the_result(h: Harness) -> None:
     worker = threading.Thread(target=h.worker.run_once)
     worker.start()
     assert gate.wait(5)
-    h.app.cancel_task("u1", task_id)
+    h.use_cases.cancel_task("u1", task_id)
     release.set()
     worker.join(5)
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.CANCELLED and task.hold_state is HoldState.RELEASED
     assert h.repository.images.get(task_id, []) == []
     assert not [k for k in h.storage.objects if task_id in k]  # stored outputs were removed
@@ -178,13 +182,13 @@ def test_billing_down_at_create_abandons_the_task_and_it_never_runs(h: Harness) 
     with pytest.raises(BillingUnavailable):
         h.create()
     (task_id,) = h.repository.tasks
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "BILLING_UNAVAILABLE"
     h.billing.down = False
     h.clock.advance(seconds=31)
     h.worker.run_once()
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.hold_state is HoldState.RELEASED
     assert h.provider.submitted == []
     assert h.billing.balances["u1"] == 10
@@ -199,11 +203,11 @@ def test_crash_after_hold_before_marking_it_is_released_and_never_runs(h: Harnes
     (task_id,) = h.repository.tasks
     assert h.billing.holds[task_id].status == "held"
     h.worker.run_once()
-    assert h.repository.get(task_id).hold_state is HoldState.PLACING  # within the grace period
+    assert h.task(task_id).hold_state is HoldState.PLACING  # within the grace period
     h.clock.advance(seconds=31)
     h.worker.run_once()
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.FAILED and task.error_reason == "CREATE_INTERRUPTED"
     assert task.hold_state is HoldState.RELEASED
     assert h.provider.submitted == []
@@ -222,12 +226,12 @@ def test_crash_mid_dispatch_is_redispatched_after_the_lease(h: Harness) -> None:
     with pytest.raises(SystemExit):
         h.worker.run_once()
     h.provider.submit = original  # type: ignore[method-assign]
-    assert h.repository.get(task_id).status is TaskStatus.PROCESSING
+    assert h.task(task_id).status is TaskStatus.PROCESSING
     h.worker.run_once()
     assert h.provider.submitted == []  # still leased by the dead worker
     h.clock.advance(minutes=6)
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.SUCCEEDED and task.attempts == 2
     assert h.billing.holds[task_id].status == "captured"
 
@@ -236,28 +240,28 @@ def test_crash_before_capture_is_settled_by_the_sweep(h: Harness) -> None:
     task_id = h.create()
     h.billing.down = True
     h.worker.run_once()
-    task = h.repository.get(task_id)
+    task = h.task(task_id)
     assert task.status is TaskStatus.SUCCEEDED and task.hold_state is HoldState.HELD
     h.billing.down = False
     assert h.worker.run_once().settled == 1
-    assert h.repository.get(task_id).hold_state is HoldState.CAPTURED
+    assert h.task(task_id).hold_state is HoldState.CAPTURED
     assert h.billing.holds[task_id].status == "captured"
 
 
 def test_request_id_makes_create_idempotent(h: Harness) -> None:
-    cmd = CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "a"}, request_id="r1")
-    first = h.app.create_task(cmd)
-    again = h.app.create_task(cmd)
+    cmd = CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "a"}, request_id="r1")
+    first = h.use_cases.create_task(cmd)
+    again = h.use_cases.create_task(cmd)
     assert again.task.id == first.task.id
     assert len(h.repository.tasks) == 1 and h.billing.balances["u1"] == 9
     with pytest.raises(RequestIdConflict):
-        h.app.create_task(
-            CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "b"}, request_id="r1")
+        h.use_cases.create_task(
+            CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "b"}, request_id="r1")
         )
     # The key is per user.
     h.billing.fund("u2", 1)
-    other = h.app.create_task(
-        CreateTask("u2", TaskType.TEXT_TO_IMAGE, {"prompt": "a"}, request_id="r1")
+    other = h.use_cases.create_task(
+        CreateTaskCommand("u2", TaskType.TEXT_TO_IMAGE, {"prompt": "a"}, request_id="r1")
     )
     assert other.task.id != first.task.id
 
@@ -274,7 +278,9 @@ def test_daily_limit(h: Harness) -> None:
 
 def test_inputs_must_exist_in_storage(h: Harness) -> None:
     with pytest.raises(InvalidParams):
-        h.app.create_task(CreateTask("u1", TaskType.BASIC_CLEAN, {}, ["u1/uploads/missing.png"]))
+        h.use_cases.create_task(
+            CreateTaskCommand("u1", TaskType.BASIC_CLEAN, {}, ["u1/uploads/missing.png"])
+        )
     assert h.billing.calls == []
 
 
@@ -282,13 +288,13 @@ def test_isolation_between_users(h: Harness) -> None:
     task_id = h.create()
     h.worker.run_once()
     with pytest.raises(TaskNotFound):
-        h.app.get_task("u2", task_id)
+        h.use_cases.get_task("u2", task_id)
     with pytest.raises(TaskNotFound):
-        h.app.cancel_task("u2", task_id)
+        h.use_cases.cancel_task("u2", task_id)
     with pytest.raises(TaskNotFound):
-        list(h.app.watch("u2", task_id, 0, stop=lambda: True))
-    assert h.app.list_tasks("u2", 10, "")[0] == []
-    assert h.app.list_images("u2", 10, "")[0] == []
+        list(h.use_cases.watch("u2", task_id, 0, stop=lambda: True))
+    assert h.use_cases.list_tasks("u2", 10, "")[0] == []
+    assert h.use_cases.list_images("u2", 10, "")[0] == []
 
 
 def test_list_pages_newest_first_with_filters(h: Harness) -> None:
@@ -296,29 +302,29 @@ def test_list_pages_newest_first_with_filters(h: Harness) -> None:
     for i in range(5):
         ids.append(h.create(prompt=f"p{i}"))
         h.clock.advance(seconds=1)
-    h.app.cancel_task("u1", ids[1])
-    page1, token = h.app.list_tasks("u1", 2, "")
-    page2, token2 = h.app.list_tasks("u1", 2, token)
-    page3, token3 = h.app.list_tasks("u1", 2, token2)
+    h.use_cases.cancel_task("u1", ids[1])
+    page1, token = h.use_cases.list_tasks("u1", 2, "")
+    page2, token2 = h.use_cases.list_tasks("u1", 2, token)
+    page3, token3 = h.use_cases.list_tasks("u1", 2, token2)
     assert [v.task.id for v in page1 + page2 + page3] == ids[::-1]
     assert token3 == ""
-    cancelled, _ = h.app.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
+    cancelled, _ = h.use_cases.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
     assert [v.task.id for v in cancelled] == [ids[1]]
     with pytest.raises(InvalidPageToken):
-        h.app.list_tasks("u1", 2, "garbage!")
+        h.use_cases.list_tasks("u1", 2, "garbage!")
 
 
 def test_watch_replays_then_ends_after_terminal(h: Harness) -> None:
     task_id = h.create()
     h.worker.run_once()
-    events = list(h.app.watch("u1", task_id, 0, stop=lambda: False))
+    events = list(h.use_cases.watch("u1", task_id, 0, stop=lambda: False))
     assert [e.sequence for e in events] == [1, 2, 3]
     assert [e.status for e in events] == [
         TaskStatus.PENDING,
         TaskStatus.PROCESSING,
         TaskStatus.SUCCEEDED,
     ]
-    resumed = list(h.app.watch("u1", task_id, 2, stop=lambda: False))
+    resumed = list(h.use_cases.watch("u1", task_id, 2, stop=lambda: False))
     assert [e.sequence for e in resumed] == [3]
 
 
@@ -328,7 +334,7 @@ def test_watch_follows_live(h: Harness) -> None:
     first = threading.Event()
 
     def watch() -> None:
-        for event in h.app.watch("u1", task_id, 0, stop=lambda: False):
+        for event in h.use_cases.watch("u1", task_id, 0, stop=lambda: False):
             seen.append(event.sequence)
             first.set()
 
@@ -347,7 +353,7 @@ def test_stats(h: Harness) -> None:
     bad = h.create(sandbox_outcome="fail")
     h.provider.script[bad] = [failed()]
     h.worker.run_once()
-    stats = h.app.user_stats("u1")
+    stats = h.use_cases.user_stats("u1")
     assert (stats.generations, stats.succeeded, stats.failed) == (2, 1, 1)
     assert stats.images == 1 and stats.credits_spent == 1
     assert stats.months[0].month == "2026-11" and stats.months[0].credits_spent == 1
@@ -362,12 +368,14 @@ def test_webhook_notification_completes_the_task(h: Harness) -> None:
     h.worker.run_once()
     job = f"job-{task_id}"
     with pytest.raises(InvalidNotification):
-        h.app.handle_notification("local", {"x-fake-signature": "forged"}, job.encode())
-    assert h.repository.get(task_id).status is TaskStatus.PROCESSING
-    applied, found = h.app.handle_notification("local", {"x-fake-signature": "ok"}, job.encode())
+        h.use_cases.handle_notification("local", {"x-fake-signature": "forged"}, job.encode())
+    assert h.task(task_id).status is TaskStatus.PROCESSING
+    applied, found = h.use_cases.handle_notification(
+        "local", {"x-fake-signature": "ok"}, job.encode()
+    )
     assert applied and found == task_id
-    assert h.repository.get(task_id).status is TaskStatus.SUCCEEDED
-    again, _ = h.app.handle_notification("local", {"x-fake-signature": "ok"}, job.encode())
+    assert h.task(task_id).status is TaskStatus.SUCCEEDED
+    again, _ = h.use_cases.handle_notification("local", {"x-fake-signature": "ok"}, job.encode())
     assert not again
     assert h.billing.holds[task_id].status == "captured"
 
@@ -376,11 +384,13 @@ def test_running_result_without_job_id_is_not_lost(h: Harness) -> None:
     task_id = h.create()
     h.provider.script[task_id] = [GenerationResult(GenerationState.RUNNING, provider_job_id="j1")]
     h.worker.run_once()
-    assert h.repository.get(task_id).provider_job_id == "j1"
+    assert h.task(task_id).provider_job_id == "j1"
 
 
 def test_inputs_must_be_images(h: Harness) -> None:
     h.storage.put("u1/uploads/doc.pdf", b"%PDF", "application/pdf")
     with pytest.raises(InvalidParams):
-        h.app.create_task(CreateTask("u1", TaskType.BASIC_CLEAN, {}, ["u1/uploads/doc.pdf"]))
+        h.use_cases.create_task(
+            CreateTaskCommand("u1", TaskType.BASIC_CLEAN, {}, ["u1/uploads/doc.pdf"])
+        )
     assert h.billing.calls == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -14,17 +13,17 @@ import pytest
 from atelier_common.context import outgoing_metadata
 
 from atelier.billing.v1 import billing_pb2 as bpb
-from atelier_tasks.bootstrap import TasksApp
 from atelier_tasks.domain.model import HoldState, TaskStatus
 from tests.support.billing_server import INTERNAL_TOKEN, start_billing_server
 from tests.tasks.conftest import wait_until
+from tests.tasks.harness import MakeTasks
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("point", ["after_hold", "mid_dispatch", "before_capture"])
 def test_killed_tasks_process_is_recovered(
-    point: str, database_url: str, tmp_path: Path, make_tasks: Callable[..., TasksApp]
+    point: str, database_url: str, tmp_path: Path, make_tasks: MakeTasks
 ) -> None:
     billing = start_billing_server(database_url)
     try:
@@ -53,16 +52,17 @@ def test_killed_tasks_process_is_recovered(
         assert "survived" not in child.stdout
 
         restarted = make_tasks({"BILLING_ADDRESS": billing.address, "TASKS_LEASE_SECONDS": "1"})
-        (task,) = restarted.app.list_tasks("carol", 10, "")[0]
+        (task,) = restarted.use_cases.list_tasks("carol", 10, "")[0]
         worker = restarted.new_worker("restarted")
 
         def finished() -> bool:
             worker.run_once()
-            t = restarted.app.repository.get(task.task.id)
+            with restarted.uow() as uow:
+                t = uow.tasks.get(task.task.id)
             return t is not None and t.is_terminal and t.hold_state is not HoldState.HELD
 
         wait_until(finished, timeout=30, what="the task to be finished and settled")
-        final = restarted.app.get_task("carol", task.task.id)
+        final = restarted.use_cases.get_task("carol", task.task.id)
         with grpc.insecure_channel(billing.address) as ch:
             stub = billing.stub(ch)
             balance = stub.GetBalance(bpb.GetBalanceRequest(), metadata=md).balance
@@ -88,6 +88,6 @@ def test_killed_tasks_process_is_recovered(
             assert (balance.available, balance.held) == (9, 0)
             assert kinds.count(bpb.LEDGER_ENTRY_KIND_CAPTURE) == 1
             assert kinds.count(bpb.LEDGER_ENTRY_KIND_RELEASE) == 0
-        assert all(check.ok for check in billing.app.service.check_ledger())
+        assert all(check.ok for check in billing.app.use_cases.check_ledger())
     finally:
         billing.stop()

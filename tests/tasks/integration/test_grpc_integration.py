@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -13,13 +13,14 @@ from atelier_common.context import outgoing_metadata
 from google.protobuf import struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
-from atelier_ports.generation import GenerationRequest, GenerationResult
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.application.ports.generation import GenerationRequest, GenerationResult
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
+from tests.support.fakes import FakeClock
 from tests.tasks.billing_rpc import error_reason
-from tests.tasks.fakes import FakeClock
+from tests.tasks.harness import MakeTasks
 from tests.tasks.stack_calls import StackCalls
 
 
@@ -36,7 +37,7 @@ class CountingProvider(LocalGenerationProvider):
 @dataclass
 class Stack(StackCalls):
     billing: RunningBilling
-    tasks: TasksApp
+    tasks: TasksContainer
     server: TasksServer
     provider: CountingProvider
     clock: Any
@@ -49,11 +50,11 @@ class Stack(StackCalls):
         return self.stub.CreateTask(request, metadata=self.md(user)).task
 
     def ledger_ok(self) -> bool:
-        return all(check.ok for check in self.billing.app.service.check_ledger())
+        return all(check.ok for check in self.billing.app.use_cases.check_ledger())
 
 
 @pytest.fixture
-def stack(database_url: str, make_tasks: Callable[..., TasksApp]) -> Iterator[Stack]:
+def stack(database_url: str, make_tasks: MakeTasks) -> Iterator[Stack]:
     billing = start_billing_server(database_url)
     provider = CountingProvider()
     clock = FakeClock.real()
@@ -195,7 +196,9 @@ def test_admins_list_every_users_tasks_and_users_are_refused(stack: Stack) -> No
     assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert error_reason(err.value) == "ADMIN_ONLY"
     with pytest.raises(grpc.RpcError) as err:
-        stack.stub.ListAllTasks(pb.ListAllTasksRequest(status=99), metadata=admin_md)
+        stack.stub.ListAllTasks(
+            pb.ListAllTasksRequest(status=cast(pb.TaskStatus, 99)), metadata=admin_md
+        )
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from atelier_ports.generation import GenerationRequest, GenerationState
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.adapters.local_storage import InvalidKey, LocalObjectStorage
 from atelier_tasks.adapters.pillow_images import PillowImageTools
-from tests.tasks.fakes import FakeClock
+from atelier_tasks.application.ports.generation import GenerationRequest, GenerationState
+from tests.tasks.fakes import clock_at_start
 
 
 def request(
@@ -76,7 +76,7 @@ def test_basic_clean_orients_squares_and_whitens() -> None:
         (x, y)
         for x in range(0, 200, 2)
         for y in range(0, 200, 2)
-        if img.getpixel((x, y))[0] > 150 and img.getpixel((x, y))[1] < 100
+        if _rgb(img, x, y)[0] > 150 and _rgb(img, x, y)[1] < 100
     ]
     xs, ys = [p[0] for p in red], [p[1] for p in red]
     assert max(xs) - min(xs) > max(ys) - min(ys)
@@ -115,7 +115,7 @@ def test_undecodable_input_fails_cleanly() -> None:
 
 
 def test_local_storage_round_trip_signing_and_uploads(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = clock_at_start()
     storage = LocalObjectStorage(tmp_path, b"secret", clock, base_url="http://gw/files")
     stored = storage.put("u1/a/b.png", b"data", "image/png")
     assert storage.get("u1/a/b.png") == b"data"
@@ -167,3 +167,9 @@ def test_failure_rate_is_roughly_the_configured_share() -> None:
     ]
     share = outcomes.count(GenerationState.FAILED) / len(outcomes)
     assert 0.2 < share < 0.4
+
+
+def _rgb(img: Image.Image, x: int, y: int) -> tuple[int, ...]:
+    pixel = img.getpixel((x, y))
+    assert isinstance(pixel, tuple)
+    return pixel

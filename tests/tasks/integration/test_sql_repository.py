@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
@@ -13,8 +12,7 @@ from PIL import Image
 
 from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.adapters.local_storage import LocalObjectStorage
-from atelier_tasks.application.service import CreateTask
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.application.create_task import CreateTaskCommand
 from atelier_tasks.domain.errors import (
     DailyLimitReached,
     InsufficientCredits,
@@ -22,7 +20,8 @@ from atelier_tasks.domain.errors import (
     TaskNotFound,
 )
 from atelier_tasks.domain.model import HoldState, TaskStatus, TaskType
-from tests.tasks.fakes import FakeBillingClient, FakeClock
+from tests.tasks.fakes import FakeBillingClient, clock_at_start
+from tests.tasks.harness import MakeTasks
 
 
 @pytest.fixture
@@ -38,21 +37,17 @@ def png(colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (8
     return out.getvalue()
 
 
-def test_migrations_are_idempotent(
-    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
-) -> None:
+def test_migrations_are_idempotent(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     app = make_tasks(billing=billing)
     upgrade(app.engine)
     names = set(sa.inspect(app.engine).get_table_names())
     assert {"tasks", "task_events", "task_images", "alembic_version_tasks"} <= names
 
 
-def test_text_to_image_end_to_end_on_sql(
-    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
-) -> None:
+def test_text_to_image_end_to_end_on_sql(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     tasks = make_tasks(billing=billing)
-    view = tasks.app.create_task(
-        CreateTask(
+    view = tasks.use_cases.create_task(
+        CreateTaskCommand(
             "u1",
             TaskType.TEXT_TO_IMAGE,
             {"prompt": "a red fox", "width": 320, "height": 256, "seed": 7},
@@ -60,7 +55,7 @@ def test_text_to_image_end_to_end_on_sql(
     )
     worker = tasks.new_worker("w1")
     assert worker.run_once().dispatched == 1
-    done = tasks.app.get_task("u1", view.task.id)
+    done = tasks.use_cases.get_task("u1", view.task.id)
     assert done.task.status is TaskStatus.SUCCEEDED
     assert done.task.hold_state is HoldState.CAPTURED
     (image,) = done.images
@@ -80,7 +75,8 @@ def test_text_to_image_end_to_end_on_sql(
     thumb_key = unquote(urlparse(image.thumbnail_url).path.split("/files/", 1)[1])
     with Image.open(io.BytesIO(storage.get(thumb_key))) as img:
         assert max(img.size) <= 256
-    events = tasks.app.repository.events_after(view.task.id, 0)
+    with tasks.uow() as uow:
+        events = uow.tasks.events_after(view.task.id, 0)
     assert [(e.sequence, e.status) for e in events] == [
         (1, TaskStatus.PENDING),
         (2, TaskStatus.PROCESSING),
@@ -88,16 +84,14 @@ def test_text_to_image_end_to_end_on_sql(
     ]
 
 
-def test_basic_clean_and_pose12_on_sql(
-    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
-) -> None:
+def test_basic_clean_and_pose12_on_sql(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     tasks = make_tasks(billing=billing)
     tasks.storage.put("u1/uploads/a/photo.png", png(), "image/png")
-    clean = tasks.app.create_task(
-        CreateTask("u1", TaskType.BASIC_CLEAN, {"size": 256}, ["u1/uploads/a/photo.png"])
+    clean = tasks.use_cases.create_task(
+        CreateTaskCommand("u1", TaskType.BASIC_CLEAN, {"size": 256}, ["u1/uploads/a/photo.png"])
     )
-    pose = tasks.app.create_task(
-        CreateTask(
+    pose = tasks.use_cases.create_task(
+        CreateTaskCommand(
             "u1",
             TaskType.MODEL_POSE12,
             {"scene": "street", "category": "hoodie"},
@@ -105,47 +99,47 @@ def test_basic_clean_and_pose12_on_sql(
         )
     )
     tasks.new_worker("w1").run_once()
-    clean_view = tasks.app.get_task("u1", clean.task.id)
+    clean_view = tasks.use_cases.get_task("u1", clean.task.id)
     assert [(i.image.width, i.image.height) for i in clean_view.images] == [(256, 256)]
-    pose_view = tasks.app.get_task("u1", pose.task.id)
+    pose_view = tasks.use_cases.get_task("u1", pose.task.id)
     assert pose_view.task.status is TaskStatus.SUCCEEDED
     assert len({i.image.sha256 for i in pose_view.images}) == 12
     assert billing.balances["u1"] == 20 - 1 - 4
-    images, token = tasks.app.list_images("u1", 5, "")
+    images, token = tasks.use_cases.list_images("u1", 5, "")
     assert len(images) == 5 and token
-    rest, _ = tasks.app.list_images("u1", 50, token)
+    rest, _ = tasks.use_cases.list_images("u1", 50, token)
     assert len(images) + len(rest) == 13
-    stats = tasks.app.user_stats("u1")
+    stats = tasks.use_cases.user_stats("u1")
     assert stats.images == 13 and stats.credits_spent == 5
 
 
-def test_sandbox_failure_releases(
-    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
-) -> None:
+def test_sandbox_failure_releases(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     tasks = make_tasks(billing=billing)
-    view = tasks.app.create_task(
-        CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "x", "sandbox_outcome": "fail"})
+    view = tasks.use_cases.create_task(
+        CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "x", "sandbox_outcome": "fail"})
     )
     tasks.new_worker("w1").run_once()
-    task = tasks.app.get_task("u1", view.task.id).task
+    task = tasks.use_cases.get_task("u1", view.task.id).task
     assert task.status is TaskStatus.FAILED and task.error_reason == "PROVIDER_FAILED"
     assert task.hold_state is HoldState.RELEASED
     assert billing.balances["u1"] == 20
 
 
 def test_insufficient_credits_leaves_no_row(
-    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+    make_tasks: MakeTasks, billing: FakeBillingClient
 ) -> None:
     tasks = make_tasks(billing=billing)
     with pytest.raises(InsufficientCredits):
-        tasks.app.create_task(CreateTask("poor", TaskType.TEXT_TO_IMAGE, {"prompt": "x"}))
+        tasks.use_cases.create_task(
+            CreateTaskCommand("poor", TaskType.TEXT_TO_IMAGE, {"prompt": "x"})
+        )
     with tasks.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar_one() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM task_events")).scalar_one() == 0
 
 
 def test_concurrent_creates_with_one_request_id_make_one_task(
-    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+    make_tasks: MakeTasks, billing: FakeBillingClient
 ) -> None:
     tasks = make_tasks(billing=billing)
     results: list[str] = []
@@ -155,8 +149,8 @@ def test_concurrent_creates_with_one_request_id_make_one_task(
     def create() -> None:
         barrier.wait()
         try:
-            view = tasks.app.create_task(
-                CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "same"}, request_id="k1")
+            view = tasks.use_cases.create_task(
+                CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "same"}, request_id="k1")
             )
             results.append(view.task.id)
         except BaseException as exc:
@@ -171,72 +165,76 @@ def test_concurrent_creates_with_one_request_id_make_one_task(
     assert len(set(results)) == 1
     assert billing.balances["u1"] == 19
     with pytest.raises(RequestIdConflict):
-        tasks.app.create_task(
-            CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "other"}, request_id="k1")
+        tasks.use_cases.create_task(
+            CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "other"}, request_id="k1")
         )
 
 
-def test_timeout_on_sql(make_tasks: Callable[..., TasksApp], billing: FakeBillingClient) -> None:
-    clock = FakeClock()
+def test_timeout_on_sql(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
+    clock = clock_at_start()
     tasks = make_tasks(billing=billing, clock=clock)
-    view = tasks.app.create_task(CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "slow"}))
+    view = tasks.use_cases.create_task(
+        CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "slow"})
+    )
     clock.advance(minutes=11)
     report = tasks.new_worker("w1").run_once()
     assert report.timed_out == 1 and report.dispatched == 0
-    task = tasks.app.get_task("u1", view.task.id).task
+    task = tasks.use_cases.get_task("u1", view.task.id).task
     assert task.status is TaskStatus.FAILED and task.error_reason == "TIMEOUT"
     assert billing.balances["u1"] == 20
 
 
-def test_isolation_on_sql(make_tasks: Callable[..., TasksApp], billing: FakeBillingClient) -> None:
+def test_isolation_on_sql(make_tasks: MakeTasks, billing: FakeBillingClient) -> None:
     tasks = make_tasks(billing=billing)
-    view = tasks.app.create_task(CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "mine"}))
+    view = tasks.use_cases.create_task(
+        CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "mine"})
+    )
     tasks.new_worker("w1").run_once()
     for call in (
-        lambda: tasks.app.get_task("u2", view.task.id),
-        lambda: tasks.app.cancel_task("u2", view.task.id),
-        lambda: list(tasks.app.watch("u2", view.task.id, 0, stop=lambda: True)),
+        lambda: tasks.use_cases.get_task("u2", view.task.id),
+        lambda: tasks.use_cases.cancel_task("u2", view.task.id),
+        lambda: list(tasks.use_cases.watch("u2", view.task.id, 0, stop=lambda: True)),
     ):
         with pytest.raises(TaskNotFound):
             call()
-    assert tasks.app.list_tasks("u2", 10, "")[0] == []
-    assert tasks.app.list_images("u2", 10, "")[0] == []
-    assert tasks.app.user_stats("u2").generations == 0
+    assert tasks.use_cases.list_tasks("u2", 10, "")[0] == []
+    assert tasks.use_cases.list_images("u2", 10, "")[0] == []
+    assert tasks.use_cases.user_stats("u2").generations == 0
 
 
 def test_list_tasks_pages_and_filters_on_sql(
-    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+    make_tasks: MakeTasks, billing: FakeBillingClient
 ) -> None:
-    clock = FakeClock()
+    clock = clock_at_start()
     tasks = make_tasks(billing=billing, clock=clock)
     created = []
     for i in range(7):
         created.append(
-            tasks.app.create_task(
-                CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": f"p{i}"})
+            tasks.use_cases.create_task(
+                CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": f"p{i}"})
             ).task.id
         )
         if i % 2:
             clock.advance(seconds=1)  # some share a timestamp: the id breaks the tie
-    tasks.app.cancel_task("u1", created[3])
+    tasks.use_cases.cancel_task("u1", created[3])
     seen: list[str] = []
     token = ""
     while True:
-        page, token = tasks.app.list_tasks("u1", 3, token)
+        page, token = tasks.use_cases.list_tasks("u1", 3, token)
         seen += [v.task.id for v in page]
         if not token:
             break
     assert sorted(seen) == sorted(created) and len(seen) == 7
-    stamps = [tasks.app.get_task("u1", t).task.created_at for t in seen]
+    stamps = [tasks.use_cases.get_task("u1", t).task.created_at for t in seen]
     assert stamps == sorted(stamps, reverse=True)
-    cancelled, _ = tasks.app.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
+    cancelled, _ = tasks.use_cases.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
     assert [v.task.id for v in cancelled] == [created[3]]
-    none, _ = tasks.app.list_tasks("u1", 10, "", task_type=TaskType.BASIC_CLEAN)
+    none, _ = tasks.use_cases.list_tasks("u1", 10, "", task_type=TaskType.BASIC_CLEAN)
     assert none == []
 
 
 def test_daily_limit_holds_under_concurrent_creates(
-    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+    make_tasks: MakeTasks, billing: FakeBillingClient
 ) -> None:
     tasks = make_tasks({"TASKS_DAILY_LIMIT": 3}, billing=billing)
     barrier = threading.Barrier(8)
@@ -245,7 +243,9 @@ def test_daily_limit_holds_under_concurrent_creates(
     def create(i: int) -> None:
         barrier.wait()
         try:
-            tasks.app.create_task(CreateTask("u1", TaskType.TEXT_TO_IMAGE, {"prompt": f"p{i}"}))
+            tasks.use_cases.create_task(
+                CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": f"p{i}"})
+            )
             outcomes.append("created")
         except DailyLimitReached:
             outcomes.append("limited")
@@ -260,13 +260,13 @@ def test_daily_limit_holds_under_concurrent_creates(
 
 
 def test_metrics_count_outcomes_and_provider_calls(
-    make_tasks: Callable[..., TasksApp], billing: FakeBillingClient
+    make_tasks: MakeTasks, billing: FakeBillingClient
 ) -> None:
     from prometheus_client import generate_latest
 
     tasks = make_tasks(billing=billing)
     for params in ({"prompt": "ok"}, {"prompt": "no", "sandbox_outcome": "fail"}):
-        tasks.app.create_task(CreateTask("u1", TaskType.TEXT_TO_IMAGE, params))
+        tasks.use_cases.create_task(CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, params))
     tasks.new_worker("w1").run_once()
     text = generate_latest(tasks.metrics.registry).decode()
     assert (

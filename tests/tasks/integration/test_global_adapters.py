@@ -20,16 +20,16 @@ from PIL import Image
 
 from atelier_ports.clock import SystemClock
 from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
-from atelier_ports.generation import GenerationRequest, GenerationState
 from atelier_tasks.adapters.local_storage import LocalObjectStorage
 from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
 from atelier_tasks.adapters.s3_storage import S3ObjectStorage
 from atelier_tasks.adapters.safe_fetch import OutputRefused, SafeOutputFetcher
+from atelier_tasks.application.ports.generation import GenerationRequest, GenerationState
 from atelier_tasks.bootstrap import build_providers, build_storage
 from atelier_tasks.settings import TasksSettings
+from tests.support.fakes import FakeClock
 from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, moto_s3
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate, png
-from tests.tasks.fakes import FakeClock
 
 # --- S3 ------------------------------------------------------------------------------------------
 

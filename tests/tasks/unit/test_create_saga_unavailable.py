@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from atelier_tasks.application.config import TasksConfig
-from atelier_tasks.application.service import CreateAbandoned, CreateTask
+from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.saga import CreateAbandoned
 from atelier_tasks.domain.errors import BillingUnavailable, DailyLimitReached
 from atelier_tasks.domain.model import HoldState, Task, TaskStatus, TaskType
 from tests.tasks.harness import Harness
@@ -29,15 +30,15 @@ def h() -> Harness:
 
 
 def create(h: Harness, request_id: str | None = "req-1", **kw: object) -> str:
-    view = h.app.create_task(
-        CreateTask("u1", TaskType.TEXT_TO_IMAGE, PARAMS, request_id=request_id, **kw)  # type: ignore[arg-type]
+    view = h.use_cases.create_task(
+        CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, PARAMS, request_id=request_id, **kw)  # type: ignore[arg-type]
     )
     return view.task.id
 
 
 def only_task(h: Harness) -> Task:
     (task,) = h.repository.tasks.values()
-    return h.repository.get(task.id)  # type: ignore[return-value]
+    return h.task(task.id)  # type: ignore[return-value]
 
 
 def settle_everything(h: Harness) -> None:

@@ -14,7 +14,7 @@ from grpc_status import rpc_status
 
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier_ports.paging import encode_page_token
-from atelier_tasks.application.service import ALL_TASKS_PAGE, IMAGES_PAGE, TASKS_PAGE
+from atelier_tasks.application.views import ALL_TASKS_PAGE, IMAGES_PAGE, TASKS_PAGE
 from tests.tasks.grpc_stack import GrpcStack
 
 Lister = Callable[[GrpcStack, int, str], tuple[list[str], str]]

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,21 +19,22 @@ from google.protobuf import struct_pb2
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
 from atelier_tasks.adapters.s3_storage import S3ObjectStorage
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import RunningBilling, start_billing_server
+from tests.support.fakes import FakeClock
 from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, MotoS3, moto_s3
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate
 from tests.tasks.billing_rpc import error_reason
-from tests.tasks.fakes import FakeClock
 from tests.tasks.generation_webhook_relay import GenerationWebhookRelay
+from tests.tasks.harness import MakeTasks
 from tests.tasks.stack_calls import StackCalls
 
 
 @dataclass
 class GlobalStack(StackCalls):
     billing: RunningBilling
-    tasks: TasksApp
+    tasks: TasksContainer
     server: TasksServer
     replicate: FakeReplicate
     relay: GenerationWebhookRelay
@@ -55,11 +56,11 @@ class GlobalStack(StackCalls):
         return task, prediction_id
 
     def ledger_ok(self) -> bool:
-        return all(check.ok for check in self.billing.app.service.check_ledger())
+        return all(check.ok for check in self.billing.app.use_cases.check_ledger())
 
 
 @pytest.fixture
-def stack(database_url: str, make_tasks: Callable[..., TasksApp]) -> Iterator[GlobalStack]:
+def stack(database_url: str, make_tasks: MakeTasks) -> Iterator[GlobalStack]:
     replicate = FakeReplicate()
     relay = GenerationWebhookRelay()
     moto = moto_s3()
@@ -97,7 +98,7 @@ def stack(database_url: str, make_tasks: Callable[..., TasksApp]) -> Iterator[Gl
 
 
 def test_market_global_wires_replicate_and_s3_by_configuration(stack: GlobalStack) -> None:
-    app = stack.tasks.app
+    app = stack.tasks
     assert isinstance(app.providers["replicate"], ReplicateGenerationProvider)
     assert isinstance(app.storage, S3ObjectStorage) and app.storage.bucket == stack.bucket
     assert set(stack.tasks.settings.routes().values()) == {"replicate"}

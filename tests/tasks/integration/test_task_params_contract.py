@@ -17,14 +17,14 @@ from google.protobuf import struct_pb2
 from PIL import Image
 
 from atelier.tasks.v1 import tasks_pb2 as pb
-from atelier_ports.generation import GenerationRequest, GenerationState
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.application.config import TasksConfig
-from atelier_tasks.application.service import CreateTask
+from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.ports.generation import GenerationRequest, GenerationState
 from atelier_tasks.domain.errors import InvalidParams
 from atelier_tasks.domain.model import TaskType
-from atelier_tasks.domain.params import validate_params
 from atelier_tasks.domain.pose12 import CATEGORIES, SCENES, pose12_prompts
+from atelier_tasks.domain.task_types import validate_params
 from tests.tasks.grpc_stack import GrpcStack
 from tests.tasks.harness import Harness
 
@@ -143,8 +143,8 @@ def test_negative_prompt_and_seed() -> None:
     assert refused(T2I, {"prompt": "x", "negative_prompt": 7}) == "negative_prompt"
     for seed in (0, 1, 2**32 - 1):
         assert valid(T2I, {"prompt": "x", "seed": seed})["seed"] == seed
-    for seed in (-1, 2**32, 1.5, "1"):
-        assert refused(T2I, {"prompt": "x", "seed": seed}) == "seed"
+    for bad in (-1, 2**32, 1.5, "1"):
+        assert refused(T2I, {"prompt": "x", "seed": bad}) == "seed"
 
 
 def test_text_to_image_takes_its_init_image_only_as_input_upload_id() -> None:
@@ -174,7 +174,7 @@ def test_sandbox_outcome_is_refused_where_the_provider_is_not_local() -> None:
     h = Harness(config=TasksConfig(routes=routes, retry_backoff=timedelta(seconds=2)))
     h.billing.fund("u1", 10)
     with pytest.raises(InvalidParams) as err:
-        h.app.create_task(CreateTask("u1", T2I, params))
+        h.use_cases.create_task(CreateTaskCommand("u1", T2I, params))
     assert err.value.field == "sandbox_outcome"
     assert h.billing.calls == []  # refused before anything was held
 

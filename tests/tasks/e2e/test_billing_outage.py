@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,18 +31,19 @@ from atelier.billing.v1 import billing_pb2_grpc as bpb_grpc
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
 from atelier_billing.adapters.persistence.migrate import upgrade as upgrade_billing
-from atelier_billing.bootstrap import build_app as build_billing
+from atelier_billing.bootstrap import build_container as build_billing
 from atelier_billing.settings import BillingSettings
-from atelier_ports.generation import GenerationRequest, GenerationResult
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
-from atelier_tasks.bootstrap import TasksApp
+from atelier_tasks.application.ports.generation import GenerationRequest, GenerationResult
+from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.domain.model import HoldState, TaskStatus
 from atelier_tasks.entrypoints.server import TasksServer, start_server
 from tests.support.billing_server import INTERNAL_TOKEN
 from tests.support.postgres import PostgresServer
 from tests.tasks.conftest import wait_until
+from tests.tasks.harness import MakeTasks
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 USER = "carol"
 PARAMS: dict[str, Any] = {"prompt": "a lighthouse", "width": 256, "height": 256}
 GATEWAY_DEADLINE = 15.0  # what the gateway gives POST /v1/tasks
@@ -137,7 +138,7 @@ class BillingProcess:
         )
         app = build_billing(settings)
         try:
-            return all(check.ok for check in app.service.check_ledger())
+            return all(check.ok for check in app.use_cases.check_ledger())
         finally:
             app.engine.dispose()
 
@@ -145,7 +146,7 @@ class BillingProcess:
 @dataclass
 class Outage:
     billing: BillingProcess
-    tasks: TasksApp
+    tasks: TasksContainer
     server: TasksServer
     provider: CountingProvider
     channel: grpc.Channel
@@ -176,7 +177,7 @@ class Outage:
         return err.value
 
     def tasks_of_user(self) -> list[Any]:
-        return [v.task for v in self.tasks.app.list_tasks(USER, 100, "")[0]]
+        return [v.task for v in self.tasks.use_cases.list_tasks(USER, 100, "")[0]]
 
     def settle_all(self) -> None:
         """Run the worker until no task is open or owes billing anything."""
@@ -231,9 +232,7 @@ def billing_database_url(
 
 
 @pytest.fixture
-def outage(
-    billing_database_url: str, tmp_path: Path, make_tasks: Callable[..., TasksApp]
-) -> Iterator[Outage]:
+def outage(billing_database_url: str, tmp_path: Path, make_tasks: MakeTasks) -> Iterator[Outage]:
     upgrade_billing(make_engine(billing_database_url))
     billing = BillingProcess(billing_database_url, free_port(), tmp_path / "billing-data")
     billing.start()

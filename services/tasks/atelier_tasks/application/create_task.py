@@ -1,0 +1,140 @@
+"""CreateTask: the create saga's first steps, answered within the caller's deadline.
+
+1. persist the task (``pending``, hold ``placing``) and its first event — one transaction;
+2. place the hold in billing with the task id as idempotency key, within the time the caller
+   has left (its gRPC deadline, at most ``create_budget``);
+3. mark the hold ``held`` — only now can the worker dispatch it, and only this call may do it.
+
+Steps 2 and 3 are the saga's (:meth:`TaskSaga.place_hold`). CreateTask answers UNAVAILABLE only
+after the task can no longer run: if billing cannot be reached, or its answer does not come in
+time to commit before the caller's deadline, the task is *abandoned* — ``failed`` with
+``BILLING_UNAVAILABLE``, its request id freed so a retry creates a new task — and the worker
+releases whatever hold billing may have placed (idempotent by the task id; "no such hold" is
+final only once no placement can still land). A CreateTask call that never finished (its
+process died) leaves a ``placing`` task that the worker's sweep abandons the same way
+(``CREATE_INTERRUPTED``) — it never places holds itself. Every step is version-checked, so
+whoever commits first (the create, a retry with the same request id, the sweep) decides, and the
+others answer by what was committed. Insufficient credits (or any other definite "no" from
+billing) delete the task: it was never created, and no provider is ever called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+
+from atelier_ports.clock import Clock
+from atelier_ports.ids import IdGenerator
+from atelier_tasks.application.config import TasksConfig
+from atelier_tasks.application.ports import DailyQuota, TaskEventHub, TasksUnitOfWorkFactory
+from atelier_tasks.application.ports.storage import ObjectStorage
+from atelier_tasks.application.saga import TaskSaga
+from atelier_tasks.application.views import TaskView, TaskViews
+from atelier_tasks.domain.errors import InvalidParams, RequestIdConflict
+from atelier_tasks.domain.model import Task, TaskType
+from atelier_tasks.domain.task_types import validate_params
+
+LOCAL_PROVIDER = "local"  # the only provider that honours params.sandbox_outcome
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTaskCommand:
+    user_id: str
+    type: TaskType
+    params: Mapping[str, Any]
+    input_keys: Sequence[str] = ()
+    request_id: str | None = None
+    # When the caller stops waiting (its gRPC deadline); the saga answers before that.
+    respond_by: datetime | None = None
+
+
+class CreateTask:
+    def __init__(
+        self,
+        *,
+        uow: TasksUnitOfWorkFactory,
+        storage: ObjectStorage,
+        hub: TaskEventHub,
+        saga: TaskSaga,
+        views: TaskViews,
+        clock: Clock,
+        ids: IdGenerator,
+        config: TasksConfig,
+    ) -> None:
+        self.uow = uow
+        self.storage = storage
+        self.hub = hub
+        self.saga = saga
+        self.views = views
+        self.clock = clock
+        self.ids = ids
+        self.config = config
+
+    def __call__(self, command: CreateTaskCommand) -> TaskView:
+        config = self.config
+        respond_by = self.clock.now() + config.create_budget
+        if command.respond_by is not None:
+            respond_by = min(respond_by, command.respond_by)
+        validated = validate_params(
+            command.type,
+            command.params,
+            command.input_keys,
+            command.user_id,
+            sandbox=config.routes[command.type] == LOCAL_PROVIDER,
+        )
+        params, keys = validated.params, validated.input_keys
+        request_id = command.request_id or None
+        if request_id:
+            with self.uow() as uow:
+                existing = uow.tasks.find_by_request(command.user_id, request_id)
+            if existing is not None:
+                return self._replay(existing, command.type, params, keys, respond_by)
+        for key in keys:
+            upload = self.storage.head(key)
+            if upload is None:
+                raise InvalidParams(f"no uploaded image under {key!r}", field="input_keys")
+            if upload.content_type not in config.upload_content_types:
+                raise InvalidParams(f"{key!r} is not a supported image", field="input_keys")
+        now = self.clock.now()
+        day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
+        task = Task.create(
+            task_id=self.ids.new_id("task"),
+            user_id=command.user_id,
+            task_type=command.type,
+            params=params,
+            input_keys=keys,
+            cost=config.costs[command.type],
+            provider=config.routes[command.type],
+            now=now,
+            timeout=config.timeout,
+            request_id=request_id,
+        )
+        with self.uow() as uow:
+            stored = uow.tasks.add(task, DailyQuota(day_start, config.daily_limit))
+            uow.commit()
+        if stored.id != task.id:  # a concurrent create with the same request_id won
+            return self._replay(stored, command.type, params, keys, respond_by)
+        self.hub.publish(task.id)
+        return TaskView(self.saga.place_hold(stored, respond_by))
+
+    def _replay(
+        self,
+        task: Task,
+        task_type: TaskType,
+        params: Mapping[str, Any],
+        keys: tuple[str, ...],
+        respond_by: datetime,
+    ) -> TaskView:
+        if (
+            task.type is not task_type
+            or dict(task.params) != dict(params)
+            or task.input_keys != keys
+        ):
+            raise RequestIdConflict("request_id was already used for a different task")
+        # Still placing: the first call is in flight or died. Placing it here is the same
+        # request finishing; whoever commits first decides for both.
+        placed = self.saga.place_hold(task, respond_by)
+        with self.uow() as uow:
+            return self.views.task(uow, placed)

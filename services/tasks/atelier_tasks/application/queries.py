@@ -1,0 +1,165 @@
+"""Reads: one task, listings (the user's, every user's for admins), images, usage statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from atelier_tasks.application.ports import Page, TasksUnitOfWork, TasksUnitOfWorkFactory
+from atelier_tasks.application.views import (
+    ALL_TASKS_PAGE,
+    IMAGES_PAGE,
+    TASKS_PAGE,
+    ImageView,
+    TaskView,
+    TaskViews,
+    encode_cursor,
+)
+from atelier_tasks.domain.errors import AdminOnly, TaskNotFound
+from atelier_tasks.domain.model import Task, TaskStatus, TaskType
+
+
+def own_task(uow: TasksUnitOfWork, user_id: str, task_id: str) -> Task:
+    """The caller's task, or TaskNotFound (someone else's is not found either)."""
+    task = uow.tasks.get(task_id, user_id) if task_id else None
+    if task is None:
+        raise TaskNotFound(f"task {task_id!r} not found")
+    return task
+
+
+@dataclass(frozen=True, slots=True)
+class MonthStats:
+    month: str
+    generations: int = 0
+    images: int = 0
+    credits_spent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UserStats:
+    generations: int
+    succeeded: int
+    failed: int
+    images: int
+    credits_spent: int
+    months: list[MonthStats]
+    by_type: dict[TaskType, int]
+
+
+class GetTask:
+    def __init__(self, *, uow: TasksUnitOfWorkFactory, views: TaskViews) -> None:
+        self.uow = uow
+        self.views = views
+
+    def __call__(self, user_id: str, task_id: str) -> TaskView:
+        with self.uow() as uow:
+            return self.views.task(uow, own_task(uow, user_id, task_id))
+
+
+class ListTasks:
+    """The caller's tasks, newest first."""
+
+    def __init__(self, *, uow: TasksUnitOfWorkFactory, views: TaskViews) -> None:
+        self.uow = uow
+        self.views = views
+
+    def __call__(
+        self,
+        user_id: str,
+        page_size: int,
+        page_token: str,
+        task_type: TaskType | None = None,
+        status: TaskStatus | None = None,
+    ) -> tuple[list[TaskView], str]:
+        return _listing(self, TASKS_PAGE, user_id, page_size, page_token, task_type, status)
+
+
+class ListAllTasks:
+    """Every user's tasks (the admin console)."""
+
+    def __init__(self, *, uow: TasksUnitOfWorkFactory, views: TaskViews) -> None:
+        self.uow = uow
+        self.views = views
+
+    def __call__(
+        self,
+        *,
+        caller_is_admin: bool,
+        page_size: int,
+        page_token: str,
+        task_type: TaskType | None = None,
+        status: TaskStatus | None = None,
+    ) -> tuple[list[TaskView], str]:
+        if not caller_is_admin:
+            raise AdminOnly("listing every user's tasks needs the admin role")
+        return _listing(self, ALL_TASKS_PAGE, None, page_size, page_token, task_type, status)
+
+
+def _listing(
+    use_case: ListTasks | ListAllTasks,
+    kind: str,
+    user_id: str | None,
+    page_size: int,
+    page_token: str,
+    task_type: TaskType | None,
+    status: TaskStatus | None,
+) -> tuple[list[TaskView], str]:
+    page = use_case.views.page(page_size, page_token, kind)
+    with use_case.uow() as uow:
+        tasks = uow.tasks.list_tasks(user_id, Page(page.size + 1, page.after), task_type, status)
+        more = len(tasks) > page.size
+        tasks = tasks[: page.size]
+        views = use_case.views.tasks(uow, tasks)
+    token = encode_cursor(kind, tasks[-1].created_at, tasks[-1].id) if more and tasks else ""
+    return views, token
+
+
+class ListImages:
+    def __init__(self, *, uow: TasksUnitOfWorkFactory, views: TaskViews) -> None:
+        self.uow = uow
+        self.views = views
+
+    def __call__(
+        self, user_id: str, page_size: int, page_token: str, task_type: TaskType | None = None
+    ) -> tuple[list[ImageView], str]:
+        page = self.views.page(page_size, page_token, IMAGES_PAGE)
+        with self.uow() as uow:
+            images = uow.tasks.list_images(user_id, Page(page.size + 1, page.after), task_type)
+        more = len(images) > page.size
+        images = images[: page.size]
+        last = images[-1] if more and images else None
+        token = encode_cursor(IMAGES_PAGE, last.created_at, last.id) if last else ""
+        return [self.views.image(i) for i in images], token
+
+
+class GetUserStats:
+    def __init__(self, *, uow: TasksUnitOfWorkFactory) -> None:
+        self.uow = uow
+
+    def __call__(self, user_id: str) -> UserStats:
+        months: dict[str, MonthStats] = {}
+        by_type: dict[TaskType, int] = {}
+        generations = succeeded = failed = images = spent = 0
+        with self.uow() as uow:
+            summaries = uow.tasks.summaries(user_id)
+        for s in summaries:
+            generations += 1
+            by_type[s.type] = by_type.get(s.type, 0) + 1
+            month = s.created_at.strftime("%Y-%m")
+            m = months.get(month, MonthStats(month))
+            charged = s.cost if s.status is TaskStatus.SUCCEEDED else 0
+            months[month] = MonthStats(
+                month, m.generations + 1, m.images + s.images, m.credits_spent + charged
+            )
+            succeeded += s.status is TaskStatus.SUCCEEDED
+            failed += s.status is TaskStatus.FAILED
+            images += s.images
+            spent += charged
+        return UserStats(
+            generations=generations,
+            succeeded=succeeded,
+            failed=failed,
+            images=images,
+            credits_spent=spent,
+            months=[months[k] for k in sorted(months, reverse=True)],
+            by_type=by_type,
+        )
