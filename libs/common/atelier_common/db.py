@@ -9,10 +9,12 @@ enforces foreign keys.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -62,3 +64,72 @@ def _make_sqlite_transactional(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SqlUnitOfWork:
+    """The SQLAlchemy side of ``atelier_ports.unit_of_work.UnitOfWork``, shared by the services.
+
+    One transaction on one pooled connection: it begins on ``__enter__`` and ends on ``commit()``,
+    ``rollback()`` or ``__exit__`` (rolled back unless committed). The connection goes back to the
+    pool when the transaction ends, so a repository used after it fails loudly instead of starting
+    a transaction nobody commits. Subclasses make their repositories in ``_bind`` and may translate
+    driver errors (``_commit_error`` for a failed commit, ``_exit_error`` for what ended the block).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+        self._tx: RootTransaction | None = None
+
+    def _bind(self, conn: Connection) -> None:
+        raise NotImplementedError
+
+    def _commit_error(self, exc: IntegrityError) -> Exception | None:
+        return None
+
+    def _exit_error(self, exc: BaseException) -> Exception | None:
+        return None
+
+    def __enter__(self) -> Self:
+        self._conn = self._engine.connect()
+        self._tx = self._conn.begin()
+        self._bind(self._conn)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+        if exc is not None:
+            translated = self._exit_error(exc)
+            if translated is not None:
+                raise translated from exc
+
+    def commit(self) -> None:
+        if self._tx is None:
+            raise RuntimeError("commit() outside the unit's transaction")
+        try:
+            self._tx.commit()
+        except IntegrityError as exc:
+            translated = self._commit_error(exc)
+            if translated is not None:
+                raise translated from exc
+            raise
+        finally:
+            self._end()
+
+    def rollback(self) -> None:
+        try:
+            if self._tx is not None and self._tx.is_active:
+                self._tx.rollback()
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._tx = None

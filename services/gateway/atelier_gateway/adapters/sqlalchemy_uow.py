@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from sqlalchemy import Connection, Engine, RootTransaction, Row, func, insert, or_, select, update
+from atelier_common.db import SqlUnitOfWork
+from sqlalchemy import Connection, Engine, Row, func, insert, or_, select, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError
 
@@ -220,7 +220,7 @@ class SqlIdempotencyRepository:
         )
 
 
-class SqlGatewayUnitOfWork:
+class SqlGatewayUnitOfWork(SqlUnitOfWork):
     """One transaction, begun on enter and ended by ``commit``, ``rollback`` or exit (rolled back
     unless committed). The connection goes back to the pool when the transaction ends, so a
     repository used after it fails loudly instead of starting a transaction nobody commits."""
@@ -229,46 +229,10 @@ class SqlGatewayUnitOfWork:
     refresh_tokens: RefreshTokenRepository
     idempotency: IdempotencyRepository
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._conn: Connection | None = None
-        self._tx: RootTransaction | None = None
-
-    def __enter__(self) -> Self:
-        self._conn = self._engine.connect()
-        self._tx = self._conn.begin()
-        self.users = SqlUserRepository(self._conn)
-        self.refresh_tokens = SqlRefreshTokenRepository(self._conn)
-        self.idempotency = SqlIdempotencyRepository(self._conn)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.rollback()
-
-    def commit(self) -> None:
-        assert self._tx is not None, "commit() outside the unit's transaction"
-        try:
-            self._tx.commit()
-        finally:
-            self._end()
-
-    def rollback(self) -> None:
-        try:
-            if self._tx is not None and self._tx.is_active:
-                self._tx.rollback()
-        finally:
-            self._end()
-
-    def _end(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
-        self._tx = None
+    def _bind(self, conn: Connection) -> None:
+        self.users = SqlUserRepository(conn)
+        self.refresh_tokens = SqlRefreshTokenRepository(conn)
+        self.idempotency = SqlIdempotencyRepository(conn)
 
 
 class SqlGatewayUnitOfWorkFactory:

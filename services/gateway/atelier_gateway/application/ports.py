@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from atelier_gateway.application import billing_views as billing
 from atelier_gateway.application import task_views as tasks
@@ -18,6 +17,7 @@ from atelier_gateway.application.calls import (
     PageRequest,
 )
 from atelier_gateway.domain.model import IdempotencyRecord, RefreshTokenRecord, Role, User
+from atelier_ports.unit_of_work import UnitOfWork
 
 
 class UserRepository(Protocol):
@@ -64,7 +64,7 @@ class IdempotencyRepository(Protocol):
         ...
 
 
-class GatewayUnitOfWork(Protocol):
+class GatewayUnitOfWork(UnitOfWork, Protocol):
     """One transaction: it begins on ``__enter__`` and ends on ``commit()``, ``rollback()`` or
     ``__exit__`` (rolled back unless committed). ``commit()`` does not start another one: a unit
     is used for one transaction, and no use case opens a unit inside another."""
@@ -78,19 +78,6 @@ class GatewayUnitOfWork(Protocol):
 
     @property
     def idempotency(self) -> IdempotencyRepository: ...
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def commit(self) -> None: ...
-
-    def rollback(self) -> None: ...
 
 
 class GatewayUnitOfWorkFactory(Protocol):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from atelier_common.db import SqlUnitOfWork as SqlUnitOfWorkBase
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -667,7 +667,7 @@ class SqlCustomers(_Repo):
         )
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(SqlUnitOfWorkBase):
     """One database transaction (billing's ``BillingUnitOfWork``): it begins on ``__enter__``
     and ends on ``commit``/``rollback``/``__exit__``; rolled back unless ``commit()`` was called."""
 
@@ -680,48 +680,24 @@ class SqlUnitOfWork:
     payment_events: ports.PaymentEventRepository
     customers: ports.CustomerRepository
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def _bind(self, conn: Connection) -> None:
+        self.accounts = SqlAccounts(conn)
+        self.grants = SqlGrants(conn)
+        self.holds = SqlHolds(conn)
+        self.ledger = SqlLedger(conn)
+        self.orders = SqlOrders(conn)
+        self.memberships = SqlMemberships(conn)
+        self.payment_events = SqlPaymentEvents(conn)
+        self.customers = SqlCustomers(conn)
 
-    def __enter__(self) -> Self:
-        self._conn = self._engine.connect()
-        self._tx = self._conn.begin()
-        self.accounts = SqlAccounts(self._conn)
-        self.grants = SqlGrants(self._conn)
-        self.holds = SqlHolds(self._conn)
-        self.ledger = SqlLedger(self._conn)
-        self.orders = SqlOrders(self._conn)
-        self.memberships = SqlMemberships(self._conn)
-        self.payment_events = SqlPaymentEvents(self._conn)
-        self.customers = SqlCustomers(self._conn)
-        return self
+    def _commit_error(self, exc: IntegrityError) -> Exception | None:
+        return DuplicateKey(str(exc.orig)) if _is_unique_violation(exc) else None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self._tx.is_active:
-                self._tx.rollback()
-        finally:
-            self._conn.close()
+    def _exit_error(self, exc: BaseException) -> Exception | None:
         if isinstance(exc, IntegrityError) and _is_check_violation(exc):
             # A CHECK constraint stopped an overdraft that slipped past the conditions.
-            raise InsufficientCredits("not enough credits") from exc
-
-    def commit(self) -> None:
-        try:
-            self._tx.commit()
-        except IntegrityError as exc:
-            if _is_unique_violation(exc):
-                raise DuplicateKey(str(exc.orig)) from exc
-            raise
-
-    def rollback(self) -> None:
-        if self._tx.is_active:
-            self._tx.rollback()
+            return InsufficientCredits("not enough credits")
+        return None
 
 
 class SqlUnitOfWorkFactory:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from atelier_billing.domain.model import (
     Account,
@@ -26,6 +25,7 @@ from atelier_billing.domain.model import (
     Order,
     OrderStatus,
 )
+from atelier_ports.unit_of_work import UnitOfWork
 
 
 class DuplicateKey(Exception):
@@ -206,7 +206,7 @@ class CustomerRepository(Protocol):
         ...
 
 
-class BillingUnitOfWork(Protocol):
+class BillingUnitOfWork(UnitOfWork, Protocol):
     """One transaction: it begins on ``__enter__`` and ends on ``commit``/``rollback``/
     ``__exit__`` (rolled back if not committed); ``commit()`` does not start a new one."""
 
@@ -218,21 +218,6 @@ class BillingUnitOfWork(Protocol):
     memberships: MembershipRepository
     payment_events: PaymentEventRepository
     customers: CustomerRepository
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Roll back unless committed."""
-        ...
-
-    def commit(self) -> None: ...
-
-    def rollback(self) -> None: ...
 
 
 class BillingUnitOfWorkFactory(Protocol):

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import sqlalchemy as sa
+from atelier_common.db import SqlUnitOfWork
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -475,38 +475,14 @@ class SqlTaskRepository:
         )
 
 
-class SqlTasksUnitOfWork:
+class SqlTasksUnitOfWork(SqlUnitOfWork):
     """One database transaction, begun on ``__enter__``; rolled back unless ``commit()`` was
     called. ``commit()`` ends it (it does not start another)."""
 
     tasks: TaskRepository
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    def __enter__(self) -> Self:
-        self._conn = self._engine.connect()
-        self._tx = self._conn.begin()
-        self.tasks = SqlTaskRepository(self._conn)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self._tx.is_active:
-                self._tx.rollback()
-        finally:
-            self._conn.close()
-
-    def commit(self) -> None:
-        self._tx.commit()
-
-    def rollback(self) -> None:
-        self._tx.rollback()
+    def _bind(self, conn: Connection) -> None:
+        self.tasks = SqlTaskRepository(conn)
 
 
 class SqlTasksUnitOfWorkFactory:

@@ -8,9 +8,9 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
+from atelier_ports.unit_of_work import UnitOfWork
 from atelier_tasks.domain.model import ResultImage, Task, TaskEvent, TaskStatus, TaskType
 
 
@@ -117,24 +117,11 @@ class TaskRepository(Protocol):
         ...
 
 
-class TasksUnitOfWork(Protocol):
+class TasksUnitOfWork(UnitOfWork, Protocol):
     """One transaction over the tasks data: begun on ``__enter__``, ended by ``commit()`` /
     ``rollback()`` / ``__exit__`` (which rolls back unless committed). Never nested."""
 
     tasks: TaskRepository
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def commit(self) -> None: ...
-
-    def rollback(self) -> None: ...
 
 
 class TasksUnitOfWorkFactory(Protocol):
