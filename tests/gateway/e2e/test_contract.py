@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.gateway.conftest import Stack, User
 from tests.gateway.e2e.test_tasks import jpeg, read_events, wait_for_status

@@ -133,7 +133,7 @@ class BillingProcess:
 
     def ledger_ok(self) -> bool:
         settings = BillingSettings(
-            BILLING_DATABASE_URL=self.database_url,  # type: ignore[call-arg]
+            BILLING_DATABASE_URL=self.database_url,
             ATELIER_DATA_DIR=str(self.data_dir),
         )
         app = build_billing(settings)

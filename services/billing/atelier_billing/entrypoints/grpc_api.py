@@ -219,7 +219,7 @@ def order_pb(order: model.Order) -> pb.Order:
     )
 
 
-class BillingServicer(pb_grpc.BillingServiceServicer):  # type: ignore[misc]
+class BillingServicer(pb_grpc.BillingServiceServicer):
     def __init__(self, use_cases: BillingUseCases, clock: Clock) -> None:
         self._uc = use_cases
         self._clock = clock.now

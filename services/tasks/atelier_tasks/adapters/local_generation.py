@@ -201,7 +201,7 @@ def _border_colour(img: Image.Image) -> tuple[int, int, int]:
         )
     ]
     channels = list(zip(*samples, strict=True))
-    return tuple(sorted(c)[len(c) // 2] for c in channels)  # type: ignore[return-value]
+    return tuple(sorted(c)[len(c) // 2] for c in channels)
 
 
 def scene_colour(scene: str) -> tuple[int, int, int]:

@@ -135,7 +135,7 @@ def event_message(event: TaskEvent) -> Any:
     )
 
 
-class TaskServicer(pb_grpc.TaskServiceServicer):  # type: ignore[misc]
+class TaskServicer(pb_grpc.TaskServiceServicer):
     def __init__(self, use_cases: TaskUseCases, clock: Clock) -> None:
         self.use_cases = use_cases
         self.clock = clock
