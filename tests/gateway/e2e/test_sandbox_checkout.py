@@ -372,3 +372,5 @@ def test_provider_return_page_says_what_happens_next_without_revealing_the_order
         assert mine.text == other.text  # not even whether the order exists
         assert order["number"] not in mine.text
     assert sandbox.http.get(f"/orders/{order['id']}?checkout=other").status_code == 404
+    # Only the order page is a provider's landing: the checkout itself still needs its token.
+    assert sandbox.http.get(f"/sandbox/checkout/{order['id']}?checkout=success").status_code == 404

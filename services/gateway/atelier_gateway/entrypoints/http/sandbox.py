@@ -190,11 +190,6 @@ async def checkout_page(request: web.Request) -> web.Response:
     order_id = request.match_info["order_id"]
     found = await _order_for(request, order_id)
     if found is None:
-        returned = _PROVIDER_RETURN.get(request.query.get("checkout", ""))
-        if returned is not None:
-            # A payment provider's redirect (Stripe's success/cancel URL) carries no token: say
-            # what happens next without telling whether such an order exists.
-            return _page("Checkout", f"<p>{_e(returned)}</p>{_ORDERS_HINT}")
         return _not_found()
     order, token = found
     status = order.status
