@@ -178,8 +178,8 @@ def test_refused_notifications_change_nothing(env: Env, caplog: pytest.LogCaptur
     }
     refused = {
         "forged signature": Notification(forged, good.body),
-        "stale timestamp": env.wechat.pay(order.number, at=now - 301),
-        "future timestamp": env.wechat.pay(order.number, at=now + 301),
+        "stale timestamp": env.wechat.pay(order.number, at=now - 360),
+        "future timestamp": env.wechat.pay(order.number, at=now + 360),
         "amount mismatch": env.wechat.pay(order.number, amount={"total": 1, "currency": "CNY"}),
         "currency mismatch": env.wechat.pay(
             order.number, amount={"total": 6800, "currency": "USD"}
