@@ -284,3 +284,18 @@ def test_the_sdk_still_has_the_gateway_attribute_we_override() -> None:
     assert client._core._gate_way == "http://127.0.0.1:9"
     with pytest.raises(RuntimeError, match="_gate_way"):
         set_gateway(object(), "http://127.0.0.1:9")
+
+
+def test_a_membership_is_bought_per_period_and_a_second_order_extends_it(env: Env) -> None:
+    first = env.order("plan_monthly")
+    assert env.wechat.transactions[first.number]["amount"]["total"] == 12800
+    assert env.send(env.wechat.pay(first.number)) == 200
+    balance = env.stub.GetBalance(pb.GetBalanceRequest(), metadata=env.billing.metadata("u1"))
+    membership = balance.balance.membership
+    assert membership.active
+    first_end = membership.period_end_time.seconds
+    second = env.order("plan_monthly")
+    assert env.send(env.wechat.pay(second.number)) == 200
+    balance = env.stub.GetBalance(pb.GetBalanceRequest(), metadata=env.billing.metadata("u1"))
+    assert balance.balance.membership.period_end_time.seconds >= first_end + 30 * 86400 - 5
+    assert env.consistent()
