@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from atelier_common.db import make_engine
 from sqlalchemy import Engine
@@ -13,6 +14,7 @@ from sqlalchemy import Engine
 from atelier_billing.adapters.payments.http_sender import UrllibNotificationSender
 from atelier_billing.adapters.payments.local import LocalPaymentProvider
 from atelier_billing.adapters.payments.stripe_provider import StripePaymentProvider
+from atelier_billing.adapters.payments.wechatpay import WeChatPayProvider
 from atelier_billing.adapters.persistence.repository import SqlUnitOfWorkFactory
 from atelier_billing.application.config import BillingConfig
 from atelier_billing.application.ports import NotificationSender, PaymentProvider
@@ -37,6 +39,16 @@ class BillingContainer:
         self.engine.dispose()
 
 
+def _read_pem(path: str, setting: str) -> str:
+    """A key file named by a setting; a missing one is a ValueError naming the setting only."""
+    if not path.strip():
+        raise ValueError(f"{setting} is not set")
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(f"{setting} names no readable file") from exc
+
+
 def build_payment_provider(name: str, settings: BillingSettings, clock: Clock) -> PaymentProvider:
     if name == "local":
         return LocalPaymentProvider(
@@ -59,7 +71,23 @@ def build_payment_provider(name: str, settings: BillingSettings, clock: Clock) -
             currency=settings.stripe_currency,
             api_base=settings.stripe_api_base or None,
         )
-    # The WeChat Pay adapter comes with the cn market issue; until then refuse clearly.
+    if name == "wechatpay":
+        return WeChatPayProvider(
+            mchid=settings.wechatpay_mchid,
+            appid=settings.wechatpay_appid,
+            apiv3_key=settings.wechatpay_apiv3_key.get_secret_value(),
+            merchant_serial_no=settings.wechatpay_merchant_serial_no,
+            merchant_private_key=_read_pem(
+                settings.wechatpay_merchant_private_key_file,
+                "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE",
+            ),
+            public_key_id=settings.wechatpay_public_key_id,
+            public_key=_read_pem(settings.wechatpay_public_key_file, "WECHATPAY_PUBLIC_KEY_FILE"),
+            notify_url=settings.wechatpay_notify_url
+            or f"{settings.gateway_public_url.rstrip('/')}/webhooks/wechatpay",
+            clock=clock,
+            api_base=settings.wechatpay_api_base,
+        )
     raise ValueError(f"payment channel {name!r} is not available in this build")
 
 

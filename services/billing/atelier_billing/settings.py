@@ -10,9 +10,22 @@ from pydantic import Field, SecretStr
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.default.json")
 MARKET_CHANNELS = {"local": ("local",), "global": ("stripe",), "cn": ("wechatpay",)}
 # The payment channels this build has adapters for (bootstrap.build_payment_provider), and the
-# settings each one cannot start without. WeChat Pay arrives with the cn market.
+# settings each one cannot start without. The WeChat Pay adapter is wired in bootstrap, but
+# "wechatpay" joins BUILT_CHANNELS only with the rest of the cn market (SMS log-in, the cn
+# catalog): until then MARKET=cn refuses to start as "not built yet".
 BUILT_CHANNELS = ("local", "stripe")
-CHANNEL_REQUIRES = {"stripe": ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET")}
+CHANNEL_REQUIRES = {
+    "stripe": ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"),
+    "wechatpay": (
+        "WECHATPAY_MCHID",
+        "WECHATPAY_APPID",
+        "WECHATPAY_APIV3_KEY",
+        "WECHATPAY_MERCHANT_SERIAL_NO",
+        "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE",
+        "WECHATPAY_PUBLIC_KEY_ID",
+        "WECHATPAY_PUBLIC_KEY_FILE",
+    ),
+}
 
 
 class BillingSettings(ServiceSettings):
@@ -52,6 +65,22 @@ class BillingSettings(ServiceSettings):
     # {order_id} is replaced; the default returns the browser to the gateway's order page.
     stripe_success_url: str = Field("", validation_alias="STRIPE_SUCCESS_URL")
     stripe_cancel_url: str = Field("", validation_alias="STRIPE_CANCEL_URL")
+    # WeChat Pay API v3, public-key mode (the keys are PEM files; nothing is downloaded at start).
+    wechatpay_mchid: str = Field("", validation_alias="WECHATPAY_MCHID")
+    wechatpay_appid: str = Field("", validation_alias="WECHATPAY_APPID")
+    wechatpay_apiv3_key: SecretStr = Field(SecretStr(""), validation_alias="WECHATPAY_APIV3_KEY")
+    wechatpay_merchant_serial_no: str = Field("", validation_alias="WECHATPAY_MERCHANT_SERIAL_NO")
+    wechatpay_merchant_private_key_file: str = Field(
+        "", validation_alias="WECHATPAY_MERCHANT_PRIVATE_KEY_FILE"
+    )
+    wechatpay_public_key_id: str = Field("", validation_alias="WECHATPAY_PUBLIC_KEY_ID")
+    wechatpay_public_key_file: str = Field("", validation_alias="WECHATPAY_PUBLIC_KEY_FILE")
+    # Empty = {GATEWAY_PUBLIC_URL}/webhooks/wechatpay.
+    wechatpay_notify_url: str = Field("", validation_alias="WECHATPAY_NOTIFY_URL")
+    # WeChat's gateway; tests point it at a local server.
+    wechatpay_api_base: str = Field(
+        "https://api.mch.weixin.qq.com", validation_alias="WECHATPAY_API_BASE"
+    )
 
     def resolved_database_url(self) -> str:
         return self.database_url or self.embedded_database_url()
@@ -69,6 +98,18 @@ class BillingSettings(ServiceSettings):
         values = {
             "STRIPE_API_KEY": self.stripe_api_key.get_secret_value(),
             "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret.get_secret_value(),
+            "WECHATPAY_MCHID": self.wechatpay_mchid,
+            "WECHATPAY_APPID": self.wechatpay_appid,
+            "WECHATPAY_APIV3_KEY": self.wechatpay_apiv3_key.get_secret_value(),
+            "WECHATPAY_MERCHANT_SERIAL_NO": self.wechatpay_merchant_serial_no,
+            "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE": self.wechatpay_merchant_private_key_file,
+            "WECHATPAY_PUBLIC_KEY_ID": self.wechatpay_public_key_id,
+            "WECHATPAY_PUBLIC_KEY_FILE": self.wechatpay_public_key_file,
         }
-        needed = [name for c in self.channels() for name in CHANNEL_REQUIRES.get(c, ())]
+        needed = [
+            name
+            for c in self.channels()
+            if c in BUILT_CHANNELS
+            for name in CHANNEL_REQUIRES.get(c, ())
+        ]
         return [name for name in dict.fromkeys(needed) if not values[name].strip()]

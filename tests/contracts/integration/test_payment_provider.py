@@ -15,6 +15,7 @@ import pytest
 
 from atelier_billing.adapters.payments.local import LocalPaymentProvider
 from atelier_billing.adapters.payments.stripe_provider import StripePaymentProvider
+from atelier_billing.adapters.payments.wechatpay import WeChatPayProvider
 from atelier_billing.application.ports.payments import (
     Checkout,
     CheckoutMode,
@@ -27,6 +28,12 @@ from atelier_billing.application.ports.payments import (
 from atelier_ports.clock import SystemClock
 from atelier_ports.errors import InvalidNotification
 from tests.support.stripe_server import API_KEY, WEBHOOK_SECRET, FakeStripe, sign
+from tests.support.wechatpay_server import (
+    MERCHANT_SERIAL,
+    PUBLIC_KEY_ID,
+    WeChatKeys,
+    WeChatPayServer,
+)
 
 
 class Driver(Protocol):
@@ -66,9 +73,38 @@ class StripeDriver:
         return {"Stripe-Signature": sign(body, WEBHOOK_SECRET, ts)}, body
 
 
-@pytest.fixture(params=["local", "stripe"])
+@dataclass
+class WeChatPayDriver:
+    provider: WeChatPayProvider
+    server: WeChatPayServer
+
+    def pay(self, request: CheckoutRequest, checkout: Checkout) -> tuple[dict[str, str], bytes]:
+        note = self.server.pay(checkout.provider_reference)
+        return note.headers, note.body
+
+
+@pytest.fixture(params=["local", "stripe", "wechatpay"])
 def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
     clock = SystemClock()
+    if request.param == "wechatpay":
+        keys = WeChatKeys()
+        with WeChatPayServer(keys) as wechat:
+            yield WeChatPayDriver(
+                WeChatPayProvider(
+                    mchid=keys.mchid,
+                    appid=keys.appid,
+                    apiv3_key=keys.apiv3_key,
+                    merchant_serial_no=MERCHANT_SERIAL,
+                    merchant_private_key=keys.merchant_private_pem,
+                    public_key_id=PUBLIC_KEY_ID,
+                    public_key=keys.platform_public_pem,
+                    notify_url="http://gateway.test/webhooks/wechatpay",
+                    clock=clock,
+                    api_base=wechat.url,
+                ),
+                wechat,
+            )
+        return
     if request.param == "local":
         yield LocalDriver(
             LocalPaymentProvider(
@@ -99,7 +135,9 @@ def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
 
 
 def checkout_request(
-    order_id: str = "ord_contract_1", mode: CheckoutMode = CheckoutMode.ONE_TIME
+    order_id: str = "ord_contract_1",
+    mode: CheckoutMode = CheckoutMode.ONE_TIME,
+    currency: str = "USD",
 ) -> CheckoutRequest:
     return CheckoutRequest(
         order_id=order_id,
@@ -108,7 +146,7 @@ def checkout_request(
         item_id="pack_100",
         item_name="100 credits",
         amount=999,
-        currency="USD",
+        currency=currency,
         mode=mode,
         expires_at=SystemClock().now() + timedelta(minutes=30),
         period_days=30 if mode is CheckoutMode.SUBSCRIPTION else 0,
@@ -127,26 +165,37 @@ def ref(request: CheckoutRequest, checkout: Checkout) -> OrderRef:
 
 @pytest.mark.parametrize("mode", list(CheckoutMode))
 def test_checkout_gives_the_browser_somewhere_to_pay(driver: Driver, mode: CheckoutMode) -> None:
-    checkout = driver.provider.create_checkout(checkout_request(mode=mode))
+    checkout = driver.provider.create_checkout(
+        checkout_request(mode=mode, currency=driver.provider.currency)
+    )
     assert checkout.provider_reference
     assert checkout.url or checkout.code_url
-    assert driver.provider.currency == "USD"
+    assert driver.provider.currency in ("USD", "CNY")
 
 
 def test_checkout_is_idempotent_per_order(driver: Driver) -> None:
-    first = driver.provider.create_checkout(checkout_request())
-    again = driver.provider.create_checkout(checkout_request())
-    assert (first.provider_reference, first.url) == (again.provider_reference, again.url)
+    request = checkout_request(currency=driver.provider.currency)
+    first = driver.provider.create_checkout(request)
+    again = driver.provider.create_checkout(request)
+    assert (first.provider_reference, first.url, first.code_url) == (
+        again.provider_reference,
+        again.url,
+        again.code_url,
+    )
 
 
 def test_a_paid_order_is_notified_and_queryable(driver: Driver) -> None:
-    request = checkout_request()
+    request = checkout_request(currency=driver.provider.currency)
     checkout = driver.provider.create_checkout(request)
     assert driver.provider.query_payment(ref(request, checkout)).state is PaymentState.PENDING
     headers, body = driver.pay(request, checkout)
     event = driver.provider.parse_notification(headers, body)
     assert event.kind is PaymentEventKind.PAYMENT_SUCCEEDED
-    assert (event.order_id, event.amount, event.currency) == (request.order_id, 999, "USD")
+    assert (event.order_id, event.amount, event.currency) == (
+        request.order_id,
+        999,
+        request.currency,
+    )
     assert event.event_id and event.transaction_id and event.provider == driver.provider.name
     report = driver.provider.query_payment(ref(request, checkout))
     assert report.state is PaymentState.PAID
@@ -154,10 +203,13 @@ def test_a_paid_order_is_notified_and_queryable(driver: Driver) -> None:
 
 
 def test_tampered_or_unsigned_notifications_are_refused(driver: Driver) -> None:
-    request = checkout_request()
+    request = checkout_request(currency=driver.provider.currency)
     checkout = driver.provider.create_checkout(request)
     headers, body = driver.pay(request, checkout)
-    tampered = body.replace(b"999", b"1")
+    # the amount where it is readable; one character of the body where it is encrypted
+    middle = len(body) // 2
+    flipped = body[:middle] + bytes([body[middle] ^ 1]) + body[middle + 1 :]
+    tampered = body.replace(b"999", b"1") if b"999" in body else flipped
     assert tampered != body
     for bad_headers, bad_body in (
         (headers, tampered),
