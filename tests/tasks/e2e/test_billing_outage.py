@@ -35,6 +35,7 @@ from atelier_billing.bootstrap import build_container as build_billing
 from atelier_billing.settings import BillingSettings
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.application.ports.generation import GenerationRequest, GenerationResult
+from atelier_tasks.application.queries import ListTasksQuery
 from atelier_tasks.bootstrap import TasksContainer
 from atelier_tasks.domain.model import HoldState, TaskStatus
 from atelier_tasks.entrypoints.server import TasksServer, start_server
@@ -177,7 +178,7 @@ class Outage:
         return err.value
 
     def tasks_of_user(self) -> list[Any]:
-        return [v.task for v in self.tasks.use_cases.list_tasks(USER, 100, "")[0]]
+        return [v.task for v in self.tasks.use_cases.list_tasks(ListTasksQuery(USER, 100, ""))[0]]
 
     def settle_all(self) -> None:
         """Run the worker until no task is open or owes billing anything."""

@@ -13,6 +13,7 @@ import pytest
 from atelier_common.context import outgoing_metadata
 
 from atelier.billing.v1 import billing_pb2 as bpb
+from atelier_tasks.application.queries import GetTaskQuery, ListTasksQuery
 from atelier_tasks.domain.model import HoldState, TaskStatus
 from tests.support.billing_server import INTERNAL_TOKEN, start_billing_server
 from tests.tasks.conftest import wait_until
@@ -52,7 +53,7 @@ def test_killed_tasks_process_is_recovered(
         assert "survived" not in child.stdout
 
         restarted = make_tasks({"BILLING_ADDRESS": billing.address, "TASKS_LEASE_SECONDS": "1"})
-        (task,) = restarted.use_cases.list_tasks("carol", 10, "")[0]
+        (task,) = restarted.use_cases.list_tasks(ListTasksQuery("carol", 10, ""))[0]
         worker = restarted.new_worker("restarted")
 
         def finished() -> bool:
@@ -62,7 +63,7 @@ def test_killed_tasks_process_is_recovered(
             return t is not None and t.is_terminal and t.hold_state is not HoldState.HELD
 
         wait_until(finished, timeout=30, what="the task to be finished and settled")
-        final = restarted.use_cases.get_task("carol", task.task.id)
+        final = restarted.use_cases.get_task(GetTaskQuery("carol", task.task.id))
         with grpc.insecure_channel(billing.address) as ch:
             stub = billing.stub(ch)
             balance = stub.GetBalance(bpb.GetBalanceRequest(), metadata=md).balance

@@ -12,7 +12,15 @@ from PIL import Image
 
 from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.adapters.local_storage import LocalObjectStorage
+from atelier_tasks.application.cancel_task import CancelTaskCommand
 from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.queries import (
+    GetTaskQuery,
+    GetUserStatsQuery,
+    ListImagesQuery,
+    ListTasksQuery,
+)
+from atelier_tasks.application.watch_task import WatchTaskQuery
 from atelier_tasks.domain.errors import (
     DailyLimitReached,
     InsufficientCredits,
@@ -55,7 +63,7 @@ def test_text_to_image_end_to_end_on_sql(make_tasks: MakeTasks, billing: FakeBil
     )
     worker = tasks.new_worker("w1")
     assert worker.run_once().dispatched == 1
-    done = tasks.use_cases.get_task("u1", view.task.id)
+    done = tasks.use_cases.get_task(GetTaskQuery("u1", view.task.id))
     assert done.task.status is TaskStatus.SUCCEEDED
     assert done.task.hold_state is HoldState.CAPTURED
     (image,) = done.images
@@ -99,17 +107,17 @@ def test_basic_clean_and_pose12_on_sql(make_tasks: MakeTasks, billing: FakeBilli
         )
     )
     tasks.new_worker("w1").run_once()
-    clean_view = tasks.use_cases.get_task("u1", clean.task.id)
+    clean_view = tasks.use_cases.get_task(GetTaskQuery("u1", clean.task.id))
     assert [(i.image.width, i.image.height) for i in clean_view.images] == [(256, 256)]
-    pose_view = tasks.use_cases.get_task("u1", pose.task.id)
+    pose_view = tasks.use_cases.get_task(GetTaskQuery("u1", pose.task.id))
     assert pose_view.task.status is TaskStatus.SUCCEEDED
     assert len({i.image.sha256 for i in pose_view.images}) == 12
     assert billing.balances["u1"] == 20 - 1 - 4
-    images, token = tasks.use_cases.list_images("u1", 5, "")
+    images, token = tasks.use_cases.list_images(ListImagesQuery("u1", 5, ""))
     assert len(images) == 5 and token
-    rest, _ = tasks.use_cases.list_images("u1", 50, token)
+    rest, _ = tasks.use_cases.list_images(ListImagesQuery("u1", 50, token))
     assert len(images) + len(rest) == 13
-    stats = tasks.use_cases.user_stats("u1")
+    stats = tasks.use_cases.user_stats(GetUserStatsQuery("u1"))
     assert stats.images == 13 and stats.credits_spent == 5
 
 
@@ -119,7 +127,7 @@ def test_sandbox_failure_releases(make_tasks: MakeTasks, billing: FakeBillingCli
         CreateTaskCommand("u1", TaskType.TEXT_TO_IMAGE, {"prompt": "x", "sandbox_outcome": "fail"})
     )
     tasks.new_worker("w1").run_once()
-    task = tasks.use_cases.get_task("u1", view.task.id).task
+    task = tasks.use_cases.get_task(GetTaskQuery("u1", view.task.id)).task
     assert task.status is TaskStatus.FAILED and task.error_reason == "PROVIDER_FAILED"
     assert task.hold_state is HoldState.RELEASED
     assert billing.balances["u1"] == 20
@@ -179,7 +187,7 @@ def test_timeout_on_sql(make_tasks: MakeTasks, billing: FakeBillingClient) -> No
     clock.advance(minutes=11)
     report = tasks.new_worker("w1").run_once()
     assert report.timed_out == 1 and report.dispatched == 0
-    task = tasks.use_cases.get_task("u1", view.task.id).task
+    task = tasks.use_cases.get_task(GetTaskQuery("u1", view.task.id)).task
     assert task.status is TaskStatus.FAILED and task.error_reason == "TIMEOUT"
     assert billing.balances["u1"] == 20
 
@@ -191,15 +199,17 @@ def test_isolation_on_sql(make_tasks: MakeTasks, billing: FakeBillingClient) -> 
     )
     tasks.new_worker("w1").run_once()
     for call in (
-        lambda: tasks.use_cases.get_task("u2", view.task.id),
-        lambda: tasks.use_cases.cancel_task("u2", view.task.id),
-        lambda: list(tasks.use_cases.watch("u2", view.task.id, 0, stop=lambda: True)),
+        lambda: tasks.use_cases.get_task(GetTaskQuery("u2", view.task.id)),
+        lambda: tasks.use_cases.cancel_task(CancelTaskCommand("u2", view.task.id)),
+        lambda: list(
+            tasks.use_cases.watch(WatchTaskQuery("u2", view.task.id, 0), stop=lambda: True)
+        ),
     ):
         with pytest.raises(TaskNotFound):
             call()
-    assert tasks.use_cases.list_tasks("u2", 10, "")[0] == []
-    assert tasks.use_cases.list_images("u2", 10, "")[0] == []
-    assert tasks.use_cases.user_stats("u2").generations == 0
+    assert tasks.use_cases.list_tasks(ListTasksQuery("u2", 10, ""))[0] == []
+    assert tasks.use_cases.list_images(ListImagesQuery("u2", 10, ""))[0] == []
+    assert tasks.use_cases.user_stats(GetUserStatsQuery("u2")).generations == 0
 
 
 def test_list_tasks_pages_and_filters_on_sql(
@@ -216,20 +226,24 @@ def test_list_tasks_pages_and_filters_on_sql(
         )
         if i % 2:
             clock.advance(seconds=1)  # some share a timestamp: the id breaks the tie
-    tasks.use_cases.cancel_task("u1", created[3])
+    tasks.use_cases.cancel_task(CancelTaskCommand("u1", created[3]))
     seen: list[str] = []
     token = ""
     while True:
-        page, token = tasks.use_cases.list_tasks("u1", 3, token)
+        page, token = tasks.use_cases.list_tasks(ListTasksQuery("u1", 3, token))
         seen += [v.task.id for v in page]
         if not token:
             break
     assert sorted(seen) == sorted(created) and len(seen) == 7
-    stamps = [tasks.use_cases.get_task("u1", t).task.created_at for t in seen]
+    stamps = [tasks.use_cases.get_task(GetTaskQuery("u1", t)).task.created_at for t in seen]
     assert stamps == sorted(stamps, reverse=True)
-    cancelled, _ = tasks.use_cases.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
+    cancelled, _ = tasks.use_cases.list_tasks(
+        ListTasksQuery("u1", 10, "", status=TaskStatus.CANCELLED)
+    )
     assert [v.task.id for v in cancelled] == [created[3]]
-    none, _ = tasks.use_cases.list_tasks("u1", 10, "", task_type=TaskType.BASIC_CLEAN)
+    none, _ = tasks.use_cases.list_tasks(
+        ListTasksQuery("u1", 10, "", task_type=TaskType.BASIC_CLEAN)
+    )
     assert none == []
 
 

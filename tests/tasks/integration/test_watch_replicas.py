@@ -9,6 +9,7 @@ import time
 import pytest
 
 from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.watch_task import WatchTaskQuery
 from atelier_tasks.bootstrap import tasks_config
 from atelier_tasks.domain.model import TaskStatus, TaskType
 from tests.tasks.fakes import FakeBillingClient
@@ -36,7 +37,9 @@ def test_watch_on_one_replica_sees_changes_made_by_another(
     first = threading.Event()
 
     def watch() -> None:
-        for event in replica_a.use_cases.watch("u1", task_id, 0, stop=lambda: False):
+        for event in replica_a.use_cases.watch(
+            WatchTaskQuery("u1", task_id, 0), stop=lambda: False
+        ):
             seen.append((event.sequence, event.status))
             first.set()
 

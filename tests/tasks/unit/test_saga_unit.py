@@ -8,12 +8,21 @@ import pytest
 
 from atelier_ports.errors import InvalidNotification
 from atelier_ports.paging import InvalidPageToken
+from atelier_tasks.application.cancel_task import CancelTaskCommand
 from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.notifications import HandleNotificationCommand
 from atelier_tasks.application.ports.generation import (
     GenerationResult,
     GenerationState,
     ProviderStyle,
 )
+from atelier_tasks.application.queries import (
+    GetTaskQuery,
+    GetUserStatsQuery,
+    ListImagesQuery,
+    ListTasksQuery,
+)
+from atelier_tasks.application.watch_task import WatchTaskQuery
 from atelier_tasks.domain.errors import (
     BillingUnavailable,
     DailyLimitReached,
@@ -40,7 +49,7 @@ def test_create_holds_then_worker_succeeds_and_captures(h: Harness) -> None:
     assert h.billing.balances["u1"] == 9
     assert h.task(task_id).hold_state is HoldState.HELD
     assert h.worker.run_once().dispatched == 1
-    task = h.use_cases.get_task("u1", task_id)
+    task = h.use_cases.get_task(GetTaskQuery("u1", task_id))
     assert task.task.status is TaskStatus.SUCCEEDED
     assert task.task.hold_state is HoldState.CAPTURED
     assert h.billing.holds[task_id].status == "captured"
@@ -136,21 +145,21 @@ def test_polling_backs_off_and_stops_after_terminal(h: Harness) -> None:
     assert polling.polled == [job, job]
     assert len(h.repository.images[task_id]) == 2
     # Reading never calls a provider.
-    h.use_cases.get_task("u1", task_id)
-    h.use_cases.list_tasks("u1", 10, "")
+    h.use_cases.get_task(GetTaskQuery("u1", task_id))
+    h.use_cases.list_tasks(ListTasksQuery("u1", 10, ""))
     assert polling.polled == [job, job]
 
 
 def test_cancel_pending_releases_and_is_never_dispatched(h: Harness) -> None:
     task_id = h.create()
-    view = h.use_cases.cancel_task("u1", task_id)
+    view = h.use_cases.cancel_task(CancelTaskCommand("u1", task_id))
     assert view.task.status is TaskStatus.CANCELLED
     assert view.task.hold_state is HoldState.RELEASED
     h.worker.run_once()
     assert h.provider.submitted == []
     assert h.billing.balances["u1"] == 10
     with pytest.raises(TaskNotCancellable):
-        h.use_cases.cancel_task("u1", task_id)
+        h.use_cases.cancel_task(CancelTaskCommand("u1", task_id))
 
 
 def test_cancel_racing_with_a_result_discards_the_result(h: Harness) -> None:
@@ -167,7 +176,7 @@ def test_cancel_racing_with_a_result_discards_the_result(h: Harness) -> None:
     worker = threading.Thread(target=h.worker.run_once)
     worker.start()
     assert gate.wait(5)
-    h.use_cases.cancel_task("u1", task_id)
+    h.use_cases.cancel_task(CancelTaskCommand("u1", task_id))
     release.set()
     worker.join(5)
     task = h.task(task_id)
@@ -288,13 +297,13 @@ def test_isolation_between_users(h: Harness) -> None:
     task_id = h.create()
     h.worker.run_once()
     with pytest.raises(TaskNotFound):
-        h.use_cases.get_task("u2", task_id)
+        h.use_cases.get_task(GetTaskQuery("u2", task_id))
     with pytest.raises(TaskNotFound):
-        h.use_cases.cancel_task("u2", task_id)
+        h.use_cases.cancel_task(CancelTaskCommand("u2", task_id))
     with pytest.raises(TaskNotFound):
-        list(h.use_cases.watch("u2", task_id, 0, stop=lambda: True))
-    assert h.use_cases.list_tasks("u2", 10, "")[0] == []
-    assert h.use_cases.list_images("u2", 10, "")[0] == []
+        list(h.use_cases.watch(WatchTaskQuery("u2", task_id, 0), stop=lambda: True))
+    assert h.use_cases.list_tasks(ListTasksQuery("u2", 10, ""))[0] == []
+    assert h.use_cases.list_images(ListImagesQuery("u2", 10, ""))[0] == []
 
 
 def test_list_pages_newest_first_with_filters(h: Harness) -> None:
@@ -302,29 +311,29 @@ def test_list_pages_newest_first_with_filters(h: Harness) -> None:
     for i in range(5):
         ids.append(h.create(prompt=f"p{i}"))
         h.clock.advance(seconds=1)
-    h.use_cases.cancel_task("u1", ids[1])
-    page1, token = h.use_cases.list_tasks("u1", 2, "")
-    page2, token2 = h.use_cases.list_tasks("u1", 2, token)
-    page3, token3 = h.use_cases.list_tasks("u1", 2, token2)
+    h.use_cases.cancel_task(CancelTaskCommand("u1", ids[1]))
+    page1, token = h.use_cases.list_tasks(ListTasksQuery("u1", 2, ""))
+    page2, token2 = h.use_cases.list_tasks(ListTasksQuery("u1", 2, token))
+    page3, token3 = h.use_cases.list_tasks(ListTasksQuery("u1", 2, token2))
     assert [v.task.id for v in page1 + page2 + page3] == ids[::-1]
     assert token3 == ""
-    cancelled, _ = h.use_cases.list_tasks("u1", 10, "", status=TaskStatus.CANCELLED)
+    cancelled, _ = h.use_cases.list_tasks(ListTasksQuery("u1", 10, "", status=TaskStatus.CANCELLED))
     assert [v.task.id for v in cancelled] == [ids[1]]
     with pytest.raises(InvalidPageToken):
-        h.use_cases.list_tasks("u1", 2, "garbage!")
+        h.use_cases.list_tasks(ListTasksQuery("u1", 2, "garbage!"))
 
 
 def test_watch_replays_then_ends_after_terminal(h: Harness) -> None:
     task_id = h.create()
     h.worker.run_once()
-    events = list(h.use_cases.watch("u1", task_id, 0, stop=lambda: False))
+    events = list(h.use_cases.watch(WatchTaskQuery("u1", task_id, 0), stop=lambda: False))
     assert [e.sequence for e in events] == [1, 2, 3]
     assert [e.status for e in events] == [
         TaskStatus.PENDING,
         TaskStatus.PROCESSING,
         TaskStatus.SUCCEEDED,
     ]
-    resumed = list(h.use_cases.watch("u1", task_id, 2, stop=lambda: False))
+    resumed = list(h.use_cases.watch(WatchTaskQuery("u1", task_id, 2), stop=lambda: False))
     assert [e.sequence for e in resumed] == [3]
 
 
@@ -334,7 +343,7 @@ def test_watch_follows_live(h: Harness) -> None:
     first = threading.Event()
 
     def watch() -> None:
-        for event in h.use_cases.watch("u1", task_id, 0, stop=lambda: False):
+        for event in h.use_cases.watch(WatchTaskQuery("u1", task_id, 0), stop=lambda: False):
             seen.append(event.sequence)
             first.set()
 
@@ -353,7 +362,7 @@ def test_stats(h: Harness) -> None:
     bad = h.create(sandbox_outcome="fail")
     h.provider.script[bad] = [failed()]
     h.worker.run_once()
-    stats = h.use_cases.user_stats("u1")
+    stats = h.use_cases.user_stats(GetUserStatsQuery("u1"))
     assert (stats.generations, stats.succeeded, stats.failed) == (2, 1, 1)
     assert stats.images == 1 and stats.credits_spent == 1
     assert stats.months[0].month == "2026-11" and stats.months[0].credits_spent == 1
@@ -368,14 +377,18 @@ def test_webhook_notification_completes_the_task(h: Harness) -> None:
     h.worker.run_once()
     job = f"job-{task_id}"
     with pytest.raises(InvalidNotification):
-        h.use_cases.handle_notification("local", {"x-fake-signature": "forged"}, job.encode())
+        h.use_cases.handle_notification(
+            HandleNotificationCommand("local", {"x-fake-signature": "forged"}, job.encode())
+        )
     assert h.task(task_id).status is TaskStatus.PROCESSING
     applied, found = h.use_cases.handle_notification(
-        "local", {"x-fake-signature": "ok"}, job.encode()
+        HandleNotificationCommand("local", {"x-fake-signature": "ok"}, job.encode())
     )
     assert applied and found == task_id
     assert h.task(task_id).status is TaskStatus.SUCCEEDED
-    again, _ = h.use_cases.handle_notification("local", {"x-fake-signature": "ok"}, job.encode())
+    again, _ = h.use_cases.handle_notification(
+        HandleNotificationCommand("local", {"x-fake-signature": "ok"}, job.encode())
+    )
     assert not again
     assert h.billing.holds[task_id].status == "captured"
 

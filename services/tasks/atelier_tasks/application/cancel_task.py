@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from atelier_tasks.application.ports import TasksUnitOfWorkFactory
 from atelier_tasks.application.queries import own_task
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.application.views import TaskView, TaskViews
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTaskCommand:
+    user_id: str
+    task_id: str
 
 
 class CancelTask:
@@ -14,9 +22,9 @@ class CancelTask:
         self.saga = saga
         self.views = views
 
-    def __call__(self, user_id: str, task_id: str) -> TaskView:
+    def __call__(self, command: CancelTaskCommand) -> TaskView:
         with self.uow() as uow:
-            task = own_task(uow, user_id, task_id)
+            task = own_task(uow, command.user_id, command.task_id)
         cancelled = self.saga.cancel(task)
         with self.uow() as uow:
             return self.views.task(uow, cancelled)

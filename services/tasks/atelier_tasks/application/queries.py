@@ -27,6 +27,43 @@ def own_task(uow: TasksUnitOfWork, user_id: str, task_id: str) -> Task:
 
 
 @dataclass(frozen=True, slots=True)
+class GetTaskQuery:
+    user_id: str
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListTasksQuery:
+    user_id: str
+    page_size: int
+    page_token: str
+    task_type: TaskType | None = None
+    status: TaskStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListAllTasksQuery:
+    caller_is_admin: bool
+    page_size: int
+    page_token: str
+    task_type: TaskType | None = None
+    status: TaskStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListImagesQuery:
+    user_id: str
+    page_size: int
+    page_token: str
+    task_type: TaskType | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetUserStatsQuery:
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class MonthStats:
     month: str
     generations: int = 0
@@ -50,9 +87,9 @@ class GetTask:
         self.uow = uow
         self.views = views
 
-    def __call__(self, user_id: str, task_id: str) -> TaskView:
+    def __call__(self, query: GetTaskQuery) -> TaskView:
         with self.uow() as uow:
-            return self.views.task(uow, own_task(uow, user_id, task_id))
+            return self.views.task(uow, own_task(uow, query.user_id, query.task_id))
 
 
 class ListTasks:
@@ -62,15 +99,16 @@ class ListTasks:
         self.uow = uow
         self.views = views
 
-    def __call__(
-        self,
-        user_id: str,
-        page_size: int,
-        page_token: str,
-        task_type: TaskType | None = None,
-        status: TaskStatus | None = None,
-    ) -> tuple[list[TaskView], str]:
-        return _listing(self, TASKS_PAGE, user_id, page_size, page_token, task_type, status)
+    def __call__(self, query: ListTasksQuery) -> tuple[list[TaskView], str]:
+        return _listing(
+            self,
+            TASKS_PAGE,
+            query.user_id,
+            query.page_size,
+            query.page_token,
+            query.task_type,
+            query.status,
+        )
 
 
 class ListAllTasks:
@@ -80,18 +118,18 @@ class ListAllTasks:
         self.uow = uow
         self.views = views
 
-    def __call__(
-        self,
-        *,
-        caller_is_admin: bool,
-        page_size: int,
-        page_token: str,
-        task_type: TaskType | None = None,
-        status: TaskStatus | None = None,
-    ) -> tuple[list[TaskView], str]:
-        if not caller_is_admin:
+    def __call__(self, query: ListAllTasksQuery) -> tuple[list[TaskView], str]:
+        if not query.caller_is_admin:
             raise AdminOnly("listing every user's tasks needs the admin role")
-        return _listing(self, ALL_TASKS_PAGE, None, page_size, page_token, task_type, status)
+        return _listing(
+            self,
+            ALL_TASKS_PAGE,
+            None,
+            query.page_size,
+            query.page_token,
+            query.task_type,
+            query.status,
+        )
 
 
 def _listing(
@@ -118,12 +156,12 @@ class ListImages:
         self.uow = uow
         self.views = views
 
-    def __call__(
-        self, user_id: str, page_size: int, page_token: str, task_type: TaskType | None = None
-    ) -> tuple[list[ImageView], str]:
-        page = self.views.page(page_size, page_token, IMAGES_PAGE)
+    def __call__(self, query: ListImagesQuery) -> tuple[list[ImageView], str]:
+        page = self.views.page(query.page_size, query.page_token, IMAGES_PAGE)
         with self.uow() as uow:
-            images = uow.tasks.list_images(user_id, Page(page.size + 1, page.after), task_type)
+            images = uow.tasks.list_images(
+                query.user_id, Page(page.size + 1, page.after), query.task_type
+            )
         more = len(images) > page.size
         images = images[: page.size]
         last = images[-1] if more and images else None
@@ -135,12 +173,12 @@ class GetUserStats:
     def __init__(self, *, uow: TasksUnitOfWorkFactory) -> None:
         self.uow = uow
 
-    def __call__(self, user_id: str) -> UserStats:
+    def __call__(self, query: GetUserStatsQuery) -> UserStats:
         months: dict[str, MonthStats] = {}
         by_type: dict[TaskType, int] = {}
         generations = succeeded = failed = images = spent = 0
         with self.uow() as uow:
-            summaries = uow.tasks.summaries(user_id)
+            summaries = uow.tasks.summaries(query.user_id)
         for s in summaries:
             generations += 1
             by_type[s.type] = by_type.get(s.type, 0) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from atelier_ports.ids import IdGenerator
 from atelier_tasks.application.config import TasksConfig
@@ -13,15 +14,23 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 
+@dataclass(frozen=True, slots=True)
+class CreateUploadCommand:
+    user_id: str
+    content_type: str
+    size: int
+    filename: str
+
+
 class CreateUpload:
     def __init__(self, *, storage: ObjectStorage, ids: IdGenerator, config: TasksConfig) -> None:
         self.storage = storage
         self.ids = ids
         self.config = config
 
-    def __call__(
-        self, user_id: str, content_type: str, size: int, filename: str
-    ) -> tuple[UploadTarget, int, tuple[str, ...]]:
+    def __call__(self, command: CreateUploadCommand) -> tuple[UploadTarget, int, tuple[str, ...]]:
+        user_id, content_type = command.user_id, command.content_type
+        size, filename = command.size, command.filename
         allowed = self.config.upload_content_types
         max_bytes = self.config.upload_max_bytes
         if content_type not in allowed:

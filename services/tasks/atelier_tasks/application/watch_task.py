@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import TaskEventHub, TasksUnitOfWorkFactory
@@ -10,6 +11,13 @@ from atelier_tasks.application.queries import own_task
 from atelier_tasks.domain.model import TaskEvent
 
 MAX_SEQUENCE = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class WatchTaskQuery:
+    user_id: str
+    task_id: str
+    after_sequence: int = 0
 
 
 class WatchTask:
@@ -20,20 +28,20 @@ class WatchTask:
         self.hub = hub
         self.config = config
 
-    def __call__(
-        self, user_id: str, task_id: str, after_sequence: int, stop: Callable[[], bool]
-    ) -> Iterator[TaskEvent]:
+    def __call__(self, query: WatchTaskQuery, *, stop: Callable[[], bool]) -> Iterator[TaskEvent]:
         """Replay events after ``after_sequence``, then follow; ends after the terminal event.
 
         A finished task ends the stream as soon as what was asked for is replayed — at once when
         ``after_sequence`` is at or past its terminal event (a browser's EventSource reconnects
         with the last id it saw, and must not be left waiting for an event that never comes).
+        ``stop`` (the caller went away) is asked between waits.
         """
+        user_id, task_id = query.user_id, query.task_id
         with self.uow() as uow:
             own_task(uow, user_id, task_id)
         subscription = self.hub.subscribe(task_id)
         # Sequences are 32-bit in the database; anything larger is simply "after every event".
-        last = min(max(after_sequence, 0), MAX_SEQUENCE)
+        last = min(max(query.after_sequence, 0), MAX_SEQUENCE)
         try:
             while True:
                 with self.uow() as uow:

@@ -1,5 +1,5 @@
 """The background worker: it only schedules — finds what is due, leases it, hands it to the saga
-(``saga.py``), and idles when there is nothing to do.
+(``saga/``), and idles when there is nothing to do.
 
 One pass (``run_once``) does, in order:
 

@@ -19,9 +19,20 @@ from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
 from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification
 from atelier_ports.problems import InvalidArgument, Unauthenticated
+from atelier_tasks.application.cancel_task import CancelTaskCommand
 from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.notifications import HandleNotificationCommand
+from atelier_tasks.application.queries import (
+    GetTaskQuery,
+    GetUserStatsQuery,
+    ListAllTasksQuery,
+    ListImagesQuery,
+    ListTasksQuery,
+)
+from atelier_tasks.application.uploads import CreateUploadCommand
 from atelier_tasks.application.use_cases import TaskUseCases
 from atelier_tasks.application.views import ImageView, TaskView
+from atelier_tasks.application.watch_task import WatchTaskQuery
 from atelier_tasks.domain.model import TaskEvent, TaskStatus, TaskType
 
 SERVICE_NAME = "atelier.tasks.v1.TaskService"
@@ -165,42 +176,44 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
 
     def GetTask(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.GetTaskResponse(
-            task=task_message(self.use_cases.get_task(_user(), request.task_id))
+            task=task_message(self.use_cases.get_task(GetTaskQuery(_user(), request.task_id)))
         )
 
     def ListTasks(self, request: Any, context: grpc.ServicerContext) -> Any:
         status = _status_filter(request.status)
         views, token = self.use_cases.list_tasks(
-            _user(),
-            request.page_size,
-            request.page_token,
-            _task_type(request.type, required=False),
-            status,
+            ListTasksQuery(
+                user_id=_user(),
+                page_size=request.page_size,
+                page_token=request.page_token,
+                task_type=_task_type(request.type, required=False),
+                status=status,
+            )
         )
         return pb.ListTasksResponse(tasks=[task_message(v) for v in views], next_page_token=token)
 
     def ListAllTasks(self, request: Any, context: grpc.ServicerContext) -> Any:
         _user()  # an admin is still a signed-in end user
         views, token = self.use_cases.list_all_tasks(
-            caller_is_admin=current_call().is_admin,
-            page_size=request.page_size,
-            page_token=request.page_token,
-            task_type=_task_type(request.type, required=False),
-            status=_status_filter(request.status),
+            ListAllTasksQuery(
+                caller_is_admin=current_call().is_admin,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                task_type=_task_type(request.type, required=False),
+                status=_status_filter(request.status),
+            )
         )
         return pb.ListAllTasksResponse(
             tasks=[task_message(v) for v in views], next_page_token=token
         )
 
     def CancelTask(self, request: Any, context: grpc.ServicerContext) -> Any:
-        view = self.use_cases.cancel_task(_user(), request.task_id)
+        view = self.use_cases.cancel_task(CancelTaskCommand(_user(), request.task_id))
         return pb.CancelTaskResponse(task=task_message(view))
 
     def WatchTask(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         events = self.use_cases.watch(
-            _user(),
-            request.task_id,
-            request.after_sequence,
+            WatchTaskQuery(_user(), request.task_id, request.after_sequence),
             stop=lambda: not context.is_active(),
         )
         for event in events:
@@ -208,14 +221,19 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
 
     def ListImages(self, request: Any, context: grpc.ServicerContext) -> Any:
         views, token = self.use_cases.list_images(
-            _user(), request.page_size, request.page_token, _task_type(request.type, required=False)
+            ListImagesQuery(
+                user_id=_user(),
+                page_size=request.page_size,
+                page_token=request.page_token,
+                task_type=_task_type(request.type, required=False),
+            )
         )
         return pb.ListImagesResponse(
             images=[image_message(v) for v in views], next_page_token=token
         )
 
     def GetUserStats(self, request: Any, context: grpc.ServicerContext) -> Any:
-        stats = self.use_cases.user_stats(_user())
+        stats = self.use_cases.user_stats(GetUserStatsQuery(_user()))
         return pb.GetUserStatsResponse(
             generations=stats.generations,
             succeeded=stats.succeeded,
@@ -236,7 +254,12 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
 
     def CreateUpload(self, request: Any, context: grpc.ServicerContext) -> Any:
         target, max_size, content_types = self.use_cases.create_upload(
-            _user(), request.content_type, request.size_bytes, request.filename
+            CreateUploadCommand(
+                user_id=_user(),
+                content_type=request.content_type,
+                size=request.size_bytes,
+                filename=request.filename,
+            )
         )
         return pb.CreateUploadResponse(
             upload=pb.Upload(
@@ -255,7 +278,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
         headers = {h.name.lower(): h.value for h in request.headers}
         try:
             applied, task_id = self.use_cases.handle_notification(
-                request.provider, headers, request.body
+                HandleNotificationCommand(request.provider, headers, request.body)
             )
         except InvalidNotification as exc:
             raise InvalidProviderNotification(str(exc) or "invalid notification") from exc
