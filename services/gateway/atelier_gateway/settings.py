@@ -67,11 +67,6 @@ class GatewaySettings(ServiceSettings):
     billing_address: str = Field(default="127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     tasks_address: str = Field(default="127.0.0.1:50052", validation_alias="TASKS_ADDRESS")
 
-    @property
-    def gateway_max_upload_bytes(self) -> int:
-        """The name the HTTP upload endpoint reads; the setting is UPLOAD_MAX_BYTES."""
-        return self.upload_max_bytes
-
     # --- start-up checks (atelier_common.startup) ---
     def unbuilt_parts(self) -> list[str]:
         # The gateway forwards the cn vendors' webhooks but cannot start a market whose payment,

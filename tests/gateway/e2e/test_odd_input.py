@@ -108,7 +108,7 @@ def test_finding2_upload_size_is_bounded_by_the_configured_upload_limit(
     api: Api, gateway: RunningGateway
 ) -> None:
     user = api.user("size@example.com")
-    limit = gateway.container.settings.gateway_max_upload_bytes
+    limit = gateway.container.settings.upload_max_bytes
     for size in (2**63, 2**64 + 5, 10**30, limit + 1):
         r = user.post("/v1/uploads", json={"content_type": "image/png", "size": size})
         body = _problem(r, 422, "validation_error")

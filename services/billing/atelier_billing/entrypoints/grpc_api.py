@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
-from atelier_common.context import current_call
+from atelier_common.context import current_call, require_user
+from atelier_common.timestamps import from_timestamp, to_timestamp
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from atelier.billing.v1 import billing_pb2 as pb
 from atelier.billing.v1 import billing_pb2_grpc as pb_grpc
@@ -46,14 +46,6 @@ USERLESS_METHODS = frozenset(
         f"/{SERVICE_NAME}/GetCatalog",
     }
 )
-
-
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 # No text field of this API needs more (the longest, a webhook's signature header, is < 1 KiB).
@@ -95,20 +87,6 @@ def _checked(method: _Method) -> _Method:
         return method(self, request, context)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _timestamp(value: Timestamp, field: str, tz: Any) -> datetime:
-    try:
-        return value.ToDatetime(tzinfo=tz)
-    except (ValueError, OverflowError):
-        raise problems.InvalidArgument(f"{field} is out of range", field=field) from None
-
-
-def _user() -> str:
-    user_id = current_call().user_id
-    if not user_id:
-        raise problems.Unauthenticated("an end user is required")
-    return user_id
 
 
 _SOURCES = {
@@ -160,8 +138,8 @@ def balance_pb(balance: model.Balance, now: datetime) -> pb.Balance:
                 source=_SOURCES[g.source],
                 amount=g.amount,
                 remaining=g.remaining,
-                expire_time=_ts(g.expires_at),
-                create_time=_ts(g.created_at),
+                expire_time=to_timestamp(g.expires_at),
+                create_time=to_timestamp(g.created_at),
                 reference=g.reference,
             )
             for g in balance.grants
@@ -174,7 +152,7 @@ def balance_pb(balance: model.Balance, now: datetime) -> pb.Balance:
                 active=m.is_active(now),
                 plan_id=m.plan_id,
                 status=_MEMBERSHIP_STATUS[m.status],
-                period_end_time=_ts(m.period_end),
+                period_end_time=to_timestamp(m.period_end),
                 quota_total=m.quota_total,
                 quota_left=balance.quota_left,
             )
@@ -188,8 +166,8 @@ def hold_pb(hold: model.Hold) -> pb.Hold:
         amount=hold.amount,
         status=_HOLD_STATUS[hold.status],
         reference=hold.reference,
-        create_time=_ts(hold.created_at),
-        settle_time=_ts(hold.settled_at),
+        create_time=to_timestamp(hold.created_at),
+        settle_time=to_timestamp(hold.settled_at),
     )
 
 
@@ -208,14 +186,14 @@ def order_pb(order: model.Order) -> pb.Order:
         checkout=pb.Checkout(
             url=order.checkout_url or "",
             code_url=order.checkout_code_url or "",
-            expire_time=_ts(order.expires_at),
+            expire_time=to_timestamp(order.expires_at),
         ),
         provider_transaction_id=order.provider_transaction_id or "",
-        create_time=_ts(order.created_at),
-        paid_time=_ts(order.paid_at),
-        failed_time=_ts(order.failed_at),
-        expired_time=_ts(order.expired_at),
-        refunded_time=_ts(order.refunded_at),
+        create_time=to_timestamp(order.created_at),
+        paid_time=to_timestamp(order.paid_at),
+        failed_time=to_timestamp(order.failed_at),
+        expired_time=to_timestamp(order.expired_at),
+        refunded_time=to_timestamp(order.refunded_at),
     )
 
 
@@ -229,7 +207,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
         self, request: pb.SetUpAccountRequest, context: grpc.ServicerContext
     ) -> pb.SetUpAccountResponse:
         done = self._uc.set_up_account(
-            SetUpAccount(_user(), request.email or None, request.name or None)
+            SetUpAccount(require_user(), request.email or None, request.name or None)
         )
         return pb.SetUpAccountResponse(
             balance=balance_pb(done.balance, self._clock()), created=done.created
@@ -240,7 +218,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
         self, request: pb.UpdateAccountContactRequest, context: grpc.ServicerContext
     ) -> pb.UpdateAccountContactResponse:
         pushed = self._uc.update_contact(
-            UpdateContact(_user(), request.email or None, request.name or None)
+            UpdateContact(require_user(), request.email or None, request.name or None)
         )
         return pb.UpdateAccountContactResponse(providers=pushed)
 
@@ -248,14 +226,16 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
     def GetBalance(
         self, request: pb.GetBalanceRequest, context: grpc.ServicerContext
     ) -> pb.GetBalanceResponse:
-        balance = self._uc.get_balance(GetBalance(_user()))
+        balance = self._uc.get_balance(GetBalance(require_user()))
         return pb.GetBalanceResponse(balance=balance_pb(balance, self._clock()))
 
     @_checked
     def ListLedgerEntries(
         self, request: pb.ListLedgerEntriesRequest, context: grpc.ServicerContext
     ) -> pb.ListLedgerEntriesResponse:
-        page = self._uc.list_ledger(ListLedger(_user(), request.page_size, request.page_token))
+        page = self._uc.list_ledger(
+            ListLedger(require_user(), request.page_size, request.page_token)
+        )
         return pb.ListLedgerEntriesResponse(
             entries=[
                 pb.LedgerEntry(
@@ -266,7 +246,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
                     balance_after=e.balance_after,
                     reference=e.reference,
                     reason=e.reason,
-                    create_time=_ts(e.created_at),
+                    create_time=to_timestamp(e.created_at),
                 )
                 for e in page.items
             ],
@@ -278,7 +258,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
         self, request: pb.HoldCreditsRequest, context: grpc.ServicerContext
     ) -> pb.HoldCreditsResponse:
         hold = self._uc.hold_credits(
-            HoldCredits(_user(), request.request_id, request.amount, request.reference)
+            HoldCredits(require_user(), request.request_id, request.amount, request.reference)
         )
         return pb.HoldCreditsResponse(hold=hold_pb(hold))
 
@@ -287,7 +267,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
         self, request: pb.CaptureHoldRequest, context: grpc.ServicerContext
     ) -> pb.CaptureHoldResponse:
         return pb.CaptureHoldResponse(
-            hold=hold_pb(self._uc.capture_hold(CaptureHold(_user(), request.request_id)))
+            hold=hold_pb(self._uc.capture_hold(CaptureHold(require_user(), request.request_id)))
         )
 
     @_checked
@@ -295,7 +275,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
         self, request: pb.ReleaseHoldRequest, context: grpc.ServicerContext
     ) -> pb.ReleaseHoldResponse:
         return pb.ReleaseHoldResponse(
-            hold=hold_pb(self._uc.release_hold(ReleaseHold(_user(), request.request_id)))
+            hold=hold_pb(self._uc.release_hold(ReleaseHold(require_user(), request.request_id)))
         )
 
     @_checked
@@ -304,7 +284,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
     ) -> pb.AdjustCreditsResponse:
         call = current_call()
         expires = (
-            _timestamp(request.expire_time, "expire_time", self._clock().tzinfo)
+            from_timestamp(request.expire_time, "expire_time")
             if request.HasField("expire_time")
             else None
         )
@@ -346,7 +326,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
         self, request: pb.CreateOrderRequest, context: grpc.ServicerContext
     ) -> pb.CreateOrderResponse:
         order = self._uc.create_order(
-            CreateOrder(_user(), request.item_id, request.channel, request.request_id)
+            CreateOrder(require_user(), request.item_id, request.channel, request.request_id)
         )
         return pb.CreateOrderResponse(order=order_pb(order))
 
@@ -355,14 +335,16 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
         self, request: pb.GetOrderRequest, context: grpc.ServicerContext
     ) -> pb.GetOrderResponse:
         return pb.GetOrderResponse(
-            order=order_pb(self._uc.get_order(GetOrder(_user(), request.order_id)))
+            order=order_pb(self._uc.get_order(GetOrder(require_user(), request.order_id)))
         )
 
     @_checked
     def ListOrders(
         self, request: pb.ListOrdersRequest, context: grpc.ServicerContext
     ) -> pb.ListOrdersResponse:
-        page = self._uc.list_orders(ListOrders(_user(), request.page_size, request.page_token))
+        page = self._uc.list_orders(
+            ListOrders(require_user(), request.page_size, request.page_token)
+        )
         return pb.ListOrdersResponse(
             orders=[order_pb(o) for o in page.items], next_page_token=page.next_token
         )
@@ -371,7 +353,7 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
     def RefreshOrder(
         self, request: pb.RefreshOrderRequest, context: grpc.ServicerContext
     ) -> pb.RefreshOrderResponse:
-        order = self._uc.refresh_order(RefreshOrder(_user(), request.order_id))
+        order = self._uc.refresh_order(RefreshOrder(require_user(), request.order_id))
         return pb.RefreshOrderResponse(order=order_pb(order))
 
     @_checked

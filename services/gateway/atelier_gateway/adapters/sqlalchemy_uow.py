@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from atelier_common.db import SqlUnitOfWork
+from atelier_common.timestamps import as_utc, as_utc_or_none
 from sqlalchemy import Connection, Engine, Row, func, insert, or_, select, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError
@@ -20,19 +21,6 @@ from atelier_gateway.domain.errors import EmailTaken
 from atelier_gateway.domain.model import IdempotencyRecord, RefreshTokenRecord, Role, User
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-def _utc_required(value: datetime) -> datetime:
-    result = _utc(value)
-    assert result is not None
-    return result
-
-
 def _user_from_row(row: Row[Any]) -> User:
     m = row._mapping
     return User(
@@ -40,7 +28,7 @@ def _user_from_row(row: Row[Any]) -> User:
         email=m["email"],
         password_hash=m["password_hash"],
         role=Role(m["role"]),
-        created_at=_utc_required(m["created_at"]),
+        created_at=as_utc(m["created_at"]),
         name=m["name"] or "",
         phone=m["phone"],
         avatar_url=m["avatar_url"],
@@ -131,10 +119,10 @@ class SqlRefreshTokenRepository:
             user_id=m["user_id"],
             family_id=m["family_id"],
             token_hash=m["token_hash"],
-            created_at=_utc_required(m["created_at"]),
-            expires_at=_utc_required(m["expires_at"]),
-            used_at=_utc(m["used_at"]),
-            revoked_at=_utc(m["revoked_at"]),
+            created_at=as_utc(m["created_at"]),
+            expires_at=as_utc(m["expires_at"]),
+            used_at=as_utc_or_none(m["used_at"]),
+            revoked_at=as_utc_or_none(m["revoked_at"]),
         )
 
     def mark_used(self, token_id: str, at: datetime) -> bool:
@@ -170,7 +158,7 @@ class SqlIdempotencyRepository:
             key=m["key"],
             scope=m["scope"],
             request_hash=m["request_hash"],
-            created_at=_utc_required(m["created_at"]),
+            created_at=as_utc(m["created_at"]),
             status=m["status"],
             response=m["response"],
         )

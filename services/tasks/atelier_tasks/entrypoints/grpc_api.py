@@ -11,14 +11,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
-from atelier_common.context import current_call
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from atelier_common.context import current_call, require_user
+from atelier_common.timestamps import to_timestamp
+from google.protobuf import json_format, struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
 from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification
-from atelier_ports.problems import InvalidArgument, Unauthenticated
+from atelier_ports.problems import InvalidArgument
 from atelier_tasks.application.cancel_task import CancelTaskCommand
 from atelier_tasks.application.create_task import CreateTaskCommand
 from atelier_tasks.application.notifications import HandleNotificationCommand
@@ -58,21 +59,6 @@ class InvalidProviderNotification(InvalidArgument):
     reason = "INVALID_SIGNATURE"
 
 
-def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def _user() -> str:
-    user_id = current_call().user_id
-    if not user_id:
-        raise Unauthenticated("missing end user")
-    return user_id
-
-
 def _task_type(value: int, *, required: bool) -> TaskType | None:
     if value == pb.TASK_TYPE_UNSPECIFIED:
         if required:
@@ -104,7 +90,7 @@ def image_message(view: ImageView) -> Any:
         sha256=image.sha256,
         url=view.url,
         thumbnail_url=view.thumbnail_url,
-        create_time=_ts(image.created_at),
+        create_time=to_timestamp(image.created_at),
         task_type=_TYPES[image.task_type],
     )
 
@@ -125,11 +111,11 @@ def task_message(view: TaskView) -> Any:
         error_reason=task.error_reason or "",
         error_message=task.error_message or "",
         images=[image_message(i) for i in view.images],
-        create_time=_ts(task.created_at),
-        update_time=_ts(task.updated_at),
-        start_time=_ts(task.started_at),
-        finish_time=_ts(task.finished_at),
-        deadline_time=_ts(task.deadline_at),
+        create_time=to_timestamp(task.created_at),
+        update_time=to_timestamp(task.updated_at),
+        start_time=to_timestamp(task.started_at),
+        finish_time=to_timestamp(task.finished_at),
+        deadline_time=to_timestamp(task.deadline_at),
         request_id=task.request_id or "",
     )
 
@@ -141,7 +127,7 @@ def event_message(event: TaskEvent) -> Any:
         status=_STATUSES[event.status],
         error_reason=event.error_reason or "",
         attempts=event.attempts,
-        create_time=_ts(event.at),
+        create_time=to_timestamp(event.at),
         terminal=event.terminal,
     )
 
@@ -157,7 +143,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
         params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
         view = self.use_cases.create_task(
             CreateTaskCommand(
-                user_id=_user(),
+                user_id=require_user(),
                 type=task_type,
                 params=params,
                 input_keys=list(request.input_keys),
@@ -176,14 +162,16 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
 
     def GetTask(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.GetTaskResponse(
-            task=task_message(self.use_cases.get_task(GetTaskQuery(_user(), request.task_id)))
+            task=task_message(
+                self.use_cases.get_task(GetTaskQuery(require_user(), request.task_id))
+            )
         )
 
     def ListTasks(self, request: Any, context: grpc.ServicerContext) -> Any:
         status = _status_filter(request.status)
         views, token = self.use_cases.list_tasks(
             ListTasksQuery(
-                user_id=_user(),
+                user_id=require_user(),
                 page_size=request.page_size,
                 page_token=request.page_token,
                 task_type=_task_type(request.type, required=False),
@@ -193,7 +181,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
         return pb.ListTasksResponse(tasks=[task_message(v) for v in views], next_page_token=token)
 
     def ListAllTasks(self, request: Any, context: grpc.ServicerContext) -> Any:
-        _user()  # an admin is still a signed-in end user
+        require_user()  # an admin is still a signed-in end user
         views, token = self.use_cases.list_all_tasks(
             ListAllTasksQuery(
                 caller_is_admin=current_call().is_admin,
@@ -208,12 +196,12 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
         )
 
     def CancelTask(self, request: Any, context: grpc.ServicerContext) -> Any:
-        view = self.use_cases.cancel_task(CancelTaskCommand(_user(), request.task_id))
+        view = self.use_cases.cancel_task(CancelTaskCommand(require_user(), request.task_id))
         return pb.CancelTaskResponse(task=task_message(view))
 
     def WatchTask(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         events = self.use_cases.watch(
-            WatchTaskQuery(_user(), request.task_id, request.after_sequence),
+            WatchTaskQuery(require_user(), request.task_id, request.after_sequence),
             stop=lambda: not context.is_active(),
         )
         for event in events:
@@ -222,7 +210,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
     def ListImages(self, request: Any, context: grpc.ServicerContext) -> Any:
         views, token = self.use_cases.list_images(
             ListImagesQuery(
-                user_id=_user(),
+                user_id=require_user(),
                 page_size=request.page_size,
                 page_token=request.page_token,
                 task_type=_task_type(request.type, required=False),
@@ -233,7 +221,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
         )
 
     def GetUserStats(self, request: Any, context: grpc.ServicerContext) -> Any:
-        stats = self.use_cases.user_stats(GetUserStatsQuery(_user()))
+        stats = self.use_cases.user_stats(GetUserStatsQuery(require_user()))
         return pb.GetUserStatsResponse(
             generations=stats.generations,
             succeeded=stats.succeeded,
@@ -255,7 +243,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
     def CreateUpload(self, request: Any, context: grpc.ServicerContext) -> Any:
         target, max_size, content_types = self.use_cases.create_upload(
             CreateUploadCommand(
-                user_id=_user(),
+                user_id=require_user(),
                 content_type=request.content_type,
                 size=request.size_bytes,
                 filename=request.filename,
@@ -268,7 +256,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
                 url=target.url,
                 fields=dict(target.fields),
                 headers=dict(target.headers),
-                expire_time=_ts(target.expires_at),
+                expire_time=to_timestamp(target.expires_at),
                 max_size_bytes=max_size,
                 content_types=list(content_types),
             )

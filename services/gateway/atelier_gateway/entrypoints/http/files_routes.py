@@ -149,7 +149,7 @@ async def _receive(request: web.Request) -> tuple[UploadPolicy, bytes, str]:
         content_type = content_type.split(";")[0].strip().lower()
         if content_type not in policy.content_types:
             raise _forbidden(f"content type {content_type} is not allowed")
-        limit = min(policy.max_size, c.settings.gateway_max_upload_bytes)
+        limit = min(policy.max_size, c.settings.upload_max_bytes)
         data = bytearray()
         while chunk := await part.read_chunk(_CHUNK):
             data.extend(chunk)

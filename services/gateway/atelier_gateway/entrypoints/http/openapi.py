@@ -255,7 +255,7 @@ def openapi_document(app: web.Application, settings: GatewaySettings) -> dict[st
     # Bounds that come from configuration, stated where the client can read them.
     upload = schemas.get("CreateUploadRequest", {}).get("properties", {}).get("size")
     if upload is not None:
-        upload["maximum"] = settings.gateway_max_upload_bytes
+        upload["maximum"] = settings.upload_max_bytes
     paths: dict[str, dict[str, Any]] = {}
     for method, path in sorted(ops, key=lambda mp: (mp[1], mp[0])):
         op = ops[(method, path)]

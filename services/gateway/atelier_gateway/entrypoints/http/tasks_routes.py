@@ -106,7 +106,7 @@ class ImageListQuery(PageQuery):
 async def create_upload(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     body = await read_model(request, CreateUploadRequest)
-    limit = container(request).settings.gateway_max_upload_bytes
+    limit = container(request).settings.upload_max_bytes
     if body.size > limit:
         raise validation_error("size", f"size must be at most {limit} bytes")
     upload = NewUpload(content_type=body.content_type, size=body.size, filename=body.filename)

@@ -11,11 +11,12 @@ wake up.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from atelier_common.db import SqlUnitOfWork
+from atelier_common.timestamps import as_utc, as_utc_or_none
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -42,18 +43,6 @@ from atelier_tasks.domain.model import (
 NOTIFY_CHANNEL = "atelier_task_events"
 _OPEN = (TaskStatus.PENDING.value, TaskStatus.PROCESSING.value)
 _DONE = (TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _req(value: datetime | None) -> datetime:
-    out = _utc(value)
-    assert out is not None
-    return out
 
 
 class SqlTaskRepository:
@@ -282,7 +271,7 @@ class SqlTaskRepository:
                 sequence=r.sequence,
                 status=TaskStatus(r.status),
                 attempts=r.attempts,
-                at=_req(r.created_at),
+                at=as_utc(r.created_at),
                 error_reason=r.error_reason,
             )
             for r in conn.execute(query)
@@ -308,7 +297,7 @@ class SqlTaskRepository:
         )
         conn = self._conn
         return [
-            TaskSummary(_req(r[0]), TaskType(r[1]), TaskStatus(r[2]), int(r[3]), int(r[4]))
+            TaskSummary(as_utc(r[0]), TaskType(r[1]), TaskStatus(r[2]), int(r[3]), int(r[4]))
             for r in conn.execute(query)
         ]
 
@@ -417,8 +406,8 @@ class SqlTaskRepository:
             input_keys=tuple(r["input_keys"]),
             cost=r["cost"],
             provider=r["provider"],
-            created_at=_req(r["created_at"]),
-            deadline_at=_req(r["deadline_at"]),
+            created_at=as_utc(r["created_at"]),
+            deadline_at=as_utc(r["deadline_at"]),
             request_id=r["request_id"],
             status=TaskStatus(r["status"]),
             hold_state=HoldState(r["hold_state"]),
@@ -426,14 +415,14 @@ class SqlTaskRepository:
             error_reason=r["error_reason"],
             error_message=r["error_message"],
             provider_job_id=r["provider_job_id"],
-            updated_at=_utc(r["updated_at"]),
-            started_at=_utc(r["started_at"]),
-            finished_at=_utc(r["finished_at"]),
-            next_attempt_at=_utc(r["next_attempt_at"]),
-            next_poll_at=_utc(r["next_poll_at"]),
+            updated_at=as_utc_or_none(r["updated_at"]),
+            started_at=as_utc_or_none(r["started_at"]),
+            finished_at=as_utc_or_none(r["finished_at"]),
+            next_attempt_at=as_utc_or_none(r["next_attempt_at"]),
+            next_poll_at=as_utc_or_none(r["next_poll_at"]),
             polls=r["polls"],
             lease_owner=r["lease_owner"],
-            lease_expires_at=_utc(r["lease_expires_at"]),
+            lease_expires_at=as_utc_or_none(r["lease_expires_at"]),
             last_sequence=r["last_sequence"],
             version=r["version"],
         )
@@ -471,7 +460,7 @@ class SqlTaskRepository:
             width=r["width"],
             height=r["height"],
             sha256=r["sha256"],
-            created_at=_req(r["created_at"]),
+            created_at=as_utc(r["created_at"]),
         )
 
 
