@@ -8,6 +8,7 @@ enforces foreign keys.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -66,7 +67,7 @@ def _make_sqlite_transactional(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(ABC):
     """The SQLAlchemy side of ``atelier_ports.unit_of_work.UnitOfWork``, shared by the services.
 
     One transaction on one pooled connection: it begins on ``__enter__`` and ends on ``commit()``,
@@ -81,8 +82,9 @@ class SqlUnitOfWork:
         self._conn: Connection | None = None
         self._tx: RootTransaction | None = None
 
+    @abstractmethod
     def _bind(self, conn: Connection) -> None:
-        raise NotImplementedError
+        """Make the unit's repositories on the transaction's connection."""
 
     def _commit_error(self, exc: IntegrityError) -> Exception | None:
         return None
