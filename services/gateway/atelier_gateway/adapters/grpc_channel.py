@@ -3,8 +3,8 @@ deadlines on every call, the caller forwarded as metadata, and a failed call tra
 :class:`RemoteCallError` (status name + ``google.rpc.ErrorInfo`` reason) by the shared
 ``atelier_common.grpc_client`` helper — the one place that reads a failed call.
 
-Methods are passed as the stub's own attributes, typed by the ``*Stub`` protocols of
-``grpc_billing`` and ``grpc_tasks``: a misspelt method is a type error, never a run-time 500.
+Methods are passed as the generated stub's own attributes (typed by mypy-protobuf's stubs, checked
+against ``UnaryMethod``/``StreamMethod``): a misspelt method is a type error, never a run-time 500.
 """
 
 from __future__ import annotations
