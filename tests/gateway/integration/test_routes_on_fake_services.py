@@ -119,3 +119,17 @@ def test_a_refused_webhook_is_the_matching_problem(
     faked.billing.error = None
     r = faked.api.http.post("/webhooks/stripe", content=b"{}")
     assert r.json() == {"received": True, "applied": True, "event_id": "evt_1"}
+
+
+def test_the_detail_follows_accept_language_and_the_title_and_code_stay(faked: Faked) -> None:
+    user = faked.api.user("ida@example.com")
+    zh = user.get("/v1/no-such-route", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    en = user.get("/v1/no-such-route")
+    assert zh.status_code == en.status_code == 404
+    assert (
+        zh.json()["detail"] == "未找到请求的内容。" and en.json()["detail"] != zh.json()["detail"]
+    )
+    assert (zh.json()["title"], zh.json()["code"]) == (en.json()["title"], en.json()["code"])
+    assert zh.headers["Content-Language"] == "zh-CN" and "Content-Language" not in en.headers
+    r = user.post("/v1/tasks", json={"type": "nope"}, headers={"Accept-Language": "zh"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("请求参数无效")

@@ -15,6 +15,7 @@ from atelier_common.context import CallContext, reset_current_call, set_current_
 from atelier_common.grpc_client import RemoteCallError
 
 from atelier_gateway.entrypoints.http.context import CALLER, CONTAINER, METRICS, REQUEST_ID
+from atelier_gateway.entrypoints.http.i18n import preferred_language
 from atelier_gateway.entrypoints.http.problems import (
     Problem,
     from_domain_error,
@@ -126,26 +127,26 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     try:
         return await handler(request)
     except Problem as p:
-        return _with_id(problem_response(p), request)
+        return _answer(p, request)
     except DomainError as e:
-        return _with_id(problem_response(from_domain_error(e)), request)
+        return _answer(from_domain_error(e), request)
     except RemoteCallError as e:
         problem = from_remote_error(e)
         if problem.status >= 500:
             log.warning("upstream error: %s", e)
-        return _with_id(problem_response(problem), request)
+        return _answer(problem, request)
     except web.HTTPRequestEntityTooLarge:
-        return _with_id(problem_response(_TOO_LARGE), request)
+        return _answer(_TOO_LARGE, request)
     except web.HTTPMethodNotAllowed as e:
         allow = ",".join(sorted(e.allowed_methods))
-        return _with_id(problem_response(_not_allowed(allow)), request)
+        return _answer(_not_allowed(allow), request)
     except web.HTTPNotFound:
-        return _with_id(problem_response(Problem(404, "not_found", "Not found")), request)
+        return _answer(Problem(404, "not_found", "Not found"), request)
     except web.HTTPException:
         raise  # redirects and the like
     except Exception:
         log.exception("unhandled error")
-        return _with_id(problem_response(_INTERNAL), request)
+        return _answer(_INTERNAL, request)
 
 
 _TOO_LARGE = Problem(413, "payload_too_large", "Request body too large")
@@ -154,6 +155,17 @@ _INTERNAL = Problem(500, "internal", "Internal error", "internal error")
 
 def _not_allowed(allow: str) -> Problem:
     return Problem(405, "method_not_allowed", "Method not allowed", headers={"Allow": allow})
+
+
+def _answer(problem: Problem, request: web.Request) -> web.Response:
+    """The problem response, its ``detail`` in the language the client asked for."""
+    accept = request.headers.get("Accept-Language")
+    language = preferred_language(accept) if accept else "en"
+    response = problem_response(problem, language)
+    response.headers["Vary"] = "Accept-Language"
+    if language != "en":
+        response.headers["Content-Language"] = "zh-CN"
+    return _with_id(response, request)
 
 
 def _with_id(response: web.Response, request: web.Request) -> web.Response:

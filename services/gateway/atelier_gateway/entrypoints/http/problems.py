@@ -16,6 +16,7 @@ from atelier_common.grpc_client import RemoteCallError
 from pydantic import BaseModel, ConfigDict
 
 from atelier_gateway.domain import errors as gw
+from atelier_gateway.entrypoints.http.i18n import Language, localized_detail
 from atelier_ports import problems
 from atelier_ports.paging import InvalidPageToken
 
@@ -79,12 +80,13 @@ def validation_error(field: str, detail: str, status: int = 422) -> Problem:
     return Problem(status, "validation_error", "Invalid request", detail, field=field)
 
 
-def problem_response(problem: Problem) -> web.Response:
+def problem_response(problem: Problem, language: Language = "en") -> web.Response:
+    """The response for ``problem``; its ``detail`` (only) in ``language`` (see i18n.py)."""
     body = ProblemBody(
         type=PROBLEM_TYPE_BASE + problem.code,
         title=problem.title,
         status=problem.status,
-        detail=problem.detail,
+        detail=localized_detail(problem.code, problem.field, problem.detail, language),
         code=problem.code,
         field=problem.field or None,
         errors=[FieldError(field=problem.field, message=problem.detail)] if problem.field else None,
