@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from atelier.billing.v1 import billing_pb2
 from atelier.tasks.v1 import tasks_pb2
 from atelier_gateway.adapters.grpc_billing import balance_of, order_of
-from atelier_gateway.adapters.grpc_tasks import event_of, struct_of, task_of, upload_of
+from atelier_gateway.adapters.grpc_tasks import event_of, params_json_of, task_of, upload_of
 from atelier_gateway.application.task_views import is_simple_json
 from atelier_gateway.entrypoints.http.presenters import billing as billing_json
 from atelier_gateway.entrypoints.http.presenters import tasks as tasks_json
@@ -74,7 +74,7 @@ def test_a_task_gives_integral_parameters_back_as_integers() -> None:
         id="tsk_1",
         type=tasks_pb2.TASK_TYPE_MODEL_POSE12,
         status=tasks_pb2.TASK_STATUS_SUCCEEDED,
-        params=struct_of({"n": 2, "scale": 1.5, "tags": [1, "a"], "deep": {"k": 3}}),
+        params_json=params_json_of({"n": 2, "scale": 1.5, "tags": [1, "a"], "deep": {"k": 3}}),
         input_keys=["up_1"],
         images=[tasks_pb2.Image(id="img_1", task_type=tasks_pb2.TASK_TYPE_MODEL_POSE12)],
         finish_time=_ts(),
@@ -126,14 +126,44 @@ SAMPLES: list[Any] = [
 
 @pytest.mark.parametrize("params", SAMPLES)
 def test_the_routes_check_of_params_agrees_with_the_wire(params: dict[str, Any]) -> None:
-    """``is_simple_json`` (checked before the Idempotency-Key is claimed) says yes exactly when
-    the adapter can encode the parameters as a ``google.protobuf.Struct``."""
-    try:
-        struct_pb2.Struct().update(params)
-        encodable = True
-    except (ValueError, TypeError, OverflowError):
-        encodable = False
-    assert is_simple_json(params) is encodable
-    if not encodable:
+    """``is_simple_json`` (checked before the Idempotency-Key is claimed) passes only what the
+    adapter can put on the wire, and that comes back as it was sent; what is not UTF-8 (a lone
+    surrogate) the adapter refuses as well."""
+    utf8 = all(_utf8(text) for text in _texts(params))
+    if not utf8:
+        assert not is_simple_json(params)
         with pytest.raises(InvalidArgument):
-            struct_of(params)
+            params_json_of(params)
+    if is_simple_json(params):
+        wire = tasks_pb2.Task(
+            id="t",
+            type=tasks_pb2.TASK_TYPE_TEXT_TO_IMAGE,
+            status=tasks_pb2.TASK_STATUS_PENDING,
+            params_json=params_json_of(params),
+        )
+        assert task_of(tasks_pb2.Task.FromString(wire.SerializeToString())).params == params
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [*value, *(t for v in value.values() for t in _texts(v))]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return []
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_params_missing_on_the_wire_are_an_empty_object() -> None:
+    wire = tasks_pb2.Task(
+        id="t", type=tasks_pb2.TASK_TYPE_BASIC_CLEAN, status=tasks_pb2.TASK_STATUS_PENDING
+    )
+    assert task_of(wire).params == {}
