@@ -3,7 +3,9 @@ DTO) and the presenters (DTO → response model), which used to be one step insi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ from atelier.billing.v1 import billing_pb2
 from atelier.tasks.v1 import tasks_pb2
 from atelier_gateway.adapters.grpc_billing import balance_of, order_of
 from atelier_gateway.adapters.grpc_tasks import event_of, params_json_of, task_of, upload_of
+from atelier_gateway.application import task_views
+from atelier_gateway.application.calls import Page
 from atelier_gateway.application.task_views import is_simple_json
 from atelier_gateway.entrypoints.http.presenters import billing as billing_json
 from atelier_gateway.entrypoints.http.presenters import tasks as tasks_json
@@ -79,13 +83,74 @@ def test_a_task_gives_integral_parameters_back_as_integers() -> None:
         images=[tasks_pb2.Image(id="img_1", task_type=tasks_pb2.TASK_TYPE_MODEL_POSE12)],
         finish_time=_ts(),
     )
-    body = tasks_json.task(task_of(wire)).model_dump(mode="json")
+    body = tasks_json.task(task_of(wire))
+    assert tasks_json.Task.model_validate(body, strict=True).model_dump(mode="json") == body
     assert body["params"] == {"n": 2, "scale": 1.5, "tags": [1, "a"], "deep": {"k": 3}}
     assert isinstance(body["params"]["n"], int)
     assert (body["type"], body["status"]) == ("model_pose12", "succeeded")
     assert body["images"][0]["task_type"] == "model_pose12"
     assert body["input_upload_ids"] == ["up_1"] and body["error"] is None
     assert body["finished_at"] == "2030-01-02T03:04:05.600000Z"
+
+
+def _task(**changes: Any) -> task_views.Task:
+    image = task_views.Image(
+        id="img_1",
+        task_id="tsk_1",
+        index=0,
+        url="https://s/x.png",
+        thumbnail_url="https://s/x_t.png",
+        width=256,
+        height=512,
+        content_type="image/png",
+        size=1234,
+        sha256="ab" * 32,
+        task_type="text_to_image",
+        created_at=WHEN,
+    )
+    task = task_views.Task(
+        id="tsk_1",
+        type="text_to_image",
+        status="failed",
+        params={"prompt": "caf\u00e9", "width": 256, "seed": 0, "ratio": 1.5, "tags": ["a"]},
+        input_upload_ids=("u/up_1",),
+        cost=3,
+        attempts=2,
+        error="PROVIDER_FAILED",
+        error_message="the provider said no",
+        images=(image, image),
+        created_at=WHEN,
+        updated_at=WHEN.astimezone(timezone(timedelta(hours=8))),
+        started_at=WHEN,
+        finished_at=WHEN,
+        deadline_at=None,
+    )
+    return replace(task, **changes)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        _task(),
+        _task(status="pending", error=None, error_message=None, images=(), params={}),
+        _task(created_at=None, updated_at=None, started_at=None, finished_at=None),
+    ],
+)
+def test_task_json_built_directly_is_exactly_its_model(task: task_views.Task) -> None:
+    """The presenters build task and image JSON without pydantic: each object is held to the
+    model the OpenAPI document shows (strictly: no field missing, extra, or of another type) and
+    is what the model itself would have made."""
+    body = tasks_json.task(task)
+    model = tasks_json.Task.model_validate(body, strict=True)
+    assert model.model_dump(mode="json") == body
+    assert json.loads(json.dumps(body)) == body
+    if task.updated_at is not None:
+        assert body["updated_at"] == "2030-01-02T03:04:05.600000Z"  # UTC, whatever the zone
+    page = tasks_json.task_page(Page(items=(task, task), next_page_token="t2"))
+    assert tasks_json.TaskPage.model_validate(page, strict=True).model_dump(mode="json") == page
+    images = tasks_json.image_page(Page(items=tuple(task.images), next_page_token=""))
+    checked = tasks_json.ImagePage.model_validate(images, strict=True)
+    assert checked.model_dump(mode="json") == images
 
 
 def test_an_event_and_an_unknown_wire_status() -> None:
