@@ -6,8 +6,8 @@ import hashlib
 import logging
 import math
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -37,7 +37,7 @@ def _route_name(request: web.Request) -> str:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    rid = incoming if _SAFE_REQUEST_ID.match(incoming) else secrets.token_hex(16)
     request[REQUEST_ID] = rid
     token = set_current_call(CallContext(user_id=None, role="user", request_id=rid))
     started = time.perf_counter()
