@@ -25,7 +25,7 @@ from atelier_gateway.domain.model import Role
 ALGORITHM = "HS256"
 ISSUER = "atelier-gateway"
 # Verified tokens kept per process: far more than the users active within a token's lifetime on
-# one gateway process; ~0.5 KiB each.
+# one gateway process; under 1 KiB each.
 CACHED_TOKENS = 10_000
 
 
