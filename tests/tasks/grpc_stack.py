@@ -5,13 +5,13 @@ Kept apart from ``test_grpc_integration.py`` so that new test modules can share 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier_tasks.bootstrap import TasksContainer
@@ -31,10 +31,11 @@ class GrpcStack(StackCalls):
     channel: grpc.Channel
 
     def create(self, user: str, request_id: str = "", **params: Any) -> Any:
-        struct = struct_pb2.Struct()
-        struct.update({"prompt": "a lighthouse", "width": 256, "height": 256, **params})
+        params = {"prompt": "a lighthouse", "width": 256, "height": 256, **params}
         request = pb.CreateTaskRequest(
-            type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=struct, request_id=request_id
+            type=pb.TASK_TYPE_TEXT_TO_IMAGE,
+            params_json=json.dumps(params).encode(),
+            request_id=request_id,
         )
         return self.stub.CreateTask(request, metadata=self.md(user)).task
 

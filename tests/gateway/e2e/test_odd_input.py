@@ -330,14 +330,14 @@ def test_a_webhook_with_undecodable_header_bytes_is_400_invalid_signature(
     assert b'"invalid_signature"' in answer
 
 
-# --- task parameters the tasks service cannot carry ------------------------------------------
+# --- task parameters beyond interoperable JSON ----------------------------------------------
 
 
 @pytest.mark.parametrize(
     "params", [b'{"n": 1' + b"0" * 400 + b"}", b'{"a": [1, {"b": -' + b"9" * 320 + b"}]}"]
 )
 def test_task_params_beyond_a_double_are_422_before_any_call(api: Api, params: bytes) -> None:
-    """The wire type of a JSON number is a double: a bigger one is refused by the route with a
+    """A number beyond a double is no interoperable JSON (RFC 8259): the route refuses it with a
     422 naming ``params`` (tasks is not even reachable here), and the Idempotency-Key stays free."""
     user = api.user("params@example.com")
     body = b'{"type": "text_to_image", "params": ' + params + b"}"

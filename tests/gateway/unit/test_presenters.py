@@ -3,16 +3,20 @@ DTO) and the presenters (DTO → response model), which used to be one step insi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from atelier.billing.v1 import billing_pb2
 from atelier.tasks.v1 import tasks_pb2
 from atelier_gateway.adapters.grpc_billing import balance_of, order_of
-from atelier_gateway.adapters.grpc_tasks import event_of, struct_of, task_of, upload_of
+from atelier_gateway.adapters.grpc_tasks import event_of, params_json_of, task_of, upload_of
+from atelier_gateway.application import task_views
+from atelier_gateway.application.calls import Page
 from atelier_gateway.application.task_views import is_simple_json
 from atelier_gateway.entrypoints.http.presenters import billing as billing_json
 from atelier_gateway.entrypoints.http.presenters import tasks as tasks_json
@@ -74,18 +78,79 @@ def test_a_task_gives_integral_parameters_back_as_integers() -> None:
         id="tsk_1",
         type=tasks_pb2.TASK_TYPE_MODEL_POSE12,
         status=tasks_pb2.TASK_STATUS_SUCCEEDED,
-        params=struct_of({"n": 2, "scale": 1.5, "tags": [1, "a"], "deep": {"k": 3}}),
+        params_json=params_json_of({"n": 2, "scale": 1.5, "tags": [1, "a"], "deep": {"k": 3}}),
         input_keys=["up_1"],
         images=[tasks_pb2.Image(id="img_1", task_type=tasks_pb2.TASK_TYPE_MODEL_POSE12)],
         finish_time=_ts(),
     )
-    body = tasks_json.task(task_of(wire)).model_dump(mode="json")
+    body = tasks_json.task(task_of(wire))
+    assert tasks_json.Task.model_validate(body, strict=True).model_dump(mode="json") == body
     assert body["params"] == {"n": 2, "scale": 1.5, "tags": [1, "a"], "deep": {"k": 3}}
     assert isinstance(body["params"]["n"], int)
     assert (body["type"], body["status"]) == ("model_pose12", "succeeded")
     assert body["images"][0]["task_type"] == "model_pose12"
     assert body["input_upload_ids"] == ["up_1"] and body["error"] is None
     assert body["finished_at"] == "2030-01-02T03:04:05.600000Z"
+
+
+def _task(**changes: Any) -> task_views.Task:
+    image = task_views.Image(
+        id="img_1",
+        task_id="tsk_1",
+        index=0,
+        url="https://s/x.png",
+        thumbnail_url="https://s/x_t.png",
+        width=256,
+        height=512,
+        content_type="image/png",
+        size=1234,
+        sha256="ab" * 32,
+        task_type="text_to_image",
+        created_at=WHEN,
+    )
+    task = task_views.Task(
+        id="tsk_1",
+        type="text_to_image",
+        status="failed",
+        params={"prompt": "caf\u00e9", "width": 256, "seed": 0, "ratio": 1.5, "tags": ["a"]},
+        input_upload_ids=("u/up_1",),
+        cost=3,
+        attempts=2,
+        error="PROVIDER_FAILED",
+        error_message="the provider said no",
+        images=(image, image),
+        created_at=WHEN,
+        updated_at=WHEN.astimezone(timezone(timedelta(hours=8))),
+        started_at=WHEN,
+        finished_at=WHEN,
+        deadline_at=None,
+    )
+    return replace(task, **changes)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        _task(),
+        _task(status="pending", error=None, error_message=None, images=(), params={}),
+        _task(created_at=None, updated_at=None, started_at=None, finished_at=None),
+    ],
+)
+def test_task_json_built_directly_is_exactly_its_model(task: task_views.Task) -> None:
+    """The presenters build task and image JSON without pydantic: each object is held to the
+    model the OpenAPI document shows (strictly: no field missing, extra, or of another type) and
+    is what the model itself would have made."""
+    body = tasks_json.task(task)
+    model = tasks_json.Task.model_validate(body, strict=True)
+    assert model.model_dump(mode="json") == body
+    assert json.loads(json.dumps(body)) == body
+    if task.updated_at is not None:
+        assert body["updated_at"] == "2030-01-02T03:04:05.600000Z"  # UTC, whatever the zone
+    page = tasks_json.task_page(Page(items=(task, task), next_page_token="t2"))
+    assert tasks_json.TaskPage.model_validate(page, strict=True).model_dump(mode="json") == page
+    images = tasks_json.image_page(Page(items=tuple(task.images), next_page_token=""))
+    checked = tasks_json.ImagePage.model_validate(images, strict=True)
+    assert checked.model_dump(mode="json") == images
 
 
 def test_an_event_and_an_unknown_wire_status() -> None:
@@ -126,14 +191,44 @@ SAMPLES: list[Any] = [
 
 @pytest.mark.parametrize("params", SAMPLES)
 def test_the_routes_check_of_params_agrees_with_the_wire(params: dict[str, Any]) -> None:
-    """``is_simple_json`` (checked before the Idempotency-Key is claimed) says yes exactly when
-    the adapter can encode the parameters as a ``google.protobuf.Struct``."""
-    try:
-        struct_pb2.Struct().update(params)
-        encodable = True
-    except (ValueError, TypeError, OverflowError):
-        encodable = False
-    assert is_simple_json(params) is encodable
-    if not encodable:
+    """``is_simple_json`` (checked before the Idempotency-Key is claimed) passes only what the
+    adapter can put on the wire, and that comes back as it was sent; what is not UTF-8 (a lone
+    surrogate) the adapter refuses as well."""
+    utf8 = all(_utf8(text) for text in _texts(params))
+    if not utf8:
+        assert not is_simple_json(params)
         with pytest.raises(InvalidArgument):
-            struct_of(params)
+            params_json_of(params)
+    if is_simple_json(params):
+        wire = tasks_pb2.Task(
+            id="t",
+            type=tasks_pb2.TASK_TYPE_TEXT_TO_IMAGE,
+            status=tasks_pb2.TASK_STATUS_PENDING,
+            params_json=params_json_of(params),
+        )
+        assert task_of(tasks_pb2.Task.FromString(wire.SerializeToString())).params == params
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [*value, *(t for v in value.values() for t in _texts(v))]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return []
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_params_missing_on_the_wire_are_an_empty_object() -> None:
+    wire = tasks_pb2.Task(
+        id="t", type=tasks_pb2.TASK_TYPE_BASIC_CLEAN, status=tasks_pb2.TASK_STATUS_PENDING
+    )
+    assert task_of(wire).params == {}

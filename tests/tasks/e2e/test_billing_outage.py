@@ -6,6 +6,7 @@ retry of the same request afterwards creates exactly one task, charged once."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -24,7 +25,6 @@ import sqlalchemy as sa
 from atelier_common.context import outgoing_metadata
 from atelier_common.db import make_engine
 from atelier_common.grpc_client import translate
-from google.protobuf import struct_pb2
 
 from atelier.billing.v1 import billing_pb2 as bpb
 from atelier.billing.v1 import billing_pb2_grpc as bpb_grpc
@@ -158,10 +158,10 @@ class Outage:
         return pb_grpc.TaskServiceStub(self.channel)
 
     def create(self, request_id: str, timeout: float = GATEWAY_DEADLINE) -> Any:
-        struct = struct_pb2.Struct()
-        struct.update(PARAMS)
         request = pb.CreateTaskRequest(
-            type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=struct, request_id=request_id
+            type=pb.TASK_TYPE_TEXT_TO_IMAGE,
+            params_json=json.dumps(PARAMS).encode(),
+            request_id=request_id,
         )
         md = outgoing_metadata(INTERNAL_TOKEN, user_id=USER)
         return self.stub.CreateTask(request, metadata=md, timeout=timeout).task

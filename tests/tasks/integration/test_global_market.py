@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +15,6 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
@@ -45,9 +45,8 @@ class GlobalStack(StackCalls):
 
     def dispatched(self, user: str) -> tuple[Any, str]:
         """Create a text_to_image task and let the worker hand it to Replicate."""
-        params = struct_pb2.Struct()
-        params.update({"prompt": "a lighthouse at dusk", "seed": 42})
-        request = pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=params)
+        params = json.dumps({"prompt": "a lighthouse at dusk", "seed": 42}).encode()
+        request = pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params_json=params)
         task = self.stub.CreateTask(request, metadata=self.md(user)).task
         self.run_worker()
         running = self.get(user, task.id)

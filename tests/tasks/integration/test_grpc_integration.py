@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,7 +11,6 @@ from typing import Any, cast
 import grpc
 import pytest
 from atelier_common.context import outgoing_metadata
-from google.protobuf import struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
@@ -44,9 +44,10 @@ class Stack(StackCalls):
     channel: grpc.Channel
 
     def create(self, user: str, **params: Any) -> Any:
-        struct = struct_pb2.Struct()
-        struct.update({"prompt": "a lighthouse", "width": 256, "height": 256, **params})
-        request = pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=struct)
+        params = {"prompt": "a lighthouse", "width": 256, "height": 256, **params}
+        request = pb.CreateTaskRequest(
+            type=pb.TASK_TYPE_TEXT_TO_IMAGE, params_json=json.dumps(params).encode()
+        )
         return self.stub.CreateTask(request, metadata=self.md(user)).task
 
     def ledger_ok(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,6 @@ from typing import Any
 import grpc
 import pytest
 from atelier_common.grpc_client import translate
-from google.protobuf import struct_pb2
 from PIL import Image
 
 from atelier.tasks.v1 import tasks_pb2 as pb
@@ -186,19 +186,64 @@ def test_bad_sides_over_grpc_name_the_field(grpc_stack: GrpcStack) -> None:
     stack = grpc_stack
     stack.set_up("alice")
     for field, value in (("width", 257), ("height", 4096), ("width", 64)):
-        struct = struct_pb2.Struct()
-        struct.update({"prompt": "x", field: value})
+        params = json.dumps({"prompt": "x", field: value}).encode()
         with pytest.raises(grpc.RpcError) as err:
             stack.stub.CreateTask(
-                pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=struct),
+                pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params_json=params),
                 metadata=stack.md("alice"),
             )
         error = translate("tasks", err.value)
         assert (error.status, error.reason) == ("INVALID_ARGUMENT", "INVALID_PARAMS")
         assert error.metadata == {"field": field}
     task = stack.create("alice", width=2048, height=256)
-    assert task.params["width"] == 2048 and task.params["height"] == 256
+    assert json.loads(task.params_json)["width"] == 2048
+    assert json.loads(task.params_json)["height"] == 256
     assert stack.balance("alice") == (9, 1)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[1, 2]",  # not an object
+        b'"prompt"',
+        b'{"prompt": "x"',  # malformed
+        b'{"prompt": "x", "seed": NaN}',  # not JSON
+        b'{"prompt": "caf\xe9"}',  # not UTF-8
+        b'{"prompt": "\\ud800"}',  # a lone surrogate, escaped
+    ],
+)
+def test_params_that_are_no_json_object_are_invalid_params(
+    grpc_stack: GrpcStack, raw: bytes
+) -> None:
+    stack = grpc_stack
+    stack.set_up("alice")
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.CreateTask(
+            pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params_json=raw),
+            metadata=stack.md("alice"),
+        )
+    error = translate("tasks", err.value)
+    assert (error.status, error.reason, error.metadata) == (
+        "INVALID_ARGUMENT",
+        "INVALID_PARAMS",
+        {"field": "params"},
+    )
+    assert stack.balance("alice") == (10, 0)  # nothing held
+
+
+def test_integers_stay_integers_over_the_wire(grpc_stack: GrpcStack) -> None:
+    """An integral number written 1024.0 is the integer 1024; the task gives integers back."""
+    stack = grpc_stack
+    stack.set_up("alice")
+    raw = b'{"prompt": "a \\ud83d\\ude00 chair", "width": 512.0, "height": 768, "seed": 7}'
+    reply = stack.stub.CreateTask(
+        pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params_json=raw),
+        metadata=stack.md("alice"),
+    )
+    params = json.loads(reply.task.params_json)
+    assert params["prompt"] == "a \U0001f600 chair"
+    assert (params["width"], params["height"], params["seed"]) == (512, 768, 7)
+    assert all(type(params[k]) is int for k in ("width", "height", "seed"))
 
 
 # --- the local generator ------------------------------------------------------------------------

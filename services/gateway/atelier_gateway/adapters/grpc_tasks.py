@@ -6,10 +6,8 @@ service's messages are built and read here and nowhere else.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, cast
-
-from google.protobuf import json_format, struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from atelier_gateway.adapters.grpc_channel import (
@@ -54,26 +52,23 @@ WIRE_TASK_STATUSES: Mapping[dto.TaskStatus, pb.TaskStatus] = {
 UPLOAD_METHODS: Mapping[str, dto.UploadMethod] = {"POST": "POST", "PUT": "PUT"}
 
 
-def _plain(value: object) -> object:
-    """Struct numbers come back as floats; give integral ones back as integers."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def struct_of(params: Mapping[str, object]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
+def params_json_of(params: Mapping[str, object]) -> bytes:
+    """Task parameters on the wire: a JSON object in UTF-8 (integers stay integers)."""
     try:
-        struct.update(cast(Any, params))  # JSON values (checked by the route)
-    except (ValueError, TypeError, OverflowError) as e:
+        return json.dumps(
+            params, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
+    except (ValueError, TypeError) as e:  # NaN, a lone surrogate (UnicodeEncodeError)
         raise InvalidArgument(
             "params must be a JSON object of simple values", field="params"
         ) from e
-    return struct
+
+
+def params_of(raw: bytes) -> dict[str, object]:
+    params = json.loads(raw) if raw else {}
+    if not isinstance(params, dict):
+        raise ValueError("task params from the tasks service are not a JSON object")
+    return params
 
 
 def image_of(image: pb.Image) -> dto.Image:
@@ -94,13 +89,11 @@ def image_of(image: pb.Image) -> dto.Image:
 
 
 def task_of(task: pb.Task) -> dto.Task:
-    params = _plain(json_format.MessageToDict(task.params))
-    assert isinstance(params, dict)
     return dto.Task(
         id=task.id,
         type=TASK_TYPES[task.type],
         status=TASK_STATUSES[task.status],
-        params=params,
+        params=params_of(task.params_json),
         input_upload_ids=list(task.input_keys),
         cost=task.cost,
         attempts=task.attempts,
@@ -191,7 +184,7 @@ class GrpcTasksGateway:
     ) -> dto.Task:
         request = pb.CreateTaskRequest(
             type=WIRE_TASK_TYPES[task.type],
-            params=struct_of(task.params),
+            params_json=params_json_of(task.params),
             input_keys=[task.input_upload_id] if task.input_upload_id else [],
             request_id=request_id or "",
         )

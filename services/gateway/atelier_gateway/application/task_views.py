@@ -119,8 +119,9 @@ class UserStats:
 
 
 def is_simple_json(value: object) -> bool:
-    """Whether task parameters can travel to the tasks service: every number fits a double (the
-    wire type of JSON numbers) and every text is valid UTF-8."""
+    """Whether task parameters are JSON every party reads alike: every number fits a double
+    (RFC 8259's interoperable range; no task parameter needs more) and every text is valid
+    UTF-8 (what the wire and the databases carry)."""
     if value is None or isinstance(value, bool):
         return True
     if isinstance(value, int):

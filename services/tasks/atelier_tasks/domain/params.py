@@ -96,7 +96,7 @@ def integer(raw: dict[str, Any], name: str, default: int, lo: int, hi: int) -> i
     value = raw.pop(name, None)
     if value is None:
         return default
-    # JSON numbers arrive as floats through protobuf Struct; accept integral ones only.
+    # A JSON number may be written 1024.0; accept integral ones only.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidParams(f"{name} must be an integer", field=name)
     if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):

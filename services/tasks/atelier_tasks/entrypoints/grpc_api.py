@@ -6,6 +6,7 @@ errors raised here become statuses there.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +14,6 @@ from typing import Any
 import grpc
 from atelier_common.context import current_call, require_user
 from atelier_common.timestamps import to_timestamp
-from google.protobuf import json_format, struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
@@ -34,6 +34,7 @@ from atelier_tasks.application.uploads import CreateUploadCommand
 from atelier_tasks.application.use_cases import TaskUseCases
 from atelier_tasks.application.views import ImageView, TaskView
 from atelier_tasks.application.watch_task import WatchTaskQuery
+from atelier_tasks.domain.errors import InvalidParams
 from atelier_tasks.domain.model import TaskEvent, TaskStatus, TaskType
 
 SERVICE_NAME = "atelier.tasks.v1.TaskService"
@@ -95,15 +96,37 @@ def image_message(view: ImageView) -> Any:
     )
 
 
+def params_of(raw: bytes) -> dict[str, Any]:
+    """``CreateTaskRequest.params_json``: a JSON object in UTF-8; empty means no parameters."""
+    if not raw:
+        return {}
+    try:
+        text = raw.decode("utf-8")
+        params = json.loads(text, parse_constant=_not_json)
+        if "\\u" in text:  # an escaped lone surrogate is no text a database can store
+            json.dumps(params, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeError and JSONDecodeError are ValueErrors
+        raise InvalidParams("params must be a JSON object", field="params") from None
+    if not isinstance(params, dict):
+        raise InvalidParams("params must be a JSON object", field="params")
+    return params
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def params_json(params: Any) -> bytes:
+    return json.dumps(params, separators=(",", ":")).encode()
+
+
 def task_message(view: TaskView) -> Any:
     task = view.task
-    params = struct_pb2.Struct()
-    params.update(task.params)
     return pb.Task(
         id=task.id,
         type=_TYPES[task.type],
         status=_STATUSES[task.status],
-        params=params,
+        params_json=params_json(task.params),
         input_keys=list(task.input_keys),
         cost=task.cost,
         provider=task.provider,
@@ -140,7 +163,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
     def CreateTask(self, request: Any, context: grpc.ServicerContext) -> Any:
         task_type = _task_type(request.type, required=True)
         assert task_type is not None
-        params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
+        params = params_of(request.params_json)
         view = self.use_cases.create_task(
             CreateTaskCommand(
                 user_id=require_user(),

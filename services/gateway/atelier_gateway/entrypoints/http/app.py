@@ -27,8 +27,10 @@ CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
 
 
 def create_app(container: GatewayContainer) -> web.Application:
+    # Rate limits set to 0 per minute are off: then requests do not pass through that middleware.
+    limited = container.rate_limit.enabled or container.auth_rate_limit.enabled
     app = web.Application(
-        middlewares=[observe, problems, rate_limit],
+        middlewares=[observe, problems, *([rate_limit] if limited else [])],
         client_max_size=container.settings.gateway_max_body_bytes,
     )
     app[CONTAINER] = container

@@ -6,8 +6,8 @@ import hashlib
 import logging
 import math
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -38,7 +38,7 @@ def _route_name(request: web.Request) -> str:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    rid = incoming if _SAFE_REQUEST_ID.match(incoming) else secrets.token_hex(16)
     request[REQUEST_ID] = rid
     token = set_current_call(CallContext(user_id=None, role="user", request_id=rid))
     started = time.perf_counter()
@@ -58,19 +58,20 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics = request.app[METRICS]
         metrics.requests.labels(request.method, route, str(status)).inc()
         metrics.latency.labels(request.method, route).observe(elapsed)
-        caller = request.get(CALLER)
-        log.info(
-            "request",
-            extra={
-                "fields": {
-                    "method": request.method,
-                    "route": route,
-                    "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                    "user_id": getattr(caller, "user_id", None),
-                }
-            },
-        )
+        if log.isEnabledFor(logging.INFO):  # the access log's fields only when it is written
+            caller = request.get(CALLER)
+            log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": request.method,
+                        "route": route,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                        "user_id": getattr(caller, "user_id", None),
+                    }
+                },
+            )
         reset_current_call(token)
 
 
@@ -85,9 +86,14 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     if path.startswith(_UNLIMITED_PREFIXES):
         return await handler(request)
     c = request.app[CONTAINER]
+    auth = path.startswith(_AUTH_PREFIX) and request.method == "POST"
+    if not c.rate_limit.enabled and not (auth and c.auth_rate_limit.enabled):
+        return await handler(request)  # limits off (0 per minute): no key to make
     client = client_address(request, c.settings.gateway_trust_forwarded_for)
-    checks = [(c.rate_limit, _client_key(request, client))]
-    if path.startswith(_AUTH_PREFIX) and request.method == "POST":
+    checks = []
+    if c.rate_limit.enabled:
+        checks.append((c.rate_limit, _client_key(request, client)))
+    if auth and c.auth_rate_limit.enabled:
         checks.append((c.auth_rate_limit, f"auth:{client}"))
     for limiter, key in checks:
         wait = limiter.allow(key)

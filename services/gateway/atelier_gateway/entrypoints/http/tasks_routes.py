@@ -41,7 +41,7 @@ from atelier_gateway.entrypoints.http.contract import (
     respond,
 )
 from atelier_gateway.entrypoints.http.idempotent import IDEMPOTENCY_HEADER, run_idempotent
-from atelier_gateway.entrypoints.http.jsonio import read_body
+from atelier_gateway.entrypoints.http.jsonio import json_response, read_body
 from atelier_gateway.entrypoints.http.presenters import tasks as present
 from atelier_gateway.entrypoints.http.presenters.tasks import (
     ImagePage,
@@ -137,7 +137,7 @@ async def create_task(request: web.Request) -> web.Response:
 
     async def produce(request_id: str | None) -> web.Response:
         task = await container(request).tasks.create_task(caller, new_task, request_id)
-        return respond(present.task(task), status=201)
+        return json_response(present.task(task), status=201)
 
     return await run_idempotent(request, caller, "POST /v1/tasks", raw, produce)
 
@@ -160,7 +160,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     q = query_model(request, TaskListQuery)
     page = await container(request).tasks.list_tasks(caller, _page(q), _where(q))
-    return respond(present.task_page(page))
+    return json_response(present.task_page(page))
 
 
 @operation(
@@ -178,7 +178,7 @@ async def admin_list_tasks(request: web.Request) -> web.Response:
     caller = await require_admin(request)
     q = query_model(request, TaskListQuery)
     page = await container(request).tasks.list_all_tasks(caller, _page(q), _where(q))
-    return respond(present.task_page(page))
+    return json_response(present.task_page(page))
 
 
 @operation(routes, "GET", "/v1/tasks/{task_id}", Operation("One task", response=Task))
@@ -186,7 +186,7 @@ async def get_task(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     task_id = path_id(request, "task_id")
     task = await container(request).tasks.get_task(caller, task_id)
-    return respond(present.task(task))
+    return json_response(present.task(task))
 
 
 @operation(
@@ -199,7 +199,7 @@ async def cancel_task(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     task_id = path_id(request, "task_id")
     task = await container(request).tasks.cancel_task(caller, task_id)
-    return respond(present.task(task))
+    return json_response(present.task(task))
 
 
 _MAX_SEQUENCE = 2**63 - 1
@@ -319,7 +319,7 @@ async def list_images(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     q = query_model(request, ImageListQuery)
     page = await container(request).tasks.list_images(caller, _page(q), q.type)
-    return respond(present.image_page(page))
+    return json_response(present.image_page(page))
 
 
 @operation(routes, "GET", "/v1/me/stats", Operation("Your generation statistics", response=Stats))

@@ -1,4 +1,11 @@
-"""Uploads, tasks, live events, images and stats: the response models and their presenters."""
+"""Uploads, tasks, live events, images and stats: the response models and their presenters.
+
+Tasks and images — the hot path (``GET /v1/tasks/{id}``, ``POST /v1/tasks``, the listings) — are
+presented as plain JSON objects built directly: validating our own output through pydantic cost
+more than the rest of the gateway's work on a read. Their models (``Task``, ``Image``, the pages)
+still describe them in the OpenAPI document, and tests hold every object to its model (the unit
+tests in test_presenters.py, schemathesis against the running API).
+"""
 
 from __future__ import annotations
 
@@ -132,49 +139,56 @@ def upload_target(u: dto.UploadTarget) -> UploadTarget:
     )
 
 
-def image(i: dto.Image) -> Image:
-    return Image(
-        id=i.id,
-        task_id=i.task_id,
-        index=i.index,
-        url=i.url,
-        thumbnail_url=i.thumbnail_url,
-        width=i.width,
-        height=i.height,
-        content_type=i.content_type,
-        size=i.size,
-        sha256=i.sha256,
-        task_type=i.task_type,
-        created_at=rfc3339(i.created_at),
-    )
+JsonObject = dict[str, Any]
 
 
-def task(t: dto.Task) -> Task:
-    return Task(
-        id=t.id,
-        type=t.type,
-        status=t.status,
-        params=dict(t.params),
-        input_upload_ids=list(t.input_upload_ids),
-        cost=t.cost,
-        attempts=t.attempts,
-        error=t.error,
-        error_message=t.error_message,
-        images=[image(i) for i in t.images],
-        created_at=rfc3339(t.created_at),
-        updated_at=rfc3339(t.updated_at),
-        started_at=rfc3339(t.started_at),
-        finished_at=rfc3339(t.finished_at),
-        deadline_at=rfc3339(t.deadline_at),
-    )
+def image(i: dto.Image) -> JsonObject:
+    """An ``Image``, as JSON."""
+    return {
+        "id": i.id,
+        "task_id": i.task_id,
+        "index": i.index,
+        "url": i.url,
+        "thumbnail_url": i.thumbnail_url,
+        "width": i.width,
+        "height": i.height,
+        "content_type": i.content_type,
+        "size": i.size,
+        "sha256": i.sha256,
+        "task_type": i.task_type,
+        "created_at": rfc3339(i.created_at),
+    }
 
 
-def task_page(page: Page[dto.Task]) -> TaskPage:
-    return TaskPage(items=[task(t) for t in page.items], next_page_token=page.next_page_token)
+def task(t: dto.Task) -> JsonObject:
+    """A ``Task``, as JSON."""
+    return {
+        "id": t.id,
+        "type": t.type,
+        "status": t.status,
+        "params": dict(t.params),
+        "input_upload_ids": list(t.input_upload_ids),
+        "cost": t.cost,
+        "attempts": t.attempts,
+        "error": t.error,
+        "error_message": t.error_message,
+        "images": [image(i) for i in t.images],
+        "created_at": rfc3339(t.created_at),
+        "updated_at": rfc3339(t.updated_at),
+        "started_at": rfc3339(t.started_at),
+        "finished_at": rfc3339(t.finished_at),
+        "deadline_at": rfc3339(t.deadline_at),
+    }
 
 
-def image_page(page: Page[dto.Image]) -> ImagePage:
-    return ImagePage(items=[image(i) for i in page.items], next_page_token=page.next_page_token)
+def task_page(page: Page[dto.Task]) -> JsonObject:
+    """A ``TaskPage``, as JSON."""
+    return {"items": [task(t) for t in page.items], "next_page_token": page.next_page_token}
+
+
+def image_page(page: Page[dto.Image]) -> JsonObject:
+    """An ``ImagePage``, as JSON."""
+    return {"items": [image(i) for i in page.items], "next_page_token": page.next_page_token}
 
 
 def task_event(e: dto.TaskEvent) -> TaskEvent:
