@@ -53,10 +53,11 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import psycopg
@@ -72,6 +73,7 @@ SERVICES = {
     "gateway": "atelier_gateway",
 }
 TERMINAL = ("succeeded", "failed", "cancelled")
+T = TypeVar("T")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -110,7 +112,7 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
         return {}
 
     def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered))) - 1))]
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
     return {"p50_ms": at(0.50), "p95_ms": at(0.95), "p99_ms": at(0.99), "max_ms": ordered[-1]}
 
@@ -363,8 +365,9 @@ class Stack:
             "TASKS_WORKER_ENABLED": "false",
             "SIGNUP_BONUS_CREDITS": "100000000",
         }
-        for key in ("BILLING_ADDRESS", "TASKS_ADDRESS"):
-            env.pop(key, None)
+        # The supervisor derives these from the ports; the worker processes started here need them.
+        forced["BILLING_ADDRESS"] = f"127.0.0.1:{forced['BILLING_GRPC_PORT']}"
+        forced["TASKS_ADDRESS"] = f"127.0.0.1:{forced['TASKS_GRPC_PORT']}"
         env.update(forced)
         tunable = {
             "TASKS_DAILY_LIMIT": "100000000",
@@ -434,10 +437,10 @@ def session() -> aiohttp.ClientSession:
     )
 
 
-async def gather_limited(n: int, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
+async def gather_limited(n: int, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
     gate = asyncio.Semaphore(n)
 
-    async def one(job: Callable[[], Any]) -> Any:
+    async def one(job: Callable[[], Awaitable[T]]) -> T:
         async with gate:
             return await job()
 
@@ -457,7 +460,7 @@ async def sign_up(url: str, count: int) -> list[str]:
                     raise RuntimeError(f"signup answered {r.status}: {await r.text()}")
                 return str((await r.json())["access_token"])
 
-        return await gather_limited(16, [lambda i=i: one(i) for i in range(count)])
+        return await gather_limited(16, [partial(one, i) for i in range(count)])
 
 
 async def create_tasks(url: str, tokens: Sequence[str], count: int) -> list[tuple[str, str]]:
@@ -479,7 +482,7 @@ async def create_tasks(url: str, tokens: Sequence[str], count: int) -> list[tupl
                     raise RuntimeError(f"POST /v1/tasks answered {r.status}: {await r.text()}")
                 return token, str((await r.json())["id"])
 
-        return await gather_limited(16, [lambda i=i: one(i) for i in range(count)])
+        return await gather_limited(16, [partial(one, i) for i in range(count)])
 
 
 # --- phases on the stack -------------------------------------------------------------------
@@ -563,7 +566,7 @@ def presign_bench(stack: Stack, wrk: str, tokens: Sequence[str], run: Run) -> No
 
 
 def local_signature(secret: str, body: bytes, ts: int) -> str:
-    """The local provider's documented signature: ``t=<ts>,v1=<hex HMAC-SHA256(secret, "t.body")>``."""
+    """The local provider's signature: ``t=<ts>,v1=<hex HMAC(secret, "<ts>.<body>")>``."""
     mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={ts},v1={mac}"
 
@@ -584,12 +587,13 @@ async def webhook_bench(stack: Stack, tokens: Sequence[str], run: Run) -> None:
                     raise RuntimeError(f"POST /v1/orders answered {r.status}: {await r.text()}")
                 return dict(await r.json())
 
-        orders = await gather_limited(16, [lambda i=i: order(i) for i in range(WEBHOOKS)])
+        orders = await gather_limited(16, [partial(order, i) for i in range(WEBHOOKS)])
         timings: list[float] = []
         errors: list[int] = []
 
         async def notify(o: dict[str, Any]) -> None:
             ts = int(time.time())
+            txn = f"ltx_{hashlib.sha256(o['id'].encode()).hexdigest()[:24]}"
             body = json.dumps(
                 {
                     "id": f"evt_local_{o['id']}_payment.succeeded",
@@ -598,7 +602,7 @@ async def webhook_bench(stack: Stack, tokens: Sequence[str], run: Run) -> None:
                     "data": {
                         "order_id": o["id"],
                         "state": "paid",
-                        "transaction_id": f"ltx_{hashlib.sha256(o['id'].encode()).hexdigest()[:24]}",
+                        "transaction_id": txn,
                         "amount": o["amount"],
                         "currency": o["currency"],
                     },
@@ -616,7 +620,7 @@ async def webhook_bench(stack: Stack, tokens: Sequence[str], run: Run) -> None:
                 if r.status >= 300:
                     errors.append(r.status)
 
-        await gather_limited(LIGHT_CONNECTIONS, [lambda o=o: notify(o) for o in orders])
+        await gather_limited(LIGHT_CONNECTIONS, [partial(notify, o) for o in orders])
     run.results["webhook"] = {
         "requests": len(timings),
         "connections": LIGHT_CONNECTIONS,
@@ -737,9 +741,9 @@ async def watchers_bench(stack: Stack, tokens: Sequence[str], run: Run) -> None:
                 return r.status
 
         started = time.perf_counter()
-        statuses: list[Any] = await gather_limited(
+        statuses = await gather_limited(
             16,
-            [lambda t=t, i=i: cancel(t, i) for t, i in made],
+            [partial(cancel, t, i) for t, i in made],
         )
         _, pending = await asyncio.wait(watchers, timeout=60)
         for p in pending:

@@ -107,27 +107,38 @@ def seed_accounts_sql(clients: int, credits: int = 1_000_000_000) -> str:
     )
 
 
+# One create, minimally. pgbench's :variables are typed with casts (prepared mode needs them), and
+# no string literal may hold a colon (pgbench would read it as a variable): references are
+# 'task_<id>' here where billing writes 'task:<id>'.
 CREATE_SCRIPT = r"""
 \set r random(1, 9000000000000000000)
 BEGIN;
 UPDATE accounts SET available = available - 1, held = held + 1
     WHERE user_id = 'bench-' || :client_id::text AND available >= 1;
 INSERT INTO holds (id, user_id, request_id, amount, status, reference, created_at)
-    VALUES ('hold_' || :client_id::text || '_' || :r::text, 'bench-' || :client_id::text, 'req_' || :client_id::text || '_' || :r::text,
-            1, 'held', 'task_' || :client_id::text || '_' || :r::text, now());
-INSERT INTO ledger_entries (user_id, kind, amount, held_change, balance_after, reference, hold_id,
-                            created_at)
-    VALUES ('bench-' || :client_id::text, 'hold', -1, 1, 0, 'task_' || :client_id::text || '_' || :r::text,
-            'hold_' || :client_id::text || '_' || :r::text, now());
+    VALUES ('hold_' || :client_id::text || '_' || :r::text,
+            'bench-' || :client_id::text,
+            'req_' || :client_id::text || '_' || :r::text,
+            1, 'held',
+            'task_' || :client_id::text || '_' || :r::text,
+            now());
+INSERT INTO ledger_entries (user_id, kind, amount, held_change, balance_after, reference,
+                            hold_id, created_at)
+    VALUES ('bench-' || :client_id::text, 'hold', -1, 1, 0,
+            'task_' || :client_id::text || '_' || :r::text,
+            'hold_' || :client_id::text || '_' || :r::text,
+            now());
 COMMIT;
 BEGIN;
 INSERT INTO tasks (id, user_id, type, status, hold_state, params, input_keys, cost, provider,
                    request_id, attempts, created_at, updated_at, deadline_at, polls,
                    last_sequence, version)
-    VALUES ('task_' || :client_id::text || '_' || :r::text, 'bench-' || :client_id::text, 'text_to_image', 'pending',
-            'held', '{"prompt": "bench", "width": 256, "height": 256}', '[]', 1, 'local',
-            'req_' || :client_id::text || '_' || :r::text, 0, now(), now(), now() + interval '10 minutes', 0,
-            1, 1);
+    VALUES ('task_' || :client_id::text || '_' || :r::text,
+            'bench-' || :client_id::text,
+            'text_to_image', 'pending', 'held',
+            '{"prompt": "bench", "width": 256, "height": 256}', '[]', 1, 'local',
+            'req_' || :client_id::text || '_' || :r::text,
+            0, now(), now(), now() + interval '10 minutes', 0, 1, 1);
 INSERT INTO task_events (task_id, sequence, status, attempts, created_at)
     VALUES ('task_' || :client_id::text || '_' || :r::text, 1, 'pending', 0, now());
 COMMIT;

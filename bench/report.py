@@ -105,8 +105,9 @@ def render(results: Mapping[str, Any]) -> str:
             f"{_fmt(r.get('ratio'), 3):>7}   {cpu_text}"
         )
     lines.append("")
+    users_tasks = lookup(results, ("task_list", "tasks_of_user")) or "?"
     other = [
-        ("task list (100k tasks/user)", "task_list"),
+        (f"task list ({users_tasks} tasks/user)", "task_list"),
         ("payment webhook", "webhook"),
         ("POST /v1/uploads", "presign"),
         ("basic_clean 12 MP (in-process)", "basic_clean"),
