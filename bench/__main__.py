@@ -742,7 +742,7 @@ async def watchers_bench(stack: Stack, tokens: Sequence[str], run: Run) -> None:
 
         started = time.perf_counter()
         statuses = await gather_limited(
-            16,
+            64,
             [partial(cancel, t, i) for t, i in made],
         )
         _, pending = await asyncio.wait(watchers, timeout=60)
