@@ -82,7 +82,8 @@ def render(results: Mapping[str, Any]) -> str:
     lines.append(
         f"make bench — {meta.get('started_at', '')}  ({meta.get('cores', '?')} cores, "
         f"wrk -t{meta.get('threads', '?')} -c{meta.get('connections', '?')} "
-        f"-d{meta.get('seconds', '?')}s; PostgreSQL: {meta.get('postgres', '?')})"
+        f"-d{meta.get('seconds', '?')}s; PostgreSQL: {meta.get('postgres', '?')}; load average "
+        f"at start {' '.join(f'{x:.1f}' for x in meta.get('load_average', []))})"
     )
     ceil = results.get("ceilings", {})
     lines.append(
