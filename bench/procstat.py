@@ -81,3 +81,20 @@ def service_pids(root: int, names: Mapping[str, str]) -> dict[str, list[int]]:
     for pid, service in classify(procs, root, names).items():
         out[service].append(pid)
     return out
+
+
+def backend_cpu_ms(databases: list[str]) -> float:
+    """Cumulative CPU milliseconds of the live PostgreSQL backends serving ``databases`` (their
+    process titles name the database). Backends that exit between two readings are missed, so
+    deltas are a lower bound."""
+    total = 0.0
+    for _ppid, ticks, cmd in _all_processes().values():
+        if is_backend_of(cmd, databases):
+            total += ticks * 1000.0 / CLK_TCK
+    return total
+
+
+def is_backend_of(cmdline: str, databases: list[str]) -> bool:
+    """``postgres: <user> <database> <client> <state>`` (a backend's process title)."""
+    words = cmdline.split()
+    return len(words) >= 3 and words[0] == "postgres:" and words[2] in databases

@@ -205,6 +205,14 @@ def test_processes_are_grouped_by_their_service_ancestor() -> None:
     }
 
 
+def test_postgres_backends_are_told_by_their_database() -> None:
+    ours = ["atelier_t_abc"]
+    assert procstat.is_backend_of("postgres: postgres atelier_t_abc 127.0.0.1(5) idle ", ours)
+    assert not procstat.is_backend_of("postgres: postgres atelier_t_abcd 127.0.0.1(5) idle", ours)
+    assert not procstat.is_backend_of("postgres: 15/main: checkpointer ", ours)
+    assert not procstat.is_backend_of("python -m x atelier_t_abc", ours)
+
+
 def test_seeding_copies_one_task_with_unique_keys_and_past_times() -> None:
     columns = [("id", True), ("user_id", True), ("status", True), ("request_id", True)]
     columns += [("created_at", False), ("cost", False), ("lease_owner", True)]
@@ -228,7 +236,7 @@ def test_verdicts_against_the_targets() -> None:
     assert verdicts["create errors"] == "PASS"
     assert verdicts["read / bare handler"] == "MISS"
     assert verdicts["read p99"] == "N/A"  # not measured is never a pass
-    assert verdicts["watchers that saw the end"] == "PASS"
+    assert verdicts["watchers without their end"] == "PASS"
     text = report.render({**results, "checks": report.checks(results), "problems": ["x: y"]})
     assert "MISS" in text and "PASS" in text and "problem: x: y" in text
 
