@@ -95,6 +95,9 @@ def backend_cpu_ms(databases: list[str]) -> float:
 
 
 def is_backend_of(cmdline: str, databases: list[str]) -> bool:
-    """``postgres: <user> <database> <client> <state>`` (a backend's process title)."""
+    """``postgres: [<cluster name>:] <user> <database> <client> <state>`` (a backend's title)."""
     words = cmdline.split()
-    return len(words) >= 3 and words[0] == "postgres:" and words[2] in databases
+    if words[:1] != ["postgres:"]:
+        return False
+    words = words[2:] if len(words) > 1 and words[1].endswith(":") else words[1:]
+    return len(words) >= 2 and words[1] in databases

@@ -209,7 +209,10 @@ def test_postgres_backends_are_told_by_their_database() -> None:
     ours = ["atelier_t_abc"]
     assert procstat.is_backend_of("postgres: postgres atelier_t_abc 127.0.0.1(5) idle ", ours)
     assert not procstat.is_backend_of("postgres: postgres atelier_t_abcd 127.0.0.1(5) idle", ours)
+    assert procstat.is_backend_of("postgres: 15/main: bob atelier_t_abc [local] idle", ours)
+    assert not procstat.is_backend_of("postgres: 15/main: atelier_t_abc x [local] idle", ours)
     assert not procstat.is_backend_of("postgres: 15/main: checkpointer ", ours)
+    assert not procstat.is_backend_of("postgres: checkpointer", ours)
     assert not procstat.is_backend_of("python -m x atelier_t_abc", ours)
 
 
