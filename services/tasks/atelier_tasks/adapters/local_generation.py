@@ -198,13 +198,17 @@ _FAST_PNG = 1
 
 
 def _fit(img: Image.Image, size: int) -> Image.Image:
-    """``img`` scaled to fit in ``size``², aspect kept (``ImageOps.contain``), shrinking big images
-    by an integer factor first (``reducing_gap``) as Pillow's fast thumbnails do."""
+    """``img`` scaled to fit in ``size``², aspect kept (``ImageOps.contain``). Shrinking uses
+    Pillow's antialiased bilinear filter (half the time of bicubic, no visible difference at these
+    factors) and first an integer reduction of big images (``reducing_gap``), as its thumbnails
+    do; enlarging stays bicubic."""
     ratio = min(size / img.width, size / img.height)
     target = (max(1, round(img.width * ratio)), max(1, round(img.height * ratio)))
     if target == img.size:
         return img
-    return img.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0 if ratio < 1 else None)
+    if ratio > 1:
+        return img.resize(target, Image.Resampling.BICUBIC)
+    return img.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def _border_colour(img: Image.Image) -> tuple[int, int, int]:
