@@ -117,9 +117,9 @@ def _unit(task_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def _png(img: Image.Image) -> bytes:
+def _png(img: Image.Image, compress_level: int = 6) -> bytes:
     out = io.BytesIO()
-    img.save(out, format="PNG", optimize=False)
+    img.save(out, format="PNG", optimize=False, compress_level=compress_level)
     return out.getvalue()
 
 
@@ -171,18 +171,44 @@ def text_to_image(params: Mapping[str, object], init: bytes | None = None) -> by
 
 
 def basic_clean(data: bytes, size: int, tolerance: int = 40) -> bytes:
+    """Whiten the background and fit the photo on a white ``size``² canvas (PNG).
+
+    Fast on large photos (a 12 MP JPEG well under half a second): a JPEG is decoded straight at
+    the smallest DCT scale (1/2 … 1/8) still at least ``size`` on its shorter side, the photo is
+    fitted first and whitened at the output size, and the PNG is written at a light compression
+    level.
+    """
     with Image.open(io.BytesIO(data)) as src:
+        if src.format == "JPEG":
+            src.draft("RGB", (size, size))
         img = ImageOps.exif_transpose(src).convert("RGB")
-    background = _border_colour(img)
+    fitted = _fit(img, size)
+    background = _border_colour(fitted)
     # Pixels near the border colour become white: a real (if simple) background removal.
-    diff = ImageChops.difference(img, Image.new("RGB", img.size, background)).convert("L")
-    mask = diff.point(lambda v: 255 if v > tolerance else 0)
-    white = Image.new("RGB", img.size, (255, 255, 255))
-    cleaned = Image.composite(img, white, mask)
-    fitted = ImageOps.contain(cleaned, (size, size))
+    diff = ImageChops.difference(fitted, Image.new("RGB", fitted.size, background)).convert("L")
+    mask = diff.point([255 if v > tolerance else 0 for v in range(256)])
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
-    canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
-    return _png(canvas)
+    canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2), mask)
+    return _png(canvas, compress_level=_FAST_PNG)
+
+
+# zlib level for basic_clean's output: most of the canvas is white, so level 1 is nearly as small
+# as the default 6 at a fraction of the time.
+_FAST_PNG = 1
+
+
+def _fit(img: Image.Image, size: int) -> Image.Image:
+    """``img`` scaled to fit in ``size``², aspect kept (``ImageOps.contain``). Shrinking uses
+    Pillow's antialiased bilinear filter (half the time of bicubic, no visible difference at these
+    factors) and first an integer reduction of big images (``reducing_gap``), as its thumbnails
+    do; enlarging stays bicubic."""
+    ratio = min(size / img.width, size / img.height)
+    target = (max(1, round(img.width * ratio)), max(1, round(img.height * ratio)))
+    if target == img.size:
+        return img
+    if ratio > 1:
+        return img.resize(target, Image.Resampling.BICUBIC)
+    return img.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def _border_colour(img: Image.Image) -> tuple[int, int, int]:
