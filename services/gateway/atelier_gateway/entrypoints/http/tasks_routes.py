@@ -298,7 +298,8 @@ async def task_events(request: web.Request) -> web.StreamResponse:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
-    await response.write_eof()
+    with contextlib.suppress(ConnectionResetError):  # the client left right after the last event
+        await response.write_eof()
     return response
 
 
