@@ -12,7 +12,10 @@
   5-minute timestamp window in both directions (the SDK checks none); then the SDK verifies the
   RSA-SHA256 signature over ``timestamp\\nnonce\\nbody\\n`` with the WeChat Pay public key and
   decrypts the AES-256-GCM resource with the APIv3 key. ``mchid`` and ``appid`` must be ours;
-  amount and currency are checked against the order by billing (``PaymentSucceeded``).
+  amount, currency and ``out_trade_no`` (as the event's ``order_number``) are checked against the
+  order by billing (``PaymentSucceeded``, ``refunded``): a mismatch never pays.
+- Close on expiry (``close_order``) and refunds (``refund`` and the ``REFUND.*`` notification,
+  whose resource names the transaction and ``out_trade_no``).
 - Amounts are integer fen; the channel charges CNY only.
 """
 
@@ -35,6 +38,8 @@ from atelier_billing.application.ports.payments import (
     PaymentEventKind,
     PaymentState,
     PaymentStatusReport,
+    RefundReceipt,
+    RefundState,
 )
 from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
@@ -144,7 +149,7 @@ class WeChatPayProvider:
                 body = json.loads(text)
             except (ValueError, TypeError):
                 body = {}
-        if code >= 400 and not (what == "query" and code == 404):
+        if code >= 400 and not (what in ("query", "close") and code == 404):
             reason = body.get("code", "") if isinstance(body, dict) else ""
             raise ProviderRejected(f"WeChat Pay refused {what}: {code} {reason}".strip())
         return code, body
@@ -199,21 +204,29 @@ class WeChatPayProvider:
             "close", self._client.close, out_trade_no=order.provider_reference or order.order_number
         )
 
-    def refund(
-        self, order: OrderRef, refund_no: str, amount: int, reason: str | None = None
-    ) -> str:
-        """Ask for a refund of ``amount`` fen; returns WeChat's refund status. The effect on
-        the order arrives with the signed ``REFUND.SUCCESS`` notification."""
+    def refund(self, order: OrderRef, refund_no: str, amount: int, reason: str) -> RefundReceipt:
+        """Ask for a refund of ``amount`` fen (``/v3/refund/domestic/refunds``; ``refund_no`` is
+        the ``out_refund_no``, so asking again never refunds twice). WeChat answers
+        ``PROCESSING`` or ``SUCCESS``; the outcome also arrives as a signed ``REFUND.SUCCESS``
+        notification."""
         _, body = self._call(
             "refund",
             self._client.refund,
-            out_refund_no=refund_no,
+            out_refund_no=refund_no[:64],
             amount={"refund": int(amount), "total": int(order.amount), "currency": "CNY"},
             out_trade_no=order.provider_reference or order.order_number,
-            reason=reason,
+            reason=reason[:80] or None,
             notify_url=self._notify_url,
         )
-        return str(body.get("status", "")) if isinstance(body, dict) else ""
+        if not isinstance(body, dict) or not body.get("refund_id"):
+            raise ProviderUnavailable("WeChat Pay answered no refund_id")
+        status = str(body.get("status", ""))
+        if status == "CLOSED":
+            raise ProviderRejected("WeChat Pay closed the refund")
+        return RefundReceipt(
+            refund_id=str(body["refund_id"]),
+            state=RefundState.SUCCEEDED if status == "SUCCESS" else RefundState.PENDING,
+        )
 
     # --- notifications ---
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
@@ -291,7 +304,7 @@ class WeChatPayProvider:
             transaction_id=transaction_id,
             amount=int(amount["total"]),
             currency=str(amount.get("currency", "CNY")),
-            details={"out_trade_no": str(resource.get("out_trade_no", ""))},
+            details={"order_number": str(resource.get("out_trade_no", ""))},
         )
 
     def _refund_event(
@@ -313,7 +326,7 @@ class WeChatPayProvider:
             transaction_id=str(resource["transaction_id"]),
             amount=int(amount["refund"]),
             currency="CNY",
-            details={"out_trade_no": str(resource.get("out_trade_no", ""))},
+            details={"order_number": str(resource.get("out_trade_no", ""))},
         )
 
     # --- customers and subscriptions: Native pay has neither ---
