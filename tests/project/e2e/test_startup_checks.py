@@ -234,14 +234,25 @@ def test_what_the_checks_call_built_is_what_bootstrap_builds(tmp_path: Path) -> 
     from atelier_ports.clock import SystemClock
     from atelier_tasks.bootstrap import build_providers, build_storage
     from atelier_tasks.settings import BUILT_PROVIDERS, BUILT_STORAGE, MARKET_ROUTES, TasksSettings
+    from tests.support.wechatpay_server import MERCHANT_SERIAL, PUBLIC_KEY_ID, WeChatKeys
 
     clock = SystemClock()
+    keys = WeChatKeys()
+    (tmp_path / "merchant.pem").write_text(keys.merchant_private_pem)
+    (tmp_path / "platform.pub.pem").write_text(keys.platform_public_pem)
     vendor: dict[str, Any] = {
         "REPLICATE_API_TOKEN": "r8_x",
         "REPLICATE_WEBHOOK_SECRET": "whsec_eA==",
         "S3_BUCKET": "media",
         "STRIPE_API_KEY": "sk_test_x",
         "STRIPE_WEBHOOK_SECRET": "whsec_x",
+        "WECHATPAY_MCHID": keys.mchid,
+        "WECHATPAY_APPID": keys.appid,
+        "WECHATPAY_APIV3_KEY": keys.apiv3_key,
+        "WECHATPAY_MERCHANT_SERIAL_NO": MERCHANT_SERIAL,
+        "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE": str(tmp_path / "merchant.pem"),
+        "WECHATPAY_PUBLIC_KEY_ID": PUBLIC_KEY_ID,
+        "WECHATPAY_PUBLIC_KEY_FILE": str(tmp_path / "platform.pub.pem"),
         "ATELIER_DATA_DIR": str(tmp_path),
     }
     every_provider = {p for routes in MARKET_ROUTES.values() for p in routes.values()}

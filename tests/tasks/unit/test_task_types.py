@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from atelier_tasks.domain.task_types import (
     default_costs,
     validate_params,
 )
+from atelier_tasks.entrypoints.cli import announce_stand_ins
 from atelier_tasks.settings import MARKET_ROUTES, TasksSettings
 from tests.tasks.harness import Harness
 
@@ -94,3 +96,14 @@ def test_cn_costs_one_per_type_and_runs_issue_12_on_local_stand_ins() -> None:
     assert TasksSettings(MARKET="local").stand_ins() == []
     explicit = TasksSettings(MARKET="cn", TASKS_PROVIDER_MODEL_POSE12="runninghub")
     assert explicit.routes()["model_pose12"] == "runninghub" and explicit.unbuilt_parts()
+
+
+def test_the_cn_stand_ins_are_announced_in_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="atelier.tasks"):
+        announce_stand_ins(TasksSettings(MARKET="local"))
+        assert caplog.records == []
+        announce_stand_ins(TasksSettings(MARKET="cn"))
+    [record] = caplog.records
+    message = record.getMessage()
+    assert message.startswith("MARKET=cn: runninghub (text_to_image), tencent_ci (basic_clean)")
+    assert "cos (storage)" in message and "local generators and storage" in message

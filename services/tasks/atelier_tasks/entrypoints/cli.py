@@ -19,7 +19,7 @@ PROGRAM = "atelier-tasks"
 log = logging.getLogger("atelier.tasks")
 
 
-def _announce_stand_ins(settings: TasksSettings) -> None:
+def announce_stand_ins(settings: TasksSettings) -> None:
     """ONE line at start when the cn market runs parts of issue 12 on local adapters."""
     stand_ins = settings.stand_ins()
     if stand_ins:
@@ -34,7 +34,7 @@ def _migrate(settings: TasksSettings, _args: argparse.Namespace) -> int:
 
 
 def _serve(settings: TasksSettings, args: argparse.Namespace) -> int:
-    _announce_stand_ins(settings)
+    announce_stand_ins(settings)
     app = build_container(settings)
     if args.migrate:
         upgrade(app.engine)
@@ -46,7 +46,7 @@ def _serve(settings: TasksSettings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: TasksSettings, _args: argparse.Namespace) -> int:
-    _announce_stand_ins(settings)
+    announce_stand_ins(settings)
     app = build_container(settings)
     if settings.metrics_port:
         app.metrics.serve(settings.metrics_port, settings.grpc_host)
