@@ -631,3 +631,17 @@ def test_an_event_naming_another_order_number_never_pays_and_is_recorded(
     right = replace(wrong, details={"order_number": order.number})
     assert deliver(service, provider, right)
     assert service.get_balance(GetBalance("u1")).available == 110
+
+
+def test_an_event_for_another_payee_never_applies_and_is_recorded(
+    service: BillingUseCases, provider: FakePaymentProvider, store: BillingUnitOfWorkFactory
+) -> None:
+    service.set_up_account(SetUpAccount("u1"))
+    order = service.create_order(CreateOrder("u1", "pack_100", "fake", ""))
+    foreign = replace(paid_event(order.id, order.amount), details={"payee_mismatch": "mchid"})
+    with pytest.raises(errors.PaymentPayeeMismatch):
+        deliver(service, provider, foreign)
+    with store() as uow:
+        assert uow.payment_events.seen("fake", "refused:evt_1")
+    assert service.get_order(GetOrder("u1", order.id)).status is OrderStatus.PENDING
+    assert service.get_balance(GetBalance("u1")).available == 10

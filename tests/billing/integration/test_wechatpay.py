@@ -226,7 +226,7 @@ def test_refused_notifications_change_nothing(env: Env, caplog: pytest.LogCaptur
     assert env.wechat.keys.apiv3_key not in caplog.text  # secrets never logged
     assert env.get(order.id).status == pb.ORDER_STATUS_PENDING
     assert env.available() == 10
-    # The verified events that did not match the order (amount, currency, out_trade_no) are
+    # The verified events that did not match (amount, currency, out_trade_no, mchid, appid) are
     # recorded as refused — under a key of their own, so the genuine event still pays.
     txid = env.wechat.transactions[order.number]["transaction_id"]
     assert env.refused_records() == [f"refused:transaction:{txid}:SUCCESS"]
@@ -277,6 +277,22 @@ def test_ten_identical_refund_notifications_at_once_claw_back_once(env: Env) -> 
     assert answers == [200] * 10
     assert env.get(order.id).status == pb.ORDER_STATUS_REFUNDED
     assert env.available() == 10
+    assert env.consistent()
+
+
+def test_a_refund_notification_for_another_merchant_is_refused_and_recorded(env: Env) -> None:
+    order = env.order()
+    assert env.wechat.pay_and_notify(order.number) == 200
+    env.provider.refund(env.ref(order), "RF-" + order.number, 6800, "portal")
+    refund = env.wechat.refunds["RF-" + order.number]
+    env.wechat.keys.mchid, ours = "1999999999", env.wechat.keys.mchid
+    try:
+        foreign = env.wechat.refund_notification("RF-" + order.number)
+    finally:
+        env.wechat.keys.mchid = ours
+    assert env.send(foreign) == 400
+    assert env.get(order.id).status == pb.ORDER_STATUS_PAID and env.available() == 110
+    assert env.refused_records() == [f"refused:refund:{refund['refund_id']}:SUCCESS"]
     assert env.consistent()
 
 

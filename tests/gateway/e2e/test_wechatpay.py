@@ -207,6 +207,8 @@ def test_the_webhook_relays_raw_body_and_headers_and_answers_per_the_contract(
     assert stale.status_code == 400 and stale.json()["code"] == "invalid_signature"
     cheap = cn.webhook(cn.wechat.pay(number, amount={"total": 1, "currency": "CNY"}))
     assert 400 <= cheap.status_code < 500  # verified, but not what the order costs
+    foreign = cn.webhook(cn.wechat.pay(number, mchid="1999999999"))
+    assert 400 <= foreign.status_code < 500  # verified, but for another merchant
     assert user.get(f"/v1/orders/{order['id']}").json()["status"] == "pending"
 
     ok = cn.webhook(good)  # the genuine bytes and headers, relayed untouched

@@ -67,6 +67,12 @@ class PaymentOrderMismatch(PaymentMismatch):
     reason = "PAYMENT_ORDER_MISMATCH"
 
 
+class PaymentPayeeMismatch(PaymentMismatch):
+    """The event names another merchant or app than ours (WeChat's mchid, appid)."""
+
+    reason = "PAYMENT_PAYEE_MISMATCH"
+
+
 class RefundBeforePayment(problems.FailedPrecondition):
     """A refund of an order we have not seen paid yet: refused unrecorded, so the provider
     delivers it again once the payment has arrived."""

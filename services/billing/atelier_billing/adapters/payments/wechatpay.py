@@ -11,9 +11,10 @@
 - Notifications: ``Wechatpay-Signature-Type`` must be ``WECHATPAY2-SHA256-RSA2048``; our own
   5-minute timestamp window in both directions (the SDK checks none); then the SDK verifies the
   RSA-SHA256 signature over ``timestamp\\nnonce\\nbody\\n`` with the WeChat Pay public key and
-  decrypts the AES-256-GCM resource with the APIv3 key. ``mchid`` and ``appid`` must be ours;
-  amount, currency and ``out_trade_no`` (as the event's ``order_number``) are checked against the
-  order by billing (``PaymentSucceeded``, ``refunded``): a mismatch never pays.
+  decrypts the AES-256-GCM resource with the APIv3 key. A verified event whose ``mchid`` (or, for
+  a payment, ``appid``) is not ours carries ``details["payee_mismatch"]``; billing refuses and
+  records it. Amount, currency and ``out_trade_no`` (as the event's ``order_number``) are checked
+  against the order by billing (``PaymentSucceeded``, ``find_order``): a mismatch never pays.
 - Close on expiry (``close_order``) and refunds (``refund`` and the ``REFUND.*`` notification,
   whose resource names the transaction and ``out_trade_no``).
 - Amounts are integer fen; the channel charges CNY only.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -257,21 +259,35 @@ class WeChatPayProvider:
         if not isinstance(data, dict) or not isinstance(data.get("resource"), dict):
             raise InvalidNotification("bad signature or undecryptable resource")
         resource: dict[str, Any] = data["resource"]
-        if resource.get("mchid") != self._mchid:
-            log.error(
-                "wechatpay notification for another merchant",
-                extra={"fields": {"id": str(data.get("id", ""))[:64]}},
-            )
-            raise InvalidNotification("the notification names another merchant")
         event_type = str(data.get("event_type", ""))
+        # Verified, but for another merchant or app: billing refuses and records it.
+        payee = [
+            name
+            for name, ours in (("mchid", self._mchid), ("appid", self._appid))
+            if (name == "mchid" or event_type.startswith("TRANSACTION."))
+            and resource.get(name) != ours
+        ]
+        if payee:
+            log.error(
+                "wechatpay notification for another merchant or app",
+                extra={"fields": {"id": str(data.get("id", ""))[:64], "mismatch": payee}},
+            )
         occurred = _parse_time(data.get("create_time"), now)
         try:
             if event_type.startswith("TRANSACTION."):
-                return self._transaction_event(resource, event_type, occurred)
-            if event_type.startswith("REFUND."):
-                return self._refund_event(resource, event_type, occurred)
+                event = self._transaction_event(resource, event_type, occurred)
+            elif event_type.startswith("REFUND."):
+                event = self._refund_event(resource, event_type, occurred)
+            else:
+                event = None
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidNotification("malformed notification resource") from exc
+        if event is not None:
+            if payee:
+                event = replace(event, details={**event.details, "payee_mismatch": ",".join(payee)})
+            return event
+        if payee:
+            raise InvalidNotification("the notification names another merchant")
         return PaymentEvent(
             provider=self.name,
             event_id=f"event:{str(data.get('id', ''))[:100]}",
@@ -282,11 +298,6 @@ class WeChatPayProvider:
     def _transaction_event(
         self, resource: dict[str, Any], event_type: str, occurred: datetime
     ) -> PaymentEvent:
-        if resource.get("appid") != self._appid:
-            log.error(
-                "wechatpay notification for another app", extra={"fields": {"type": event_type}}
-            )
-            raise InvalidNotification("the notification names another app")
         transaction_id = str(resource["transaction_id"])
         state = str(resource.get("trade_state", ""))
         kind = (

@@ -71,6 +71,12 @@ class ApplyPaymentEventHandler:
         handler = self._handlers[event.kind]
         try:
             with self._uow() as uow:
+                if event.details.get("payee_mismatch"):
+                    log.error(
+                        "payment event for another payee",
+                        extra={"fields": {"provider": event.provider, "event": event.event_id}},
+                    )
+                    raise errors.PaymentPayeeMismatch("the event names another merchant or app")
                 if uow.payment_events.seen(event.provider, event.event_id):
                     return NotificationOutcome(False, event.event_id, event.order_id)
                 applied = handler(uow, event, now)

@@ -72,7 +72,9 @@ class PaymentEvent:
     subscription_id: str | None = None
     customer_id: str | None = None
     period_end: datetime | None = None
-    # Provider-neutral extras (e.g. customer email/name for CUSTOMER_UPDATED).
+    # Provider-neutral extras: customer email/name for CUSTOMER_UPDATED; "invoice_id";
+    # "order_number" (our order number as the provider names it: must be the order's);
+    # "payee_mismatch" (the verified event names another merchant/app: refused and recorded).
     details: Mapping[str, str] = field(default_factory=dict)
 
 
