@@ -123,4 +123,13 @@ class BillingSettings(ServiceSettings):
             if c in BUILT_CHANNELS
             for name in CHANNEL_REQUIRES.get(c, ())
         ]
-        return [name for name in dict.fromkeys(needed) if not values[name].strip()]
+        missing: list[str] = []
+        for name in dict.fromkeys(needed):
+            value = values[name].strip()
+            if not value:
+                missing.append(name)
+            elif name.endswith("_FILE") and not Path(value).is_file():
+                missing.append(f"{name} (no such file)")
+            elif name == "WECHATPAY_APIV3_KEY" and len(value.encode()) != 32:
+                missing.append(f"{name} (32 characters)")
+        return missing

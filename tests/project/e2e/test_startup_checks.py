@@ -111,11 +111,33 @@ def test_cn_market_without_wechat_credentials_names_every_missing_setting(
 
 
 def test_cn_market_names_only_the_wechat_settings_still_missing(tmp_path: Path) -> None:
-    env = clean_env(tmp_path, MARKET="cn", **{name: "x" for name in NEEDED_FOR_CN[2:]})
+    settings = {name: "x" for name in NEEDED_FOR_CN[2:]}
+    (tmp_path / "key.pem").write_text("a key")
+    settings["WECHATPAY_APIV3_KEY"] = "k" * 32
+    settings["WECHATPAY_MERCHANT_PRIVATE_KEY_FILE"] = str(tmp_path / "key.pem")
+    settings["WECHATPAY_PUBLIC_KEY_FILE"] = str(tmp_path / "key.pem")
+    env = clean_env(tmp_path, MARKET="cn", **settings)
     code, stderr = run(CLI["billing"], ["serve"], env, tmp_path)
     line = one_line(stderr)
     assert code == 2
     assert line.endswith("MARKET=cn needs WECHATPAY_MCHID, WECHATPAY_APPID (see .env.example)")
+
+
+def test_cn_market_names_an_absent_key_file_and_a_short_apiv3_key(tmp_path: Path) -> None:
+    settings = {name: "x" for name in NEEDED_FOR_CN}
+    settings["WECHATPAY_MERCHANT_PRIVATE_KEY_FILE"] = str(tmp_path / "absent.pem")
+    (tmp_path / "pub.pem").write_text("a public key")
+    settings["WECHATPAY_PUBLIC_KEY_FILE"] = str(tmp_path / "pub.pem")
+    code, stderr = run(
+        CLI["billing"], ["serve"], clean_env(tmp_path, MARKET="cn", **settings), tmp_path
+    )
+    line = one_line(stderr)
+    assert code == 2
+    assert line.endswith(
+        "MARKET=cn needs WECHATPAY_APIV3_KEY (32 characters), "
+        "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE (no such file) (see .env.example)"
+    ), line
+    assert str(tmp_path) not in line  # values are never echoed
 
 
 @pytest.mark.parametrize("service", ["tasks", "gateway"])
