@@ -34,6 +34,8 @@ from atelier_billing.application.ports.payments import (
     PaymentEvent,
     PaymentState,
     PaymentStatusReport,
+    RefundReceipt,
+    RefundState,
 )
 from atelier_billing.domain.errors import InsufficientCredits
 from atelier_billing.domain.model import (
@@ -62,6 +64,11 @@ class FakePaymentProvider:
     events: dict[bytes, PaymentEvent] = field(default_factory=dict)
     states: dict[str, PaymentStatusReport] = field(default_factory=dict)
     checkouts: list[CheckoutRequest] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)  # order ids
+    refunds: dict[str, tuple[str, int]] = field(default_factory=dict)  # refund_no → (order, amount)
+    canceled: list[str] = field(default_factory=list)  # subscription ids
+    refund_state: RefundState = RefundState.SUCCEEDED
+    error: Exception | None = None  # raised by close_order and refund when set
 
     def create_checkout(self, request: CheckoutRequest) -> Checkout:
         self.checkouts.append(request)
@@ -84,7 +91,18 @@ class FakePaymentProvider:
         return None
 
     def cancel_subscription(self, subscription_id: str, at_period_end: bool) -> None:
-        return None
+        self.canceled.append(subscription_id)
+
+    def close_order(self, order: OrderRef) -> None:
+        if self.error is not None:
+            raise self.error
+        self.closed.append(order.order_id)
+
+    def refund(self, order: OrderRef, refund_no: str, amount: int, reason: str) -> RefundReceipt:
+        if self.error is not None:
+            raise self.error
+        self.refunds.setdefault(refund_no, (order.order_id, amount))
+        return RefundReceipt(refund_id=f"re_{refund_no}", state=self.refund_state)
 
 
 @dataclass

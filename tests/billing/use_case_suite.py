@@ -23,11 +23,13 @@ from atelier_billing.application.ports import (
     PaymentStatusReport,
 )
 from atelier_billing.application.reconcile import ReconcilePendingOrders, RefreshOrder
+from atelier_billing.application.refund_order import RefundOrder
 from atelier_billing.application.use_cases import BillingUseCases, build_use_cases
 from atelier_billing.domain import errors
 from atelier_billing.domain.model import GrantSource, HoldStatus, LedgerKind, OrderStatus
 from atelier_ports import problems
 from atelier_ports.clock import Clock
+from atelier_ports.errors import ProviderRejected, ProviderUnavailable
 from tests.billing.fakes import FakePaymentProvider
 from tests.support.fakes import FakeClock, FakeIds
 
@@ -268,6 +270,7 @@ def test_pending_orders_and_memberships_expire(
     clock.advance(minutes=31)
     assert service.run_expiry().expired_orders == 1
     assert service.get_order(GetOrder("u1", pending.id)).status is OrderStatus.EXPIRED
+    assert provider.closed == [pending.id]  # closed at the provider too
     clock.advance(days=30)
     report = service.run_expiry()
     assert (report.expired_memberships, report.expired_credits) == (1, 300)
@@ -506,3 +509,139 @@ def test_a_unit_of_work_left_without_commit_is_rolled_back(
         uow.accounts.create("u1", clock.now())
     with store() as uow:
         assert uow.accounts.get("u1") is None
+
+
+def test_an_order_is_expired_even_when_its_provider_cannot_close_it(
+    service: BillingUseCases, provider: FakePaymentProvider, clock: FakeClock
+) -> None:
+    service.set_up_account(SetUpAccount("u1"))
+    order = service.create_order(CreateOrder("u1", "pack_100", "fake", ""))
+    provider.error = ProviderUnavailable("down")
+    clock.advance(minutes=31)
+    assert service.run_expiry().expired_orders == 1
+    assert service.get_order(GetOrder("u1", order.id)).status is OrderStatus.EXPIRED
+
+
+def _paid_pack(service: BillingUseCases, provider: FakePaymentProvider) -> str:
+    service.set_up_account(SetUpAccount("u1"))
+    order = service.create_order(CreateOrder("u1", "pack_100", "fake", ""))
+    provider.events[b"paid"] = paid_event(order.id, order.amount)
+    service.handle_notification(HandleNotification("fake", {"sig": "ok"}, b"paid"))
+    return order.id
+
+
+def test_an_admin_refund_claws_back_the_unspent_credits_once(
+    service: BillingUseCases, provider: FakePaymentProvider
+) -> None:
+    order_id = _paid_pack(service, provider)
+    service.hold_credits(HoldCredits("u1", "t1", 30, "task:t1"))
+    service.capture_hold(CaptureHold("u1", "t1"))
+    with pytest.raises(errors.AdminOnly):
+        service.refund_order(RefundOrder(False, order_id, "no"))
+    refunded = service.refund_order(RefundOrder(True, order_id, "charged twice"))
+    again = service.refund_order(RefundOrder(True, order_id, "charged twice"))
+    assert refunded.status is again.status is OrderStatus.REFUNDED
+    number = service.get_order(GetOrder("u1", order_id)).number
+    assert provider.refunds == {f"RF-{number}": (order_id, 999)}
+    # 100 bought, 30 spent from the pack (it expires before the bonus): 70 taken back
+    assert service.get_balance(GetBalance("u1")).available == 10
+    assert all(check.ok for check in service.check_ledger())
+    # the provider's own notification of that refund changes nothing more
+    assert not deliver(
+        service,
+        provider,
+        subscription_event(
+            PaymentEventKind.REFUNDED,
+            "evt_refund_echo",
+            transaction_id="txn_evt_1",
+            amount=999,
+            currency="USD",
+        ),
+    )
+    assert service.get_balance(GetBalance("u1")).available == 10
+
+
+def test_only_paid_orders_are_refunded_and_provider_trouble_changes_nothing(
+    service: BillingUseCases, provider: FakePaymentProvider
+) -> None:
+    service.set_up_account(SetUpAccount("u1"))
+    pending = service.create_order(CreateOrder("u1", "pack_100", "fake", ""))
+    with pytest.raises(errors.OrderNotRefundable):
+        service.refund_order(RefundOrder(True, pending.id))
+    with pytest.raises(errors.OrderNotFound):
+        service.refund_order(RefundOrder(True, "ord_nosuch"))
+    with pytest.raises(problems.InvalidArgument):
+        service.refund_order(RefundOrder(True, pending.id, "x" * 501))
+    provider.events[b"paid"] = paid_event(pending.id, pending.amount)
+    service.handle_notification(HandleNotification("fake", {"sig": "ok"}, b"paid"))
+    for trouble, expected in (
+        (ProviderUnavailable("down"), errors.PaymentProviderUnavailable),
+        (ProviderRejected("no"), errors.PaymentProviderRejected),
+    ):
+        provider.error = trouble
+        with pytest.raises(expected):
+            service.refund_order(RefundOrder(True, pending.id))
+    assert service.get_order(GetOrder("u1", pending.id)).status is OrderStatus.PAID
+    assert service.get_balance(GetBalance("u1")).available == 110
+
+
+def test_an_admin_refund_of_a_membership_ends_it_and_its_renewals(
+    service: BillingUseCases, provider: FakePaymentProvider, clock: FakeClock
+) -> None:
+    order_id = buy_membership(service, provider)
+    service.refund_order(RefundOrder(True, order_id, "unhappy"))
+    assert provider.canceled == ["sub_1"]
+    balance = service.get_balance(GetBalance("u1"))
+    assert balance.membership is not None and not balance.membership.is_active(clock.now())
+    assert balance.available == 10 and balance.quota_left == 0
+    assert all(check.ok for check in service.check_ledger())
+
+
+def test_a_refund_before_its_payment_is_refused_unrecorded(
+    service: BillingUseCases, provider: FakePaymentProvider
+) -> None:
+    service.set_up_account(SetUpAccount("u1"))
+    order = service.create_order(CreateOrder("u1", "pack_100", "fake", ""))
+    early = subscription_event(
+        PaymentEventKind.REFUNDED, "evt_early_refund", order_id=order.id, amount=999
+    )
+    with pytest.raises(errors.RefundBeforePayment):
+        deliver(service, provider, early)
+    provider.events[b"paid"] = paid_event(order.id, order.amount)
+    service.handle_notification(HandleNotification("fake", {"sig": "ok"}, b"paid"))
+    assert deliver(service, provider, early)  # delivered again: now it applies
+    assert service.get_order(GetOrder("u1", order.id)).status is OrderStatus.REFUNDED
+    assert service.get_balance(GetBalance("u1")).available == 10
+
+
+def test_an_event_naming_another_order_number_never_pays_and_is_recorded(
+    service: BillingUseCases, provider: FakePaymentProvider, store: BillingUnitOfWorkFactory
+) -> None:
+    service.set_up_account(SetUpAccount("u1"))
+    order = service.create_order(CreateOrder("u1", "pack_100", "fake", ""))
+    wrong = replace(paid_event(order.id, order.amount), details={"order_number": "AT-1-OTHER"})
+    with pytest.raises(errors.PaymentOrderMismatch):
+        deliver(service, provider, wrong)
+    with pytest.raises(errors.PaymentOrderMismatch):
+        deliver(service, provider, wrong)  # refused again; recorded once
+    with store() as uow:
+        assert uow.payment_events.seen("fake", "refused:evt_1")
+        assert not uow.payment_events.seen("fake", "evt_1")
+    assert service.get_order(GetOrder("u1", order.id)).status is OrderStatus.PENDING
+    right = replace(wrong, details={"order_number": order.number})
+    assert deliver(service, provider, right)
+    assert service.get_balance(GetBalance("u1")).available == 110
+
+
+def test_an_event_for_another_payee_never_applies_and_is_recorded(
+    service: BillingUseCases, provider: FakePaymentProvider, store: BillingUnitOfWorkFactory
+) -> None:
+    service.set_up_account(SetUpAccount("u1"))
+    order = service.create_order(CreateOrder("u1", "pack_100", "fake", ""))
+    foreign = replace(paid_event(order.id, order.amount), details={"payee_mismatch": "mchid"})
+    with pytest.raises(errors.PaymentPayeeMismatch):
+        deliver(service, provider, foreign)
+    with store() as uow:
+        assert uow.payment_events.seen("fake", "refused:evt_1")
+    assert service.get_order(GetOrder("u1", order.id)).status is OrderStatus.PENDING
+    assert service.get_balance(GetBalance("u1")).available == 10

@@ -294,6 +294,10 @@ class FakeBillingGateway:
         self._called("refresh_order", caller)
         return self.orders[order_id]
 
+    async def refund_order(self, caller: Caller, order_id: str, reason: str) -> bv.Order:
+        self._called("refund_order", caller)
+        return self.orders[order_id]
+
     async def complete_sandbox_checkout(
         self, caller: Caller, order_id: str, outcome: bv.SandboxOutcome
     ) -> None:

@@ -5,7 +5,9 @@ What it speaks: ``Authorization: Bearer sk_test_…``; form-encoded bodies with 
 (``line_items[0][price_data][currency]=usd``); ``Idempotency-Key`` replay (same key → the saved
 response; same key, other parameters → 400 ``idempotency_error``); Stripe's error envelope.
 Endpoints: ``POST /v1/customers``, ``POST /v1/customers/{id}``, ``POST /v1/checkout/sessions``,
-``GET /v1/checkout/sessions/{id}``, ``POST /v1/subscriptions/{id}``,
+``GET /v1/checkout/sessions/{id}``, ``POST /v1/checkout/sessions/{id}/expire``,
+``POST /v1/refunds`` (by ``payment_intent``; queues the ``charge.refunded`` event in ``outbox``),
+``POST /v1/subscriptions/{id}``,
 ``DELETE /v1/subscriptions/{id}``, ``GET /v1/invoice_payments`` (filters ``invoice``, ``status``,
 ``payment[payment_intent]``). Test controls are Python methods (``complete_session``,
 ``send`` …), standing in for a customer paying on Stripe's page.
@@ -77,6 +79,7 @@ class FakeStripe:
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.invoice_payments: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
         self.outbox: list[dict[str, Any]] = []
         self.down = False  # True: every API call answers 500, as during an outage
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
@@ -88,6 +91,8 @@ class FakeStripe:
         app.router.add_post("/v1/customers/{id}", self._update_customer)
         app.router.add_post("/v1/checkout/sessions", self._create_session)
         app.router.add_get("/v1/checkout/sessions/{id}", self._get_session)
+        app.router.add_post("/v1/checkout/sessions/{id}/expire", self._expire_session)
+        app.router.add_post("/v1/refunds", self._create_refund)
         app.router.add_post("/v1/subscriptions/{id}", self._update_subscription)
         app.router.add_delete("/v1/subscriptions/{id}", self._cancel_subscription)
         app.router.add_get("/v1/invoice_payments", self._list_invoice_payments)
@@ -201,6 +206,54 @@ class FakeStripe:
         if session is None:
             return _error(404, "invalid_request_error", "No such checkout.session")
         return web.json_response(session)
+
+    async def _expire_session(self, request: web.Request) -> web.Response:
+        session = self.sessions.get(request.match_info["id"])
+        if session is None:
+            return _error(404, "invalid_request_error", "No such checkout.session")
+        if session["status"] != "open":
+            return _error(400, "invalid_request_error", "Only open sessions can be expired.")
+        session["status"] = "expired"
+        return web.json_response(session)
+
+    def _paid_by(self, payment_intent: str) -> tuple[int, str, str | None] | None:
+        """(amount, currency, customer) of what a PaymentIntent paid, if anything."""
+        for session in self.sessions.values():
+            if session.get("payment_intent") == payment_intent:
+                return session["amount_total"], session["currency"], session["customer"]
+        for ip in self.invoice_payments.values():
+            if ip["payment"]["payment_intent"] == payment_intent:
+                invoice = self.invoices[ip["invoice"]]
+                return invoice["amount_paid"], invoice["currency"], invoice["customer"]
+        return None
+
+    async def _create_refund(self, request: web.Request) -> web.Response:
+        p = request[PARAMS]
+        intent = str(p.get("payment_intent") or "")
+        paid = self._paid_by(intent) if intent else None
+        if paid is None:
+            return _error(400, "invalid_request_error", "No such payment_intent")
+        total, currency, customer = paid
+        already = sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == intent)
+        amount = int(p.get("amount", total - already))
+        if amount <= 0 or already + amount > total:
+            return _error(400, "invalid_request_error", "Refund amount exceeds the charge.")
+        refund = {
+            "id": self._id("re"),
+            "object": "refund",
+            "amount": amount,
+            "currency": currency,
+            "payment_intent": intent,
+            "reason": p.get("reason"),
+            "metadata": p.get("metadata", {}),
+            "status": "succeeded",
+            "created": int(time.time()),
+        }
+        self.refunds[refund["id"]] = refund
+        event = self._refunded_charge(intent, total, currency, customer)
+        event["data"]["object"]["amount_refunded"] = already + amount
+        self.outbox.append(event)
+        return web.json_response(refund)
 
     async def _list_invoice_payments(self, request: web.Request) -> web.Response:
         p = request[PARAMS]

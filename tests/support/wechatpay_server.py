@@ -3,9 +3,12 @@
 It checks every request's ``Authorization: WECHATPAY2-SHA256-RSA2048`` signature with the
 merchant public key (and its 5-minute timestamp), signs every answer and notification with a test
 platform key, and encrypts notifications with AES-256-GCM under the APIv3 key. Endpoints: Native
-create, query by ``out_trade_no``, close, refund; ``pay()`` / ``refund()`` / ``notification()``
-are the control calls that change a transaction and build (and optionally POST) the signed
-notification. Keys are generated at test time, never stored.
+create, query by ``out_trade_no``, close (400 ORDERPAID once paid), refund
+(``/v3/refund/domestic/refunds``, idempotent per ``out_refund_no``). Control calls (a customer or
+WeChat acting): ``pay()`` / ``refund_notification()`` change a transaction or refund and build its
+signed, encrypted notification; ``pay_and_notify()`` / ``refund_and_notify()`` also POST it to the
+``notify_url`` the merchant gave; ``deliver()`` POSTs any notification anywhere. Keys are
+generated at test time, never stored.
 """
 
 from __future__ import annotations
@@ -170,7 +173,7 @@ class WeChatPayServer:
         body = json.dumps(envelope).encode()
         return Notification(self.signed_headers(body, at=at), body)
 
-    def pay(self, out_trade_no: str, *, at: int | None = None, **override: Any) -> Notification:
+    def pay(self, out_trade_no: str, /, *, at: int | None = None, **override: Any) -> Notification:
         """Mark the transaction paid; return its TRANSACTION.SUCCESS notification.
 
         ``override`` changes fields of the notified resource only (mismatch tests)."""
@@ -197,6 +200,17 @@ class WeChatPayServer:
                 "amount": refund["amount"],
             }
         return self._notification("REFUND.SUCCESS", resource, "refund", at=None)
+
+    def pay_and_notify(self, out_trade_no: str) -> int:
+        """The control call: the customer pays, and WeChat POSTs the signed notification to the
+        order's ``notify_url``; returns the HTTP status the merchant answered."""
+        notification = self.pay(out_trade_no)
+        return self.deliver(notification, str(self.transactions[out_trade_no]["notify_url"]))
+
+    def refund_and_notify(self, out_refund_no: str) -> int:
+        """The refund completes, and WeChat POSTs its REFUND.SUCCESS notification."""
+        notification = self.refund_notification(out_refund_no)
+        return self.deliver(notification, str(self.refunds[out_refund_no]["_notify_url"]))
 
     @staticmethod
     def deliver(notification: Notification, url: str) -> int:
@@ -249,8 +263,9 @@ class WeChatPayServer:
                 if tx is None:
                     return 404, {"code": "ORDER_NOT_EXIST", "message": "订单不存在"}
                 if m.group(2):
-                    if tx["trade_state"] == "NOTPAY":
-                        tx["trade_state"] = "CLOSED"
+                    if tx["trade_state"] in ("SUCCESS", "REFUND"):
+                        return 400, {"code": "ORDERPAID", "message": "订单已支付"}
+                    tx["trade_state"] = "CLOSED"
                     return 204, None
                 answer = {k: v for k, v in tx.items() if not k.startswith("_")}
                 if tx["trade_state"] not in ("SUCCESS", "REFUND"):
@@ -269,6 +284,8 @@ class WeChatPayServer:
                         "transaction_id": tx["transaction_id"],
                         "out_trade_no": tx["out_trade_no"],
                         "status": "PROCESSING",
+                        "create_time": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "_notify_url": data.get("notify_url"),
                         "amount": {
                             "total": data["amount"]["total"],
                             "refund": data["amount"]["refund"],
@@ -277,7 +294,7 @@ class WeChatPayServer:
                             "currency": "CNY",
                         },
                     }
-                return 200, self.refunds[no]
+                return 200, {k: v for k, v in self.refunds[no].items() if not k.startswith("_")}
         return 404, {"code": "NOT_FOUND", "message": "no such endpoint"}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

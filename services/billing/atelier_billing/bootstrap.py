@@ -83,8 +83,7 @@ def build_payment_provider(name: str, settings: BillingSettings, clock: Clock) -
             ),
             public_key_id=settings.wechatpay_public_key_id,
             public_key=_read_pem(settings.wechatpay_public_key_file, "WECHATPAY_PUBLIC_KEY_FILE"),
-            notify_url=settings.wechatpay_notify_url
-            or f"{settings.gateway_public_url.rstrip('/')}/webhooks/wechatpay",
+            notify_url=settings.wechatpay_notify(),
             clock=clock,
             api_base=settings.wechatpay_api_base,
         )
@@ -103,7 +102,7 @@ def build_container(
     settings = settings or BillingSettings()
     clock = clock or SystemClock()
     engine = make_engine(settings.resolved_database_url())
-    catalog = parse_catalog(json.loads(settings.catalog_file.read_text()))
+    catalog = parse_catalog(json.loads(settings.catalog_path().read_text()))
     config = BillingConfig(
         market=settings.market,
         catalog=catalog,

@@ -8,12 +8,13 @@ from atelier_common.settings import ServiceSettings
 from pydantic import Field, SecretStr
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.default.json")
+# The cn market sells in CNY only, with its own plans (the ¥99 monthly membership: 100
+# generations over 30 days); CATALOG_FILE replaces either.
+MARKET_CATALOGS = {"cn": Path(__file__).with_name("catalog.cn.json")}
 MARKET_CHANNELS = {"local": ("local",), "global": ("stripe",), "cn": ("wechatpay",)}
 # The payment channels this build has adapters for (bootstrap.build_payment_provider), and the
-# settings each one cannot start without. The WeChat Pay adapter is wired in bootstrap, but
-# "wechatpay" joins BUILT_CHANNELS only with the rest of the cn market (SMS log-in, the cn
-# catalog): until then MARKET=cn refuses to start as "not built yet".
-BUILT_CHANNELS = ("local", "stripe")
+# settings each one cannot start without.
+BUILT_CHANNELS = ("local", "stripe", "wechatpay")
 CHANNEL_REQUIRES = {
     "stripe": ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"),
     "wechatpay": (
@@ -37,7 +38,8 @@ class BillingSettings(ServiceSettings):
     grpc_workers: int = Field(32, validation_alias="BILLING_GRPC_WORKERS")
     # Comma-separated channels; empty means the market's default set.
     payment_channels: str = Field("", validation_alias="PAYMENT_CHANNELS")
-    catalog_file: Path = Field(DEFAULT_CATALOG, validation_alias="CATALOG_FILE")
+    # Empty = the market's packaged catalog (catalog.cn.json for cn, else catalog.default.json).
+    catalog_file: Path | None = Field(None, validation_alias="CATALOG_FILE")
     signup_bonus: int = Field(10, validation_alias="SIGNUP_BONUS_CREDITS", ge=0)
     signup_bonus_validity_days: int = Field(
         0, validation_alias="SIGNUP_BONUS_VALIDITY_DAYS", ge=0
@@ -85,6 +87,15 @@ class BillingSettings(ServiceSettings):
     def resolved_database_url(self) -> str:
         return self.database_url or self.embedded_database_url()
 
+    def catalog_path(self) -> Path:
+        return self.catalog_file or MARKET_CATALOGS.get(self.market, DEFAULT_CATALOG)
+
+    def wechatpay_notify(self) -> str:
+        """WECHATPAY_NOTIFY_URL, else the gateway's public webhook endpoint."""
+        return (
+            self.wechatpay_notify_url or f"{self.gateway_public_url.rstrip('/')}/webhooks/wechatpay"
+        )
+
     def channels(self) -> list[str]:
         if self.payment_channels.strip():
             return [c.strip() for c in self.payment_channels.split(",") if c.strip()]
@@ -112,4 +123,13 @@ class BillingSettings(ServiceSettings):
             if c in BUILT_CHANNELS
             for name in CHANNEL_REQUIRES.get(c, ())
         ]
-        return [name for name in dict.fromkeys(needed) if not values[name].strip()]
+        missing: list[str] = []
+        for name in dict.fromkeys(needed):
+            value = values[name].strip()
+            if not value:
+                missing.append(name)
+            elif name.endswith("_FILE") and not Path(value).is_file():
+                missing.append(f"{name} (no such file)")
+            elif name == "WECHATPAY_APIV3_KEY" and len(value.encode()) != 32:
+                missing.append(f"{name} (32 characters)")
+        return missing

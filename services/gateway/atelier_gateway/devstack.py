@@ -4,7 +4,7 @@ processes on the embedded default (SQLite under ``ATELIER_DATA_DIR``, local adap
 Every setting of the three services' settings classes is read from the environment as usual;
 this supervisor only fills in what must agree between them (the internal credential, addresses,
 the public URL), asks each service whether its configuration can start (``check-config``: a
-market without its credentials, or the cn market that is not built yet, stops here with one line
+market without its credentials, or an adapter this build lacks, stops here with one line
 naming every setting to fix), migrates the three databases, starts the services, waits until the
 gateway is ready, prints its URL, and on Ctrl-C (or SIGTERM) stops all three and waits for them.
 

@@ -80,9 +80,9 @@ class TasksContainer:
 
 
 def tasks_config(settings: TasksSettings) -> TasksConfig:
-    routes = settings.routes()
+    routes, costs = settings.routes(), settings.costs()
     return TasksConfig(
-        costs={t: int(getattr(settings, f"cost_{t.value}")) for t in TaskType},
+        costs={t: costs[t.value] for t in TaskType},
         routes={t: routes[t.value] for t in TaskType},
         timeout=timedelta(seconds=settings.timeout_seconds),
         daily_limit=settings.daily_limit,

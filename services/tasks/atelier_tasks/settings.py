@@ -6,16 +6,22 @@ from atelier_common.limits import UPLOAD_MAX_BYTES
 from atelier_common.settings import ServiceSettings
 from pydantic import Field, SecretStr
 
-from atelier_tasks.domain.task_types import market_routes
+from atelier_tasks.domain.task_types import market_costs, market_routes
 
 # Provider per task type and market (F16), from the task-type registry; each can be overridden
 # by TASKS_PROVIDER_<TYPE>.
 MARKET_ROUTES: dict[str, dict[str, str]] = market_routes()
 MARKET_STORAGE = {"local": "local", "global": "s3", "cn": "cos"}
 # What this build has adapters for (bootstrap.build_providers / build_storage). RunningHub,
-# Tencent CI and Tencent COS arrive with the cn market.
+# Tencent CI and Tencent COS arrive with part 2 of the cn market (issue 12): until then the cn
+# market's defaults that are not built run on the local generators and storage (``stand_ins``),
+# and the service says so in one log line at start. An explicit TASKS_PROVIDER_<TYPE> or
+# TASKS_STORAGE naming an unbuilt adapter still refuses to start.
 BUILT_PROVIDERS = ("local", "replicate")
 BUILT_STORAGE = ("local", "s3")
+# Credits per task type by market, from the registry; each can be overridden by
+# TASKS_COST_<TYPE>.
+MARKET_COSTS: dict[str, dict[str, int]] = market_costs()
 
 
 class TasksSettings(ServiceSettings):
@@ -28,9 +34,10 @@ class TasksSettings(ServiceSettings):
     billing_address: str = Field("127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     billing_timeout_seconds: float = Field(5.0, validation_alias="BILLING_TIMEOUT_SECONDS", gt=0)
 
-    cost_text_to_image: int = Field(1, validation_alias="TASKS_COST_TEXT_TO_IMAGE", ge=0)
-    cost_basic_clean: int = Field(1, validation_alias="TASKS_COST_BASIC_CLEAN", ge=0)
-    cost_model_pose12: int = Field(4, validation_alias="TASKS_COST_MODEL_POSE12", ge=0)
+    # Unset = the market's cost (MARKET_COSTS).
+    cost_text_to_image: int | None = Field(None, validation_alias="TASKS_COST_TEXT_TO_IMAGE", ge=0)
+    cost_basic_clean: int | None = Field(None, validation_alias="TASKS_COST_BASIC_CLEAN", ge=0)
+    cost_model_pose12: int | None = Field(None, validation_alias="TASKS_COST_MODEL_POSE12", ge=0)
     provider_text_to_image: str = Field("", validation_alias="TASKS_PROVIDER_TEXT_TO_IMAGE")
     provider_basic_clean: str = Field("", validation_alias="TASKS_PROVIDER_BASIC_CLEAN")
     provider_model_pose12: str = Field("", validation_alias="TASKS_PROVIDER_MODEL_POSE12")
@@ -103,13 +110,38 @@ class TasksSettings(ServiceSettings):
     def resolved_database_url(self) -> str:
         return self.database_url or self.embedded_database_url()
 
+    def costs(self) -> dict[str, int]:
+        """Credits per task type: TASKS_COST_<TYPE>, else the market's."""
+        costs = dict(MARKET_COSTS[self.market])
+        for task_type in costs:
+            override = getattr(self, f"cost_{task_type}", None)
+            if override is not None:
+                costs[task_type] = int(override)
+        return costs
+
     def routes(self) -> dict[str, str]:
         routes = dict(MARKET_ROUTES[self.market])
-        for task_type in routes:
+        for task_type, provider in routes.items():
             override = getattr(self, f"provider_{task_type}")
             if override:
                 routes[task_type] = override
+            elif self.market == "cn" and provider not in BUILT_PROVIDERS:
+                routes[task_type] = "local"  # until issue 12 lands (stand_ins)
         return routes
+
+    def stand_ins(self) -> list[str]:
+        """The cn market's adapters not built yet, and run locally instead: each as
+        ``"<adapter> (<what for>)"``; empty when nothing stands in."""
+        if self.market != "cn":
+            return []
+        parts = [
+            f"{provider} ({task_type})"
+            for task_type, provider in MARKET_ROUTES["cn"].items()
+            if provider not in BUILT_PROVIDERS and not getattr(self, f"provider_{task_type}")
+        ]
+        if not self.storage and MARKET_STORAGE["cn"] not in BUILT_STORAGE:
+            parts.append(f"{MARKET_STORAGE['cn']} (storage)")
+        return parts
 
     def replicate_models(self) -> dict[str, str]:
         return {
@@ -119,7 +151,12 @@ class TasksSettings(ServiceSettings):
         }
 
     def storage_backend(self) -> str:
-        return self.storage or MARKET_STORAGE[self.market]
+        if self.storage:
+            return self.storage
+        backend = MARKET_STORAGE[self.market]
+        if self.market == "cn" and backend not in BUILT_STORAGE:
+            return "local"  # until issue 12 lands (stand_ins)
+        return backend
 
     # --- start-up checks (atelier_common.startup) ---
     def unbuilt_parts(self) -> list[str]:

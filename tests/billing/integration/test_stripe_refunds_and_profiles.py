@@ -182,3 +182,48 @@ def test_issue_14_a_profile_edit_reaches_stripe_and_its_echo_is_a_no_op(env: Env
     customer = env.stripe.customers[customer_id]
     assert (customer["email"], customer["name"]) == ("ada@lovelace.example", "Ada Lovelace")
     assert _contact(env) == ("ada@lovelace.example", "Ada Lovelace")
+
+
+# ---- admin refunds through Stripe (RefundOrder) ------------------------------------------------
+
+
+def _refund(env: Env, order_id: str) -> pb.Order:
+    result: pb.Order = env.stub.RefundOrder(
+        pb.RefundOrderRequest(order_id=order_id, reason="charged twice"),
+        metadata=env.billing.metadata("admin_1", "admin"),
+    ).order
+    return result
+
+
+def test_admin_refund_of_a_pack_refunds_its_payment_intent_once(env: Env) -> None:
+    order = env.order("pack_100")
+    session = env.stripe.sessions[env.session_of(order)]
+    assert env.stripe.send(env.stripe.complete_session(session["id"])) == 200
+    _spend(env, "t1", 30)
+    assert env.balance().available == 80
+    assert _refund(env, order.id).status == pb.ORDER_STATUS_REFUNDED
+    assert _refund(env, order.id).status == pb.ORDER_STATUS_REFUNDED  # a repeat: once
+    [refund] = env.stripe.refunds.values()
+    assert refund["payment_intent"] == session["payment_intent"]
+    assert refund["amount"] == session["amount_total"] and refund["metadata"]["order_id"]
+    # 100 bought, 30 spent from the pack (it expires first): its 70 unspent are taken back
+    assert env.balance().available == 10
+    # Stripe's charge.refunded webhook for that refund changes nothing more
+    [echo] = [e for e in env.stripe.outbox if e["type"] == "charge.refunded"]
+    assert [env.stripe.send(echo), env.stripe.send(echo)] == [200, 200]
+    assert env.balance().available == 10
+    assert env.consistent()
+
+
+def test_admin_refund_of_a_membership_cancels_its_subscription_and_ends_it(env: Env) -> None:
+    order = env.order("plan_monthly")
+    session = env.stripe.sessions[env.session_of(order)]
+    assert env.stripe.send(env.stripe.complete_session(session["id"])) == 200
+    assert _refund(env, order.id).status == pb.ORDER_STATUS_REFUNDED
+    [refund] = env.stripe.refunds.values()
+    assert refund["payment_intent"] == env.stripe.payment_intent_of(session["invoice"])
+    assert env.stripe.subscriptions[session["subscription"]]["status"] == "canceled"
+    after = env.balance()
+    assert after.membership.status == pb.MEMBERSHIP_STATUS_CANCELED
+    assert after.available == 10
+    assert env.consistent()

@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from atelier.billing.v1 import billing_pb2 as pb
@@ -25,12 +27,14 @@ from atelier_billing.adapters.payments.wechatpay import (
     WeChatPayProvider,
     set_gateway,
 )
-from atelier_billing.application.ports.payments import OrderRef, PaymentState
+from atelier_billing.adapters.persistence.tables import payment_events
+from atelier_billing.application.ports.payments import OrderRef, PaymentState, RefundState
 from atelier_billing.bootstrap import build_payment_provider
 from atelier_ports.clock import SystemClock
 from atelier_ports.errors import ProviderRejected
 from tests.billing.webhook_relay import WebhookRelay
 from tests.support.billing_server import RunningBilling, billing_settings, start_billing_server
+from tests.support.fakes import FakeClock
 from tests.support.wechatpay_server import (
     MERCHANT_SERIAL,
     PUBLIC_KEY_ID,
@@ -47,7 +51,8 @@ class Env:
     stub: billing_pb2_grpc.BillingServiceStub
     wechat: WeChatPayServer
     notify_url: str
-    provider: WeChatPayProvider  # the same adapter, for the calls billing's port lacks
+    provider: WeChatPayProvider  # the same adapter, playing the merchant's own portal
+    clock: FakeClock
 
     def order(self, item: str = "pack_100") -> pb.Order:
         result: pb.Order = self.stub.CreateOrder(
@@ -73,6 +78,28 @@ class Env:
 
     def ref(self, order: pb.Order) -> OrderRef:
         return OrderRef(order.id, order.number, order.number, 6800, "CNY")
+
+    def membership(self) -> pb.Membership:
+        balance = self.stub.GetBalance(
+            pb.GetBalanceRequest(), metadata=self.billing.metadata("u1")
+        ).balance
+        result: pb.Membership = balance.membership
+        return result
+
+    def refund(self, order_id: str, role: str = "admin") -> pb.Order:
+        result: pb.Order = self.stub.RefundOrder(
+            pb.RefundOrderRequest(order_id=order_id, reason="charged twice"),
+            metadata=self.billing.metadata("admin_1", role),
+        ).order
+        return result
+
+    def refused_records(self) -> list[str]:
+        """The refused events billing recorded (``refused:<event id>``)."""
+        with self.billing.app.engine.connect() as conn:
+            rows = conn.execute(
+                select(payment_events.c.event_id).where(payment_events.c.event_id.like("refused:%"))
+            )
+            return sorted(str(r[0]) for r in rows)
 
     def consistent(self) -> bool:
         return all(c.ok for c in self.billing.app.use_cases.check_ledger())
@@ -100,12 +127,13 @@ def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
     (tmp_path / "platform.pub.pem").write_text(keys.platform_public_pem)
     relay = WebhookRelay()
     notify_url = f"{relay.url}/webhooks/wechatpay"
+    clock = FakeClock.real()
     with WeChatPayServer(keys) as wechat:
         billing = start_billing_server(
             database_url,
+            clock=clock,
             ATELIER_DATA_DIR=str(tmp_path),
-            MARKET="local",
-            PAYMENT_CHANNELS="wechatpay",
+            MARKET="cn",
             WECHATPAY_MCHID=keys.mchid,
             WECHATPAY_APPID=keys.appid,
             WECHATPAY_APIV3_KEY=keys.apiv3_key,
@@ -121,7 +149,7 @@ def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
             stub = billing.stub(channel)
             stub.SetUpAccount(pb.SetUpAccountRequest(), metadata=billing.metadata("u1"))
             provider = make_provider(keys, wechat.url, notify_url)
-            yield Env(billing, stub, wechat, notify_url, provider)
+            yield Env(billing, stub, wechat, notify_url, provider, clock)
         relay.close()
         billing.stop()
 
@@ -135,7 +163,7 @@ def test_native_checkout_pay_and_notification_grant_the_pack(env: Env) -> None:
     expires = datetime.fromisoformat(tx["time_expire"])
     assert expires.utcoffset() == timedelta(hours=8)
     assert int(expires.timestamp()) == order.checkout.expire_time.seconds
-    assert env.send(env.wechat.pay(order.number)) == 200
+    assert env.wechat.pay_and_notify(order.number) == 200  # to the notify_url billing gave
     assert env.get(order.id).status == pb.ORDER_STATUS_PAID
     assert env.available() == 110
     assert env.wechat.refused == []  # every request carried a valid Authorization
@@ -185,6 +213,7 @@ def test_refused_notifications_change_nothing(env: Env, caplog: pytest.LogCaptur
             order.number, amount={"total": 6800, "currency": "USD"}
         ),
         "mchid mismatch": env.wechat.pay(order.number, mchid="1999999999"),
+        "out_trade_no mismatch": env.wechat.pay(order.number, out_trade_no="AT-000000-OTHER1"),
         "appid mismatch": env.wechat.pay(order.number, appid="wxsomeoneelse000"),
         "tampered ciphertext": _resigned(env, good, tampered_body),
         "signature type": Notification(wrong_type, good.body),
@@ -197,8 +226,12 @@ def test_refused_notifications_change_nothing(env: Env, caplog: pytest.LogCaptur
     assert env.wechat.keys.apiv3_key not in caplog.text  # secrets never logged
     assert env.get(order.id).status == pb.ORDER_STATUS_PENDING
     assert env.available() == 10
+    # The verified events that did not match (amount, currency, out_trade_no, mchid, appid) are
+    # recorded as refused — under a key of their own, so the genuine event still pays.
+    txid = env.wechat.transactions[order.number]["transaction_id"]
+    assert env.refused_records() == [f"refused:transaction:{txid}:SUCCESS"]
     assert env.consistent()
-    assert env.send(good) == 200  # nothing refused was recorded: the genuine one still pays
+    assert env.send(good) == 200
     assert env.available() == 110
     assert env.consistent()
 
@@ -217,11 +250,13 @@ def test_refresh_pays_an_order_whose_notification_was_dropped(env: Env) -> None:
 def test_reordered_refund_and_pay_never_move_an_order_backwards(env: Env) -> None:
     order = env.order()
     paid = env.wechat.pay(order.number)
-    assert env.provider.refund(env.ref(order), "RF-" + order.number, 6800) == "PROCESSING"
+    # refunded from the merchant portal before billing heard of the payment
+    receipt = env.provider.refund(env.ref(order), "RF-" + order.number, 6800, "portal")
+    assert receipt.state is RefundState.PENDING and receipt.refund_id
     refund = env.wechat.refund_notification("RF-" + order.number)
-    assert env.send(refund) == 400  # refund before pay: refused, WeChat delivers it again
+    assert env.send(refund) == 400  # refund before pay: refused unrecorded, WeChat retries
     assert env.get(order.id).status == pb.ORDER_STATUS_PENDING
-    assert env.send(paid) == 200
+    assert [env.send(paid) for _ in range(2)] == [200, 200]
     assert env.available() == 110
     assert [env.send(refund) for _ in range(3)] == [200, 200, 200]  # idempotent
     assert env.get(order.id).status == pb.ORDER_STATUS_REFUNDED
@@ -232,6 +267,104 @@ def test_reordered_refund_and_pay_never_move_an_order_backwards(env: Env) -> Non
     assert env.consistent()
 
 
+def test_ten_identical_refund_notifications_at_once_claw_back_once(env: Env) -> None:
+    order = env.order()
+    assert env.wechat.pay_and_notify(order.number) == 200
+    env.provider.refund(env.ref(order), "RF-" + order.number, 6800, "portal")
+    refund = env.wechat.refund_notification("RF-" + order.number)
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: env.send(refund), range(10)))
+    assert answers == [200] * 10
+    assert env.get(order.id).status == pb.ORDER_STATUS_REFUNDED
+    assert env.available() == 10
+    assert env.consistent()
+
+
+def test_a_refund_notification_for_another_merchant_is_refused_and_recorded(env: Env) -> None:
+    order = env.order()
+    assert env.wechat.pay_and_notify(order.number) == 200
+    env.provider.refund(env.ref(order), "RF-" + order.number, 6800, "portal")
+    refund = env.wechat.refunds["RF-" + order.number]
+    env.wechat.keys.mchid, ours = "1999999999", env.wechat.keys.mchid
+    try:
+        foreign = env.wechat.refund_notification("RF-" + order.number)
+    finally:
+        env.wechat.keys.mchid = ours
+    assert env.send(foreign) == 400
+    assert env.get(order.id).status == pb.ORDER_STATUS_PAID and env.available() == 110
+    assert env.refused_records() == [f"refused:refund:{refund['refund_id']}:SUCCESS"]
+    assert env.consistent()
+
+
+def test_a_refund_notification_naming_another_order_number_is_refused(env: Env) -> None:
+    order = env.order()
+    assert env.wechat.pay_and_notify(order.number) == 200
+    env.provider.refund(env.ref(order), "RF-" + order.number, 6800, "portal")
+    env.wechat.refunds["RF-" + order.number]["out_trade_no"] = "AT-000000-OTHER1"
+    assert env.send(env.wechat.refund_notification("RF-" + order.number)) == 400
+    assert env.get(order.id).status == pb.ORDER_STATUS_PAID
+    assert env.available() == 110
+    assert len(env.refused_records()) == 1
+    assert env.consistent()
+
+
+def test_admin_refund_goes_through_wechat_and_claws_back_once(env: Env) -> None:
+    order = env.order()
+    assert env.wechat.pay_and_notify(order.number) == 200
+    with pytest.raises(grpc.RpcError) as denied:
+        env.refund(order.id, role="user")
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    refunded = env.refund(order.id)
+    assert refunded.status == pb.ORDER_STATUS_REFUNDED and refunded.refunded_time.seconds
+    assert env.available() == 10  # the 100 unspent credits taken back
+    wechat_refund = env.wechat.refunds["RF-" + order.number]
+    assert wechat_refund["amount"]["refund"] == wechat_refund["amount"]["total"] == 6800
+    assert wechat_refund["_notify_url"] == env.notify_url
+    assert env.refund(order.id).status == pb.ORDER_STATUS_REFUNDED  # a repeat: refunded once
+    assert len(env.wechat.refunds) == 1
+    # WeChat's own REFUND.SUCCESS notification (and its duplicates) change nothing more
+    assert [env.wechat.refund_and_notify("RF-" + order.number) for _ in range(2)] == [200, 200]
+    assert env.available() == 10
+    assert env.consistent()
+
+
+def test_admin_refund_of_a_membership_ends_it(env: Env) -> None:
+    order = env.order("plan_monthly")
+    assert env.wechat.pay_and_notify(order.number) == 200
+    assert env.membership().active and env.available() == 110
+    env.refund(order.id)
+    membership = env.membership()
+    assert not membership.active and membership.status == pb.MEMBERSHIP_STATUS_CANCELED
+    assert env.available() == 10
+    assert env.consistent()
+
+
+def test_only_a_paid_order_is_refunded(env: Env) -> None:
+    order = env.order()
+    with pytest.raises(grpc.RpcError) as refused:
+        env.refund(order.id)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as unknown:
+        env.refund("ord_nosuch")
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert env.wechat.refunds == {}
+
+
+def test_an_expired_order_is_closed_at_wechat(env: Env) -> None:
+    order = env.order()
+    paid = env.order()
+    assert env.wechat.pay_and_notify(paid.number) == 200
+    env.clock.advance(minutes=31)
+    report = env.stub.RunExpiry(pb.RunExpiryRequest(), metadata=env.billing.metadata(None))
+    assert report.expired_orders == 1
+    assert env.get(order.id).status == pb.ORDER_STATUS_EXPIRED
+    assert env.wechat.transactions[order.number]["trade_state"] == "CLOSED"
+    assert env.wechat.transactions[paid.number]["trade_state"] == "SUCCESS"
+    assert ("POST", f"/v3/pay/transactions/out-trade-no/{paid.number}/close") not in (
+        env.wechat.requests
+    )
+
+
 def test_close_and_query_an_expired_order(env: Env) -> None:
     order = env.order()
     assert env.provider.query_payment(env.ref(order)).state is PaymentState.PENDING
@@ -240,6 +373,7 @@ def test_close_and_query_an_expired_order(env: Env) -> None:
     assert env.provider.query_payment(env.ref(order)).state is PaymentState.EXPIRED
     unknown = OrderRef("ord_x", "AT-000000-ZZZZZZ", None, 1, "CNY")
     assert env.provider.query_payment(unknown).state is PaymentState.PENDING
+    env.provider.close_order(unknown)  # never created at WeChat: nothing to close
 
 
 def test_requests_signed_with_another_merchant_key_are_refused(env: Env) -> None:
@@ -288,14 +422,26 @@ def test_the_sdk_still_has_the_gateway_attribute_we_override() -> None:
 
 def test_a_membership_is_bought_per_period_and_a_second_order_extends_it(env: Env) -> None:
     first = env.order("plan_monthly")
-    assert env.wechat.transactions[first.number]["amount"]["total"] == 12800
+    assert (first.amount, first.currency, first.credits) == (9900, "CNY", 100)  # ¥99
+    assert env.wechat.transactions[first.number]["amount"]["total"] == 9900
     assert env.send(env.wechat.pay(first.number)) == 200
-    balance = env.stub.GetBalance(pb.GetBalanceRequest(), metadata=env.billing.metadata("u1"))
-    membership = balance.balance.membership
+    membership = env.membership()
     assert membership.active
+    assert (membership.quota_total, membership.quota_left) == (100, 100)
     first_end = membership.period_end_time.seconds
+    assert first_end == int(env.clock.now().timestamp()) + 30 * 86400
     second = env.order("plan_monthly")
     assert env.send(env.wechat.pay(second.number)) == 200
     balance = env.stub.GetBalance(pb.GetBalanceRequest(), metadata=env.billing.metadata("u1"))
     assert balance.balance.membership.period_end_time.seconds >= first_end + 30 * 86400 - 5
     assert env.consistent()
+
+
+def test_the_cn_catalog_sells_in_cny_only(env: Env) -> None:
+    catalog = env.stub.GetCatalog(pb.GetCatalogRequest(), metadata=env.billing.metadata(None))
+    assert catalog.market == "cn" and list(catalog.channels) == ["wechatpay"]
+    items = {i.id: i for i in catalog.items}
+    plan = items["plan_monthly"]
+    assert (plan.credits, plan.period_days) == (100, 30)
+    assert [(p.currency, p.amount) for p in plan.prices] == [("CNY", 9900)]
+    assert all([p.currency for p in i.prices] == ["CNY"] for i in catalog.items)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -24,9 +24,10 @@ from atelier_billing.application.ports.payments import (
     PaymentEventKind,
     PaymentProvider,
     PaymentState,
+    RefundState,
 )
 from atelier_ports.clock import SystemClock
-from atelier_ports.errors import InvalidNotification
+from atelier_ports.errors import InvalidNotification, ProviderRejected
 from tests.support.stripe_server import API_KEY, WEBHOOK_SECRET, FakeStripe, sign
 from tests.support.wechatpay_server import (
     MERCHANT_SERIAL,
@@ -42,6 +43,10 @@ class Driver(Protocol):
 
     def pay(self, request: CheckoutRequest, checkout: Checkout) -> tuple[dict[str, str], bytes]:
         """Complete the payment; return the notification (headers, raw body) the vendor sends."""
+        ...
+
+    def refunded(self, request: CheckoutRequest, checkout: Checkout) -> int:
+        """What the vendor's own records say was refunded of this payment (minor units)."""
         ...
 
 
@@ -60,6 +65,10 @@ class LocalDriver:
         note = self.provider.sandbox_notification(ref, True, SystemClock().now())
         return dict(note.headers), note.body
 
+    def refunded(self, request: CheckoutRequest, checkout: Checkout) -> int:
+        report = self.provider.query_payment(ref(request, checkout))
+        return request.amount if report.state is PaymentState.REFUNDED else 0
+
 
 @dataclass
 class StripeDriver:
@@ -72,6 +81,12 @@ class StripeDriver:
         ts = int(SystemClock().now().timestamp())
         return {"Stripe-Signature": sign(body, WEBHOOK_SECRET, ts)}, body
 
+    def refunded(self, request: CheckoutRequest, checkout: Checkout) -> int:
+        intent = self.server.sessions[checkout.provider_reference]["payment_intent"]
+        return sum(
+            int(r["amount"]) for r in self.server.refunds.values() if r["payment_intent"] == intent
+        )
+
 
 @dataclass
 class WeChatPayDriver:
@@ -81,6 +96,13 @@ class WeChatPayDriver:
     def pay(self, request: CheckoutRequest, checkout: Checkout) -> tuple[dict[str, str], bytes]:
         note = self.server.pay(checkout.provider_reference)
         return note.headers, note.body
+
+    def refunded(self, request: CheckoutRequest, checkout: Checkout) -> int:
+        return sum(
+            int(r["amount"]["refund"])
+            for r in self.server.refunds.values()
+            if r["out_trade_no"] == checkout.provider_reference
+        )
 
 
 @pytest.fixture(params=["local", "stripe", "wechatpay"])
@@ -218,3 +240,27 @@ def test_tampered_or_unsigned_notifications_are_refused(driver: Driver) -> None:
     ):
         with pytest.raises(InvalidNotification):
             driver.provider.parse_notification(bad_headers, bad_body)
+
+
+def test_a_paid_order_is_refunded_once_per_refund_number(driver: Driver) -> None:
+    request = checkout_request(currency=driver.provider.currency)
+    checkout = driver.provider.create_checkout(request)
+    with pytest.raises(ProviderRejected):  # nothing paid yet: nothing to refund
+        driver.provider.refund(ref(request, checkout), "RF-1", 999, "test")
+    headers, body = driver.pay(request, checkout)
+    event = driver.provider.parse_notification(headers, body)
+    paid = replace(ref(request, checkout), transaction_id=event.transaction_id)
+    first = driver.provider.refund(paid, "RF-1", 999, "charged twice")
+    again = driver.provider.refund(paid, "RF-1", 999, "charged twice")
+    assert first.refund_id and first.refund_id == again.refund_id
+    assert first.state in (RefundState.SUCCEEDED, RefundState.PENDING)
+    assert driver.refunded(request, checkout) == 999
+
+
+def test_closing_an_unpaid_order_leaves_it_unpayable(driver: Driver) -> None:
+    request = checkout_request(currency=driver.provider.currency)
+    checkout = driver.provider.create_checkout(request)
+    driver.provider.close_order(ref(request, checkout))
+    driver.provider.close_order(ref(request, checkout))  # closing twice is fine
+    report = driver.provider.query_payment(ref(request, checkout))
+    assert report.state in (PaymentState.EXPIRED, PaymentState.PENDING)  # local: never paid

@@ -180,6 +180,9 @@ def test_every_operation_answers_what_the_openapi_document_says(
     assert balance["membership"] is not None
     c.check("GET", "/v1/orders/{order_id}", user.get(f"/v1/orders/{order['id']}"))
     c.check("GET", "/v1/me/ledger", user.get("/v1/me/ledger", params={"page_size": 1}))
+    qr = f"/v1/orders/{order['id']}/qr.svg"
+    c.check("GET", "/v1/orders/{order_id}/qr.svg", user.get(qr))  # 404: not a WeChat order
+    c.check("GET", "/v1/orders/{order_id}/qr.svg", http.get(qr))  # 401
 
     # --- uploads, tasks, images
     data = jpeg()
@@ -255,6 +258,19 @@ def test_every_operation_answers_what_the_openapi_document_says(
     c.check("GET", "/v1/admin/users", http.get("/v1/admin/users"))  # 401
     c.check("GET", "/v1/admin/tasks", admin.get("/v1/admin/tasks"))
     c.check("GET", "/v1/admin/tasks", user.get("/v1/admin/tasks"))  # 403
+    refund = f"/v1/admin/orders/{order['id']}/refund"
+    c.check("POST", "/v1/admin/orders/{order_id}/refund", user.post(refund, json={}))  # 403
+    c.check("POST", "/v1/admin/orders/{order_id}/refund", http.post(refund, json={}))  # 401
+    c.check("POST", "/v1/admin/orders/{order_id}/refund", admin.post(refund, json={"reason": 1}))
+    refunded = c.check(
+        "POST", "/v1/admin/orders/{order_id}/refund", admin.post(refund, json={"reason": "test"})
+    )
+    assert refunded.json()["status"] == "refunded"
+    c.check(
+        "POST",
+        "/v1/admin/orders/{order_id}/refund",
+        admin.post("/v1/admin/orders/ord_missing/refund", json={}),
+    )  # 404
 
     # --- webhooks and operations
     c.check("POST", "/webhooks/{provider}", http.post("/webhooks/local", content=b"{}"))  # 400

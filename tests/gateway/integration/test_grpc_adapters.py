@@ -38,6 +38,7 @@ BILLING_CALLS: dict[str, BillingCall] = {
     "ListOrders": lambda g: g.list_orders(CALLER, PAGE),
     "GetOrder": lambda g: g.get_order(CALLER, "ord_1"),
     "RefreshOrder": lambda g: g.refresh_order(CALLER, "ord_1"),
+    "RefundOrder": lambda g: g.refund_order(CALLER, "ord_1", "duplicate purchase"),
     "CompleteSandboxCheckout": lambda g: g.complete_sandbox_checkout(CALLER, "ord_1", "paid"),
     "HandlePaymentNotification": lambda g: g.handle_payment_notification(CALLER, HOOK),
 }

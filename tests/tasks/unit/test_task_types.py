@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from atelier_tasks.domain.task_types import (
     default_costs,
     validate_params,
 )
+from atelier_tasks.entrypoints.cli import announce_stand_ins
 from atelier_tasks.settings import MARKET_ROUTES, TasksSettings
 from tests.tasks.harness import Harness
 
@@ -29,7 +31,7 @@ def test_every_task_type_has_one_registry_entry() -> None:
 def test_registry_defaults_are_what_settings_and_config_use() -> None:
     assert MARKET_ROUTES["cn"]["basic_clean"] == "tencent_ci"  # settings read the registry
     settings = TasksSettings()
-    assert default_costs() == {t: getattr(settings, f"cost_{t.value}") for t in TaskType}
+    assert default_costs() == {t: settings.costs()[t.value] for t in TaskType}
     assert dict(TasksConfig().costs) == default_costs()
 
 
@@ -76,3 +78,32 @@ def test_every_task_type_has_its_proto_value_by_name() -> None:
     for task_type in TaskType:
         assert pb.TaskType.Name(_TYPES[task_type]) == f"TASK_TYPE_{task_type.value.upper()}"
     assert len(set(_TYPES.values())) == len(TaskType)
+
+
+def test_cn_costs_one_per_type_and_runs_issue_12_on_local_stand_ins() -> None:
+    cn = TasksSettings(MARKET="cn")
+    assert cn.costs() == {"text_to_image": 1, "basic_clean": 1, "model_pose12": 1}
+    assert set(cn.routes().values()) == {"local"} and cn.storage_backend() == "local"
+    assert cn.stand_ins() == [
+        "runninghub (text_to_image)",
+        "tencent_ci (basic_clean)",
+        "runninghub (model_pose12)",
+        "cos (storage)",
+    ]
+    assert not cn.unbuilt_parts() and not cn.missing_settings()
+    assert TasksSettings(MARKET="global").costs()["model_pose12"] == 4
+    assert TasksSettings(MARKET="cn", TASKS_COST_MODEL_POSE12=3).costs()["model_pose12"] == 3
+    assert TasksSettings(MARKET="local").stand_ins() == []
+    explicit = TasksSettings(MARKET="cn", TASKS_PROVIDER_MODEL_POSE12="runninghub")
+    assert explicit.routes()["model_pose12"] == "runninghub" and explicit.unbuilt_parts()
+
+
+def test_the_cn_stand_ins_are_announced_in_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="atelier.tasks"):
+        announce_stand_ins(TasksSettings(MARKET="local"))
+        assert caplog.records == []
+        announce_stand_ins(TasksSettings(MARKET="cn"))
+    [record] = caplog.records
+    message = record.getMessage()
+    assert message.startswith("MARKET=cn: runninghub (text_to_image), tencent_ci (basic_clean)")
+    assert "cos (storage)" in message and "local generators and storage" in message

@@ -24,4 +24,5 @@ def order_ref(order: Order) -> OrderRef:
         provider_reference=order.provider_reference,
         amount=order.amount,
         currency=order.currency,
+        transaction_id=order.provider_transaction_id,
     )

@@ -1,7 +1,8 @@
 """Billing's use cases wired on given ports: ``build_use_cases`` builds each handler once, with
 exactly the dependencies it needs; the composition root (``bootstrap.py``) and the unit tests
 call it. Each handler lives in its own module (``accounts``, ``holds``, ``adjustments``,
-``orders``, ``checkout``, ``payments``, ``reconcile``, ``expiry``, ``ledger_check``)."""
+``orders``, ``checkout``, ``payments``, ``reconcile``, ``refund_order``, ``expiry``,
+``ledger_check``)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from atelier_billing.application.reconcile import (
     ReconcilePendingOrdersHandler,
     RefreshOrderHandler,
 )
+from atelier_billing.application.refund_order import RefundOrderHandler
 from atelier_ports.clock import Clock
 from atelier_ports.ids import IdGenerator
 
@@ -65,6 +67,7 @@ class BillingUseCases:
     get_order: GetOrderHandler
     list_orders: ListOrdersHandler
     refresh_order: RefreshOrderHandler
+    refund_order: RefundOrderHandler
     reconcile_pending_orders: ReconcilePendingOrdersHandler
     apply_payment_event: ApplyPaymentEventHandler
     handle_notification: HandleNotificationHandler
@@ -102,12 +105,13 @@ def build_use_cases(
         get_order=get_order,
         list_orders=ListOrdersHandler(uow, config),
         refresh_order=RefreshOrderHandler(get_order, reconcile),
+        refund_order=RefundOrderHandler(uow, clock, providers, apply_event),
         reconcile_pending_orders=ReconcilePendingOrdersHandler(uow, clock, reconcile),
         apply_payment_event=apply_event,
         handle_notification=HandleNotificationHandler(
             providers, apply_event, CustomerUpdated(uow, clock, providers)
         ),
         complete_sandbox_checkout=CompleteSandboxCheckoutHandler(uow, clock, providers, sender),
-        run_expiry=RunExpiryHandler(uow, clock),
+        run_expiry=RunExpiryHandler(uow, clock, providers),
         check_ledger=CheckLedgerHandler(uow),
     )

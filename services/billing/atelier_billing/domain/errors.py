@@ -51,8 +51,37 @@ class UnknownProvider(problems.InvalidArgument):
     reason = "UNKNOWN_PROVIDER"
 
 
-class PaymentAmountMismatch(problems.FailedPrecondition):
+class PaymentMismatch(problems.FailedPrecondition):
+    """A verified payment event that does not match the order it names: it never pays."""
+
+    reason = "PAYMENT_MISMATCH"
+
+
+class PaymentAmountMismatch(PaymentMismatch):
     reason = "PAYMENT_AMOUNT_MISMATCH"
+
+
+class PaymentOrderMismatch(PaymentMismatch):
+    """The event's order number (WeChat's out_trade_no) is not the order's."""
+
+    reason = "PAYMENT_ORDER_MISMATCH"
+
+
+class PaymentPayeeMismatch(PaymentMismatch):
+    """The event names another merchant or app than ours (WeChat's mchid, appid)."""
+
+    reason = "PAYMENT_PAYEE_MISMATCH"
+
+
+class RefundBeforePayment(problems.FailedPrecondition):
+    """A refund of an order we have not seen paid yet: refused unrecorded, so the provider
+    delivers it again once the payment has arrived."""
+
+    reason = "REFUND_BEFORE_PAYMENT"
+
+
+class OrderNotRefundable(problems.FailedPrecondition):
+    reason = "ORDER_NOT_REFUNDABLE"
 
 
 class OrderNotPayable(problems.FailedPrecondition):

@@ -31,6 +31,7 @@ from atelier_billing.application.holds import CaptureHold, HoldCredits, ReleaseH
 from atelier_billing.application.orders import CreateOrder, GetOrder, ListOrders
 from atelier_billing.application.payments.notifications import HandleNotification
 from atelier_billing.application.reconcile import RefreshOrder
+from atelier_billing.application.refund_order import RefundOrder
 from atelier_billing.application.use_cases import BillingUseCases
 from atelier_billing.domain import model
 from atelier_ports import problems
@@ -355,6 +356,15 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
     ) -> pb.RefreshOrderResponse:
         order = self._uc.refresh_order(RefreshOrder(require_user(), request.order_id))
         return pb.RefreshOrderResponse(order=order_pb(order))
+
+    @_checked
+    def RefundOrder(
+        self, request: pb.RefundOrderRequest, context: grpc.ServicerContext
+    ) -> pb.RefundOrderResponse:
+        order = self._uc.refund_order(
+            RefundOrder(current_call().is_admin, request.order_id, request.reason)
+        )
+        return pb.RefundOrderResponse(order=order_pb(order))
 
     @_checked
     def HandlePaymentNotification(

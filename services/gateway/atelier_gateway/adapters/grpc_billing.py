@@ -205,6 +205,13 @@ class GrpcBillingGateway:
         )
         return order_of(reply.order)
 
+    async def refund_order(self, caller: Caller, order_id: str, reason: str) -> dto.Order:
+        request = pb.RefundOrderRequest(order_id=order_id, reason=reason)
+        reply = await self._remote.unary(
+            self._billing().RefundOrder, request, caller, PROVIDER_CALL_TIMEOUT
+        )
+        return order_of(reply.order)
+
     async def complete_sandbox_checkout(
         self, caller: Caller, order_id: str, outcome: dto.SandboxOutcome
     ) -> None:

@@ -157,6 +157,10 @@ class BillingGateway(Protocol):
         """Ask the payment provider about the order's payment (the "I have paid" button)."""
         ...
 
+    async def refund_order(self, caller: Caller, order_id: str, reason: str) -> billing.Order:
+        """Admin: refund any user's paid order through its provider (billing checks the role)."""
+        ...
+
     async def complete_sandbox_checkout(
         self, caller: Caller, order_id: str, outcome: billing.SandboxOutcome
     ) -> None: ...

@@ -43,6 +43,8 @@ class TaskTypeSpec:
     # The server-side prompt for a vendor model, from the validated params (None: the params
     # are the whole request).
     prompt: Callable[[Mapping[str, Any]], str | None] = field(default=_no_prompt)
+    # market → cost where it differs from default_cost (cn: every type costs 1 generation).
+    market_costs: Mapping[str, int] = field(default_factory=dict)
 
 
 TASK_TYPES: Mapping[TaskType, TaskTypeSpec] = {
@@ -66,6 +68,7 @@ TASK_TYPES: Mapping[TaskType, TaskTypeSpec] = {
             default_cost=4,
             providers={"local": "local", "global": "replicate", "cn": "runninghub"},
             prompt=pose12_prompt,
+            market_costs={"cn": 1},
         ),
     )
 }
@@ -77,6 +80,14 @@ def spec_of(task_type: TaskType) -> TaskTypeSpec:
 
 def default_costs() -> dict[TaskType, int]:
     return {t: spec.default_cost for t, spec in TASK_TYPES.items()}
+
+
+def market_costs() -> dict[str, dict[str, int]]:
+    """market → {task type value → credits}: the default costs (TASKS_COST_<TYPE> overrides)."""
+    return {
+        m: {t.value: s.market_costs.get(m, s.default_cost) for t, s in TASK_TYPES.items()}
+        for m in MARKETS
+    }
 
 
 def market_routes() -> dict[str, dict[str, str]]:

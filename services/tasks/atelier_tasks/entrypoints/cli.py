@@ -4,6 +4,7 @@ check-config."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from atelier_common.cli import Command, migrate_database, run_cli, serve_until_stopped
@@ -15,6 +16,17 @@ from atelier_tasks.entrypoints.server import start_server, start_worker
 from atelier_tasks.settings import TasksSettings
 
 PROGRAM = "atelier-tasks"
+log = logging.getLogger("atelier.tasks")
+
+
+def announce_stand_ins(settings: TasksSettings) -> None:
+    """ONE line at start when the cn market runs parts of issue 12 on local adapters."""
+    stand_ins = settings.stand_ins()
+    if stand_ins:
+        log.warning(
+            "MARKET=cn: %s not built yet; using the local generators and storage instead",
+            ", ".join(stand_ins),
+        )
 
 
 def _migrate(settings: TasksSettings, _args: argparse.Namespace) -> int:
@@ -22,6 +34,7 @@ def _migrate(settings: TasksSettings, _args: argparse.Namespace) -> int:
 
 
 def _serve(settings: TasksSettings, args: argparse.Namespace) -> int:
+    announce_stand_ins(settings)
     app = build_container(settings)
     if args.migrate:
         upgrade(app.engine)
@@ -33,6 +46,7 @@ def _serve(settings: TasksSettings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: TasksSettings, _args: argparse.Namespace) -> int:
+    announce_stand_ins(settings)
     app = build_container(settings)
     if settings.metrics_port:
         app.metrics.serve(settings.metrics_port, settings.grpc_host)

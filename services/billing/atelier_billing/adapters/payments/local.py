@@ -34,9 +34,11 @@ from atelier_billing.application.ports.payments import (
     PaymentEventKind,
     PaymentState,
     PaymentStatusReport,
+    RefundReceipt,
+    RefundState,
 )
 from atelier_ports.clock import Clock
-from atelier_ports.errors import InvalidNotification
+from atelier_ports.errors import InvalidNotification, ProviderRejected
 
 SIGNATURE_HEADER = "Atelier-Signature"
 CHECKOUT_TOKEN_PARAM = "token"
@@ -186,6 +188,31 @@ class LocalPaymentProvider:
 
     def cancel_subscription(self, subscription_id: str, at_period_end: bool) -> None:
         return None
+
+    def close_order(self, order: OrderRef) -> None:
+        """The sandbox checkout page refuses an expired order by itself: nothing to close."""
+        return None
+
+    def refund(self, order: OrderRef, refund_no: str, amount: int, reason: str) -> RefundReceipt:
+        """Refund at once in the provider's own record of the payment (once per refund_no)."""
+        record = self._load(order.order_id)
+        if record is None or str(record.get("state")) not in (
+            PaymentState.PAID,
+            PaymentState.REFUNDED,
+        ):
+            raise ProviderRejected("the sandbox has no payment of this order to refund")
+        refund_id = f"lrf_{hashlib.sha256(refund_no.encode()).hexdigest()[:24]}"
+        if record.get("refund_id") != refund_id:
+            self._save(
+                order.order_id,
+                {
+                    **record,
+                    "state": str(PaymentState.REFUNDED),
+                    "refund_id": refund_id,
+                    "refunded": int(amount),
+                },
+            )
+        return RefundReceipt(refund_id=refund_id, state=RefundState.SUCCEEDED)
 
     # The provider's own records ("its side" of each payment), one JSON file per order.
     def _path(self, order_id: str) -> Path:

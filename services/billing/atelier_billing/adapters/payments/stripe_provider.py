@@ -26,6 +26,8 @@ from atelier_billing.application.ports.payments import (
     PaymentEventKind,
     PaymentState,
     PaymentStatusReport,
+    RefundReceipt,
+    RefundState,
 )
 from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
@@ -175,6 +177,57 @@ class StripePaymentProvider:
             )
         else:
             self._call(lambda: self._client.v1.subscriptions.cancel(subscription_id))
+
+    def close_order(self, order: OrderRef) -> None:
+        """Expire the order's Checkout Session (Stripe keeps one open at least 30 minutes, which
+        may outlive our order); an already completed or expired session is left as it is."""
+        if not order.provider_reference or not order.provider_reference.startswith("cs_"):
+            return
+        reference = order.provider_reference
+        session = self._call(lambda: self._client.v1.checkout.sessions.retrieve(reference))
+        if session.to_dict().get("status") == "open":
+            self._call(lambda: self._client.v1.checkout.sessions.expire(reference))
+
+    def refund(self, order: OrderRef, refund_no: str, amount: int, reason: str) -> RefundReceipt:
+        """Refund the PaymentIntent that paid the order (a subscription's: its first invoice's),
+        with an idempotency key of its own so a repeat never refunds twice."""
+        transaction = order.transaction_id or ""
+        intent = transaction if transaction.startswith("pi_") else None
+        if intent is None and transaction.startswith("in_"):
+            intent = self._intent_paying(transaction)
+        if intent is None:
+            raise ProviderRejected("the order names no Stripe payment to refund")
+        params: dict[str, Any] = {
+            "payment_intent": intent,
+            "amount": int(amount),
+            "reason": "requested_by_customer",
+            "metadata": {"order_id": order.order_id, "refund_no": refund_no},
+        }
+        refund = self._call(
+            lambda: self._client.v1.refunds.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": f"refund:{refund_no}"},
+            )
+        )
+        status = str(refund.status or "")
+        if status in ("failed", "canceled"):
+            raise ProviderRejected(f"Stripe refused the refund ({status})")
+        return RefundReceipt(
+            refund_id=str(refund.id),
+            state=RefundState.SUCCEEDED if status == "succeeded" else RefundState.PENDING,
+        )
+
+    def _intent_paying(self, invoice_id: str) -> str | None:
+        payments = self._call(
+            lambda: self._client.v1.invoice_payments.list(
+                params={"invoice": invoice_id, "status": "paid", "limit": 1}
+            )
+        )
+        for payment in payments.to_dict().get("data") or []:
+            intent = _id((payment.get("payment") or {}).get("payment_intent"))
+            if intent:
+                return intent
+        return None
 
     def _call(self, fn: Any) -> Any:
         try:

@@ -11,8 +11,12 @@
 - Notifications: ``Wechatpay-Signature-Type`` must be ``WECHATPAY2-SHA256-RSA2048``; our own
   5-minute timestamp window in both directions (the SDK checks none); then the SDK verifies the
   RSA-SHA256 signature over ``timestamp\\nnonce\\nbody\\n`` with the WeChat Pay public key and
-  decrypts the AES-256-GCM resource with the APIv3 key. ``mchid`` and ``appid`` must be ours;
-  amount and currency are checked against the order by billing (``PaymentSucceeded``).
+  decrypts the AES-256-GCM resource with the APIv3 key. A verified event whose ``mchid`` (or, for
+  a payment, ``appid``) is not ours carries ``details["payee_mismatch"]``; billing refuses and
+  records it. Amount, currency and ``out_trade_no`` (as the event's ``order_number``) are checked
+  against the order by billing (``PaymentSucceeded``, ``find_order``): a mismatch never pays.
+- Close on expiry (``close_order``) and refunds (``refund`` and the ``REFUND.*`` notification,
+  whose resource names the transaction and ``out_trade_no``).
 - Amounts are integer fen; the channel charges CNY only.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -35,6 +40,8 @@ from atelier_billing.application.ports.payments import (
     PaymentEventKind,
     PaymentState,
     PaymentStatusReport,
+    RefundReceipt,
+    RefundState,
 )
 from atelier_ports.clock import Clock
 from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
@@ -144,7 +151,7 @@ class WeChatPayProvider:
                 body = json.loads(text)
             except (ValueError, TypeError):
                 body = {}
-        if code >= 400 and not (what == "query" and code == 404):
+        if code >= 400 and not (what in ("query", "close") and code == 404):
             reason = body.get("code", "") if isinstance(body, dict) else ""
             raise ProviderRejected(f"WeChat Pay refused {what}: {code} {reason}".strip())
         return code, body
@@ -199,21 +206,29 @@ class WeChatPayProvider:
             "close", self._client.close, out_trade_no=order.provider_reference or order.order_number
         )
 
-    def refund(
-        self, order: OrderRef, refund_no: str, amount: int, reason: str | None = None
-    ) -> str:
-        """Ask for a refund of ``amount`` fen; returns WeChat's refund status. The effect on
-        the order arrives with the signed ``REFUND.SUCCESS`` notification."""
+    def refund(self, order: OrderRef, refund_no: str, amount: int, reason: str) -> RefundReceipt:
+        """Ask for a refund of ``amount`` fen (``/v3/refund/domestic/refunds``; ``refund_no`` is
+        the ``out_refund_no``, so asking again never refunds twice). WeChat answers
+        ``PROCESSING`` or ``SUCCESS``; the outcome also arrives as a signed ``REFUND.SUCCESS``
+        notification."""
         _, body = self._call(
             "refund",
             self._client.refund,
-            out_refund_no=refund_no,
+            out_refund_no=refund_no[:64],
             amount={"refund": int(amount), "total": int(order.amount), "currency": "CNY"},
             out_trade_no=order.provider_reference or order.order_number,
-            reason=reason,
+            reason=reason[:80] or None,
             notify_url=self._notify_url,
         )
-        return str(body.get("status", "")) if isinstance(body, dict) else ""
+        if not isinstance(body, dict) or not body.get("refund_id"):
+            raise ProviderUnavailable("WeChat Pay answered no refund_id")
+        status = str(body.get("status", ""))
+        if status == "CLOSED":
+            raise ProviderRejected("WeChat Pay closed the refund")
+        return RefundReceipt(
+            refund_id=str(body["refund_id"]),
+            state=RefundState.SUCCEEDED if status == "SUCCESS" else RefundState.PENDING,
+        )
 
     # --- notifications ---
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
@@ -244,21 +259,35 @@ class WeChatPayProvider:
         if not isinstance(data, dict) or not isinstance(data.get("resource"), dict):
             raise InvalidNotification("bad signature or undecryptable resource")
         resource: dict[str, Any] = data["resource"]
-        if resource.get("mchid") != self._mchid:
-            log.error(
-                "wechatpay notification for another merchant",
-                extra={"fields": {"id": str(data.get("id", ""))[:64]}},
-            )
-            raise InvalidNotification("the notification names another merchant")
         event_type = str(data.get("event_type", ""))
+        # Verified, but for another merchant or app: billing refuses and records it.
+        payee = [
+            name
+            for name, ours in (("mchid", self._mchid), ("appid", self._appid))
+            if (name == "mchid" or event_type.startswith("TRANSACTION."))
+            and resource.get(name) != ours
+        ]
+        if payee:
+            log.error(
+                "wechatpay notification for another merchant or app",
+                extra={"fields": {"id": str(data.get("id", ""))[:64], "mismatch": payee}},
+            )
         occurred = _parse_time(data.get("create_time"), now)
         try:
             if event_type.startswith("TRANSACTION."):
-                return self._transaction_event(resource, event_type, occurred)
-            if event_type.startswith("REFUND."):
-                return self._refund_event(resource, event_type, occurred)
+                event = self._transaction_event(resource, event_type, occurred)
+            elif event_type.startswith("REFUND."):
+                event = self._refund_event(resource, event_type, occurred)
+            else:
+                event = None
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidNotification("malformed notification resource") from exc
+        if event is not None:
+            if payee:
+                event = replace(event, details={**event.details, "payee_mismatch": ",".join(payee)})
+            return event
+        if payee:
+            raise InvalidNotification("the notification names another merchant")
         return PaymentEvent(
             provider=self.name,
             event_id=f"event:{str(data.get('id', ''))[:100]}",
@@ -269,11 +298,6 @@ class WeChatPayProvider:
     def _transaction_event(
         self, resource: dict[str, Any], event_type: str, occurred: datetime
     ) -> PaymentEvent:
-        if resource.get("appid") != self._appid:
-            log.error(
-                "wechatpay notification for another app", extra={"fields": {"type": event_type}}
-            )
-            raise InvalidNotification("the notification names another app")
         transaction_id = str(resource["transaction_id"])
         state = str(resource.get("trade_state", ""))
         kind = (
@@ -291,7 +315,7 @@ class WeChatPayProvider:
             transaction_id=transaction_id,
             amount=int(amount["total"]),
             currency=str(amount.get("currency", "CNY")),
-            details={"out_trade_no": str(resource.get("out_trade_no", ""))},
+            details={"order_number": str(resource.get("out_trade_no", ""))},
         )
 
     def _refund_event(
@@ -313,7 +337,7 @@ class WeChatPayProvider:
             transaction_id=str(resource["transaction_id"]),
             amount=int(amount["refund"]),
             currency="CNY",
-            details={"out_trade_no": str(resource.get("out_trade_no", ""))},
+            details={"order_number": str(resource.get("out_trade_no", ""))},
         )
 
     # --- customers and subscriptions: Native pay has neither ---

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from atelier_billing.application.config import BillingConfig
 from atelier_billing.application.inputs import shown
@@ -70,6 +71,12 @@ class ApplyPaymentEventHandler:
         handler = self._handlers[event.kind]
         try:
             with self._uow() as uow:
+                if event.details.get("payee_mismatch"):
+                    log.error(
+                        "payment event for another payee",
+                        extra={"fields": {"provider": event.provider, "event": event.event_id}},
+                    )
+                    raise errors.PaymentPayeeMismatch("the event names another merchant or app")
                 if uow.payment_events.seen(event.provider, event.event_id):
                     return NotificationOutcome(False, event.event_id, event.order_id)
                 applied = handler(uow, event, now)
@@ -79,11 +86,27 @@ class ApplyPaymentEventHandler:
                 uow.commit()
         except DuplicateKey:
             return NotificationOutcome(False, event.event_id, event.order_id)
+        except errors.PaymentMismatch:
+            self._record_refusal(event, now)
+            raise
         log.info(
             "payment event",
             extra={"fields": {"provider": event.provider, "kind": event.kind, "applied": applied}},
         )
         return NotificationOutcome(applied, event.event_id, event.order_id)
+
+    def _record_refusal(self, event: PaymentEvent, now: datetime) -> None:
+        """A verified event that does not match its order (amount, currency, order number) never
+        pays, and is remembered as ``refused:<event id>`` — never under its own id, so it does
+        not stop a genuine delivery of that event."""
+        try:
+            with self._uow() as uow:
+                key = f"refused:{event.event_id}"[:255]
+                if not uow.payment_events.seen(event.provider, key):
+                    uow.payment_events.record(event.provider, key, event.kind, event.order_id, now)
+                    uow.commit()
+        except DuplicateKey:
+            pass  # a concurrent twin recorded it
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,10 @@ def refunded(uow: BillingUnitOfWork, event: PaymentEvent, now: datetime) -> bool
 
 
 def _refund_order(uow: BillingUnitOfWork, order: Order, event: PaymentEvent, now: datetime) -> bool:
+    if order.status not in (OrderStatus.PAID, OrderStatus.REFUNDED):
+        # Reordered deliveries: the refund came before the payment it refunds. Not recorded,
+        # so the provider delivers it again (and a late payment then never undoes it).
+        raise errors.RefundBeforePayment("the refunded payment has not arrived yet")
     lock_account(uow, order.user_id)
     target = OrderStatus.REFUNDED
     if not uow.orders.transition(order.id, sources_of(target), target, now):

@@ -17,6 +17,8 @@ from atelier_billing.application.ports.payments import (
     PaymentProvider,
     PaymentState,
     PaymentStatusReport,
+    RefundReceipt,
+    RefundState,
     SandboxPaymentProvider,
 )
 from atelier_billing.application.ports.persistence import (
@@ -56,5 +58,7 @@ __all__ = [
     "PaymentProvider",
     "PaymentState",
     "PaymentStatusReport",
+    "RefundReceipt",
+    "RefundState",
     "SandboxPaymentProvider",
 ]

@@ -72,7 +72,9 @@ class PaymentEvent:
     subscription_id: str | None = None
     customer_id: str | None = None
     period_end: datetime | None = None
-    # Provider-neutral extras (e.g. customer email/name for CUSTOMER_UPDATED).
+    # Provider-neutral extras: customer email/name for CUSTOMER_UPDATED; "invoice_id";
+    # "order_number" (our order number as the provider names it: must be the order's);
+    # "payee_mismatch" (the verified event names another merchant/app: refused and recorded).
     details: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -104,6 +106,20 @@ class OrderRef:
     provider_reference: str | None
     amount: int
     currency: str
+    transaction_id: str | None = None  # the provider's payment id, once paid
+
+
+class RefundState(enum.StrEnum):
+    SUCCEEDED = "succeeded"  # the money is on its way back
+    PENDING = "pending"  # accepted; the provider notifies the outcome (WeChat: REFUND.SUCCESS)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundReceipt:
+    """The provider's answer to a refund request."""
+
+    refund_id: str
+    state: RefundState
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +167,17 @@ class PaymentProvider(Protocol):
 
     def cancel_subscription(self, subscription_id: str, at_period_end: bool) -> None:
         """Stop renewals of a subscription (no-op for providers without subscriptions)."""
+        ...
+
+    def close_order(self, order: OrderRef) -> None:
+        """Our order expired: make sure the provider no longer takes payment for it (no-op where
+        the checkout expires by itself). Raises ProviderUnavailable / ProviderRejected."""
+        ...
+
+    def refund(self, order: OrderRef, refund_no: str, amount: int, reason: str) -> RefundReceipt:
+        """Refund ``amount`` minor units of a paid order. ``refund_no`` is our refund's id and
+        the idempotency key: asking again with it never refunds twice. Raises
+        ProviderUnavailable / ProviderRejected."""
         ...
 
 

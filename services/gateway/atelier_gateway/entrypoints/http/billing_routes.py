@@ -1,4 +1,5 @@
-"""Balance, ledger, catalog and orders (F8-F12): billing through the ``BillingGateway`` port."""
+"""Balance, ledger, catalog and orders (F8-F12), an order's WeChat QR code, and the admin's refund
+(F15): billing through the ``BillingGateway`` port."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from pydantic import ConfigDict, Field
 
 from atelier_gateway.application.billing_views import NewOrder
 from atelier_gateway.application.calls import Caller, PageRequest
-from atelier_gateway.entrypoints.http.context import authenticate, container, optional_caller
+from atelier_gateway.entrypoints.http.context import (
+    authenticate,
+    container,
+    optional_caller,
+    require_admin,
+)
 from atelier_gateway.entrypoints.http.contract import (
     Operation,
     PageQuery,
@@ -28,8 +34,16 @@ from atelier_gateway.entrypoints.http.presenters.billing import (
     Order,
     OrderPage,
 )
+from atelier_gateway.entrypoints.http.problems import Problem
+from atelier_gateway.entrypoints.http.qr import qr_svg
 
 routes = web.RouteTableDef()
+
+
+class RefundOrderRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "charged twice"}]})
+
+    reason: str = Field(default="", max_length=500)
 
 
 class CreateOrderRequest(RequestModel):
@@ -139,4 +153,47 @@ async def get_order(request: web.Request) -> web.Response:
 async def refresh_order(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     order = await container(request).billing.refresh_order(caller, path_id(request, "order_id"))
+    return respond(present.order(order))
+
+
+@operation(
+    routes,
+    "GET",
+    "/v1/orders/{order_id}/qr.svg",
+    Operation(
+        "The QR code of a WeChat order's code_url, as SVG (404 for other channels)",
+        media_type="image/svg+xml",
+    ),
+)
+async def order_qr(request: web.Request) -> web.Response:
+    caller = await authenticate(request)
+    order = await container(request).billing.get_order(caller, path_id(request, "order_id"))
+    if order.channel != "wechatpay" or not order.checkout.code_url:
+        raise Problem(404, "not_found", "Not found", "this order has no QR code")
+    return web.Response(
+        body=qr_svg(order.checkout.code_url),
+        content_type="image/svg+xml",
+        headers={"Cache-Control": "private, no-store"},
+    )
+
+
+@operation(
+    routes,
+    "POST",
+    "/v1/admin/orders/{order_id}/refund",
+    Operation(
+        "Admin: refund a paid order through its provider; claws back the unspent credits and "
+        "ends a refunded membership (repeating it refunds once)",
+        body=RefundOrderRequest,
+        response=Order,
+        auth="admin",
+        errors=(409,),
+    ),
+)
+async def admin_refund_order(request: web.Request) -> web.Response:
+    caller = await require_admin(request)
+    order_id = path_id(request, "order_id")
+    raw = await read_body(request)
+    body = body_model(RefundOrderRequest, raw, request) if raw.strip() else RefundOrderRequest()
+    order = await container(request).billing.refund_order(caller, order_id, body.reason)
     return respond(present.order(order))
