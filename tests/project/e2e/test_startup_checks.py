@@ -24,6 +24,13 @@ CLI = {
     "gateway": "atelier_gateway.entrypoints.cli",
 }
 DEVSTACK = "atelier_gateway.devstack"
+TENCENT_SMS = [
+    "TENCENT_SMS_SECRET_ID",
+    "TENCENT_SMS_SECRET_KEY",
+    "TENCENT_SMS_SDK_APP_ID",
+    "TENCENT_SMS_SIGN_NAME",
+    "TENCENT_SMS_TEMPLATE_ID",
+]
 NEEDED_FOR_GLOBAL = {
     "billing": ["STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"],
     "tasks": ["REPLICATE_API_TOKEN", "REPLICATE_WEBHOOK_SECRET", "S3_BUCKET"],
@@ -92,11 +99,30 @@ def test_cn_market_says_it_is_not_built_yet(service: str, tmp_path: Path) -> Non
     line = one_line(stderr)
     assert code == 2
     assert line.startswith(f"atelier-{service}: cannot start: the cn market is not built yet")
-    assert line.endswith("use MARKET=local or MARKET=global")
+    assert "use MARKET=local or MARKET=global" in line
+    if service == "gateway":  # and the cn market's SMS log-in (Tencent Cloud) needs credentials
+        assert line.endswith(f"MARKET=cn needs {', '.join(TENCENT_SMS)} (see .env.example)")
+    else:
+        assert line.endswith("use MARKET=local or MARKET=global")
     if service == "billing":
         assert "payment channel wechatpay" in line
     if service == "tasks":
         assert "runninghub" in line and "tencent_ci" in line and "object storage cos" in line
+
+
+def test_tencent_sms_without_credentials_names_every_missing_setting(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, SMS_PROVIDER="tencent", TENCENT_SMS_SIGN_NAME="Atelier")
+    code, stderr = run(CLI["gateway"], ["serve"], env, tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    missing = [name for name in TENCENT_SMS if name != "TENCENT_SMS_SIGN_NAME"]
+    assert line == f"atelier-gateway: cannot start: MARKET=local needs {', '.join(missing)} " + (
+        "(see .env.example)"
+    )
+    assert not (tmp_path / "var").exists(), "nothing is created before the check"
+    env.update({name: "x" for name in TENCENT_SMS})
+    code, stderr = run(CLI["gateway"], ["check-config"], env, tmp_path)
+    assert code == 0, stderr
 
 
 def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path) -> None:
