@@ -31,7 +31,7 @@ from atelier_gateway.domain.errors import (
 from atelier_gateway.domain.model import Role
 from atelier_gateway.domain.sms import SmsRules
 from atelier_gateway.settings import GatewaySettings
-from atelier_ports.problems import InvalidArgument
+from atelier_ports.problems import InvalidArgument, Unavailable
 from tests.gateway.fakes import (
     FakeBillingAccounts,
     FakeCodes,
@@ -345,3 +345,15 @@ def test_sms_provider_defaults_by_market_and_names_missing_credentials(
     assert complete.tencent_sms_region == "ap-guangzhou"
     assert complete.tencent_sms_endpoint == "sms.tencentcloudapi.com"
     assert "s3cr3t-sms-key" not in repr(complete)
+
+
+def test_billing_down_answers_unavailable_and_keeps_the_code(core: PhoneCore) -> None:
+    code = core.send_code()
+    core.billing.fail = True
+    with pytest.raises(Unavailable):
+        core.verify(CodeAnswer(PHONE, code))
+    core.billing.fail = False
+    session = core.verify(CodeAnswer(PHONE, code))
+    stored = core.uow.users.get(session.user.id)
+    assert stored is not None and stored.billing_ready and len(core.uow.users.rows) == 1
+    assert core.billing.created == {session.user.id}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from atelier_gateway.application.accounts import BillingAccountSetUp
 from atelier_gateway.application.ports import (
@@ -30,6 +31,7 @@ from atelier_gateway.domain.model import Role, User
 from atelier_gateway.domain.sms import SendWindow, SmsChallenge, SmsRules, Verdict
 from atelier_ports.clock import Clock
 from atelier_ports.ids import IdGenerator
+from atelier_ports.problems import Unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,7 @@ class LogInWithCode:
             if challenge is None:
                 raise InvalidCode("no code was sent to this phone; ask for a new one")
             matches = hmac.compare_digest(challenge.code_hash or "", offered)
+            expires_at = challenge.expires_at
             verdict = challenge.verify(now, self._rules, matches=matches)
             if verdict is Verdict.LOCKED:
                 raise CodeLocked("too many wrong codes; ask for a new one")
@@ -167,8 +170,23 @@ class LogInWithCode:
             # A refusal below rolls back, so the code stays valid.
             user = self._owner(uow, phone, answer.user_id)
             uow.commit()
-        self._billing_set_up(user)
+        try:
+            self._billing_set_up(user)
+        except Unavailable:
+            # Billing is down: answer 503 with the code still valid (the user, if just made, is
+            # kept and gets its billing account at the next log-in).
+            self._give_back(phone, offered, expires_at)
+            raise
         return self._sessions.start(user)
+
+    def _give_back(self, phone: str, offered: str, expires_at: datetime | None) -> None:
+        with self._uow() as uow:
+            challenge = uow.sms_challenges.get_locked(phone)
+            if challenge is None or challenge.code_hash is not None:
+                return  # a new code was sent since: that one counts
+            challenge.code_hash, challenge.expires_at = offered, expires_at
+            uow.sms_challenges.save(challenge)
+            uow.commit()
 
     def _owner(self, uow: GatewayUnitOfWork, phone: str, user_id: str | None) -> User:
         holder = uow.users.get_by_phone(phone)
