@@ -93,7 +93,9 @@ class GatewaySettings(ServiceSettings):
     tencent_sms_region: str = Field(default="ap-guangzhou", validation_alias="TENCENT_SMS_REGION")
     # A host (HTTPS), or an http(s) URL such as http://127.0.0.1:PORT for a local test server.
     tencent_sms_endpoint: str = Field(
-        default="sms.tencentcloudapi.com", validation_alias="TENCENT_SMS_ENDPOINT"
+        default="sms.tencentcloudapi.com",
+        validation_alias="TENCENT_SMS_ENDPOINT",
+        pattern=r"^(https?://)?[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",
     )
     # Log-in codes one client address may ask for per hour (0 = no per-address limit); each
     # phone also gets at most one a minute and ten a day.

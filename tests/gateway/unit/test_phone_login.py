@@ -8,6 +8,7 @@ import os
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from atelier_gateway.adapters.phone_numbers import LibPhoneNumbers
 from atelier_gateway.adapters.sms import ConsoleSms, SecretsOneTimeCodes, masked, split_endpoint
@@ -345,6 +346,12 @@ def test_sms_provider_defaults_by_market_and_names_missing_credentials(
     assert complete.tencent_sms_region == "ap-guangzhou"
     assert complete.tencent_sms_endpoint == "sms.tencentcloudapi.com"
     assert "s3cr3t-sms-key" not in repr(complete)
+    local = GatewaySettings(TENCENT_SMS_ENDPOINT="http://127.0.0.1:8123")
+    assert local.tencent_sms_endpoint == "http://127.0.0.1:8123"
+    with pytest.raises(ValidationError):
+        GatewaySettings(TENCENT_SMS_ENDPOINT="ftp://sms.example")
+    with pytest.raises(ValidationError):
+        GatewaySettings(SMS_PROVIDER="carrier-pigeon")
 
 
 def test_billing_down_answers_unavailable_and_keeps_the_code(core: PhoneCore) -> None:
