@@ -133,7 +133,7 @@ class FakeTencentSms:
         self._lock = threading.Lock()
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
-        self._server = ThreadedServer(app)
+        self._server = ThreadedServer(app, access_log=False)
 
     @property
     def url(self) -> str:
