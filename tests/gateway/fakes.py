@@ -27,13 +27,17 @@ from atelier_gateway.application.ports import (
     BillingAccounts,
     BillingGateway,
     GatewayUnitOfWorkFactory,
+    OneTimeCodes,
     PasswordHasher,
+    PhoneNumbers,
     SecretSource,
+    Sms,
     TasksGateway,
 )
-from atelier_gateway.domain.errors import EmailTaken, InvalidAccessToken
+from atelier_gateway.domain.errors import EmailTaken, InvalidAccessToken, PhoneTaken
 from atelier_gateway.domain.model import IdempotencyRecord, RefreshTokenRecord, Role, User
-from atelier_ports.problems import Unavailable
+from atelier_gateway.domain.sms import SendWindow, SmsChallenge
+from atelier_ports.problems import DomainError, InvalidArgument, Unavailable
 
 
 class FakeUsers:
@@ -41,7 +45,9 @@ class FakeUsers:
         self.rows: dict[str, User] = {}
 
     def add(self, user: User) -> None:
-        if any(u.email == user.email for u in self.rows.values()):
+        if user.phone is not None and any(u.phone == user.phone for u in self.rows.values()):
+            raise PhoneTaken("taken")
+        if user.email is not None and any(u.email == user.email for u in self.rows.values()):
             raise EmailTaken("taken")
         self.rows[user.id] = replace(user)
 
@@ -52,11 +58,16 @@ class FakeUsers:
     def get_by_email(self, email: str) -> User | None:
         return next((replace(u) for u in self.rows.values() if u.email == email), None)
 
+    def get_by_phone(self, phone: str) -> User | None:
+        return next((replace(u) for u in self.rows.values() if u.phone == phone), None)
+
     def save(self, user: User) -> None:
         self.rows[user.id] = replace(user)
 
     def search(self, query: str, limit: int, offset: int) -> list[User]:
-        found = [u for u in self.rows.values() if query in (u.email or "")]
+        found = [
+            u for u in self.rows.values() if query in (u.email or "") or query in (u.phone or "")
+        ]
         return found[offset : offset + limit]
 
 
@@ -113,6 +124,28 @@ class FakeIdempotency:
             del self.rows[(user_id, key)]
 
 
+class FakeSmsChallenges:
+    def __init__(self) -> None:
+        self.rows: dict[str, SmsChallenge] = {}
+        self.windows: dict[str, SendWindow] = {}
+
+    def lock(self, phone: str) -> SmsChallenge:
+        return replace(self.rows.setdefault(phone, SmsChallenge(phone=phone)))
+
+    def get_locked(self, phone: str) -> SmsChallenge | None:
+        found = self.rows.get(phone)
+        return replace(found) if found else None
+
+    def save(self, challenge: SmsChallenge) -> None:
+        self.rows[challenge.phone] = replace(challenge)
+
+    def lock_window(self, address: str) -> SendWindow:
+        return replace(self.windows.setdefault(address, SendWindow(address=address)))
+
+    def save_window(self, window: SendWindow) -> None:
+        self.windows[window.address] = replace(window)
+
+
 class FakeGatewayUnitOfWork:
     """The ``GatewayUnitOfWork`` port in memory. Its repositories are the "database", shared by
     every unit it makes (``uow()`` returns itself); a unit left without ``commit()`` puts the
@@ -122,11 +155,10 @@ class FakeGatewayUnitOfWork:
         self.users = FakeUsers()
         self.refresh_tokens = FakeRefreshTokens()
         self.idempotency = FakeIdempotency()
+        self.sms_challenges = FakeSmsChallenges()
         self.commits = 0
         self.rollbacks = 0
-        self._snapshot: (
-            tuple[dict[str, User], dict[str, RefreshTokenRecord], dict[Any, Any]] | None
-        ) = None
+        self._snapshot: tuple[dict[Any, Any], ...] | None = None
 
     def __call__(self) -> Self:
         return self
@@ -137,6 +169,8 @@ class FakeGatewayUnitOfWork:
             dict(self.users.rows),
             dict(self.refresh_tokens.rows),
             dict(self.idempotency.rows),
+            dict(self.sms_challenges.rows),
+            dict(self.sms_challenges.windows),
         )
         return self
 
@@ -157,12 +191,14 @@ class FakeGatewayUnitOfWork:
     def rollback(self) -> None:
         if self._snapshot is None:
             return
-        users, tokens, keys = self._snapshot
+        users, tokens, keys, challenges, windows = self._snapshot
         self.users.rows, self.refresh_tokens.rows, self.idempotency.rows = (
             dict(users),
             dict(tokens),
             dict(keys),
         )
+        self.sms_challenges.rows = dict(challenges)
+        self.sms_challenges.windows = dict(windows)
         self._snapshot = None
         self.rollbacks += 1
 
@@ -204,6 +240,47 @@ class FakeSecrets:
 
     def new_secret(self) -> str:
         return f"secret-{next(self._n)}"
+
+
+class FakeSms:
+    """The ``Sms`` port without a provider: records each message; set ``error`` to refuse."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, int]] = []
+        self.error: DomainError | None = None
+
+    def send_code(self, phone: str, code: str, minutes_valid: int) -> None:
+        if self.error is not None:
+            raise self.error
+        self.sent.append((phone, code, minutes_valid))
+
+    def last_code(self, phone: str) -> str:
+        return next(code for to, code, _ in reversed(self.sent) if to == phone)
+
+
+class FakeCodes:
+    """``OneTimeCodes`` that hands out ``123456``, ``123457``, … (or ``next_codes`` first)."""
+
+    def __init__(self) -> None:
+        self._n = itertools.count(123456)
+        self.next_codes: list[str] = []
+
+    def new_code(self) -> str:
+        if self.next_codes:
+            return self.next_codes.pop(0)
+        return f"{next(self._n) % 1_000_000:06d}"
+
+
+class FakePhoneNumbers:
+    """``PhoneNumbers`` for unit tests: ``+`` and 8-15 digits, or 11 digits read as +86."""
+
+    def normalise(self, raw: str) -> str:
+        digits = raw.replace(" ", "").replace("-", "")
+        if digits.isdigit() and len(digits) == 11:
+            return "+86" + digits
+        if digits.startswith("+") and digits[1:].isdigit() and 8 <= len(digits) - 1 <= 15:
+            return digits
+        raise InvalidArgument("not a valid phone number", field="phone")
 
 
 class FakeBillingAccounts:
@@ -426,6 +503,9 @@ def _conforms(
     billing: FakeBillingAccounts,
     billing_gateway: FakeBillingGateway,
     tasks_gateway: FakeTasksGateway,
+    sms: FakeSms,
+    codes: FakeCodes,
+    phones: FakePhoneNumbers,
 ) -> tuple[
     GatewayUnitOfWorkFactory,
     PasswordHasher,
@@ -434,6 +514,9 @@ def _conforms(
     BillingAccounts,
     BillingGateway,
     TasksGateway,
+    Sms,
+    OneTimeCodes,
+    PhoneNumbers,
 ]:
     # mypy proves the fakes match their ports
-    return uow, hasher, tokens, secrets, billing, billing_gateway, tasks_gateway
+    return uow, hasher, tokens, secrets, billing, billing_gateway, tasks_gateway, sms, codes, phones

@@ -12,7 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from atelier_gateway.adapters.migrate import migrate
-from atelier_gateway.application.ports import BillingAccounts, BillingGateway, TasksGateway
+from atelier_gateway.application.ports import (
+    BillingAccounts,
+    BillingGateway,
+    OneTimeCodes,
+    Sms,
+    TasksGateway,
+)
 from atelier_gateway.bootstrap import GatewayContainer, build_container
 from atelier_gateway.entrypoints.http.app import create_app
 from atelier_gateway.settings import GatewaySettings
@@ -54,6 +60,8 @@ def start_gateway(
     billing_accounts: BillingAccounts | None = None,
     billing_gateway: BillingGateway | None = None,
     tasks_gateway: TasksGateway | None = None,
+    sms: Sms | None = None,
+    one_time_codes: OneTimeCodes | None = None,
 ) -> RunningGateway:
     """The real wiring (``build_container``) with the given parts swapped, served on port 0 (or on
     ``sock``); the overrides are typed, so a misspelt one is a type error."""
@@ -63,6 +71,8 @@ def start_gateway(
         billing_accounts=billing_accounts,
         billing_gateway=billing_gateway,
         tasks_gateway=tasks_gateway,
+        sms=sms,
+        one_time_codes=one_time_codes,
     )
     migrate(container.engine)
     app = create_app(container)

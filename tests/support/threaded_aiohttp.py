@@ -9,8 +9,9 @@ from aiohttp import web
 
 
 class ThreadedServer:
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, *, access_log: bool = True) -> None:
         self._app = app
+        self._access_log = access_log
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -20,7 +21,13 @@ class ThreadedServer:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(self._app)
+        # access_log=False: no log line per request from a server thread that may outlive the
+        # test's log capture.
+        self._runner = (
+            web.AppRunner(self._app)
+            if self._access_log
+            else web.AppRunner(self._app, access_log=None)
+        )
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())

@@ -8,6 +8,7 @@ rest.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,14 +21,19 @@ from atelier_gateway.adapters.grpc_tasks import GrpcTasksGateway
 from atelier_gateway.adapters.jwt_tokens import JwtAccessTokenIssuer, UrlSafeSecretSource
 from atelier_gateway.adapters.local_files import LocalFileStore
 from atelier_gateway.adapters.passwords import Argon2PasswordHasher
+from atelier_gateway.adapters.phone_numbers import LibPhoneNumbers
 from atelier_gateway.adapters.rate_limit import TokenBucketRateLimiter
+from atelier_gateway.adapters.sms import ConsoleSms, SecretsOneTimeCodes, TencentSms
 from atelier_gateway.adapters.sqlalchemy_uow import SqlGatewayUnitOfWorkFactory
 from atelier_gateway.application.accounts import BillingAccountSetUp, LogIn, SignUp
 from atelier_gateway.application.idempotency import IdempotencyKeys
+from atelier_gateway.application.phone_login import LogInWithCode, SendLogInCode
 from atelier_gateway.application.ports import (
     BillingAccounts,
     BillingGateway,
+    OneTimeCodes,
     PasswordHasher,
+    Sms,
     TasksGateway,
 )
 from atelier_gateway.application.profiles import (
@@ -42,6 +48,7 @@ from atelier_gateway.application.sessions import (
     RefreshSession,
     SessionIssuer,
 )
+from atelier_gateway.domain.sms import SmsRules
 from atelier_gateway.settings import GatewaySettings
 from atelier_ports.clock import Clock, SystemClock
 from atelier_ports.ids import IdGenerator, RandomIdGenerator
@@ -57,6 +64,8 @@ class GatewayContainer:
     clock: Clock
     sign_up: SignUp
     log_in: LogIn
+    send_login_code: SendLogInCode
+    log_in_with_code: LogInWithCode
     refresh_session: RefreshSession
     log_out: LogOut
     authenticate: Authenticate
@@ -88,6 +97,8 @@ def build_container(
     billing_gateway: BillingGateway | None = None,
     tasks_gateway: TasksGateway | None = None,
     engine: Engine | None = None,
+    sms: Sms | None = None,
+    one_time_codes: OneTimeCodes | None = None,
 ) -> GatewayContainer:
     settings = settings or GatewaySettings()
     engine = engine or make_engine(settings.database_url())
@@ -114,6 +125,10 @@ def build_container(
         refresh_lifetime=timedelta(days=settings.gateway_refresh_token_days),
     )
     billing_set_up = BillingAccountSetUp(uow=uow, billing=billing_accounts)
+    phones = LibPhoneNumbers(default_region="CN")
+    sms_rules = SmsRules(address_limit_per_hour=settings.sms_address_limit_per_hour)
+    # Codes are stored as HMACs under a key of their own, derived from the gateway's secret.
+    code_key = hashlib.sha256(b"atelier-sms-code\0" + settings.jwt_secret().encode()).digest()
     return GatewayContainer(
         settings=settings,
         engine=engine,
@@ -133,12 +148,31 @@ def build_container(
             billing_set_up=billing_set_up,
             sessions=sessions,
         ),
+        send_login_code=SendLogInCode(
+            uow=uow,
+            sms=sms or build_sms(settings),
+            phones=phones,
+            codes=one_time_codes or SecretsOneTimeCodes(),
+            clock=clock,
+            rules=sms_rules,
+            code_key=code_key,
+        ),
+        log_in_with_code=LogInWithCode(
+            uow=uow,
+            phones=phones,
+            billing_set_up=billing_set_up,
+            sessions=sessions,
+            clock=clock,
+            ids=ids,
+            rules=sms_rules,
+            code_key=code_key,
+        ),
         refresh_session=RefreshSession(uow=uow, sessions=sessions, clock=clock),
         log_out=LogOut(uow=uow, clock=clock),
         authenticate=Authenticate(tokens=tokens, clock=clock),
         get_profile=GetProfile(uow=uow),
         update_profile=UpdateProfile(uow=uow, billing=billing_accounts),
-        promote_admin=PromoteAdmin(uow=uow),
+        promote_admin=PromoteAdmin(uow=uow, phones=phones),
         search_users=SearchUsers(uow=uow),
         idempotency=IdempotencyKeys(uow, clock),
         billing=billing_gateway
@@ -162,3 +196,19 @@ def build_container(
         ),
         closers=closers,
     )
+
+
+def build_sms(settings: GatewaySettings) -> Sms:
+    """The ``Sms`` adapter ``SMS_PROVIDER`` names (or the market's default)."""
+    if settings.sms_provider_name() == "tencent":
+        secret_key = settings.tencent_sms_secret_key
+        return TencentSms(
+            secret_id=settings.tencent_sms_secret_id or "",
+            secret_key=secret_key.get_secret_value() if secret_key else "",
+            sdk_app_id=settings.tencent_sms_sdk_app_id or "",
+            sign_name=settings.tencent_sms_sign_name or "",
+            template_id=settings.tencent_sms_template_id or "",
+            region=settings.tencent_sms_region,
+            endpoint=settings.tencent_sms_endpoint,
+        )
+    return ConsoleSms()

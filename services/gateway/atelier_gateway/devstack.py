@@ -80,8 +80,8 @@ def configuration_problem(env: Mapping[str, str]) -> str | None:
             lines = [line for line in err.splitlines() if line.strip()]
             said = lines[-1] if lines else f"exit status {proc.returncode}"
             said = said.split(": cannot start: ", 1)[-1]
-            if said.endswith(advice):  # said once for the three, at the end
-                said, advise = said.removesuffix(advice), True
+            if advice in said:  # said once for the three, at the end
+                said, advise = said.replace(advice, ""), True
             problems.append(f"{name}: {said}")
     if not problems:
         return None

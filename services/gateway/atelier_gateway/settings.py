@@ -9,6 +9,9 @@ from atelier_common.limits import UPLOAD_MAX_BYTES
 from atelier_common.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr
 
+SMS_PROVIDERS = ("console", "tencent")
+MARKET_SMS_PROVIDER = {"local": "console", "global": "console", "cn": "tencent"}
+
 
 class GatewaySettings(ServiceSettings):
     DATABASE_FILE = "gateway.db"
@@ -67,15 +70,62 @@ class GatewaySettings(ServiceSettings):
     billing_address: str = Field(default="127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     tasks_address: str = Field(default="127.0.0.1:50052", validation_alias="TASKS_ADDRESS")
 
+    # --- phone + SMS log-in (F2) ---
+    # console | tencent; empty = the market's default (cn: tencent; local, global: console).
+    sms_provider: str | None = Field(
+        default=None, validation_alias="SMS_PROVIDER", pattern=f"^({'|'.join(SMS_PROVIDERS)})?$"
+    )
+    tencent_sms_secret_id: str | None = Field(
+        default=None, validation_alias="TENCENT_SMS_SECRET_ID"
+    )
+    tencent_sms_secret_key: SecretStr | None = Field(
+        default=None, validation_alias="TENCENT_SMS_SECRET_KEY"
+    )
+    tencent_sms_sdk_app_id: str | None = Field(
+        default=None, validation_alias="TENCENT_SMS_SDK_APP_ID"
+    )
+    tencent_sms_sign_name: str | None = Field(
+        default=None, validation_alias="TENCENT_SMS_SIGN_NAME"
+    )
+    tencent_sms_template_id: str | None = Field(
+        default=None, validation_alias="TENCENT_SMS_TEMPLATE_ID"
+    )
+    tencent_sms_region: str = Field(default="ap-guangzhou", validation_alias="TENCENT_SMS_REGION")
+    # A host (HTTPS), or an http(s) URL such as http://127.0.0.1:PORT for a local test server.
+    tencent_sms_endpoint: str = Field(
+        default="sms.tencentcloudapi.com",
+        validation_alias="TENCENT_SMS_ENDPOINT",
+        pattern=r"^(https?://)?[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",
+    )
+    # Log-in codes one client address may ask for per hour (0 = no per-address limit); each
+    # phone also gets at most one a minute and ten a day.
+    sms_address_limit_per_hour: int = Field(
+        default=20, validation_alias="SMS_ADDRESS_LIMIT_PER_HOUR", ge=0
+    )
+
+    def sms_provider_name(self) -> str:
+        return self.sms_provider or MARKET_SMS_PROVIDER.get(self.market, "console")
+
     # --- start-up checks (atelier_common.startup) ---
     # Every market is built as far as the gateway is concerned: billing has WeChat Pay, and tasks
     # runs the cn generators and storage not built yet on local stand-ins (it says so at start).
 
     def missing_settings(self) -> list[str]:
-        # The gateway holds no vendor credentials; its own signing key must be long enough.
+        missing: list[str] = []
+        # Its own signing key must be long enough.
         if self.gateway_jwt_secret and len(self.gateway_jwt_secret.encode()) < 32:
-            return ["GATEWAY_JWT_SECRET (32 bytes or more; empty = generated)"]
-        return []
+            missing.append("GATEWAY_JWT_SECRET (32 bytes or more; empty = generated)")
+        if self.sms_provider_name() == "tencent":
+            secret_key = self.tencent_sms_secret_key
+            required = {
+                "TENCENT_SMS_SECRET_ID": self.tencent_sms_secret_id,
+                "TENCENT_SMS_SECRET_KEY": secret_key.get_secret_value() if secret_key else None,
+                "TENCENT_SMS_SDK_APP_ID": self.tencent_sms_sdk_app_id,
+                "TENCENT_SMS_SIGN_NAME": self.tencent_sms_sign_name,
+                "TENCENT_SMS_TEMPLATE_ID": self.tencent_sms_template_id,
+            }
+            missing.extend(name for name, value in required.items() if not value)
+        return missing
 
     def database_url(self) -> str:
         return self.gateway_database_url or self.embedded_database_url()

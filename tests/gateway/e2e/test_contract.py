@@ -16,6 +16,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.gateway.conftest import Stack, User
+from tests.gateway.e2e.test_phone_login import console_code
 from tests.gateway.e2e.test_tasks import jpeg, read_events, wait_for_status
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -69,7 +70,7 @@ def _admin(stack: Stack, email: str) -> User:
 
 @SQLITE
 def test_every_operation_answers_what_the_openapi_document_says(
-    full_stack: Stack, contract: ContractChecker
+    full_stack: Stack, contract: ContractChecker, caplog: pytest.LogCaptureFixture
 ) -> None:
     stack, c, http = full_stack, contract, full_stack.api.http
     anon_json = {"content-type": "application/json"}
@@ -149,6 +150,22 @@ def test_every_operation_answers_what_the_openapi_document_says(
     )
     c.check("PATCH", "/v1/me", user.patch("/v1/me", json={"avatar_url": None}))
     c.check("PATCH", "/v1/me", user.patch("/v1/me", json={"name": None}))  # 422
+
+    # --- phone + SMS log-in (the console adapter writes the code to the log)
+    caplog.set_level("INFO", logger="atelier.gateway.sms")
+    sms_send, sms_verify = "/v1/auth/sms/send", "/v1/auth/sms/verify"
+    phone = "+8613800138000"
+    c.check("POST", sms_send, http.post(sms_send, json={"phone": phone}))  # 202
+    c.check("POST", sms_send, http.post(sms_send, json={"phone": phone}))  # 429
+    c.check("POST", sms_send, http.post(sms_send, json={"phone": "nope"}))  # 422
+    wrong = {"phone": phone, "code": "000000"}
+    if console_code(caplog, phone) == "000000":
+        wrong["code"] = "111111"
+    c.check("POST", sms_verify, http.post(sms_verify, json=wrong))  # 400
+    right = {"phone": phone, "code": console_code(caplog, phone)}
+    phone_user = c.check("POST", sms_verify, user.post(sms_verify, json=right)).json()
+    assert phone_user["user"]["phone"] == phone  # added to Kim's account
+    c.check("POST", sms_verify, http.post(sms_verify, json=right))  # 400: used
 
     # --- credits, catalog, orders
     balance = c.check("GET", "/v1/me/balance", user.get("/v1/me/balance")).json()

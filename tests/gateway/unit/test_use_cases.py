@@ -36,6 +36,7 @@ from tests.gateway.fakes import (
     FakeBillingAccounts,
     FakeGatewayUnitOfWork,
     FakePasswordHasher,
+    FakePhoneNumbers,
     FakeSecrets,
     FakeTokens,
 )
@@ -80,7 +81,7 @@ class Core:
         self.log_out = LogOut(uow=self.uow, clock=self.clock)
         self.authenticate = Authenticate(tokens=tokens, clock=self.clock)
         self.update_profile = UpdateProfile(uow=self.uow, billing=self.billing)
-        self.promote_admin = PromoteAdmin(uow=self.uow)
+        self.promote_admin = PromoteAdmin(uow=self.uow, phones=FakePhoneNumbers())
         self.idempotency = IdempotencyKeys(self.uow, self.clock)
 
 

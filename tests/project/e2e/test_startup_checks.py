@@ -25,6 +25,13 @@ CLI = {
     "gateway": "atelier_gateway.entrypoints.cli",
 }
 DEVSTACK = "atelier_gateway.devstack"
+TENCENT_SMS = [
+    "TENCENT_SMS_SECRET_ID",
+    "TENCENT_SMS_SECRET_KEY",
+    "TENCENT_SMS_SDK_APP_ID",
+    "TENCENT_SMS_SIGN_NAME",
+    "TENCENT_SMS_TEMPLATE_ID",
+]
 NEEDED_FOR_GLOBAL = {
     "billing": ["STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"],
     "tasks": ["REPLICATE_API_TOKEN", "REPLICATE_WEBHOOK_SECRET", "S3_BUCKET"],
@@ -140,12 +147,16 @@ def test_cn_market_names_an_absent_key_file_and_a_short_apiv3_key(tmp_path: Path
     assert str(tmp_path) not in line  # values are never echoed
 
 
-@pytest.mark.parametrize("service", ["tasks", "gateway"])
-def test_cn_market_starts_tasks_and_gateway(service: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("service", "settings"), [("tasks", {}), ("gateway", {"SMS_PROVIDER": "console"})]
+)
+def test_cn_market_starts_tasks_and_gateway(
+    service: str, settings: dict[str, str], tmp_path: Path
+) -> None:
     """Until issue 12 lands, tasks runs the cn generators and storage on local stand-ins."""
     done = subprocess.run(
         [sys.executable, "-m", CLI[service], "check-config"],
-        env=clean_env(tmp_path, MARKET="cn"),
+        env=clean_env(tmp_path, MARKET="cn", **settings),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -162,6 +173,29 @@ def test_cn_market_refuses_an_unbuilt_adapter_named_explicitly(tmp_path: Path) -
     assert code == 2
     assert line.startswith("atelier-tasks: cannot start: the cn market is not built yet")
     assert "runninghub (for model_pose12)" in line
+
+
+def test_cn_market_gateway_without_sms_credentials_names_them(tmp_path: Path) -> None:
+    """The cn market logs in by Tencent Cloud SMS unless told otherwise."""
+    code, stderr = run(CLI["gateway"], ["serve"], clean_env(tmp_path, MARKET="cn"), tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    assert line.endswith(f"MARKET=cn needs {', '.join(TENCENT_SMS)} (see .env.example)"), line
+
+
+def test_tencent_sms_without_credentials_names_every_missing_setting(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, SMS_PROVIDER="tencent", TENCENT_SMS_SIGN_NAME="Atelier")
+    code, stderr = run(CLI["gateway"], ["serve"], env, tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    missing = [name for name in TENCENT_SMS if name != "TENCENT_SMS_SIGN_NAME"]
+    assert line == f"atelier-gateway: cannot start: MARKET=local needs {', '.join(missing)} " + (
+        "(see .env.example)"
+    )
+    assert not (tmp_path / "var").exists(), "nothing is created before the check"
+    env.update({name: "x" for name in TENCENT_SMS})
+    code, stderr = run(CLI["gateway"], ["check-config"], env, tmp_path)
+    assert code == 0, stderr
 
 
 def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path) -> None:

@@ -63,3 +63,25 @@ idempotency_keys = Table(
 )
 
 Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
+
+# Phone + SMS log-in (F2): one row per phone number (its current code, hashed, and its sending
+# budget) and one per client address (hashed) that asked for codes; rows are locked FOR UPDATE.
+sms_challenges = Table(
+    "sms_challenges",
+    metadata,
+    Column("phone", String(32), primary_key=True),
+    Column("code_hash", String(64), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("wrong_attempts", Integer, nullable=False, default=0),
+    Column("last_sent_at", DateTime(timezone=True), nullable=True),
+    Column("window_started_at", DateTime(timezone=True), nullable=True),
+    Column("window_sends", Integer, nullable=False, default=0),
+)
+
+sms_send_windows = Table(
+    "sms_send_windows",
+    metadata,
+    Column("address", String(64), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("sends", Integer, nullable=False, default=0),
+)

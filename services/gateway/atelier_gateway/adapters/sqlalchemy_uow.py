@@ -15,10 +15,12 @@ from atelier_gateway.adapters import orm
 from atelier_gateway.application.ports import (
     IdempotencyRepository,
     RefreshTokenRepository,
+    SmsChallengeRepository,
     UserRepository,
 )
-from atelier_gateway.domain.errors import EmailTaken
+from atelier_gateway.domain.errors import EmailTaken, PhoneTaken
 from atelier_gateway.domain.model import IdempotencyRecord, RefreshTokenRecord, Role, User
+from atelier_gateway.domain.sms import SendWindow, SmsChallenge
 
 
 def _user_from_row(row: Row[Any]) -> User:
@@ -46,6 +48,8 @@ class SqlUserRepository:
             with self._conn.begin_nested():
                 self._conn.execute(insert(orm.users).values(**self._values(user), id=user.id))
         except IntegrityError as e:
+            if user.phone is not None and self.get_by_phone(user.phone) is not None:
+                raise PhoneTaken("this phone number belongs to another account") from e
             raise EmailTaken("this email is already registered") from e
 
     def get(self, user_id: str) -> User | None:
@@ -54,6 +58,10 @@ class SqlUserRepository:
 
     def get_by_email(self, email: str) -> User | None:
         row = self._conn.execute(select(orm.users).where(orm.users.c.email == email)).first()
+        return _user_from_row(row) if row else None
+
+    def get_by_phone(self, phone: str) -> User | None:
+        row = self._conn.execute(select(orm.users).where(orm.users.c.phone == phone)).first()
         return _user_from_row(row) if row else None
 
     def save(self, user: User) -> None:
@@ -69,6 +77,7 @@ class SqlUserRepository:
                 or_(
                     func.lower(orm.users.c.email).like(pattern),
                     func.lower(orm.users.c.name).like(pattern),
+                    orm.users.c.phone.like(pattern),
                     orm.users.c.id == query,
                 )
             )
@@ -208,6 +217,86 @@ class SqlIdempotencyRepository:
         )
 
 
+def _challenge_from_row(row: Row[Any]) -> SmsChallenge:
+    m = row._mapping
+    return SmsChallenge(
+        phone=m["phone"],
+        code_hash=m["code_hash"],
+        expires_at=as_utc_or_none(m["expires_at"]),
+        wrong_attempts=m["wrong_attempts"],
+        last_sent_at=as_utc_or_none(m["last_sent_at"]),
+        window_started_at=as_utc_or_none(m["window_started_at"]),
+        window_sends=m["window_sends"],
+    )
+
+
+class SqlSmsChallengeRepository:
+    """Rows are read FOR UPDATE (PostgreSQL: a row lock until the transaction ends; SQLite: every
+    write transaction holds the database lock from BEGIN IMMEDIATE anyway). A missing row is
+    inserted first, in a savepoint, so two first sends for one phone end up on one locked row."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def lock(self, phone: str) -> SmsChallenge:
+        found = self.get_locked(phone)
+        if found is not None:
+            return found
+        self._insert_if_missing(
+            insert(orm.sms_challenges).values(phone=phone, wrong_attempts=0, window_sends=0)
+        )
+        found = self.get_locked(phone)
+        assert found is not None, "the row was just made"
+        return found
+
+    def get_locked(self, phone: str) -> SmsChallenge | None:
+        t = orm.sms_challenges
+        row = self._conn.execute(select(t).where(t.c.phone == phone).with_for_update()).first()
+        return _challenge_from_row(row) if row else None
+
+    def save(self, challenge: SmsChallenge) -> None:
+        t = orm.sms_challenges
+        self._conn.execute(
+            update(t)
+            .where(t.c.phone == challenge.phone)
+            .values(
+                code_hash=challenge.code_hash,
+                expires_at=challenge.expires_at,
+                wrong_attempts=challenge.wrong_attempts,
+                last_sent_at=challenge.last_sent_at,
+                window_started_at=challenge.window_started_at,
+                window_sends=challenge.window_sends,
+            )
+        )
+
+    def lock_window(self, address: str) -> SendWindow:
+        t = orm.sms_send_windows
+        query = select(t).where(t.c.address == address).with_for_update()
+        row = self._conn.execute(query).first()
+        if row is None:
+            self._insert_if_missing(insert(t).values(address=address, sends=0))
+            row = self._conn.execute(query).one()
+        m = row._mapping
+        return SendWindow(
+            address=m["address"], started_at=as_utc_or_none(m["started_at"]), sends=m["sends"]
+        )
+
+    def save_window(self, window: SendWindow) -> None:
+        t = orm.sms_send_windows
+        self._conn.execute(
+            update(t)
+            .where(t.c.address == window.address)
+            .values(started_at=window.started_at, sends=window.sends)
+        )
+
+    def _insert_if_missing(self, statement: Any) -> None:
+        try:
+            with self._conn.begin_nested():
+                self._conn.execute(statement)
+        except IntegrityError:
+            pass  # made by a concurrent transaction (which we waited for): read it
+
+
 class SqlGatewayUnitOfWork(SqlUnitOfWork):
     """One transaction, begun on enter and ended by ``commit``, ``rollback`` or exit (rolled back
     unless committed). The connection goes back to the pool when the transaction ends, so a
@@ -216,11 +305,13 @@ class SqlGatewayUnitOfWork(SqlUnitOfWork):
     users: UserRepository
     refresh_tokens: RefreshTokenRepository
     idempotency: IdempotencyRepository
+    sms_challenges: SmsChallengeRepository
 
     def _bind(self, conn: Connection) -> None:
         self.users = SqlUserRepository(conn)
         self.refresh_tokens = SqlRefreshTokenRepository(conn)
         self.idempotency = SqlIdempotencyRepository(conn)
+        self.sms_challenges = SqlSmsChallengeRepository(conn)
 
 
 class SqlGatewayUnitOfWorkFactory:

@@ -17,6 +17,7 @@ from atelier_gateway.application.calls import (
     PageRequest,
 )
 from atelier_gateway.domain.model import IdempotencyRecord, RefreshTokenRecord, Role, User
+from atelier_gateway.domain.sms import SendWindow, SmsChallenge
 from atelier_ports.unit_of_work import UnitOfWork
 
 
@@ -28,6 +29,10 @@ class UserRepository(Protocol):
     def get(self, user_id: str) -> User | None: ...
 
     def get_by_email(self, email: str) -> User | None: ...
+
+    def get_by_phone(self, phone: str) -> User | None:
+        """The user with this E.164 phone number (``add`` raises PhoneTaken for a taken one)."""
+        ...
 
     def save(self, user: User) -> None: ...
 
@@ -64,6 +69,26 @@ class IdempotencyRepository(Protocol):
         ...
 
 
+class SmsChallengeRepository(Protocol):
+    """Challenges and send windows are read FOR UPDATE: whoever holds one decides alone."""
+
+    def lock(self, phone: str) -> SmsChallenge:
+        """The phone's challenge, locked until the transaction ends (made empty if none)."""
+        ...
+
+    def get_locked(self, phone: str) -> SmsChallenge | None:
+        """The phone's challenge, locked until the transaction ends; None if none was made."""
+        ...
+
+    def save(self, challenge: SmsChallenge) -> None: ...
+
+    def lock_window(self, address: str) -> SendWindow:
+        """The address's send window, locked until the transaction ends (made empty if none)."""
+        ...
+
+    def save_window(self, window: SendWindow) -> None: ...
+
+
 class GatewayUnitOfWork(UnitOfWork, Protocol):
     """One transaction: it begins on ``__enter__`` and ends on ``commit()``, ``rollback()`` or
     ``__exit__`` (rolled back unless committed). ``commit()`` does not start another one: a unit
@@ -78,6 +103,9 @@ class GatewayUnitOfWork(UnitOfWork, Protocol):
 
     @property
     def idempotency(self) -> IdempotencyRepository: ...
+
+    @property
+    def sms_challenges(self) -> SmsChallengeRepository: ...
 
 
 class GatewayUnitOfWorkFactory(Protocol):
@@ -113,6 +141,30 @@ class AccessTokenIssuer(Protocol):
 class SecretSource(Protocol):
     def new_secret(self) -> str:
         """A high-entropy URL-safe secret (refresh tokens)."""
+        ...
+
+
+class OneTimeCodes(Protocol):
+    def new_code(self) -> str:
+        """A fresh SMS log-in code: ``CODE_DIGITS`` decimal digits from a CSPRNG."""
+        ...
+
+
+class PhoneNumbers(Protocol):
+    def normalise(self, raw: str) -> str:
+        """``raw`` as E.164 (``+8613800138000``); a number without a country code is read in
+        the default region. Raises ``InvalidArgument`` (field ``phone``) for anything that is
+        not a valid phone number."""
+        ...
+
+
+class Sms(Protocol):
+    def send_code(self, phone: str, code: str, minutes_valid: int) -> None:
+        """Send the log-in ``code`` to ``phone`` (E.164), saying how many minutes it is valid.
+
+        Raises ``SmsNotDelivered`` when the provider cannot be reached or refuses (credentials,
+        template), ``SmsRateLimited`` when the provider's own limit for the number is reached and
+        ``InvalidArgument`` (field ``phone``) when it refuses the number."""
         ...
 
 

@@ -8,7 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from atelier_gateway.application.ports import BillingAccounts, GatewayUnitOfWorkFactory
+from atelier_gateway.application.ports import (
+    BillingAccounts,
+    GatewayUnitOfWorkFactory,
+    PhoneNumbers,
+)
 from atelier_gateway.domain import model
 from atelier_gateway.domain.errors import UserNotFound
 from atelier_gateway.domain.model import Role, User
@@ -85,14 +89,23 @@ class UpdateProfile:
 
 
 class PromoteAdmin:
-    def __init__(self, *, uow: GatewayUnitOfWorkFactory) -> None:
-        self._uow = uow
+    """Make the user with this email, or this phone number (phone-only accounts), an admin."""
 
-    def __call__(self, email: str) -> User:
+    def __init__(self, *, uow: GatewayUnitOfWorkFactory, phones: PhoneNumbers) -> None:
+        self._uow = uow
+        self._phones = phones
+
+    def __call__(self, email_or_phone: str) -> User:
+        by_email = "@" in email_or_phone
+        if by_email:
+            wanted = model.normalise_email(email_or_phone)
+        else:
+            wanted = self._phones.normalise(email_or_phone)
         with self._uow() as uow:
-            user = uow.users.get_by_email(model.normalise_email(email))
+            user = uow.users.get_by_email(wanted) if by_email else uow.users.get_by_phone(wanted)
             if user is None:
-                raise UserNotFound(f"no user with email {email}")
+                what = "email" if by_email else "phone"
+                raise UserNotFound(f"no user with {what} {email_or_phone}")
             user.role = Role.ADMIN
             uow.users.save(user)
             uow.commit()

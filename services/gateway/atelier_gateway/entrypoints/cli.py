@@ -1,4 +1,4 @@
-"""``atelier-gateway serve | migrate | promote-admin EMAIL | check-config``."""
+"""``atelier-gateway serve | migrate | promote-admin EMAIL|PHONE | check-config``."""
 
 from __future__ import annotations
 
@@ -79,12 +79,12 @@ def _promote_admin(settings: GatewaySettings, args: argparse.Namespace) -> int:
         return 1
     finally:
         container.close()
-    print(f"{user.email} ({user.id}) is now an admin; new tokens carry the role")
+    print(f"{user.email or user.phone} ({user.id}) is now an admin; new tokens carry the role")
     return 0
 
 
 def _email_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("email")
+    parser.add_argument("email", metavar="EMAIL|PHONE", help="the user's email or phone number")
 
 
 COMMANDS: tuple[Command[GatewaySettings], ...] = (

@@ -12,6 +12,7 @@ from atelier_gateway.entrypoints.http import (
     docs,
     files_routes,
     ops,
+    phone_routes,
     sandbox,
     tasks_routes,
     webhooks,
@@ -38,6 +39,7 @@ def create_app(container: GatewayContainer) -> web.Application:
     app[OPEN_STREAMS] = set()
     for table in (
         auth_routes.routes,
+        phone_routes.routes,
         billing_routes.routes,
         files_routes.routes,
         webhooks.routes,

@@ -73,18 +73,18 @@ PAGES: dict[tuple[str, str], Operation] = {
 UNDOCUMENTED = Operation("(undocumented)", auth="none", fuzz=False)
 
 _ERRORS: dict[int, str] = {
-    400: "Malformed request or bad query parameter (validation_error)",
+    400: "Malformed request, bad query parameter (validation_error), wrong SMS code (invalid_code)",
     401: "Not authenticated (unauthenticated, invalid_credentials)",
     402: "Not enough credits (insufficient_credits)",
     403: "Forbidden (forbidden)",
     404: "Not found, or not yours (not_found)",
-    409: "Conflict (conflict, email_taken, failed_precondition, idempotency_key_reused, …)",
+    409: "Conflict (conflict, email_taken, phone_taken, failed_precondition, …)",
     413: "Body too large (payload_too_large)",
     415: "Not application/json (unsupported_media_type)",
     422: "Invalid field in the body (validation_error, content_rejected)",
-    429: "Rate or daily limit (rate_limited, daily_limit_reached)",
+    429: "Rate or daily limit (rate_limited, daily_limit_reached, code_locked)",
     500: "Internal error (internal); nothing was done",
-    503: "A dependency is down (unavailable); nothing was done",
+    503: "A dependency is down (unavailable, sms_unavailable); nothing was done",
     504: "A dependency timed out (timeout); nothing was done",
 }
 

@@ -109,6 +109,10 @@ DOMAIN_TABLE: tuple[tuple[type[problems.DomainError], ProblemSpec], ...] = (
         ProblemSpec(409, "idempotency_key_in_flight", "Request in progress"),
     ),
     (gw.InvalidCredentials, ProblemSpec(401, "invalid_credentials", "Wrong email or password")),
+    (gw.InvalidCode, ProblemSpec(400, "invalid_code", "Invalid code")),
+    (gw.CodeLocked, ProblemSpec(429, "code_locked", "Code locked")),
+    (gw.PhoneTaken, ProblemSpec(409, "phone_taken", "Phone number taken")),
+    (gw.SmsNotDelivered, ProblemSpec(503, "sms_unavailable", "SMS could not be sent")),
     (problems.Unauthenticated, ProblemSpec(401, "unauthenticated", "Not authenticated")),
     (problems.NotFound, ProblemSpec(404, "not_found", "Not found")),
     (problems.AlreadyExists, ProblemSpec(409, "conflict", "Conflict")),
@@ -163,7 +167,11 @@ def from_domain_error(exc: problems.DomainError) -> Problem:
             if spec.status >= 500:
                 return Problem(spec.status, spec.code, spec.title, spec.title)
             field = exc.metadata.get("field")
-            return Problem(spec.status, spec.code, spec.title, exc.message, field=field)
+            retry_after = exc.metadata.get("retry_after")
+            headers = {"Retry-After": retry_after} if retry_after else None
+            return Problem(
+                spec.status, spec.code, spec.title, exc.message, field=field, headers=headers
+            )
     return Problem(500, "internal", "Internal error", "internal error")
 
 

@@ -17,6 +17,7 @@ Role = Literal["user", "admin"]
 class UserSummary(ResponseModel):
     id: str
     email: str | None
+    phone: str | None
     name: str
     role: Role
 
@@ -46,7 +47,9 @@ class UserPage(ResponseModel):
 
 
 def user_summary(user: User) -> UserSummary:
-    return UserSummary(id=user.id, email=user.email, name=user.name, role=user.role.value)
+    return UserSummary(
+        id=user.id, email=user.email, phone=user.phone, name=user.name, role=user.role.value
+    )
 
 
 def profile(user: User) -> Profile:
