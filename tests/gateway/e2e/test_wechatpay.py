@@ -1,7 +1,8 @@
-"""The cn market's payments over HTTP: the real gateway (MARKET=cn), the real billing service with
-the WeChat Pay adapter (the real ``wechatpayv3`` SDK) against a local WeChat Pay API v3 server
-whose signed, encrypted notifications reach billing through the gateway's ``/webhooks/wechatpay``
-(SQLite and PostgreSQL)."""
+"""The cn market over HTTP: the real gateway (MARKET=cn, log-in codes sent by the real Tencent Cloud
+SMS SDK to a local endpoint that checks TC3 signatures), the real billing service with the WeChat
+Pay adapter (the real ``wechatpayv3`` SDK) against a local WeChat Pay API v3 server whose signed,
+encrypted notifications reach billing through the gateway's ``/webhooks/wechatpay`` (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from atelier.billing.v1 import billing_pb2 as pb
 from tests.gateway.conftest import Api, User
 from tests.gateway.harness import RunningGateway, gateway_settings, reserve_socket, start_gateway
 from tests.support.billing_server import RunningBilling, start_billing_server
+from tests.support import tencent_sms_server as tc
 from tests.support.fakes import FakeClock
+from tests.support.tencent_sms_server import FakeTencentSms
 from tests.support.wechatpay_server import (
     MERCHANT_SERIAL,
     PUBLIC_KEY_ID,
@@ -37,6 +40,7 @@ class CnStack:
     wechat: WeChatPayServer
     api: Api
     clock: FakeClock  # billing's
+    sms: FakeTencentSms
 
     def webhook(self, notification: Notification, **headers: str) -> httpx.Response:
         return self.api.http.post(
@@ -68,6 +72,7 @@ def cn(database_url: str, billing_database_url: str, tmp_path: Path) -> Iterator
     sock = reserve_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     clock = FakeClock.real()
+    sms = FakeTencentSms()
     with WeChatPayServer(keys) as wechat:
         billing = start_billing_server(
             billing_database_url,
@@ -89,19 +94,26 @@ def cn(database_url: str, billing_database_url: str, tmp_path: Path) -> Iterator
         settings = gateway_settings(
             str(tmp_path / "data"),
             database_url,
-            MARKET="cn",
+            MARKET="cn",  # SMS_PROVIDER defaults to tencent
             GATEWAY_PUBLIC_URL=url,
             BILLING_ADDRESS=billing.address,
             ATELIER_INTERNAL_TOKEN=billing.internal_token,
+            TENCENT_SMS_SECRET_ID=tc.SECRET_ID,
+            TENCENT_SMS_SECRET_KEY=tc.SECRET_KEY,
+            TENCENT_SMS_SDK_APP_ID=tc.SDK_APP_ID,
+            TENCENT_SMS_SIGN_NAME=tc.SIGN_NAME,
+            TENCENT_SMS_TEMPLATE_ID=tc.TEMPLATE_ID,
+            TENCENT_SMS_ENDPOINT=sms.url,
         )
         gw = start_gateway(settings, sock=sock)
         api = Api(gw.url)
         try:
-            yield CnStack(gw, billing, wechat, api, clock)
+            yield CnStack(gw, billing, wechat, api, clock, sms)
         finally:
             api.close()
             gw.stop()
             billing.stop()
+            sms.close()
 
 
 def _order(user: User, item_id: str, channel: str = "wechatpay") -> dict[str, object]:
@@ -118,10 +130,27 @@ def _membership(user: User) -> dict[str, object]:
     return membership
 
 
-def test_membership_by_wechat_qr_notification_refresh_and_expiry(cn: CnStack) -> None:
+def _sms_log_in(cn: CnStack, phone: str) -> User:
+    sent = cn.api.http.post("/v1/auth/sms/send", json={"phone": phone})
+    assert sent.status_code == 202, sent.text
+    normalised = "+86" + phone.replace(" ", "")
+    (code,) = cn.sms.codes_sent_to(normalised)
+    r = cn.api.http.post("/v1/auth/sms/verify", json={"phone": phone, "code": code})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["user"]["phone"] == normalised and body["user"]["email"] in (None, "")
+    return User(cn.api, body["user"]["id"], body["access_token"], body["refresh_token"])
+
+
+def test_sms_log_in_membership_by_wechat_qr_notification_refresh_and_expiry(
+    cn: CnStack,
+) -> None:
+    """The issue's cn journey: SMS log-in → bonus → membership by WeChat (code_url, qr.svg) →
+    notification → quota → a dropped notification recovered by refresh → the period ends."""
     started = time.monotonic()
-    user = cn.api.user("li@example.com")
+    user = _sms_log_in(cn, "138 0013 8000")
     assert user.get("/v1/me/balance").json()["available"] == 10  # the sign-up bonus
+    assert user.get("/v1/me").json()["phone"] == "+8613800138000"
     catalog = cn.api.http.get("/v1/catalog").json()
     plan = next(i for i in catalog["items"] if i["id"] == "plan_monthly")
     assert catalog["market"] == "cn"
@@ -165,7 +194,7 @@ def test_membership_by_wechat_qr_notification_refresh_and_expiry(cn: CnStack) ->
     membership = _membership(user)
     assert membership["active"] is False and membership["quota_left"] == 0
     assert user.get("/v1/me/balance").json()["available"] == 10
-    print(f"cn payment journey over HTTP: {time.monotonic() - started:.2f} s")
+    print(f"cn journey over HTTP: {time.monotonic() - started:.2f} s")
 
 
 def _epoch(rfc3339: str) -> int:
