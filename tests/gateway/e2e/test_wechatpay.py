@@ -18,8 +18,8 @@ import pytest
 from atelier.billing.v1 import billing_pb2 as pb
 from tests.gateway.conftest import Api, User
 from tests.gateway.harness import RunningGateway, gateway_settings, reserve_socket, start_gateway
-from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support import tencent_sms_server as tc
+from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support.fakes import FakeClock
 from tests.support.tencent_sms_server import FakeTencentSms
 from tests.support.wechatpay_server import (
