@@ -194,7 +194,7 @@ class _Holds:
         account = self.s.accounts.get(hold.user_id)
         if account is None:
             return HoldWrite(HoldOutcome.NO_ACCOUNT)
-        existing = self.get(hold.user_id, hold.request_id)
+        existing = self._by_request(hold.user_id, hold.request_id)
         if existing is not None:
             return HoldWrite(HoldOutcome.FOUND, existing)
         grants = [g for g in self.s.grants.values() if g.user_id == hold.user_id]
@@ -224,7 +224,7 @@ class _Holds:
         grace_id: str,
         grace_expires_at: datetime,
     ) -> HoldWrite:
-        hold = self.get(user_id, request_id)
+        hold = self._by_request(user_id, request_id)
         if hold is None:
             return HoldWrite(HoldOutcome.NOT_FOUND)
         if hold.status is not HoldStatus.HELD:
@@ -264,7 +264,7 @@ class _Holds:
         _append(self.s, hold, kind, hold.amount if release else 0, -hold.amount, after, now)
         return HoldWrite(HoldOutcome.DONE, settled)
 
-    def get(self, user_id: str, request_id: str) -> Hold | None:
+    def _by_request(self, user_id: str, request_id: str) -> Hold | None:
         return next(
             (
                 h

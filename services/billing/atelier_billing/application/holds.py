@@ -9,6 +9,7 @@ PostgreSQL one statement).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from atelier_billing.application.config import BillingConfig
 from atelier_billing.application.inputs import positive, require_key
@@ -16,6 +17,7 @@ from atelier_billing.application.ports import (
     BillingUnitOfWorkFactory,
     DuplicateKey,
     HoldOutcome,
+    HoldWrite,
 )
 from atelier_billing.domain import errors
 from atelier_billing.domain.model import Hold, HoldStatus
@@ -73,18 +75,11 @@ class HoldCreditsHandler:
             created_at=now,
         )
         try:
-            with self._uow() as uow:
-                # Under the account lock a repeat sees the first call's committed hold.
-                placed = uow.holds.place(hold, now)
-                if placed.outcome is HoldOutcome.DONE:
-                    uow.commit()
+            placed = self._place(hold, now)
         except DuplicateKey:
-            # A concurrent call with the same request_id won; ours rolled back. Return its hold.
-            with self._uow() as uow:
-                found = uow.holds.get(user_id, request_id)
-            if found is None:  # pragma: no cover - the unique key guarantees it exists
-                raise
-            return _same_hold(found, amount)
+            # A concurrent call with the same request_id won; ours rolled back. The same step
+            # now finds its hold (the account lock and the unique key make this rare).
+            placed = self._place(hold, now)
         if placed.outcome is HoldOutcome.NO_ACCOUNT:
             raise errors.AccountNotFound("no billing account for this user")
         if placed.outcome is HoldOutcome.NOT_ENOUGH:
@@ -93,6 +88,14 @@ class HoldCreditsHandler:
             )
         assert placed.hold is not None
         return _same_hold(placed.hold, amount)
+
+    def _place(self, hold: Hold, now: datetime) -> HoldWrite:
+        with self._uow() as uow:
+            # Under the account lock a repeat sees the first call's committed hold.
+            placed = uow.holds.place(hold, now)
+            if placed.outcome is HoldOutcome.DONE:
+                uow.commit()
+        return placed
 
 
 class _SettleHold:

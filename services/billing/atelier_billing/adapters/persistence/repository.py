@@ -420,12 +420,6 @@ class SqlHolds(_Repo):
         rows = self._c.execute(_ALLOCATIONS, {"b_hold": hold_id})
         return [Allocation(r.grant_id, r.amount) for r in rows]
 
-    def get(self, user_id: str, request_id: str) -> Hold | None:
-        row = self._c.execute(
-            _HOLD_BY_REQUEST, {"b_user": user_id, "b_request": request_id}
-        ).first()
-        return _hold(row) if row else None
-
 
 def _append_ledger(
     c: Connection,

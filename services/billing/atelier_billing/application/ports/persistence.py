@@ -144,8 +144,6 @@ class HoldRepository(Protocol):
         """
         ...
 
-    def get(self, user_id: str, request_id: str) -> Hold | None: ...
-
 
 class LedgerRepository(Protocol):
     def append(self, entry: NewLedgerEntry, now: datetime) -> None:
