@@ -90,7 +90,7 @@ class HoldCreditsHandler:
         return _same_hold(placed.hold, amount)
 
     def _place(self, hold: Hold, now: datetime) -> HoldWrite:
-        with self._uow() as uow:
+        with self._uow.one_step() as uow:
             # Under the account lock a repeat sees the first call's committed hold.
             placed = uow.holds.place(hold, now)
             if placed.outcome is HoldOutcome.DONE:
@@ -113,7 +113,7 @@ class _SettleHold:
         now, target = self._clock.now(), self.target
         # A release returns an expired grant's share as a grace grant (F6), so no credit
         # silently vanishes; its id and expiry are decided here, used only when needed.
-        with self._uow() as uow:
+        with self._uow.one_step() as uow:
             settled = uow.holds.settle(
                 user_id,
                 request_id,

@@ -50,12 +50,17 @@ DECLARE
     v_available bigint;
     v_taken integer;
 BEGIN
-    PERFORM 1 FROM accounts WHERE user_id = p_user_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT 'no_account'::text, {_NOTHING}, NULL::text[], NULL::bigint[];
-        RETURN;
-    END IF;
+    -- A repeat is answered without the lock (a read-only call writes nothing, so it has nothing
+    -- to commit); a first call takes the lock, then looks again: a racing twin may have won.
     SELECT * INTO h FROM holds WHERE user_id = p_user_id AND request_id = p_request_id;
+    IF NOT FOUND THEN
+        PERFORM 1 FROM accounts WHERE user_id = p_user_id FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT 'no_account'::text, {_NOTHING}, NULL::text[], NULL::bigint[];
+            RETURN;
+        END IF;
+        SELECT * INTO h FROM holds WHERE user_id = p_user_id AND request_id = p_request_id;
+    END IF;
     IF FOUND THEN
         RETURN QUERY SELECT 'found'::text, {_HOLD},
             array_agg(a.grant_id::text ORDER BY {_SPENDING_ORDER}),
@@ -126,8 +131,13 @@ DECLARE
     v_available bigint;
     v_regrant bigint;
 BEGIN
-    PERFORM 1 FROM accounts WHERE user_id = p_user_id FOR UPDATE;
+    -- A settled hold stays settled: a repeat is answered without the lock. A held one is read
+    -- again under the lock (a racing capture or release may have settled it meanwhile).
     SELECT * INTO h FROM holds WHERE user_id = p_user_id AND request_id = p_request_id;
+    IF FOUND AND h.status = 'held' THEN
+        PERFORM 1 FROM accounts WHERE user_id = p_user_id FOR UPDATE;
+        SELECT * INTO h FROM holds WHERE user_id = p_user_id AND request_id = p_request_id;
+    END IF;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'not_found'::text, {_NOTHING};
         RETURN;
