@@ -558,8 +558,6 @@ class FakeStore:
     def __call__(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
 
-    one_step = __call__
-
 
 def _conforms(
     store: FakeStore, provider: FakePaymentProvider

@@ -90,7 +90,10 @@ class HoldCreditsHandler:
         return _same_hold(placed.hold, amount)
 
     def _place(self, hold: Hold, now: datetime) -> HoldWrite:
-        with self._uow.one_step() as uow:
+        # A transaction, even around one statement: what it did counts only once billing, alive,
+        # commits it (a billing process killed while the hold waits for the account lock leaves
+        # nothing behind; an autocommitted statement would complete and commit on its own).
+        with self._uow() as uow:
             # Under the account lock a repeat sees the first call's committed hold.
             placed = uow.holds.place(hold, now)
             if placed.outcome is HoldOutcome.DONE:
@@ -113,7 +116,7 @@ class _SettleHold:
         now, target = self._clock.now(), self.target
         # A release returns an expired grant's share as a grace grant (F6), so no credit
         # silently vanishes; its id and expiry are decided here, used only when needed.
-        with self._uow.one_step() as uow:
+        with self._uow() as uow:
             settled = uow.holds.settle(
                 user_id,
                 request_id,

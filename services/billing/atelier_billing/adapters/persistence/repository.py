@@ -932,18 +932,6 @@ class SqlUnitOfWork(SqlUnitOfWorkBase):
 class SqlUnitOfWorkFactory:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # One statement is atomic by itself: on PostgreSQL a one-step unit (a hold, a capture, a
-        # release: one function call) runs in autocommit, so no BEGIN and no COMMIT round trip.
-        # The option engine shares the pool; the connection's mode is reset when it goes back.
-        # SQLite's steps are several statements: they keep their transaction.
-        self._one_step_engine = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if engine.dialect.name == "postgresql"
-            else engine
-        )
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)
-
-    def one_step(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self._one_step_engine)

@@ -254,10 +254,3 @@ class BillingUnitOfWork(UnitOfWork, Protocol):
 
 class BillingUnitOfWorkFactory(Protocol):
     def __call__(self) -> BillingUnitOfWork: ...
-
-    def one_step(self) -> BillingUnitOfWork:
-        """A unit of work for ONE repository step that is atomic by itself (``holds.place``,
-        ``holds.settle``) and nothing else. Where that step is a single statement (PostgreSQL)
-        the unit runs it without a transaction around it: no BEGIN and no COMMIT round trip, the
-        statement commits itself; elsewhere it is an ordinary unit of work. Commit as usual."""
-        ...
