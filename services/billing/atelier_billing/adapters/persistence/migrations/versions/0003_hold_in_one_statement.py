@@ -4,8 +4,10 @@ Revision ID: 0003_hold
 Revises: 0002
 Create Date: 2026-12-01 16:40:00
 
-On PostgreSQL a hold, and a capture or release, is one call of a PL/pgSQL function: one round
-trip, planned once per session. Each function takes the account's row lock first, so one user's
+On PostgreSQL a hold, and a capture or release, is one call of a PL/pgSQL function: one
+statement, one round trip for the work (inside the unit of work's BEGIN … COMMIT), its plans
+cached per session. A repeat of a hold, or of a settled capture/release, is answered from the
+same call without the lock. Otherwise the function takes the account's row lock, so one user's
 credit changes stay one transaction at a time; in READ COMMITTED every statement of a volatile
 function reads a fresh snapshot, so what the function reads after the lock is what the previous
 holder of the lock committed. Nothing is written before the checks pass, so a refusal changes
@@ -50,8 +52,8 @@ DECLARE
     v_available bigint;
     v_taken integer;
 BEGIN
-    -- A repeat is answered without the lock (a read-only call writes nothing, so it has nothing
-    -- to commit); a first call takes the lock, then looks again: a racing twin may have won.
+    -- A repeat is answered without the lock (it waits for nobody and writes nothing); a first
+    -- call takes the lock, then looks again: a racing twin may have won.
     SELECT * INTO h FROM holds WHERE user_id = p_user_id AND request_id = p_request_id;
     IF NOT FOUND THEN
         PERFORM 1 FROM accounts WHERE user_id = p_user_id FOR UPDATE;
