@@ -48,7 +48,7 @@ class TaskWriter:
 
     def reread(self, task: Task) -> Task | None:
         """The task as stored now (None once deleted)."""
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             return uow.tasks.get(task.id)
 
     def publish(self, task: Task) -> None:
