@@ -61,6 +61,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         max_overflow=pool_size * 2,
         pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,
+        pool_use_lifo=True,  # the warmest connection (its prepared statements) first
     )
     event.listen(engine, "checkout", _refuse_dead_connection)
     return engine
