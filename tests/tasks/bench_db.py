@@ -14,6 +14,8 @@ plus PostgreSQL's own transaction counters (``pg_stat_database``).
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import os
 import tempfile
 import time
@@ -27,6 +29,8 @@ import psycopg
 from sqlalchemy import event
 
 from tests.tasks.bench_worker import NoBilling
+
+PROFILE = False  # --profile: where the CPU goes (cProfile, by own time)
 
 
 def _settings(url: str, data_dir: str) -> Any:
@@ -98,10 +102,16 @@ def measure(
     time.sleep(0.6)  # pg_stat_database is flushed at most every 0.5 s
     before = _xacts(admin_url, name)
     trace.reset()
+    profile = cProfile.Profile() if PROFILE else None
     cpu, wall = time.process_time(), time.perf_counter()
+    if profile is not None:
+        profile.enable()
     for i in range(calls):
         call(i)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if profile is not None:
+        profile.disable()
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
     counts = trace.counts()
     time.sleep(0.6)
     after = _xacts(admin_url, name)
@@ -177,7 +187,10 @@ def main() -> None:
         ),
     )
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     run(args.database_url, args.calls)
 
 
