@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import pstats
 import os
+import pstats
 import tempfile
 import time
 import uuid
