@@ -5,7 +5,7 @@ and a pooled connection the server closed replaced without a ping."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ def recorded(engine: Engine) -> Iterator[list[str]]:
     def statement(_c: Any, _cur: Any, sql: str, *_: Any) -> None:
         seen.append(" ".join(sql.split()))
 
-    hooks = {
+    hooks: dict[str, Callable[..., Any]] = {
         "before_cursor_execute": statement,
         "begin": lambda _c: seen.append("BEGIN"),
         "commit": lambda _c: seen.append("COMMIT"),
