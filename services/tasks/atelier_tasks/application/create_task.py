@@ -1,6 +1,8 @@
 """CreateTask: the create saga's first steps, answered within the caller's deadline.
 
-1. persist the task (``pending``, hold ``placing``) and its first event — one transaction;
+1. persist the task (``pending``, hold ``placing``), its first event and its place in the
+   user's daily count — one transaction (a repeated request id inserts nothing and is answered
+   with the stored task; the count is given back by whatever later deletes or abandons it);
 2. place the hold in billing with the task id as idempotency key, within the time the caller
    has left (its gRPC deadline, at most ``create_budget``);
 3. mark the hold ``held`` — only now can the worker dispatch it, and only this call may do it.
