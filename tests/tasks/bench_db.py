@@ -119,8 +119,8 @@ def measure(
     print(
         f"{label}: {cpu / calls * 1000:.2f} ms CPU/call, {wall / calls * 1000:.2f} ms wall/call, "
         f"{per.pop('round trips', 0):.2f} round trips/call; "
-        f"commits {(after[0] - before[0]) / calls:.2f}/call, "
-        f"rollbacks {(after[1] - before[1]) / calls:.2f}/call"
+        f"server commits ≈{(after[0] - before[0]) / calls:.2f}/call, "
+        f"rollbacks ≈{(after[1] - before[1]) / calls:.2f}/call (pg_stat_database: approximate)"
     )
     print("   per call: " + ", ".join(f"{k} {v:.2f}" for k, v in per.items()))
 
