@@ -121,11 +121,18 @@ class SqlUnitOfWork(ABC):
     the connection; each statement sees what was committed when it ran, so a read that must be
     consistent is one statement. On SQLite it is a deferred transaction (a snapshot, no write
     lock), committed at the end.
+
+    A ``one_statement`` unit makes one change in one statement (a version-checked UPDATE, say),
+    which is atomic by itself: on PostgreSQL it runs in autocommit too (no BEGIN/COMMIT round
+    trips; the statement is committed when it succeeds), on SQLite in the usual transaction.
     """
 
-    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, read_only: bool = False, one_statement: bool = False
+    ) -> None:
         self._engine = engine
         self._read_only = read_only
+        self._autocommit = (read_only or one_statement) and not is_sqlite(engine)
         self._conn: Connection | None = None
         self._tx: RootTransaction | None = None
 
@@ -141,13 +148,12 @@ class SqlUnitOfWork(ABC):
 
     def __enter__(self) -> Self:
         conn = self._conn = self._engine.connect()
-        if not self._read_only:
-            self._tx = conn.begin()
-        elif is_sqlite(self._engine):
-            conn.execution_options(**{READ_ONLY_OPTION: True})
-            self._tx = conn.begin()
-        else:
+        if self._autocommit:
             conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            if self._read_only:  # SQLite
+                conn.execution_options(**{READ_ONLY_OPTION: True})
+            self._tx = conn.begin()
         self._bind(conn)
         return self
 
@@ -167,7 +173,7 @@ class SqlUnitOfWork(ABC):
                 raise translated from exc
 
     def commit(self) -> None:
-        if self._read_only and self._conn is not None and self._tx is None:
+        if self._autocommit and self._conn is not None:
             self._end()  # autocommit: nothing to end
             return
         if self._tx is None:

@@ -139,19 +139,31 @@ def test_the_sweep_abandoning_an_interrupted_create_gives_its_count_back(
         create(tasks, "r3")
 
 
-def test_the_hold_confirmation_updates_only_what_changed(
-    make_tasks: MakeTasks, billing: FakeBillingClient
+def test_the_create_is_one_transaction_and_one_narrow_update(
+    make_tasks: MakeTasks, billing: FakeBillingClient, tmp_path: Path
 ) -> None:
     tasks = make_tasks(billing=billing)
     with recorded(tasks.engine) as seen:
         create(tasks, "r1")
-    updates = [s for s in seen if s.startswith("UPDATE tasks")]
-    assert len(updates) == 1, seen
-    set_clause = updates[0].split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    statements = [s for s in seen if s.startswith(("INSERT", "UPDATE", "SELECT", "DELETE"))]
+    assert [s.split(" (", 1)[0].split(" SET ", 1)[0] for s in statements] == [
+        "INSERT INTO tasks",
+        "INSERT INTO task_daily_counts",
+        "INSERT INTO task_events",
+        "UPDATE tasks",  # the hold confirmation
+    ]
+    set_clause = statements[-1].split(" SET ", 1)[1].split(" WHERE ", 1)[0]
     columns = sorted(part.split("=", 1)[0].strip() for part in set_clause.split(","))
-    assert columns == ["hold_state", "updated_at", "version"]
-    assert not any(s.startswith("SELECT pg_advisory") or "count(" in s for s in seen)
-    assert seen.count("COMMIT") == 2 and "ROLLBACK" not in seen  # insert; confirmation
+    assert columns == ["hold_state", "updated_at", "version"]  # of the 26 columns
+    if tasks.engine.dialect.name != "postgresql":
+        assert seen.count("COMMIT") == 2 and "ROLLBACK" not in seen
+        return
+    with on_the_wire(tasks.engine, tmp_path / "libpq.trace") as wire:
+        create(tasks, "r2")
+    simple = [m for m in wire if m.startswith("Query")]
+    # The insert's transaction; the confirmation is one statement, atomic in autocommit.
+    assert [m.split()[1].strip('"') for m in simple] == ["BEGIN", "COMMIT"], wire
+    assert sum(m.startswith("Execute") for m in wire) == 4
 
 
 def test_a_task_and_its_images_are_read_in_one_query_without_rollback(

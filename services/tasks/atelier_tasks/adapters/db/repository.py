@@ -584,5 +584,7 @@ class SqlTasksUnitOfWorkFactory:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def __call__(self, *, read_only: bool = False) -> SqlTasksUnitOfWork:
-        return SqlTasksUnitOfWork(self.engine, read_only=read_only)
+    def __call__(
+        self, *, read_only: bool = False, one_statement: bool = False
+    ) -> SqlTasksUnitOfWork:
+        return SqlTasksUnitOfWork(self.engine, read_only=read_only, one_statement=one_statement)

@@ -137,10 +137,12 @@ class TasksUnitOfWork(UnitOfWork, Protocol):
 
 
 class TasksUnitOfWorkFactory(Protocol):
-    def __call__(self, *, read_only: bool = False) -> TasksUnitOfWork:
+    def __call__(self, *, read_only: bool = False, one_statement: bool = False) -> TasksUnitOfWork:
         """A unit for one use case call. ``read_only`` units only read: they need no
         transaction of their own (each statement sees committed data) and are never
-        committed or rolled back — for reads that are one query each."""
+        committed or rolled back — for reads that are one query each. ``one_statement`` units
+        make one change that the repository writes in one statement (a save without new
+        events or images): atomic by itself, so it needs no transaction around it either."""
         ...
 
 
