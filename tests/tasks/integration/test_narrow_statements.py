@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ import sqlalchemy as sa
 from atelier_common.db import make_engine
 from sqlalchemy import Engine, event
 
+from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.adapters.db.tables import task_daily_counts
+from atelier_tasks.adapters.db.tables import tasks as tasks_table
 from atelier_tasks.application.create_task import CreateTaskCommand
 from atelier_tasks.application.queries import GetTaskQuery, ListTasksQuery
 from atelier_tasks.application.saga import CreateAbandoned
@@ -235,3 +238,36 @@ def test_the_list_pages_by_row_comparison_across_equal_timestamps(
             break
     assert len(seen) == 7 and set(seen) == created
     assert seen == sorted(seen, reverse=True)
+
+
+def test_migration_0002_counts_the_tasks_already_created_today(database_url: str) -> None:
+    now = datetime.now(UTC)
+
+    def row(n: int, created: datetime, status: str = "pending", reason: str | None = None) -> Any:
+        return {
+            **{c.name: None for c in tasks_table.c},
+            **dict(id=f"t{n}", user_id="u1", type="text_to_image", status=status),
+            **dict(hold_state="held", params={}, input_keys=[], cost=1, provider="local"),
+            **dict(attempts=0, polls=0, last_sequence=1, version=1, error_reason=reason),
+            **dict(created_at=created, updated_at=created, deadline_at=created),
+        }
+
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(
+                tasks_table.insert(),
+                [
+                    row(1, now),
+                    row(2, now, "failed", "PROVIDER_FAILED"),  # counts
+                    row(3, now, "failed", "BILLING_UNAVAILABLE"),  # abandoned: does not
+                    row(4, now - timedelta(days=5)),  # long ago: not asked any more
+                ],
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(task_daily_counts)).all()
+        assert [tuple(r) for r in rows] == [("u1", now.date(), 2)]
+    finally:
+        engine.dispose()
