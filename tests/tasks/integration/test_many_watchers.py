@@ -82,7 +82,7 @@ def test_500_watchers_get_their_terminal_event_and_create_still_answers(
             return streams, created.task, threads_while_watching
         finally:
             for channel in channels:
-                await channel.close()
+                await channel.close(None)
 
     streams, created, threads = asyncio.run(scenario())
     assert created.status == pb.TASK_STATUS_PENDING
