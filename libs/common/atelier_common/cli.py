@@ -83,6 +83,15 @@ def migrate_database(service: str, url: str, upgrade: Callable[[Engine], None]) 
     return 0
 
 
+def migrate_quietly(url: str, upgrade: Callable[[Engine], None]) -> None:
+    """``serve --migrate`` before the processes start (once, not once per process)."""
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
 class StoppableServer(Protocol):
     @property
     def port(self) -> int: ...

@@ -40,6 +40,7 @@ from atelier_common.context import (
     set_current_call,
 )
 from atelier_common.lifecycle import BackgroundLoop
+from atelier_common.processes import shares_port
 from atelier_ports import problems
 
 log = logging.getLogger("atelier.grpc")
@@ -323,9 +324,6 @@ class GrpcServiceSettings(Protocol):
     @property
     def grpc_workers(self) -> int: ...
 
-    @property
-    def processes(self) -> int: ...
-
 
 def start_grpc_service(
     settings: GrpcServiceSettings,
@@ -344,7 +342,7 @@ def start_grpc_service(
         error_domain=error_domain,
         max_workers=settings.grpc_workers,
         userless_methods=userless_methods,
-        reuse_port=settings.processes > 1,
+        reuse_port=shares_port(),
     )
     return build_server(config, [register], address=address)
 

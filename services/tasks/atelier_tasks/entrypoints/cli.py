@@ -6,8 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from atelier_common.cli import Command, migrate_database, run_cli, serve_until_stopped
+from atelier_common.cli import (
+    Command,
+    migrate_database,
+    migrate_quietly,
+    run_cli,
+    serve_until_stopped,
+)
 from atelier_common.lifecycle import wait_for_stop_signal
+from atelier_common.processes import process_index, serve_processes
 
 from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.bootstrap import build_container
@@ -15,6 +22,7 @@ from atelier_tasks.entrypoints.server import start_server, start_worker
 from atelier_tasks.settings import TasksSettings
 
 PROGRAM = "atelier-tasks"
+MODULE = "atelier_tasks.entrypoints.cli"
 
 
 def _migrate(settings: TasksSettings, _args: argparse.Namespace) -> int:
@@ -22,11 +30,26 @@ def _migrate(settings: TasksSettings, _args: argparse.Namespace) -> int:
 
 
 def _serve(settings: TasksSettings, args: argparse.Namespace) -> int:
+    if settings.processes > 1:
+        if args.migrate:
+            migrate_quietly(settings.resolved_database_url(), upgrade)
+        worker = {None: [], True: ["--worker"], False: ["--no-worker"]}[args.worker]
+        return serve_processes(
+            service="tasks",
+            module=MODULE,
+            args=["serve", *worker],
+            count=settings.processes,
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            processes_env="TASKS_PROCESSES",
+            port_env="TASKS_GRPC_PORT",
+        )
     app = build_container(settings)
     if args.migrate:
         upgrade(app.engine)
     if settings.metrics_port:
-        app.metrics.serve(settings.metrics_port, settings.grpc_host)
+        # Several processes: process i serves its metrics on TASKS_METRICS_PORT + i.
+        app.metrics.serve(settings.metrics_port + process_index(), settings.grpc_host)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     server = start_server(app, address, run_worker=args.worker)
     return serve_until_stopped("tasks", settings.grpc_host, server)
