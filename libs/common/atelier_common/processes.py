@@ -177,6 +177,10 @@ def serve_processes(
 ) -> int:
     """``serve`` with ``count`` > 1: reserve the port if it is 0, then supervise the children."""
     reservation, port = reserve_port(host, port)
+    log.info(
+        "serving with several processes",
+        extra={"fields": {"service": service, "address": f"{host}:{port}", "processes": count}},
+    )
     try:
         env = child_environment(
             os.environ, processes_env=processes_env, port_env=port_env, port=port
