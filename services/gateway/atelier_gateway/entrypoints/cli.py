@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(settings: GatewaySettings) -> int:
     if settings.processes > 1:
+        # A generated JWT secret is made here, once: processes racing to make their own would
+        # each sign with a different one.
+        settings.jwt_secret()
         return serve_processes(
             service="gateway",
             module=MODULE,
