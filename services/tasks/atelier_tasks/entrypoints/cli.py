@@ -13,7 +13,7 @@ from atelier_common.cli import (
     run_cli,
     serve_until_stopped,
 )
-from atelier_common.lifecycle import wait_for_stop_signal
+from atelier_common.lifecycle import catch_stop_signals
 from atelier_common.processes import process_index, serve_processes
 
 from atelier_tasks.adapters.db.migrate import upgrade
@@ -60,8 +60,9 @@ def _worker(settings: TasksSettings, _args: argparse.Namespace) -> int:
     if settings.metrics_port:
         app.metrics.serve(settings.metrics_port, settings.grpc_host)
     handle = start_worker(app)
+    stopped = catch_stop_signals()
     print("tasks worker running", flush=True)
-    wait_for_stop_signal()
+    stopped.wait()
     handle.stop()
     app.close()
     return 0
