@@ -4,6 +4,11 @@ One interceptor does three things for every call: checks the internal credential
 caller (user, role, request id) into the call context, and maps domain errors to status codes
 through ONE table, with ``google.rpc.ErrorInfo`` details. Anything unexpected becomes INTERNAL
 with a generic message; the detail is logged, never sent.
+
+The server is ``grpc.aio`` on its own event loop thread (uvloop). Servicer methods that are plain
+functions (the use cases are synchronous SQLAlchemy) run in a bounded thread pool with the call
+context copied in; async generators (server streams) run on the loop and borrow a pool thread
+for each blocking step through :func:`offload`.
 """
 
 from __future__ import annotations
