@@ -24,7 +24,6 @@ import grpc
 import grpc.aio
 import psycopg
 from atelier_common.context import outgoing_metadata
-from google.protobuf import struct_pb2
 
 from atelier.billing.v1 import billing_pb2 as bpb
 from atelier.billing.v1 import billing_pb2_grpc as bpb_grpc
@@ -124,13 +123,12 @@ def main() -> None:
                 bpb_grpc.BillingServiceStub(channel).SetUpAccount(
                     bpb.SetUpAccountRequest(), metadata=md
                 )
-            params = struct_pb2.Struct()
-            params.update({"prompt": "bench", "width": 256, "height": 256})
+            params = json.dumps({"prompt": "bench", "width": 256, "height": 256}).encode()
             with grpc.insecure_channel(f"127.0.0.1:{tasks_port}") as channel:
                 task = (
                     pb_grpc.TaskServiceStub(channel)
                     .CreateTask(
-                        pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=params),
+                        pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params_json=params),
                         metadata=md,
                     )
                     .task

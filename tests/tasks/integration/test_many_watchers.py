@@ -5,12 +5,12 @@ while they are open (a thread per stream exhausted the 32-thread server at 32 st
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections import Counter
 
 import grpc
 import grpc.aio
-from google.protobuf import struct_pb2
 
 from atelier.tasks.v1 import tasks_pb2 as pb
 from atelier.tasks.v1 import tasks_pb2_grpc as pb_grpc
@@ -24,9 +24,10 @@ GUARD_SECONDS = 300  # a failure guard, not a measurement
 
 
 def _create_request() -> pb.CreateTaskRequest:
-    params = struct_pb2.Struct()
-    params.update({"prompt": "a lighthouse", "width": 256, "height": 256})
-    return pb.CreateTaskRequest(type=pb.TASK_TYPE_TEXT_TO_IMAGE, params=params)
+    params = {"prompt": "a lighthouse", "width": 256, "height": 256}
+    return pb.CreateTaskRequest(
+        type=pb.TASK_TYPE_TEXT_TO_IMAGE, params_json=json.dumps(params).encode()
+    )
 
 
 def test_500_watchers_get_their_terminal_event_and_create_still_answers(
