@@ -7,6 +7,7 @@ from aiohttp import web
 
 from atelier_gateway.bootstrap import GatewayContainer
 from atelier_gateway.entrypoints.http import (
+    admin_routes,
     auth_routes,
     billing_routes,
     docs,
@@ -45,6 +46,7 @@ def create_app(container: GatewayContainer) -> web.Application:
         webhooks.routes,
         sandbox.routes,
         tasks_routes.routes,
+        admin_routes.routes,
         ops.routes,
         docs.routes,
     ):
