@@ -7,7 +7,9 @@ schema the document declares for that operation, status and media type.
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -247,6 +249,14 @@ def test_every_operation_answers_what_the_openapi_document_says(
     failed = wait_for_status(user, failing.json()["id"], {"failed"})
     assert failed["error"]
     c.check("GET", "/v1/tasks/{task_id}", user.get(f"/v1/tasks/{failed['id']}"))
+    archive = "/v1/tasks/{task_id}/archive"
+    zipped = c.check("GET", archive, user.get(f"/v1/tasks/{task['id']}/archive"))
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as z:
+        assert z.testzip() is None
+        assert [i.file_size for i in z.infolist()] == [i["size"] for i in done["images"]]
+    c.check("GET", archive, user.get(f"/v1/tasks/{failed['id']}/archive"))  # 409
+    c.check("GET", archive, user.get("/v1/tasks/tsk_missing/archive"))  # 404
+    c.check("GET", archive, http.get(f"/v1/tasks/{task['id']}/archive"))  # 401
     c.check("GET", "/v1/tasks", user.get("/v1/tasks"))
     c.check("GET", "/v1/tasks", user.get("/v1/tasks", params={"status": "sleeping"}))  # 400
     c.check("GET", "/v1/tasks", user.get("/v1/tasks", params={"type": "paint"}))  # 400

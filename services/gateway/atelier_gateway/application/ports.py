@@ -287,3 +287,14 @@ class TasksGateway(Protocol):
     async def healthy(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+class ImageSource(Protocol):
+    """The bytes of a stored result image, from the short-lived signed URL the tasks service
+    gave for it (``Image.url``): the gateway never reads another service's database, and
+    reaches storage only through the links tasks signs."""
+
+    def chunks(self, url: str) -> AsyncIterator[bytes]:
+        """The image's bytes, in pieces. Raises ``atelier_ports.problems.Unavailable`` when the
+        storage cannot be reached or refuses the link."""
+        ...

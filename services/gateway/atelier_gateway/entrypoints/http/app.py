@@ -8,6 +8,7 @@ from aiohttp import web
 from atelier_gateway.bootstrap import GatewayContainer
 from atelier_gateway.entrypoints.http import (
     admin_routes,
+    archive_routes,
     auth_routes,
     billing_routes,
     docs,
@@ -47,6 +48,7 @@ def create_app(container: GatewayContainer) -> web.Application:
         sandbox.routes,
         tasks_routes.routes,
         admin_routes.routes,
+        archive_routes.routes,
         ops.routes,
         docs.routes,
     ):
