@@ -105,6 +105,7 @@ def task_of(task: pb.Task) -> dto.Task:
         started_at=time_of(task, "start_time"),
         finished_at=time_of(task, "finish_time"),
         deadline_at=time_of(task, "deadline_time"),
+        user_id=task.user_id,
     )
 
 
@@ -213,9 +214,12 @@ class GrpcTasksGateway:
             page_token=page.page_token,
             type=_wire_type(where.type),
             status=_wire_status(where.status),
+            user_id=where.user_id or "",
         )
         reply = await self._remote.unary(self._tasks().ListAllTasks, request, caller)
-        return Page([task_of(t) for t in reply.tasks], reply.next_page_token)
+        return Page(
+            [task_of(t) for t in reply.tasks], reply.next_page_token, list(reply.page_tokens)
+        )
 
     async def get_task(self, caller: Caller, task_id: str) -> dto.Task:
         request = pb.GetTaskRequest(task_id=task_id)

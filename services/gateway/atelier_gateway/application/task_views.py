@@ -45,6 +45,7 @@ class NewTask:
 class TaskFilter:
     status: TaskStatus | None = None
     type: TaskType | None = None
+    user_id: str | None = None  # administrators: one user's tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class Task:
     started_at: datetime | None
     finished_at: datetime | None
     deadline_at: datetime | None
+    user_id: str = ""  # the owner
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from atelier_tasks.application.queries import (
     ListAllTasksQuery,
     ListImagesQuery,
     ListTasksQuery,
+    item_page_tokens,
 )
 from atelier_tasks.application.uploads import CreateUploadCommand
 from atelier_tasks.application.use_cases import TaskUseCases
@@ -141,6 +142,7 @@ def task_message(view: TaskView) -> Any:
         finish_time=to_timestamp(task.finished_at),
         deadline_time=to_timestamp(task.deadline_at),
         request_id=task.request_id or "",
+        user_id=task.user_id,
     )
 
 
@@ -213,10 +215,13 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
                 page_token=request.page_token,
                 task_type=_task_type(request.type, required=False),
                 status=_status_filter(request.status),
+                user_id=request.user_id or None,
             )
         )
         return pb.ListAllTasksResponse(
-            tasks=[task_message(v) for v in views], next_page_token=token
+            tasks=[task_message(v) for v in views],
+            next_page_token=token,
+            page_tokens=item_page_tokens(views),
         )
 
     def CancelTask(self, request: Any, context: grpc.ServicerContext) -> Any:
