@@ -97,6 +97,8 @@ class CreateTask:
                 raise InvalidParams(f"no uploaded image under {key!r}", field="input_keys")
             if upload.content_type not in config.upload_content_types:
                 raise InvalidParams(f"{key!r} is not a supported image", field="input_keys")
+            if upload.size > config.upload_max_bytes:  # direct uploads are checked again here
+                raise InvalidParams(f"{key!r} is larger than the upload limit", field="input_keys")
         now = self.clock.now()
         day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
         task = Task.create(
