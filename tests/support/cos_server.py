@@ -100,6 +100,8 @@ class FakeCos:
         self.refused: list[tuple[str, str, str]] = []  # (method, key, code)
         self.processed: list[str] = []  # Pic-Operations rules applied
         self.sts_policies: list[dict[str, Any]] = []
+        # (status, code) answered to the next object requests instead of serving them (tests).
+        self.faults: list[tuple[int, str]] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         cos = web.Application(client_max_size=64 * 1024 * 1024)
@@ -133,6 +135,10 @@ class FakeCos:
         key = unquote(request.rel_url.raw_path)[1:]
         body = await request.read()
         try:
+            with self._lock:
+                fault = self.faults.pop(0) if self.faults else None
+            if fault is not None:
+                raise CosError(fault[0], fault[1], "injected by the test")
             self._authorize(request, key, body)
             return self._operate(request, key, body)
         except CosError as e:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from PIL import Image
 from qcloud_cos import CosConfig, CosS3Client, CosServiceError
 
 from atelier_ports.clock import SystemClock
-from atelier_ports.errors import ProviderRejected
+from atelier_ports.errors import ProviderRejected, ProviderUnavailable
 from atelier_tasks.adapters.cos_storage import CosObjectStorage
 from atelier_tasks.adapters.tencent_ci_generation import TencentCiGenerationProvider
 from atelier_tasks.application.ports.generation import GenerationRequest, GenerationState
@@ -194,14 +195,17 @@ def test_sts_keys_without_their_token_are_refused(cos: FakeCos, storage: CosObje
 # --- Cloud Infinite ---------------------------------------------------------------------------
 
 
-def ci(cos: FakeCos, secret_key: str = cos_server.SECRET_KEY) -> TencentCiGenerationProvider:
+def ci(
+    cos: FakeCos, secret_key: str = cos_server.SECRET_KEY, endpoint: str | None = None
+) -> TencentCiGenerationProvider:
     return TencentCiGenerationProvider(
         bucket=cos.bucket,
         region=cos.region,
         secret_id=cos_server.SECRET_ID,
         secret_key=secret_key,
-        endpoint=cos.url,
+        endpoint=endpoint or cos.url,
         side=256,
+        retries=0,
     )
 
 
@@ -270,3 +274,17 @@ def test_basic_clean_maps_vendor_errors(cos: FakeCos) -> None:
             )
         )
     assert json.loads(json.dumps(cos.refused))  # every refusal was recorded by the server
+
+
+def test_basic_clean_trouble_at_tencent_is_worth_retrying(cos: FakeCos) -> None:
+    request = clean_request("user_1/uploads/up_1/a.png", png())
+    for status, code in ((503, "ServiceUnavailable"), (429, "SlowDown")):
+        cos.faults.append((status, code))
+        with pytest.raises(ProviderUnavailable, match=code):
+            ci(cos).submit(request)
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with pytest.raises(ProviderUnavailable, match="unreachable"):
+        ci(cos, endpoint=nowhere).submit(request)
+    assert ci(cos).submit(request).state is GenerationState.SUCCEEDED  # and then it works

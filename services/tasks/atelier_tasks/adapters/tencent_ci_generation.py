@@ -59,6 +59,7 @@ class TencentCiGenerationProvider:
         endpoint: str = "",
         side: int = 1024,
         timeout_seconds: float = 60.0,
+        retries: int = 1,  # the SDK's own, for transport errors and 5xx
     ) -> None:
         if not (bucket and region and secret_id and secret_key):
             raise ValueError("Tencent Cloud Infinite needs COS_BUCKET, COS_REGION and the COS keys")
@@ -71,7 +72,7 @@ class TencentCiGenerationProvider:
             endpoint=endpoint,
             timeout_seconds=timeout_seconds,
         )
-        self._client: Any = CosS3Client(config, retry=1)
+        self._client: Any = CosS3Client(config, retry=retries)
 
     @property
     def name(self) -> str:
