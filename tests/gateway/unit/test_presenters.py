@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import timestamp_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from atelier.billing.v1 import billing_pb2
 from atelier.tasks.v1 import tasks_pb2
@@ -178,6 +179,35 @@ def test_an_upload_target_shows_form_fields_or_headers_by_method(
     body = tasks_json.upload_target(upload_of(wire)).model_dump(mode="json")
     assert (body["fields"], body["headers"]) == (fields, headers)
     assert body["upload_id"] == body["key"] == "up_1" and body["credentials"] is None
+
+
+def test_an_upload_target_carries_sts_credentials_where_storage_issues_them() -> None:
+    wire = tasks_pb2.Upload(
+        key="u1/uploads/up_1/p.jpg",
+        method="PUT",
+        url="https://media-1250000000.cos.ap-shanghai.myqcloud.com/u1/uploads/up_1/p.jpg?q-sign",
+        headers={"Content-Type": "image/jpeg"},
+        credentials=tasks_pb2.UploadCredentials(
+            tmp_secret_id="AKIDtmp",
+            tmp_secret_key="tmpkey",
+            session_token="token",
+            expire_time=Timestamp(seconds=1_800_000_000),
+            bucket="media-1250000000",
+            region="ap-shanghai",
+            prefix="u1/uploads/",
+        ),
+    )
+    body = tasks_json.upload_target(upload_of(wire)).model_dump(mode="json")
+    assert body["credentials"] == {
+        "tmp_secret_id": "AKIDtmp",
+        "tmp_secret_key": "tmpkey",
+        "session_token": "token",
+        "expires_at": "2027-01-15T08:00:00Z",
+        "bucket": "media-1250000000",
+        "region": "ap-shanghai",
+        "prefix": "u1/uploads/",
+    }
+    assert tasks_json.UploadTarget.model_validate(body, strict=True).model_dump(mode="json") == body
 
 
 SAMPLES: list[Any] = [

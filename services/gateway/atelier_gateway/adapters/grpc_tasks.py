@@ -131,6 +131,19 @@ def upload_of(u: pb.Upload) -> dto.UploadTarget:
         expires_at=time_of(u, "expire_time"),
         max_size=u.max_size_bytes,
         content_types=list(u.content_types),
+        credentials=credentials_of(u.credentials) if u.HasField("credentials") else None,
+    )
+
+
+def credentials_of(c: pb.UploadCredentials) -> dto.UploadCredentials:
+    return dto.UploadCredentials(
+        tmp_secret_id=c.tmp_secret_id,
+        tmp_secret_key=c.tmp_secret_key,
+        session_token=c.session_token,
+        expires_at=time_of(c, "expire_time"),
+        bucket=c.bucket,
+        region=c.region,
+        prefix=c.prefix,
     )
 
 

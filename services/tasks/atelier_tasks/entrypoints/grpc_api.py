@@ -24,6 +24,7 @@ from atelier_ports.problems import InvalidArgument
 from atelier_tasks.application.cancel_task import CancelTaskCommand
 from atelier_tasks.application.create_task import CreateTaskCommand
 from atelier_tasks.application.notifications import HandleNotificationCommand
+from atelier_tasks.application.ports.storage import UploadCredentials
 from atelier_tasks.application.queries import (
     GetTaskQuery,
     GetUserStatsQuery,
@@ -289,6 +290,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
                 expire_time=to_timestamp(target.expires_at),
                 max_size_bytes=max_size,
                 content_types=list(content_types),
+                credentials=_credentials(target.credentials),
             )
         )
 
@@ -301,3 +303,17 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
         except InvalidNotification as exc:
             raise InvalidProviderNotification(str(exc) or "invalid notification") from exc
         return pb.HandleProviderNotificationResponse(applied=applied, task_id=task_id)
+
+
+def _credentials(c: UploadCredentials | None) -> Any:
+    if c is None:
+        return None
+    return pb.UploadCredentials(
+        tmp_secret_id=c.secret_id,
+        tmp_secret_key=c.secret_key,
+        session_token=c.session_token,
+        expire_time=to_timestamp(c.expires_at),
+        bucket=c.bucket,
+        region=c.region,
+        prefix=c.prefix,
+    )
