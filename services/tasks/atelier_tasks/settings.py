@@ -15,9 +15,10 @@ MARKET_STORAGE = {"local": "local", "global": "s3", "cn": "cos"}
 # What this build has adapters for (bootstrap.build_providers / build_storage). RunningHub,
 # Tencent CI and Tencent COS arrive with part 2 of the cn market (issue 12): until then the cn
 # market's defaults that are not built run on the local generators and storage (``stand_ins``),
+# RunningHub is built (model_pose12 in cn needs its settings);
 # and the service says so in one log line at start. An explicit TASKS_PROVIDER_<TYPE> or
 # TASKS_STORAGE naming an unbuilt adapter still refuses to start.
-BUILT_PROVIDERS = ("local", "replicate")
+BUILT_PROVIDERS = ("local", "replicate", "runninghub")
 BUILT_STORAGE = ("local", "s3")
 # Credits per task type by market, from the registry; each can be overridden by
 # TASKS_COST_<TYPE>.
@@ -107,6 +108,85 @@ class TasksSettings(ServiceSettings):
         "auto", validation_alias="S3_ADDRESSING_STYLE", pattern="^(auto|path|virtual)$"
     )
 
+    # --- cn market: RunningHub (generation, issue 12) ---
+    runninghub_api_key: SecretStr = Field(SecretStr(""), validation_alias="RUNNINGHUB_API_KEY")
+    runninghub_api_base: str = Field(
+        "https://www.runninghub.cn", validation_alias="RUNNINGHUB_API_BASE"
+    )
+    # The AI app (webappId, digits) per task type routed to RunningHub.
+    runninghub_webapp_id_model_pose12: str = Field(
+        "", validation_alias="RUNNINGHUB_WEBAPP_ID_MODEL_POSE12"
+    )
+    runninghub_webapp_id_text_to_image: str = Field(
+        "", validation_alias="RUNNINGHUB_WEBAPP_ID_TEXT_TO_IMAGE"
+    )
+    runninghub_webapp_id_basic_clean: str = Field(
+        "", validation_alias="RUNNINGHUB_WEBAPP_ID_BASIC_CLEAN"
+    )
+    # nodeId:fieldName of the app's inputs (the seed: only where the app has one).
+    runninghub_node_image: str = Field("", validation_alias="RUNNINGHUB_NODE_IMAGE")
+    runninghub_node_prompt: str = Field("", validation_alias="RUNNINGHUB_NODE_PROMPT")
+    runninghub_node_seed: str = Field("", validation_alias="RUNNINGHUB_NODE_SEED")
+    runninghub_output_hosts: str = Field(
+        "rh-images.xiaoyaoyou.com", validation_alias="RUNNINGHUB_OUTPUT_HOSTS"
+    )
+    # Exact origins (scheme://host:port) exempt from the private-address check: tests only.
+    runninghub_output_trusted_origins: str = Field(
+        "", validation_alias="RUNNINGHUB_OUTPUT_TRUSTED_ORIGINS"
+    )
+    runninghub_output_max_bytes: int = Field(
+        25 * 1024 * 1024, validation_alias="RUNNINGHUB_OUTPUT_MAX_BYTES", gt=0
+    )
+    runninghub_poll_min_seconds: float = Field(
+        3.0, validation_alias="RUNNINGHUB_POLL_MIN_SECONDS", gt=0
+    )
+    runninghub_poll_max_seconds: float = Field(
+        30.0, validation_alias="RUNNINGHUB_POLL_MAX_SECONDS", gt=0
+    )
+    runninghub_timeout_seconds: float = Field(
+        30.0, validation_alias="RUNNINGHUB_TIMEOUT_SECONDS", gt=0
+    )
+    # Default: $GATEWAY_PUBLIC_URL/webhooks/runninghub; "off" sends no webhookUrl.
+    runninghub_webhook_url: str = Field("", validation_alias="RUNNINGHUB_WEBHOOK_URL")
+
+    def runninghub_apps(self) -> dict[str, str]:
+        """task type → webappId, for the types routed to RunningHub."""
+        return {
+            task_type: str(getattr(self, f"runninghub_webapp_id_{task_type}")).strip()
+            for task_type in self._types_by_provider().get("runninghub", [])
+        }
+
+    def _runninghub_missing(self) -> list[str]:
+        types = self._types_by_provider().get("runninghub", [])
+        if not types:
+            return []
+        missing: list[str] = []
+        if not self.runninghub_api_key.get_secret_value().strip():
+            missing.append("RUNNINGHUB_API_KEY")
+        for task_type in sorted(types):
+            app = str(getattr(self, f"runninghub_webapp_id_{task_type}")).strip()
+            name = f"RUNNINGHUB_WEBAPP_ID_{task_type.upper()}"
+            if not app:
+                missing.append(name)
+            elif not app.isdigit():
+                missing.append(f"{name} (digits)")
+        nodes = [("RUNNINGHUB_NODE_PROMPT", self.runninghub_node_prompt)]
+        if set(types) - {"text_to_image"}:
+            nodes.insert(0, ("RUNNINGHUB_NODE_IMAGE", self.runninghub_node_image))
+        if self.runninghub_node_seed.strip():
+            nodes.append(("RUNNINGHUB_NODE_SEED", self.runninghub_node_seed))
+        for name, value in nodes:
+            node, sep, field_name = value.strip().partition(":")
+            if not value.strip():
+                missing.append(name)
+            elif not (sep and node and field_name):
+                missing.append(f"{name} (nodeId:fieldName)")
+        if not self.runninghub_output_hosts.strip():
+            missing.append("RUNNINGHUB_OUTPUT_HOSTS")
+        if self.runninghub_poll_max_seconds < self.runninghub_poll_min_seconds:
+            missing.append("RUNNINGHUB_POLL_MAX_SECONDS (at least RUNNINGHUB_POLL_MIN_SECONDS)")
+        return missing
+
     def resolved_database_url(self) -> str:
         return self.database_url or self.embedded_database_url()
 
@@ -181,6 +261,7 @@ class TasksSettings(ServiceSettings):
                 missing.append("REPLICATE_WEBHOOK_SECRET (a whsec_… value)")
         if self.storage_backend() == "s3" and not self.s3_bucket.strip():
             missing.append("S3_BUCKET")
+        missing.extend(self._runninghub_missing())
         return missing
 
     def _types_by_provider(self) -> dict[str, list[str]]:

@@ -147,13 +147,21 @@ def test_cn_market_names_an_absent_key_file_and_a_short_apiv3_key(tmp_path: Path
     assert str(tmp_path) not in line  # values are never echoed
 
 
+RUNNINGHUB = {
+    "RUNNINGHUB_API_KEY": "rh-key",
+    "RUNNINGHUB_WEBAPP_ID_MODEL_POSE12": "1877265245566922753",
+    "RUNNINGHUB_NODE_IMAGE": "12:image",
+    "RUNNINGHUB_NODE_PROMPT": "6:text",
+}
+
+
 @pytest.mark.parametrize(
-    ("service", "settings"), [("tasks", {}), ("gateway", {"SMS_PROVIDER": "console"})]
+    ("service", "settings"), [("tasks", RUNNINGHUB), ("gateway", {"SMS_PROVIDER": "console"})]
 )
 def test_cn_market_starts_tasks_and_gateway(
     service: str, settings: dict[str, str], tmp_path: Path
 ) -> None:
-    """Until issue 12 lands, tasks runs the cn generators and storage on local stand-ins."""
+    """Until the rest of issue 12 lands, tasks runs basic_clean and storage on local stand-ins."""
     done = subprocess.run(
         [sys.executable, "-m", CLI[service], "check-config"],
         env=clean_env(tmp_path, MARKET="cn", **settings),
@@ -166,13 +174,17 @@ def test_cn_market_starts_tasks_and_gateway(
     assert f"atelier-{service}: configuration ok (MARKET=cn)" in done.stdout
 
 
-def test_cn_market_refuses_an_unbuilt_adapter_named_explicitly(tmp_path: Path) -> None:
-    env = clean_env(tmp_path, MARKET="cn", TASKS_PROVIDER_MODEL_POSE12="runninghub")
-    code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
+def test_cn_market_tasks_without_runninghub_settings_names_each(tmp_path: Path) -> None:
+    code, stderr = run(CLI["tasks"], ["serve"], clean_env(tmp_path, MARKET="cn"), tmp_path)
     line = one_line(stderr)
     assert code == 2
-    assert line.startswith("atelier-tasks: cannot start: the cn market is not built yet")
-    assert "runninghub (for model_pose12)" in line
+    assert line.endswith(f"MARKET=cn needs {', '.join(RUNNINGHUB)} (see .env.example)"), line
+    env = clean_env(tmp_path, MARKET="local", TASKS_PROVIDER_MODEL_POSE12="runninghub")
+    code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
+    assert code == 2  # named explicitly in any market: built now, so its settings are needed
+    assert one_line(stderr).endswith(
+        f"MARKET=local needs {', '.join(RUNNINGHUB)} (see .env.example)"
+    )
 
 
 def test_cn_market_gateway_without_sms_credentials_names_them(tmp_path: Path) -> None:

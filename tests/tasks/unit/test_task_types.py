@@ -83,19 +83,49 @@ def test_every_task_type_has_its_proto_value_by_name() -> None:
 def test_cn_costs_one_per_type_and_runs_issue_12_on_local_stand_ins() -> None:
     cn = TasksSettings(MARKET="cn")
     assert cn.costs() == {"text_to_image": 1, "basic_clean": 1, "model_pose12": 1}
-    assert set(cn.routes().values()) == {"local"} and cn.storage_backend() == "local"
-    assert cn.stand_ins() == [
-        "runninghub (text_to_image)",
-        "tencent_ci (basic_clean)",
-        "runninghub (model_pose12)",
-        "cos (storage)",
+    assert cn.routes() == {
+        "text_to_image": "local",  # routed by configuration; local by default
+        "basic_clean": "local",
+        "model_pose12": "runninghub",
+    }
+    assert cn.storage_backend() == "local"
+    assert cn.stand_ins() == ["tencent_ci (basic_clean)", "cos (storage)"]
+    assert not cn.unbuilt_parts()
+    assert cn.missing_settings() == [
+        "RUNNINGHUB_API_KEY",
+        "RUNNINGHUB_WEBAPP_ID_MODEL_POSE12",
+        "RUNNINGHUB_NODE_IMAGE",
+        "RUNNINGHUB_NODE_PROMPT",
     ]
-    assert not cn.unbuilt_parts() and not cn.missing_settings()
     assert TasksSettings(MARKET="global").costs()["model_pose12"] == 4
     assert TasksSettings(MARKET="cn", TASKS_COST_MODEL_POSE12=3).costs()["model_pose12"] == 3
     assert TasksSettings(MARKET="local").stand_ins() == []
-    explicit = TasksSettings(MARKET="cn", TASKS_PROVIDER_MODEL_POSE12="runninghub")
-    assert explicit.routes()["model_pose12"] == "runninghub" and explicit.unbuilt_parts()
+    explicit = TasksSettings(MARKET="local", TASKS_PROVIDER_MODEL_POSE12="runninghub")
+    assert explicit.routes()["model_pose12"] == "runninghub" and not explicit.unbuilt_parts()
+    local = TasksSettings(MARKET="cn", TASKS_PROVIDER_MODEL_POSE12="local")
+    assert not local.missing_settings() and local.stand_ins() == cn.stand_ins()
+
+
+def test_runninghub_settings_are_checked_for_shape_never_echoed() -> None:
+    bad = TasksSettings(
+        MARKET="cn",
+        TASKS_PROVIDER_TEXT_TO_IMAGE="runninghub",
+        RUNNINGHUB_API_KEY="rh-secret",
+        RUNNINGHUB_WEBAPP_ID_MODEL_POSE12="1.87e18",
+        RUNNINGHUB_NODE_IMAGE="12",
+        RUNNINGHUB_NODE_PROMPT="6:text",
+        RUNNINGHUB_OUTPUT_HOSTS=" ",
+        RUNNINGHUB_POLL_MIN_SECONDS=5,
+        RUNNINGHUB_POLL_MAX_SECONDS=1,
+    )
+    assert bad.missing_settings() == [
+        "RUNNINGHUB_WEBAPP_ID_MODEL_POSE12 (digits)",
+        "RUNNINGHUB_WEBAPP_ID_TEXT_TO_IMAGE",
+        "RUNNINGHUB_NODE_IMAGE (nodeId:fieldName)",
+        "RUNNINGHUB_OUTPUT_HOSTS",
+        "RUNNINGHUB_POLL_MAX_SECONDS (at least RUNNINGHUB_POLL_MIN_SECONDS)",
+    ]
+    assert "rh-secret" not in str(bad.missing_settings())
 
 
 def test_the_cn_stand_ins_are_announced_in_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
@@ -105,5 +135,5 @@ def test_the_cn_stand_ins_are_announced_in_one_log_line(caplog: pytest.LogCaptur
         announce_stand_ins(TasksSettings(MARKET="cn"))
     [record] = caplog.records
     message = record.getMessage()
-    assert message.startswith("MARKET=cn: runninghub (text_to_image), tencent_ci (basic_clean)")
+    assert message.startswith("MARKET=cn: tencent_ci (basic_clean)")
     assert "cos (storage)" in message and "local generators and storage" in message
