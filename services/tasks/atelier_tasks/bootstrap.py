@@ -239,6 +239,9 @@ def build_container(
         billing = grpc_billing
     storage = storage or build_storage(settings, clock)
     providers = providers or build_providers(settings, clock, storage)
+    runninghub = providers.get("runninghub")
+    if isinstance(runninghub, RunningHubGenerationProvider):
+        closers.append(runninghub.close)
     uow = SqlTasksUnitOfWorkFactory(engine)
     metrics = PrometheusTaskMetrics()
     saga = TaskSaga(

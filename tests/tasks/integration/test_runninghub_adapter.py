@@ -182,6 +182,12 @@ def test_a_wrong_api_key_is_802_and_never_transient(server: FakeRunningHub) -> N
     assert API_KEY not in str(refused.value) and "rh-wrong" not in str(refused.value)
 
 
+def test_an_app_that_does_not_exist_names_the_setting(server: FakeRunningHub) -> None:
+    del server.apps[WEBAPP_POSE12]
+    with pytest.raises(ProviderRejected, match=r"901.*RUNNINGHUB_WEBAPP_ID_"):
+        adapter(server).submit(pose12())
+
+
 def test_a_node_the_app_lacks_is_803(server: FakeRunningHub) -> None:
     server.apps[WEBAPP_POSE12] = {NODE_IMAGE, NODE_SEED}  # the app has no prompt node
     with pytest.raises(ProviderRejected, match="803"):

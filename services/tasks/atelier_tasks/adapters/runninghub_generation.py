@@ -57,6 +57,13 @@ ADMIN_CODES: Mapping[int, str] = {
     "app id (RUNNINGHUB_WEBAPP_ID_*)",
     812: "the enterprise API key has insufficient funds — top up the account",
 }
+# Other permanent codes worth a hint (still failures, never retried).
+HINTS: Mapping[int, str] = {
+    **ADMIN_CODES,
+    806: "no RunningHub user for this API key — check RUNNINGHUB_API_KEY",
+    811: "the enterprise API key is not valid — check RUNNINGHUB_API_KEY",
+    901: "no such AI app — check RUNNINGHUB_WEBAPP_ID_*",
+}
 TASK_FAILED = 805
 UNKNOWN_ERROR = 500  # RunningHub's own trouble: worth asking again
 RUNNING_STATES = frozenset({"QUEUED", "RUNNING"})
@@ -260,9 +267,9 @@ class RunningHubGenerationProvider:
         msg = str(envelope.get("msg") or "error")[:200]
         if code in BACK_PRESSURE:
             raise RunningHubBusy(code, f"RunningHub is busy ({what}: {code} {msg}); asking later")
-        if code in ADMIN_CODES:
+        if code in HINTS:
             raise RunningHubError(
-                code, f"RunningHub refused the call ({what}: {code} {msg}): {ADMIN_CODES[code]}"
+                code, f"RunningHub refused the call ({what}: {code} {msg}): {HINTS[code]}"
             )
         if code == UNKNOWN_ERROR:
             raise ProviderUnavailable(f"RunningHub failed ({what}: {code} {msg})")
