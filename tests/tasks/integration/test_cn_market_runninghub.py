@@ -113,6 +113,16 @@ def test_status_is_asked_only_when_due_with_backoff_and_never_after_the_end(
     stack.set_up("alice")
     before = stack.balance("alice")
     task, job = stack.pose12("alice")
+    # Reading a processing task — one, the list, its event stream — never asks RunningHub.
+    md = stack.md("alice")
+    for _ in range(3):
+        stack.get("alice", task.id)
+        stack.stub.ListTasks(pb.ListTasksRequest(page_size=50), metadata=md)
+        stream = stack.stub.WatchTask(pb.WatchTaskRequest(task_id=task.id), metadata=md)
+        first = next(iter(stream))
+        assert first.event.sequence >= 1
+        stream.cancel()
+    assert stack.rh.calls[job] == 0
     asked = []  # status calls after each clock step
     for step in (1, 1, 2, 4, 8, 10, 10, 10):  # seconds; bounds 2 → 10
         stack.clock.advance(seconds=step)
