@@ -121,7 +121,7 @@ def test_status_is_asked_only_when_due_with_backoff_and_never_after_the_end(
         stream = stack.stub.WatchTask(pb.WatchTaskRequest(task_id=task.id), metadata=md)
         first = next(iter(stream))
         assert first.event.sequence >= 1
-        stream.cancel()
+        stream.cancel()  # type: ignore[no-untyped-call]  # (grpc-stubs)
     assert stack.rh.calls[job] == 0
     asked = []  # status calls after each clock step
     for step in (1, 1, 2, 4, 8, 10, 10, 10):  # seconds; bounds 2 → 10
