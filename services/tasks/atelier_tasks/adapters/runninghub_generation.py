@@ -168,10 +168,9 @@ class RunningHubGenerationProvider:
         if self._webhook_url:
             body["webhookUrl"] = self._webhook_url
         data = self._call("/task/openapi/ai-app/run", body)
-        if not isinstance(data, dict) or not _task_id(data.get("taskId")):
+        job_id = _task_id(data.get("taskId")) if isinstance(data, dict) else None
+        if job_id is None:
             raise ProviderUnavailable("RunningHub answered the run without a taskId")
-        job_id = _task_id(data.get("taskId"))
-        assert job_id is not None
         if data.get("taskStatus") == "FAILED":
             return GenerationResult(
                 GenerationState.FAILED,
