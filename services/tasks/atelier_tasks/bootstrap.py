@@ -28,6 +28,7 @@ from atelier_tasks.adapters.pg_notify import PostgresNotificationListener
 from atelier_tasks.adapters.pillow_images import PillowImageTools
 from atelier_tasks.adapters.prometheus_metrics import PrometheusTaskMetrics
 from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
+from atelier_tasks.adapters.runninghub_generation import RunningHubGenerationProvider
 from atelier_tasks.adapters.s3_storage import S3ObjectStorage
 from atelier_tasks.adapters.safe_fetch import SafeOutputFetcher
 from atelier_tasks.adapters.tencent_ci_generation import TencentCiGenerationProvider
@@ -89,7 +90,14 @@ WATCH_POLL_NOTIFIED_SECONDS = 30.0
 def tasks_config(settings: TasksSettings, *, notified: bool = False) -> TasksConfig:
     """``notified``: every change wakes the watchers (the LISTEN/NOTIFY feed runs)."""
     routes, costs = settings.routes(), settings.costs()
+    poll_bounds = {
+        "runninghub": (
+            timedelta(seconds=settings.runninghub_poll_min_seconds),
+            timedelta(seconds=settings.runninghub_poll_max_seconds),
+        )
+    }
     return TasksConfig(
+        poll_bounds=poll_bounds,
         costs={t: costs[t.value] for t in TaskType},
         routes={t: routes[t.value] for t in TaskType},
         timeout=timedelta(seconds=settings.timeout_seconds),
@@ -140,6 +148,32 @@ def build_replicate(
     )
 
 
+def build_runninghub(settings: TasksSettings) -> RunningHubGenerationProvider:
+    fetcher = SafeOutputFetcher(
+        _csv(settings.runninghub_output_hosts),
+        max_bytes=settings.runninghub_output_max_bytes,
+        timeout_seconds=settings.runninghub_timeout_seconds,
+        trusted_origins=_csv(settings.runninghub_output_trusted_origins),
+    )
+    webhook_url: str | None = (
+        settings.runninghub_webhook_url
+        or f"{settings.gateway_public_url.rstrip('/')}/webhooks/runninghub"
+    )
+    if webhook_url == "off":
+        webhook_url = None
+    return RunningHubGenerationProvider(
+        api_key=settings.runninghub_api_key.get_secret_value(),
+        apps=settings.runninghub_apps(),
+        image_node=settings.runninghub_node_image,
+        prompt_node=settings.runninghub_node_prompt,
+        seed_node=settings.runninghub_node_seed,
+        fetcher=fetcher,
+        base_url=settings.runninghub_api_base,
+        webhook_url=webhook_url,
+        timeout_seconds=settings.runninghub_timeout_seconds,
+    )
+
+
 def build_providers(
     settings: TasksSettings, clock: Clock | None = None, storage: ObjectStorage | None = None
 ) -> dict[str, GenerationProvider]:
@@ -153,6 +187,8 @@ def build_providers(
         providers["replicate"] = build_replicate(settings, clock or SystemClock(), storage)
     if "tencent_ci" in settings.routes().values():
         providers["tencent_ci"] = build_tencent_ci(settings)
+    if "runninghub" in settings.routes().values():
+        providers["runninghub"] = build_runninghub(settings)
     missing = sorted(set(settings.routes().values()) - set(providers))
     if missing:
         raise RuntimeError(
@@ -243,6 +279,9 @@ def build_container(
         billing = grpc_billing
     storage = storage or build_storage(settings, clock)
     providers = providers or build_providers(settings, clock, storage)
+    runninghub = providers.get("runninghub")
+    if isinstance(runninghub, RunningHubGenerationProvider):
+        closers.append(runninghub.close)
     uow = SqlTasksUnitOfWorkFactory(engine)
     metrics = PrometheusTaskMetrics()
     saga = TaskSaga(

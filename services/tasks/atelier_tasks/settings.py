@@ -12,11 +12,9 @@ from atelier_tasks.domain.task_types import market_costs, market_routes
 # by TASKS_PROVIDER_<TYPE>.
 MARKET_ROUTES: dict[str, dict[str, str]] = market_routes()
 MARKET_STORAGE = {"local": "local", "global": "s3", "cn": "cos"}
-# What this build has adapters for (bootstrap.build_providers / build_storage). The cn market's
-# defaults that are not built yet run on the local generators and storage (``stand_ins``), and
-# the service says so in one log line at start. An explicit TASKS_PROVIDER_<TYPE> or
-# TASKS_STORAGE naming an unbuilt adapter still refuses to start.
-BUILT_PROVIDERS = ("local", "replicate", "tencent_ci")
+# What this build has adapters for (bootstrap.build_providers / build_storage): every market's
+# defaults; a TASKS_PROVIDER_<TYPE> or TASKS_STORAGE naming anything else refuses to start.
+BUILT_PROVIDERS = ("local", "replicate", "runninghub", "tencent_ci")
 BUILT_STORAGE = ("local", "s3", "cos")
 # What Tencent COS (storage) and Cloud Infinite (basic_clean) both need.
 COS_SETTINGS = ("COS_SECRET_ID", "COS_SECRET_KEY", "COS_REGION", "COS_BUCKET")
@@ -120,6 +118,85 @@ class TasksSettings(ServiceSettings):
     cos_endpoint: str = Field("", validation_alias="COS_ENDPOINT")
     cos_sts_endpoint: str = Field("", validation_alias="COS_STS_ENDPOINT")  # tests only
 
+    # --- cn market: RunningHub (generation, issue 12) ---
+    runninghub_api_key: SecretStr = Field(SecretStr(""), validation_alias="RUNNINGHUB_API_KEY")
+    runninghub_api_base: str = Field(
+        "https://www.runninghub.cn", validation_alias="RUNNINGHUB_API_BASE"
+    )
+    # The AI app (webappId, digits) per task type routed to RunningHub.
+    runninghub_webapp_id_model_pose12: str = Field(
+        "", validation_alias="RUNNINGHUB_WEBAPP_ID_MODEL_POSE12"
+    )
+    runninghub_webapp_id_text_to_image: str = Field(
+        "", validation_alias="RUNNINGHUB_WEBAPP_ID_TEXT_TO_IMAGE"
+    )
+    runninghub_webapp_id_basic_clean: str = Field(
+        "", validation_alias="RUNNINGHUB_WEBAPP_ID_BASIC_CLEAN"
+    )
+    # nodeId:fieldName of the app's inputs (the seed: only where the app has one).
+    runninghub_node_image: str = Field("", validation_alias="RUNNINGHUB_NODE_IMAGE")
+    runninghub_node_prompt: str = Field("", validation_alias="RUNNINGHUB_NODE_PROMPT")
+    runninghub_node_seed: str = Field("", validation_alias="RUNNINGHUB_NODE_SEED")
+    runninghub_output_hosts: str = Field(
+        "rh-images.xiaoyaoyou.com", validation_alias="RUNNINGHUB_OUTPUT_HOSTS"
+    )
+    # Exact origins (scheme://host:port) exempt from the private-address check: tests only.
+    runninghub_output_trusted_origins: str = Field(
+        "", validation_alias="RUNNINGHUB_OUTPUT_TRUSTED_ORIGINS"
+    )
+    runninghub_output_max_bytes: int = Field(
+        25 * 1024 * 1024, validation_alias="RUNNINGHUB_OUTPUT_MAX_BYTES", gt=0
+    )
+    runninghub_poll_min_seconds: float = Field(
+        3.0, validation_alias="RUNNINGHUB_POLL_MIN_SECONDS", gt=0
+    )
+    runninghub_poll_max_seconds: float = Field(
+        30.0, validation_alias="RUNNINGHUB_POLL_MAX_SECONDS", gt=0
+    )
+    runninghub_timeout_seconds: float = Field(
+        30.0, validation_alias="RUNNINGHUB_TIMEOUT_SECONDS", gt=0
+    )
+    # Default: $GATEWAY_PUBLIC_URL/webhooks/runninghub; "off" sends no webhookUrl.
+    runninghub_webhook_url: str = Field("", validation_alias="RUNNINGHUB_WEBHOOK_URL")
+
+    def runninghub_apps(self) -> dict[str, str]:
+        """task type → webappId, for the types routed to RunningHub."""
+        return {
+            task_type: str(getattr(self, f"runninghub_webapp_id_{task_type}")).strip()
+            for task_type in self._types_by_provider().get("runninghub", [])
+        }
+
+    def _runninghub_missing(self) -> list[str]:
+        types = self._types_by_provider().get("runninghub", [])
+        if not types:
+            return []
+        missing: list[str] = []
+        if not self.runninghub_api_key.get_secret_value().strip():
+            missing.append("RUNNINGHUB_API_KEY")
+        for task_type in sorted(types):
+            app = str(getattr(self, f"runninghub_webapp_id_{task_type}")).strip()
+            name = f"RUNNINGHUB_WEBAPP_ID_{task_type.upper()}"
+            if not app:
+                missing.append(name)
+            elif not app.isdigit():
+                missing.append(f"{name} (digits)")
+        nodes = [("RUNNINGHUB_NODE_PROMPT", self.runninghub_node_prompt)]
+        if set(types) - {"text_to_image"}:
+            nodes.insert(0, ("RUNNINGHUB_NODE_IMAGE", self.runninghub_node_image))
+        if self.runninghub_node_seed.strip():
+            nodes.append(("RUNNINGHUB_NODE_SEED", self.runninghub_node_seed))
+        for name, value in nodes:
+            node, sep, field_name = value.strip().partition(":")
+            if not value.strip():
+                missing.append(name)
+            elif not (sep and node and field_name):
+                missing.append(f"{name} (nodeId:fieldName)")
+        if not self.runninghub_output_hosts.strip():
+            missing.append("RUNNINGHUB_OUTPUT_HOSTS")
+        if self.runninghub_poll_max_seconds < self.runninghub_poll_min_seconds:
+            missing.append("RUNNINGHUB_POLL_MAX_SECONDS (at least RUNNINGHUB_POLL_MIN_SECONDS)")
+        return missing
+
     def resolved_database_url(self) -> str:
         return self.database_url or self.embedded_database_url()
 
@@ -134,27 +211,11 @@ class TasksSettings(ServiceSettings):
 
     def routes(self) -> dict[str, str]:
         routes = dict(MARKET_ROUTES[self.market])
-        for task_type, provider in routes.items():
+        for task_type in routes:
             override = getattr(self, f"provider_{task_type}")
             if override:
                 routes[task_type] = override
-            elif self.market == "cn" and provider not in BUILT_PROVIDERS:
-                routes[task_type] = "local"  # until issue 12 lands (stand_ins)
         return routes
-
-    def stand_ins(self) -> list[str]:
-        """The cn market's adapters not built yet, and run locally instead: each as
-        ``"<adapter> (<what for>)"``; empty when nothing stands in."""
-        if self.market != "cn":
-            return []
-        parts = [
-            f"{provider} ({task_type})"
-            for task_type, provider in MARKET_ROUTES["cn"].items()
-            if provider not in BUILT_PROVIDERS and not getattr(self, f"provider_{task_type}")
-        ]
-        if not self.storage and MARKET_STORAGE["cn"] not in BUILT_STORAGE:
-            parts.append(f"{MARKET_STORAGE['cn']} (storage)")
-        return parts
 
     def replicate_models(self) -> dict[str, str]:
         return {
@@ -164,12 +225,7 @@ class TasksSettings(ServiceSettings):
         }
 
     def storage_backend(self) -> str:
-        if self.storage:
-            return self.storage
-        backend = MARKET_STORAGE[self.market]
-        if self.market == "cn" and backend not in BUILT_STORAGE:
-            return "local"  # until issue 12 lands (stand_ins)
-        return backend
+        return self.storage or MARKET_STORAGE[self.market]
 
     # --- start-up checks (atelier_common.startup) ---
     def unbuilt_parts(self) -> list[str]:
@@ -194,6 +250,7 @@ class TasksSettings(ServiceSettings):
                 missing.append("REPLICATE_WEBHOOK_SECRET (a whsec_… value)")
         if self.storage_backend() == "s3" and not self.s3_bucket.strip():
             missing.append("S3_BUCKET")
+        missing.extend(self._runninghub_missing())
         missing.extend(self._missing_cos_settings())
         return missing
 

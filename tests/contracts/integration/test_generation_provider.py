@@ -17,6 +17,7 @@ from atelier_ports.clock import SystemClock
 from atelier_ports.errors import InvalidNotification, ProviderRejected
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
+from atelier_tasks.adapters.runninghub_generation import RunningHubGenerationProvider
 from atelier_tasks.adapters.safe_fetch import SafeOutputFetcher
 from atelier_tasks.adapters.tencent_ci_generation import TencentCiGenerationProvider
 from atelier_tasks.application.ports.generation import (
@@ -29,6 +30,17 @@ from atelier_tasks.application.ports.generation import (
 from tests.support import cos_server
 from tests.support.cos_server import FakeCos
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate
+from tests.support.runninghub_server import (
+    API_KEY as RUNNINGHUB_KEY,
+)
+from tests.support.runninghub_server import (
+    NODE_IMAGE,
+    NODE_PROMPT,
+    NODE_SEED,
+    WEBAPP_POSE12,
+    WEBAPP_TEXT,
+    FakeRunningHub,
+)
 
 
 class Driver(Protocol):
@@ -104,7 +116,30 @@ class TencentCiDriver:
         return None
 
 
-@pytest.fixture(params=["local", "replicate", "tencent_ci"])
+@dataclass
+class RunningHubDriver:
+    provider: RunningHubGenerationProvider
+    server: FakeRunningHub
+    task_type: str = "text_to_image"
+
+    def finish(self, submitted: GenerationResult) -> GenerationResult:
+        assert submitted.provider_job_id
+        self.server.finish_now(submitted.provider_job_id)
+        return self.provider.poll(submitted.provider_job_id)
+
+    def fail(self, submitted: GenerationResult) -> GenerationResult:
+        assert submitted.provider_job_id
+        self.server.fail(submitted.provider_job_id)
+        return self.finish(submitted)
+
+    def notification(self, submitted: GenerationResult) -> tuple[dict[str, str], bytes] | None:
+        assert submitted.provider_job_id
+        return {"Content-Type": "application/json"}, self.server.webhook_body(
+            submitted.provider_job_id
+        )
+
+
+@pytest.fixture(params=["local", "replicate", "runninghub", "tencent_ci"])
 def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
     if request.param == "local":
         yield LocalDriver(LocalGenerationProvider())
@@ -121,6 +156,26 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
                     side=64,
                 )
             )
+        return
+    if request.param == "runninghub":
+        rh = FakeRunningHub()
+        try:
+            yield RunningHubDriver(
+                RunningHubGenerationProvider(
+                    api_key=RUNNINGHUB_KEY,
+                    apps={"text_to_image": WEBAPP_TEXT, "model_pose12": WEBAPP_POSE12},
+                    image_node=NODE_IMAGE,
+                    prompt_node=NODE_PROMPT,
+                    seed_node=NODE_SEED,
+                    fetcher=SafeOutputFetcher(
+                        ["rh-images.xiaoyaoyou.com"], trusted_origins=[rh.url]
+                    ),
+                    base_url=rh.url,
+                ),
+                rh,
+            )
+        finally:
+            rh.close()
         return
     server = FakeReplicate()
     try:
@@ -235,9 +290,16 @@ def test_forged_or_tampered_notifications_are_refused(driver: Driver) -> None:
             driver.provider.parse_notification({}, b"{}")
         return
     headers, body = genuine
-    assert driver.provider.parse_notification(headers, body).provider_job_id == (
-        submitted.provider_job_id
-    )
+    note = driver.provider.parse_notification(headers, body)
+    assert note.provider_job_id == submitted.provider_job_id
+    if note.poll_now:
+        # Unsigned (RunningHub): only a hint to poll the named job; nothing in it is believed,
+        # and anything not shaped like the vendor's event is refused.
+        assert note.result.state is GenerationState.RUNNING and not note.result.outputs
+        for bad in (b"{}", b"not json", body.replace(b"TASK_END", b"TASK_START")):
+            with pytest.raises(InvalidNotification):
+                driver.provider.parse_notification(headers, bad)
+        return
     tampered = body.replace(b'"starting"', b'"succeeded"')
     assert tampered != body
     forged = {**headers, "webhook-signature": "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}

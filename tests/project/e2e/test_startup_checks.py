@@ -153,16 +153,22 @@ COS = {
     "COS_REGION": "ap-shanghai",
     "COS_BUCKET": "media-1250000000",
 }
+RUNNINGHUB = {
+    "RUNNINGHUB_API_KEY": "rh-key",
+    "RUNNINGHUB_WEBAPP_ID_MODEL_POSE12": "1877265245566922753",
+    "RUNNINGHUB_NODE_IMAGE": "12:image",
+    "RUNNINGHUB_NODE_PROMPT": "6:text",
+}
 
 
 @pytest.mark.parametrize(
-    ("service", "settings"), [("tasks", COS), ("gateway", {"SMS_PROVIDER": "console"})]
+    ("service", "settings"),
+    [("tasks", {**RUNNINGHUB, **COS}), ("gateway", {"SMS_PROVIDER": "console"})],
 )
 def test_cn_market_starts_tasks_and_gateway(
     service: str, settings: dict[str, str], tmp_path: Path
 ) -> None:
-    """Tasks stores in COS and runs basic_clean on Cloud Infinite; the generators not built yet
-    run on local stand-ins (one log line at start)."""
+    """Tasks stores in COS, runs basic_clean on Cloud Infinite and model_pose12 on RunningHub."""
     done = subprocess.run(
         [sys.executable, "-m", CLI[service], "check-config"],
         env=clean_env(tmp_path, MARKET="cn", **settings),
@@ -176,29 +182,39 @@ def test_cn_market_starts_tasks_and_gateway(
 
 
 def test_cn_market_tasks_without_cos_settings_names_each(tmp_path: Path) -> None:
-    code, stderr = run(CLI["tasks"], ["serve"], clean_env(tmp_path, MARKET="cn"), tmp_path)
+    env = clean_env(tmp_path, MARKET="cn", **RUNNINGHUB)
+    code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
     line = one_line(stderr)
     assert code == 2
     assert line.endswith(f"MARKET=cn needs {', '.join(COS)} (see .env.example)"), line
     assert not (tmp_path / "var").exists(), "nothing is created before the check"
-    env = clean_env(tmp_path, MARKET="cn", **{**COS, "COS_BUCKET": "media"})
+    env = clean_env(tmp_path, MARKET="cn", **{**RUNNINGHUB, **COS, "COS_BUCKET": "media"})
     code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
     assert one_line(stderr).endswith("needs COS_BUCKET (a <name>-<APPID> value) (see .env.example)")
     # storage and basic_clean elsewhere: COS is not needed
     env = clean_env(
-        tmp_path, MARKET="cn", TASKS_STORAGE="local", TASKS_PROVIDER_BASIC_CLEAN="local"
+        tmp_path,
+        MARKET="cn",
+        TASKS_STORAGE="local",
+        TASKS_PROVIDER_BASIC_CLEAN="local",
+        **RUNNINGHUB,
     )
     code, stderr = run(CLI["tasks"], ["check-config"], env, tmp_path)
     assert code == 0, stderr
 
 
-def test_cn_market_refuses_an_unbuilt_adapter_named_explicitly(tmp_path: Path) -> None:
-    env = clean_env(tmp_path, MARKET="cn", TASKS_PROVIDER_MODEL_POSE12="runninghub")
+def test_cn_market_tasks_without_runninghub_settings_names_each(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, MARKET="cn", **COS)
     code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
     line = one_line(stderr)
     assert code == 2
-    assert line.startswith("atelier-tasks: cannot start: the cn market is not built yet")
-    assert "runninghub (for model_pose12)" in line
+    assert line.endswith(f"MARKET=cn needs {', '.join(RUNNINGHUB)} (see .env.example)"), line
+    env = clean_env(tmp_path, MARKET="local", TASKS_PROVIDER_MODEL_POSE12="runninghub")
+    code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
+    assert code == 2  # named explicitly in any market: built now, so its settings are needed
+    assert one_line(stderr).endswith(
+        f"MARKET=local needs {', '.join(RUNNINGHUB)} (see .env.example)"
+    )
 
 
 def test_cn_market_gateway_without_sms_credentials_names_them(tmp_path: Path) -> None:
@@ -326,6 +342,9 @@ def test_what_the_checks_call_built_is_what_bootstrap_builds(tmp_path: Path) -> 
         "REPLICATE_API_TOKEN": "r8_x",
         "REPLICATE_WEBHOOK_SECRET": "whsec_eA==",
         "S3_BUCKET": "media",
+        "RUNNINGHUB_API_KEY": "rh-x",
+        "RUNNINGHUB_WEBAPP_ID_TEXT_TO_IMAGE": "1877265245566922799",
+        "RUNNINGHUB_NODE_PROMPT": "6:text",
         "STRIPE_API_KEY": "sk_test_x",
         "STRIPE_WEBHOOK_SECRET": "whsec_x",
         "WECHATPAY_MCHID": keys.mchid,

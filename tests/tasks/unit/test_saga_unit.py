@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 
 from atelier_ports.errors import InvalidNotification
 from atelier_ports.paging import InvalidPageToken
 from atelier_tasks.application.cancel_task import CancelTaskCommand
+from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.create_task import CreateTaskCommand
 from atelier_tasks.application.notifications import HandleNotificationCommand
 from atelier_tasks.application.ports.generation import (
@@ -391,6 +393,38 @@ def test_webhook_notification_completes_the_task(h: Harness) -> None:
     )
     assert not again
     assert h.billing.holds[task_id].status == "captured"
+
+
+def test_an_unsigned_hint_only_makes_the_worker_poll_now(h: Harness) -> None:
+    polling = FakeProvider("runninghub", ProviderStyle.POLLING)
+    config = TasksConfig(
+        routes=dict.fromkeys(TaskType, "runninghub"),
+        poll_bounds={"runninghub": (timedelta(seconds=30), timedelta(seconds=60))},
+    )
+    h = Harness(provider=polling, billing=h.billing, config=config)
+    task_id = h.create()
+    h.worker.run_once()
+    job = f"job-{task_id}"
+    task = h.task(task_id)
+    assert task.next_poll_at == h.clock.now() + timedelta(seconds=30)  # the provider's bounds
+
+    def hint() -> bool:
+        applied, found = h.use_cases.handle_notification(
+            HandleNotificationCommand("runninghub", {"x-fake-signature": "hint"}, job.encode())
+        )
+        assert found == task_id
+        return applied
+
+    assert hint() and h.task(task_id).status is TaskStatus.PROCESSING  # nothing believed
+    assert polling.polled == []  # the hint itself asks nothing
+    assert not hint()  # already due
+    polling.poll_script[job] = [succeeded(task_id, 1)]
+    assert h.worker.run_once().polled == 1
+    assert polling.polled == [job] and h.task(task_id).status is TaskStatus.SUCCEEDED
+    assert not hint()  # terminal: never asked again
+    h.clock.advance(seconds=3600)
+    h.worker.run_once()
+    assert polling.polled == [job]
 
 
 def test_running_result_without_job_id_is_not_lost(h: Harness) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 import pytest
@@ -16,7 +15,6 @@ from atelier_tasks.domain.task_types import (
     default_costs,
     validate_params,
 )
-from atelier_tasks.entrypoints.cli import announce_stand_ins
 from atelier_tasks.settings import MARKET_ROUTES, TasksSettings
 from tests.tasks.harness import Harness
 
@@ -80,35 +78,60 @@ def test_every_task_type_has_its_proto_value_by_name() -> None:
     assert len(set(_TYPES.values())) == len(TaskType)
 
 
-def test_cn_costs_one_per_type_and_runs_issue_12_on_local_stand_ins() -> None:
+def test_cn_costs_one_per_type_and_routes_to_the_tencent_adapters() -> None:
     cn = TasksSettings(MARKET="cn")
     assert cn.costs() == {"text_to_image": 1, "basic_clean": 1, "model_pose12": 1}
     assert cn.routes() == {
-        "text_to_image": "local",
+        "text_to_image": "local",  # routed by configuration; local by default
         "basic_clean": "tencent_ci",
-        "model_pose12": "local",
+        "model_pose12": "runninghub",
     }
     assert cn.storage_backend() == "cos"
-    assert cn.stand_ins() == ["runninghub (text_to_image)", "runninghub (model_pose12)"]
     assert not cn.unbuilt_parts()
-    assert cn.missing_settings() == ["COS_SECRET_ID", "COS_SECRET_KEY", "COS_REGION", "COS_BUCKET"]
+    assert cn.missing_settings() == [
+        "RUNNINGHUB_API_KEY",
+        "RUNNINGHUB_WEBAPP_ID_MODEL_POSE12",
+        "RUNNINGHUB_NODE_IMAGE",
+        "RUNNINGHUB_NODE_PROMPT",
+        "COS_SECRET_ID",
+        "COS_SECRET_KEY",
+        "COS_REGION",
+        "COS_BUCKET",
+    ]
     elsewhere = TasksSettings(
-        MARKET="cn", TASKS_STORAGE="local", TASKS_PROVIDER_BASIC_CLEAN="local"
+        MARKET="cn",
+        TASKS_STORAGE="local",
+        TASKS_PROVIDER_BASIC_CLEAN="local",
+        TASKS_PROVIDER_MODEL_POSE12="local",
     )
     assert elsewhere.storage_backend() == "local" and not elsewhere.missing_settings()
     assert TasksSettings(MARKET="global").costs()["model_pose12"] == 4
     assert TasksSettings(MARKET="cn", TASKS_COST_MODEL_POSE12=3).costs()["model_pose12"] == 3
-    assert TasksSettings(MARKET="local").stand_ins() == []
-    explicit = TasksSettings(MARKET="cn", TASKS_PROVIDER_MODEL_POSE12="runninghub")
-    assert explicit.routes()["model_pose12"] == "runninghub" and explicit.unbuilt_parts()
+    explicit = TasksSettings(MARKET="local", TASKS_PROVIDER_MODEL_POSE12="runninghub")
+    assert explicit.routes()["model_pose12"] == "runninghub" and not explicit.unbuilt_parts()
+    local = TasksSettings(MARKET="cn", TASKS_PROVIDER_MODEL_POSE12="local")
+    assert "RUNNINGHUB_API_KEY" not in local.missing_settings()
 
 
-def test_the_cn_stand_ins_are_announced_in_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="atelier.tasks"):
-        announce_stand_ins(TasksSettings(MARKET="local"))
-        assert caplog.records == []
-        announce_stand_ins(TasksSettings(MARKET="cn"))
-    [record] = caplog.records
-    message = record.getMessage()
-    assert message.startswith("MARKET=cn: runninghub (text_to_image), runninghub (model_pose12)")
-    assert "cos" not in message and "tencent_ci" not in message
+def test_runninghub_settings_are_checked_for_shape_never_echoed() -> None:
+    bad = TasksSettings(
+        MARKET="cn",
+        TASKS_PROVIDER_TEXT_TO_IMAGE="runninghub",
+        RUNNINGHUB_API_KEY="rh-secret",
+        RUNNINGHUB_WEBAPP_ID_MODEL_POSE12="1.87e18",
+        RUNNINGHUB_NODE_IMAGE="12",
+        RUNNINGHUB_NODE_PROMPT="6:text",
+        RUNNINGHUB_OUTPUT_HOSTS=" ",
+        RUNNINGHUB_POLL_MIN_SECONDS=5,
+        RUNNINGHUB_POLL_MAX_SECONDS=1,
+        TASKS_STORAGE="local",
+        TASKS_PROVIDER_BASIC_CLEAN="local",
+    )
+    assert bad.missing_settings() == [
+        "RUNNINGHUB_WEBAPP_ID_MODEL_POSE12 (digits)",
+        "RUNNINGHUB_WEBAPP_ID_TEXT_TO_IMAGE",
+        "RUNNINGHUB_NODE_IMAGE (nodeId:fieldName)",
+        "RUNNINGHUB_OUTPUT_HOSTS",
+        "RUNNINGHUB_POLL_MAX_SECONDS (at least RUNNINGHUB_POLL_MIN_SECONDS)",
+    ]
+    assert "rh-secret" not in str(bad.missing_settings())

@@ -26,6 +26,8 @@ class TasksConfig:
     poll_initial: timedelta = timedelta(seconds=2)
     poll_max: timedelta = timedelta(seconds=60)
     webhook_sweep: timedelta = timedelta(minutes=2)
+    # provider → (first poll, longest interval) where it differs from poll_initial / poll_max.
+    poll_bounds: Mapping[str, tuple[timedelta, timedelta]] = field(default_factory=dict)
     lease: timedelta = timedelta(minutes=5)
     # How long CreateTask may take at most (less if its caller's deadline is sooner); keep it
     # under the gateway's deadline for the call. ``create_margin`` of it is kept for the final

@@ -41,4 +41,6 @@ class HandleNotification:
             task = uow.tasks.find_by_provider_job(provider_name, note.provider_job_id)
         if task is None or task.is_terminal:
             return False, task.id if task else ""
+        if note.poll_now:
+            return self.saga.poll_soon(task), task.id
         return self.saga.apply_result(task, note.result), task.id

@@ -254,6 +254,19 @@ class Task:
         self.next_poll_at = next_poll_at
         self.updated_at = now
 
+    def poll_soon(self, now: datetime) -> bool:
+        """A hint that the provider may be done (an unsigned webhook): poll at ``now`` unless a
+        poll is due already or under way (leased). False when nothing changes."""
+        if self.status is not TaskStatus.PROCESSING or self.provider_job_id is None:
+            return False
+        if self.lease_expires_at is not None and self.lease_expires_at > now:
+            return False
+        if self.next_poll_at is not None and self.next_poll_at <= now:
+            return False
+        self.next_poll_at = now
+        self.updated_at = now
+        return True
+
     def retry_later(self, now: datetime, at: datetime, message: str) -> None:
         """A transient provider failure: the worker dispatches the task again at ``at``."""
         self._require(TaskStatus.PROCESSING)

@@ -45,6 +45,8 @@ class TaskTypeSpec:
     prompt: Callable[[Mapping[str, Any]], str | None] = field(default=_no_prompt)
     # market → cost where it differs from default_cost (cn: every type costs 1 generation).
     market_costs: Mapping[str, int] = field(default_factory=dict)
+    # How many images a successful run delivers at least (fewer fails the task).
+    outputs: int = 1
 
 
 TASK_TYPES: Mapping[TaskType, TaskTypeSpec] = {
@@ -54,7 +56,8 @@ TASK_TYPES: Mapping[TaskType, TaskTypeSpec] = {
             TaskType.TEXT_TO_IMAGE,
             parse=text_to_image_params,
             default_cost=1,
-            providers={"local": "local", "global": "replicate", "cn": "runninghub"},
+            # cn: local by default; TASKS_PROVIDER_TEXT_TO_IMAGE routes it elsewhere.
+            providers={"local": "local", "global": "replicate", "cn": "local"},
         ),
         TaskTypeSpec(
             TaskType.BASIC_CLEAN,
@@ -69,6 +72,7 @@ TASK_TYPES: Mapping[TaskType, TaskTypeSpec] = {
             providers={"local": "local", "global": "replicate", "cn": "runninghub"},
             prompt=pose12_prompt,
             market_costs={"cn": 1},
+            outputs=12,
         ),
     )
 }

@@ -4,7 +4,6 @@ check-config."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from atelier_common.cli import (
@@ -15,7 +14,7 @@ from atelier_common.cli import (
     serve_until_stopped,
 )
 from atelier_common.lifecycle import catch_stop_signals
-from atelier_common.processes import process_index, serve_processes, shares_port
+from atelier_common.processes import process_index, serve_processes
 
 from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.bootstrap import build_container
@@ -24,17 +23,6 @@ from atelier_tasks.settings import TasksSettings
 
 PROGRAM = "atelier-tasks"
 MODULE = "atelier_tasks.entrypoints.cli"
-log = logging.getLogger("atelier.tasks")
-
-
-def announce_stand_ins(settings: TasksSettings) -> None:
-    """ONE line at start when the cn market runs parts of issue 12 on local adapters."""
-    stand_ins = settings.stand_ins()
-    if stand_ins:
-        log.warning(
-            "MARKET=cn: %s not built yet; using the local generators and storage instead",
-            ", ".join(stand_ins),
-        )
 
 
 def _migrate(settings: TasksSettings, _args: argparse.Namespace) -> int:
@@ -42,8 +30,6 @@ def _migrate(settings: TasksSettings, _args: argparse.Namespace) -> int:
 
 
 def _serve(settings: TasksSettings, args: argparse.Namespace) -> int:
-    if not shares_port():  # once: alone, or the supervisor of several processes
-        announce_stand_ins(settings)
     if settings.processes > 1:
         if args.migrate:
             migrate_quietly(settings.resolved_database_url(), upgrade)
@@ -70,7 +56,6 @@ def _serve(settings: TasksSettings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: TasksSettings, _args: argparse.Namespace) -> int:
-    announce_stand_ins(settings)
     app = build_container(settings)
     if settings.metrics_port:
         app.metrics.serve(settings.metrics_port, settings.grpc_host)

@@ -63,6 +63,9 @@ class GenerationNotification:
     notification_id: str
     provider_job_id: str
     result: GenerationResult
+    # An unverifiable notification (RunningHub's webhook is unsigned) is only a hint: ``result``
+    # is ignored and the task, if ours and still processing, is polled now.
+    poll_now: bool = False
 
 
 class GenerationProvider(Protocol):

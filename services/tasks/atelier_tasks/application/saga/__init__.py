@@ -143,6 +143,9 @@ class TaskSaga:
     def apply_result(self, task: Task, result: GenerationResult) -> bool:
         return self.dispatcher.apply_result(task, result)
 
+    def poll_soon(self, task: Task) -> bool:
+        return self.dispatcher.poll_soon(task)
+
     def fail(self, task: Task, reason: str, message: str) -> bool:
         return self.dispatcher.fail(task, reason, message)
 

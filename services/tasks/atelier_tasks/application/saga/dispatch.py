@@ -109,10 +109,13 @@ class Dispatcher:
             style = provider.style if provider else ProviderStyle.POLLING
             # Webhook providers report by themselves; polling them is the lost-webhook sweep.
             base = config.webhook_sweep if style is ProviderStyle.WEBHOOK else config.poll_initial
+            cap = max(config.poll_max, base)
+            if task.provider in config.poll_bounds:  # the provider's own (e.g. RunningHub's)
+                base, cap = config.poll_bounds[task.provider]
             if task.provider_job_id is None and result.provider_job_id:
                 task.running_at_provider(result.provider_job_id, now, now + base)
             else:
-                delay = min(base * (2 ** min(task.polls + 1, 10)), max(config.poll_max, base))
+                delay = min(base * (2 ** min(task.polls + 1, 10)), max(cap, base))
                 task.polled_still_running(now, now + delay)
             task.release_lease()
             return self.writer.commit(task)
@@ -124,6 +127,14 @@ class Dispatcher:
                 ErrorReason.RETRIES_EXHAUSTED if result.transient else ErrorReason.PROVIDER_FAILED
             )
             return self.fail(task, failure, result.error or "the provider failed")
+        expected = spec_of(task.type).outputs
+        if len(result.outputs) < max(expected, 1):
+            # Fewer images than the type promises is a failure, not a success (hold released).
+            return self.fail(
+                task,
+                ErrorReason.PROVIDER_FAILED,
+                f"the provider returned {len(result.outputs)} of {expected} images",
+            )
         try:
             images = self.outputs.store(task, result, self.clock.now())
         except Exception as exc:
@@ -141,6 +152,20 @@ class Dispatcher:
             return False
         self.settlement.settle(task)
         return True
+
+    def poll_soon(self, task: Task) -> bool:
+        """A hint (an unsigned webhook) that the provider may be done: the worker polls the task
+        at once, if it is still processing and not being polled right now."""
+        now = self.clock.now()
+        changed = False
+
+        def change(t: Task) -> bool:
+            nonlocal changed
+            changed = t.poll_soon(now)
+            return changed
+
+        self.writer.update(task, change)
+        return changed
 
     def _retry(self, task: Task, at: datetime, message: str) -> bool:
         task.retry_later(self.clock.now(), at, message)
