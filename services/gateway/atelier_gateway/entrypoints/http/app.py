@@ -16,6 +16,7 @@ from atelier_gateway.entrypoints.http import (
     sandbox,
     tasks_routes,
     webhooks,
+    workbench,
 )
 from atelier_gateway.entrypoints.http.context import CONTAINER, METRICS, OPEN_STREAMS, Metrics
 from atelier_gateway.entrypoints.http.idempotent import IDEMPOTENCY_HEADER
@@ -37,6 +38,7 @@ def create_app(container: GatewayContainer) -> web.Application:
     app[CONTAINER] = container
     app[METRICS] = Metrics()
     app[OPEN_STREAMS] = set()
+    workbench.install(app)
     for table in (
         auth_routes.routes,
         phone_routes.routes,
@@ -47,6 +49,7 @@ def create_app(container: GatewayContainer) -> web.Application:
         tasks_routes.routes,
         ops.routes,
         docs.routes,
+        workbench.routes,
     ):
         app.add_routes(table)
     allow_cors(app, cors_origins(container.settings.gateway_cors_origins))
