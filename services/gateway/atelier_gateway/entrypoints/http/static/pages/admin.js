@@ -3,6 +3,7 @@ import * as Api from "../api.js";
 import { h } from "../dom.js";
 import { formatDate, formatMoney, t } from "../i18n.js";
 import { badge, busy, empty, errorText, field, heading, message, pager, select, table } from "../ui.js";
+import { sourceName } from "./dashboard.js";
 import { referenceLink } from "./lists.js";
 
 const STATUSES = ["pending", "processing", "succeeded", "failed", "cancelled"];
@@ -86,12 +87,12 @@ export async function user(main, ctx) {
   );
   if (grants.length) {
     main.append(h("section", { class: "card" }, h("h2", null, t("grants")), table([
-      [t("source"), (g) => g.source], [t("remaining"), (g) => `${g.remaining} / ${g.amount ?? g.remaining}`],
+      [t("source"), (g) => sourceName(g.source)], [t("remaining"), (g) => `${g.remaining} / ${g.amount ?? g.remaining}`],
       [t("expires"), (g) => (g.expires_at ? formatDate(g.expires_at) : t("never"))],
     ], grants)));
   }
   main.append(h("section", { class: "card" }, h("h2", null, t("recent_orders")), orders.length ? table([
-    [t("order"), (o) => o.number || o.id], [t("catalog"), (o) => o.item_id], [t("amount"), (o) => formatMoney(o.amount, o.currency)],
+    [t("order"), (o) => o.number || o.id], [t("item"), (o) => o.item_id], [t("amount"), (o) => formatMoney(o.amount, o.currency)],
     [t("status"), (o) => badge(o.status)], [t("created"), (o) => formatDate(o.created_at)],
     ["", (o) => (o.status === "paid" ? refundButton(o) : "")],
   ], orders) : empty(t("no_orders"))));

@@ -73,7 +73,7 @@ export async function orders(main, ctx) {
     table(
       [
         [t("order"), (o) => h("a", { href: `#/orders/${encodeURIComponent(o.id)}` }, o.number)],
-        [t("catalog"), (o) => o.item_id],
+        [t("item"), (o) => o.item_id],
         [t("amount"), (o) => formatMoney(o.amount, o.currency)],
         [t("channel"), (o) => channelName(o.channel)],
         [t("status"), (o) => badge(o.status)],
@@ -113,7 +113,7 @@ export async function order(main, ctx) {
       "dl",
       { class: "facts" },
       [
-        [t("order"), o.number], [t("catalog"), o.item_id], [t("amount"), formatMoney(o.amount, o.currency)],
+        [t("order"), o.number], [t("item"), o.item_id], [t("amount"), formatMoney(o.amount, o.currency)],
         [t("channel"), channelName(o.channel)], [t("created"), formatDate(o.created_at)],
       ].map(([k, v]) => h("div", null, h("dt", null, k), h("dd", null, v))),
       h("div", null, h("dt", null, t("status")), h("dd", { id: "order-status", "data-status": o.status }, badge(o.status))),

@@ -6,7 +6,12 @@ import { empty, heading, table } from "../ui.js";
 
 export async function render(main) {
   main.append(heading(t("dashboard")), h("p", { class: "muted" }, t("loading")));
-  const [balance, stats] = await Promise.all([Api.get("/v1/me/balance"), Api.get("/v1/me/stats")]);
+  const [balance, stats, catalog] = await Promise.all([
+    Api.get("/v1/me/balance"),
+    Api.get("/v1/me/stats"),
+    Api.get("/v1/catalog").catch(() => ({ items: [] })),
+  ]);
+  const names = Object.fromEntries(catalog.items.map((item) => [item.id, item.name]));
   main.lastChild.remove();
   main.append(
     h(
@@ -14,14 +19,14 @@ export async function render(main) {
       { class: "cards" },
       h("section", { class: "card stat" }, h("h2", null, t("available")), h("p", { class: "big", id: "available" }, balance.available)),
       h("section", { class: "card stat" }, h("h2", null, t("held")), h("p", { class: "big", id: "held" }, balance.held)),
-      membershipCard(balance.membership),
+      membershipCard(balance.membership, names),
     ),
     grantsSection(balance.grants),
     statsSection(stats),
   );
 }
 
-function membershipCard(m) {
+function membershipCard(m, names) {
   if (!m || !m.active) {
     return h(
       "section",
@@ -36,7 +41,7 @@ function membershipCard(m) {
     "section",
     { class: "card stat", id: "membership" },
     h("h2", null, t("membership")),
-    h("p", null, h("strong", null, m.plan_id)),
+    h("p", null, h("strong", { id: "plan" }, names[m.plan_id] || m.plan_id)),
     h("p", { id: "quota" }, t("quota_left", { left: m.quota_left, total: m.quota_total })),
     meter,
     h("p", { class: "muted" }, t("period_end", { date: formatDate(m.period_end) })),
@@ -53,7 +58,7 @@ function grantsSection(grants) {
     live.length
       ? table(
           [
-            [t("source"), (g) => g.source],
+            [t("source"), (g) => sourceName(g.source)],
             [t("remaining"), (g) => `${g.remaining} / ${g.amount}`],
             [t("expires"), (g) => (g.expires_at ? formatDate(g.expires_at) : t("never"))],
           ],
@@ -62,6 +67,12 @@ function grantsSection(grants) {
         )
       : empty(t("no_grants"), "#/buy", t("buy_credits")),
   );
+}
+
+export function sourceName(source) {
+  const key = `src_${source}`;
+  const text = t(key);
+  return text === key ? source : text;
 }
 
 function statsSection(stats) {
@@ -96,14 +107,15 @@ function monthChart(months) {
   const step = (W - pad * 2) / Math.max(1, data.length);
   const bars = data.map((d, i) => {
     const bh = ((H - pad * 2) * d.credits) / max;
-    const x = pad + i * step + step * 0.15;
+    const bw = Math.min(step * 0.7, 40);
+    const mid = pad + i * step + step / 2;
     const y = H - pad - bh;
     return svg(
       "g",
       null,
-      svg("rect", { x, y, width: step * 0.7, height: Math.max(bh, 1), class: "bar" }, svg("title", null, `${d.month}: ${d.credits}`)),
-      svg("text", { x: x + step * 0.35, y: y - 4, "text-anchor": "middle", class: "val" }, d.credits),
-      svg("text", { x: x + step * 0.35, y: H - pad + 14, "text-anchor": "middle", class: "lbl" }, d.month.slice(2)),
+      svg("rect", { x: mid - bw / 2, y, width: bw, height: Math.max(bh, 1), class: "bar" }, svg("title", null, `${d.month}: ${d.credits}`)),
+      svg("text", { x: mid, y: y - 4, "text-anchor": "middle", class: "val" }, d.credits),
+      svg("text", { x: mid, y: H - pad + 14, "text-anchor": "middle", class: "lbl" }, data.length > 6 ? d.month.slice(2) : d.month),
     );
   });
   const label = data.map((d) => `${d.month}: ${d.credits}`).join(", ");

@@ -127,10 +127,12 @@ export async function ledger(main, ctx) {
   );
 }
 
-// A ledger reference names what caused the movement: a task or an order links to its page.
+// A ledger reference names what caused the movement: a task links to its page, an order to the
+// orders (references carry the order's number, not its id).
 export function referenceLink(reference) {
-  const m = /(tsk_[A-Za-z0-9]+|ord_[A-Za-z0-9]+)/.exec(reference || "");
-  if (!m) return reference || "";
-  const href = m[1].startsWith("tsk_") ? `#/tasks/${m[1]}` : `#/orders/${m[1]}`;
-  return h("a", { href }, reference);
+  const text = reference || "";
+  const task = /\b(task_[A-Za-z0-9]+)/.exec(text);
+  if (task) return h("a", { href: `#/tasks/${task[1]}` }, text);
+  if (/^order\b/.test(text)) return h("a", { href: "#/orders" }, text);
+  return text;
 }

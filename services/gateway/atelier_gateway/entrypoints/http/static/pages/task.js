@@ -22,21 +22,24 @@ export async function render(main, ctx) {
   function show(tk) {
     task = tk;
     view.replaceChildren(
+      ...[
       h("p", null, h("strong", null, t(`type_${tk.type}`)), " · ", h("span", { id: "task-status", "data-status": tk.status }, badge(tk.status)), " · ", `${t("cost")}: ${tk.cost}`),
       progressView(tk.status),
       outcome(tk),
       actions(tk),
       h("details", null, h("summary", null, t("params")), h("pre", null, JSON.stringify(tk.params, null, 2)), h("p", { class: "muted" }, `${t("created")}: ${formatDate(tk.created_at)}`)),
       tk.status === "succeeded" ? results(tk) : null,
+      ].filter(Boolean),
     );
   }
 
   function progressView(status) {
-    const index = status === "failed" || status === "cancelled" ? -1 : STEPS.indexOf(status);
+    const steps = status === "failed" ? ["pending", "processing", "failed"] : status === "cancelled" ? ["pending", "cancelled"] : STEPS;
+    const index = steps.indexOf(status);
     return h(
       "div",
       { class: "progress", id: "progress" },
-      h("ol", { class: "steps", "aria-label": t("progress") }, STEPS.map((s, i) => h("li", { class: i <= index ? "done" : "", "aria-current": i === index ? "step" : null }, t(`st_${s}`)))),
+      h("ol", { class: "steps", "aria-label": t("progress") }, steps.map((s, i) => h("li", { class: `${i <= index ? "done" : ""} step-${s}`, "aria-current": i === index ? "step" : null }, t(`st_${s}`)))),
       TERMINAL.has(status) ? null : h("progress", { "aria-label": t("progress") }),
     );
   }
