@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
@@ -174,6 +175,15 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     # Sign up: the dashboard shows the 10 sign-up credits.
     p.driver.get(p.base + "/")
     p.find("#login-form")
+    # How soon the first page is usable, recorded (not asserted: speed is for benchmarks).
+    timing = p.driver.execute_script(
+        "const n = performance.getEntriesByType('navigation')[0];"
+        "return {dom_content_loaded_ms: n.domContentLoadedEventEnd, load_ms: n.loadEventEnd,"
+        " form_shown_by_ms: performance.now(),"
+        " transferred_bytes: performance.getEntriesByType('resource')"
+        ".reduce((sum, r) => sum + r.transferSize, n.transferSize)};"
+    )
+    (ARTIFACTS / "first-page.json").write_text(json.dumps(timing, indent=2) + "\n")
     p.shot("login")
     p.click("a[href^='#/signup']")
     p.fill("#signup-form input[name=name]", "Mia")
