@@ -5,13 +5,11 @@ free of errors on every page."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +18,11 @@ from PIL import Image
 
 from atelier_gateway.entrypoints.http.openapi import registered_operations
 from tests.gateway.conftest import PASSWORD, Stack, _stack
-from tests.support.browser import BROWSER_STATUS, find_chromium, start_chromium
+from tests.support.browser import Person, chromium, first_displayed, start_chromium
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts" / "workbench"
-WAIT = 30.0
-
-
-@pytest.fixture
-def chromium() -> tuple[str, str]:
-    found = find_chromium()
-    if isinstance(found, str):
-        BROWSER_STATUS["why_not"] = found
-        pytest.skip(f"NO CHROMIUM — the workbench browser test was skipped: {found}")
-    return found
+__all__ = ["chromium"]  # a fixture
 
 
 @pytest.fixture
@@ -47,88 +36,6 @@ def web_stack(tmp_path: Path) -> Iterator[Stack]:
         tasks_env={"LOCAL_GENERATOR_DELAY_MS": "1500"},
     ) as stack:
         yield stack
-
-
-@dataclass
-class Person:
-    """The browser, and what it is checked for after each step."""
-
-    driver: Any
-    base: str
-    downloads: Path
-    shots: list[str] = field(default_factory=list)
-    console: list[str] = field(default_factory=list)
-
-    def go(self, hash_path: str) -> None:
-        self.driver.get(f"{self.base}/#{hash_path}")
-
-    def wait(self, condition: Callable[[Any], Any], timeout: float = WAIT) -> Any:
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        return WebDriverWait(self.driver, timeout).until(condition)
-
-    def find(self, css: str) -> Any:
-        return self.wait(lambda d: _first_displayed(d, css))
-
-    def text(self, css: str) -> str:
-        return str(self.find(css).text)
-
-    def wait_text(self, css: str, words: str) -> None:
-        self.wait(lambda d: any(words in e.text for e in d.find_elements("css selector", css)))
-
-    def attr(self, css: str, name: str) -> str | None:
-        """An attribute read in the page (no stale element while the page redraws)."""
-        script = (
-            "const e = document.querySelector(arguments[0]); "
-            "return e && e.getAttribute(arguments[1]);"
-        )
-        value = self.driver.execute_script(script, css, name)
-        return None if value is None else str(value)
-
-    def wait_attr(self, css: str, name: str, value: str) -> None:
-        self.wait(lambda _d: self.attr(css, name) == value)
-
-    def fill(self, css: str, value: str) -> None:
-        el = self.find(css)
-        el.clear()
-        el.send_keys(value)
-
-    def click(self, css: str) -> None:
-        self.find(css).click()
-
-    def shot(self, name: str) -> None:
-        """A screenshot, and the console read: a page with an error in it fails the test."""
-        self.check_console(name)
-        path = ARTIFACTS / f"{len(self.shots) + 1:02d}-{name}.png"
-        # The whole page, not only the window (at most 2400 px tall).
-        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-        clip = {
-            "x": 0,
-            "y": 0,
-            "width": size["width"],
-            "height": min(size["height"], 2400),
-            "scale": 1,
-        }
-        shot = self.driver.execute_cdp_cmd(
-            "Page.captureScreenshot",
-            {"format": "png", "captureBeyondViewport": True, "clip": clip},
-        )
-        path.write_bytes(base64.b64decode(shot["data"]))
-        self.shots.append(path.name)
-
-    def check_console(self, where: str) -> None:
-        entries = self.driver.get_log("browser")
-        errors = [e["message"] for e in entries if e["level"] == "SEVERE"]
-        errors = [m for m in errors if "/v1/auth/refresh" not in m]  # TEMP until cookie refresh
-        self.console.extend(f"{where}: {m}" for m in errors)
-        assert not errors, f"console errors on {where}: {errors}"
-
-
-def _first_displayed(driver: Any, css: str) -> Any:
-    for el in driver.find_elements("css selector", css):
-        if el.is_displayed():
-            return el
-    return False
 
 
 def _photo(path: Path) -> Path:
@@ -152,7 +59,7 @@ def person(chromium: tuple[str, str], web_stack: Stack, tmp_path: Path) -> Itera
     downloads.mkdir()
     driver = start_chromium(*chromium, downloads)
     try:
-        yield Person(driver, web_stack.gateway.url, downloads)
+        yield Person(driver, web_stack.gateway.url, downloads, ARTIFACTS)
     finally:
         driver.quit()
 
@@ -204,8 +111,8 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     p.shot("sandbox-checkout")
     p.click("button[value=paid]")
     p.click("a[href^='/#/orders/']")
-    p.wait(lambda d: _first_displayed(d, "#order-status") or _first_displayed(d, "#login-form"))
-    if _first_displayed(p.driver, "#login-form"):
+    p.wait(lambda d: first_displayed(d, "#order-status") or first_displayed(d, "#login-form"))
+    if first_displayed(p.driver, "#login-form"):
         # Without the refresh cookie the session does not survive leaving the page.
         p.fill("#login-form input[name=email]", email)
         p.fill("#login-form input[name=password]", PASSWORD)

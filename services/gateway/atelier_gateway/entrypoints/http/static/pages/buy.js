@@ -113,9 +113,9 @@ export async function order(main, ctx) {
       "dl",
       { class: "facts" },
       [
-        [t("order"), o.number], [t("item"), o.item_id], [t("amount"), formatMoney(o.amount, o.currency)],
+        [t("order"), o.number, "order-number"], [t("item"), o.item_id], [t("amount"), formatMoney(o.amount, o.currency)],
         [t("channel"), channelName(o.channel)], [t("created"), formatDate(o.created_at)],
-      ].map(([k, v]) => h("div", null, h("dt", null, k), h("dd", null, v))),
+      ].map(([k, v, id]) => h("div", null, h("dt", null, k), h("dd", { id }, v))),
       h("div", null, h("dt", null, t("status")), h("dd", { id: "order-status", "data-status": o.status }, badge(o.status))),
     );
     const parts = [rows, message(t(`order_${o.status}`), o.status === "paid" ? "ok" : o.status === "pending" ? "info" : "warn")];
