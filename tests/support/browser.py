@@ -140,7 +140,6 @@ class Person:
     def check_console(self, where: str) -> None:
         entries = self.driver.get_log("browser")
         errors = [e["message"] for e in entries if e["level"] == "SEVERE"]
-        errors = [m for m in errors if "/v1/auth/refresh" not in m]  # TEMP until cookie refresh
         self.console.extend(f"{where}: {m}" for m in errors)
         assert not errors, f"console errors on {where}: {errors}"
 

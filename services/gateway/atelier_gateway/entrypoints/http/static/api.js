@@ -9,7 +9,7 @@ export const COOKIE_REQUEST = { name: "X-Refresh-Token-Cookie", value: "1" };
 
 let accessToken = null;
 let accessExpiresAt = 0;
-let refreshToken = null; // only when the gateway answered it in the body (no cookie support)
+let refreshToken = null; // only when the gateway answered it in the body (no cookie mode)
 let user = null;
 let refreshing = null;
 const listeners = new Set();
@@ -31,8 +31,8 @@ export function onSessionChange(listener) {
   listeners.add(listener);
 }
 
-// A hint, not a secret: "a refresh cookie may be set", so a first visit does not ask for a refresh
-// that can only fail. The cookie that matters is the gateway's HttpOnly one.
+// A hint, not a secret: "the gateway keeps a refresh cookie for this browser", so a visit without
+// one does not ask for a refresh that can only fail. The cookie that matters is the HttpOnly one.
 const HINT = "atelier_session";
 
 export function mayHaveSession() {
@@ -44,7 +44,9 @@ function setHint(on) {
 }
 
 function setSession(body) {
-  setHint(Boolean(body));
+  // Cookie mode shows in the answer: the refresh token is not in the body ("instead of in the
+  // body"). Only then can a reload find a session to restore.
+  setHint(Boolean(body) && !body.refresh_token);
   accessToken = body ? body.access_token : null;
   accessExpiresAt = body ? Date.now() + (body.expires_in || 0) * 1000 : 0;
   refreshToken = body && body.refresh_token ? body.refresh_token : null;
