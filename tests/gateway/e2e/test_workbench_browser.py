@@ -26,14 +26,24 @@ __all__ = ["chromium"]  # a fixture
 
 
 @pytest.fixture
-def web_stack(tmp_path: Path) -> Iterator[Stack]:
+def tasks_env() -> dict[str, str]:
     # The local generator takes a moment, so the task page is seen following a running task.
+    return {"LOCAL_GENERATOR_DELAY_MS": "1500"}
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    return ARTIFACTS
+
+
+@pytest.fixture
+def web_stack(tmp_path: Path, tasks_env: dict[str, str]) -> Iterator[Stack]:
     with _stack(
         f"sqlite:///{tmp_path / 'gateway.db'}",
         f"sqlite:///{tmp_path / 'billing.db'}",
         f"sqlite:///{tmp_path / 'tasks.db'}",
         tmp_path,
-        tasks_env={"LOCAL_GENERATOR_DELAY_MS": "1500"},
+        tasks_env=tasks_env,
     ) as stack:
         yield stack
 
@@ -52,14 +62,16 @@ def _has(stack: Stack, method: str, path: str) -> bool:
 
 
 @pytest.fixture
-def person(chromium: tuple[str, str], web_stack: Stack, tmp_path: Path) -> Iterator[Person]:
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
+def person(
+    chromium: tuple[str, str], web_stack: Stack, tmp_path: Path, artifacts: Path
+) -> Iterator[Person]:
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.mkdir(parents=True)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     driver = start_chromium(*chromium, downloads)
     try:
-        yield Person(driver, web_stack.gateway.url, downloads, ARTIFACTS)
+        yield Person(driver, web_stack.gateway.url, downloads, artifacts)
     finally:
         driver.quit()
 
@@ -240,3 +252,33 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     p.click("#login-submit")
     p.wait_text("#available", str(available + 5))
     p.shot("dashboard-adjusted")
+
+
+@pytest.mark.parametrize(
+    ("tasks_env", "artifacts"),
+    [({"TASKS_COST_MODEL_POSE12": "20"}, ARTIFACTS.parent / "workbench-credits")],
+)
+def test_not_enough_credits_says_so_and_links_to_buy(person: Person, tmp_path: Path) -> None:
+    p = person
+    p.driver.get(p.base + "/#/signup")
+    p.fill("#signup-form input[name=email]", "ned@example.com")
+    p.fill("#signup-form input[name=password]", PASSWORD)
+    p.click("#signup-submit")
+    p.wait_text("#available", "10")
+    p.go("/create")
+    p.click("input[name=type][value=model_pose12]")
+    p.wait_text("#cost", "no endpoint")  # the API tells a cost only on a created task
+    p.driver.find_element("css selector", "#photo").send_keys(str(_photo(tmp_path / "coat.jpg")))
+    p.wait_attr("#drop", "data-uploaded", "true")
+    p.click("#create-submit")
+    p.wait_text("#create-status", "Not enough credits")
+    # Chromium logs every 4xx answer; this 402 is the one the page is showing.
+    p.shot(
+        "not-enough-credits",
+        expected=(
+            "/v1/tasks - Failed to load resource: the server responded with a status of 402",
+        ),
+    )
+    p.click("#buy-link")
+    p.find("#item-pack_100")
+    assert p.driver.current_url.endswith("#/buy")
