@@ -85,6 +85,16 @@ def test_the_page_says_its_language(api: Api) -> None:
     assert 'data-lang="en"' in en.text
 
 
+def test_images_and_uploads_may_use_the_public_url_and_https_storage() -> None:
+    from atelier_gateway.entrypoints.http.workbench import content_security_policy
+
+    csp = content_security_policy("http://127.0.0.1:8080/some/path")
+    directives = {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
+    assert directives["connect-src"] == ["'self'", "http://127.0.0.1:8080", "https:"]
+    assert "http://127.0.0.1:8080" in directives["img-src"]
+    assert "'self' https:" in content_security_policy("")
+
+
 def _scripts() -> dict[str, str]:
     return {
         p.relative_to(STATIC_DIR).as_posix(): p.read_text(encoding="utf-8")

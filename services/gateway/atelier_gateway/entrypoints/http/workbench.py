@@ -14,10 +14,11 @@ import hashlib
 import html
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from atelier_gateway.entrypoints.http.context import container
+from atelier_gateway.entrypoints.http.context import CONTAINER, container
 from atelier_gateway.entrypoints.http.i18n import Language, preferred_language
 
 routes = web.RouteTableDef()
@@ -30,14 +31,14 @@ _TYPES = {
     ".svg": "image/svg+xml",
 }
 # Scripts and styles from this origin only; images and uploads may go to the storage's https
-# origin (S3, COS); nothing may frame the page.
+# origin (S3, COS) and to the gateway's public URL (local storage's signed links use it, and the
+# page may have been opened under another name); nothing may frame the page.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: https:; "
-    "connect-src 'self' https:; font-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'{public} data: blob: "
+    "https:; connect-src 'self'{public} https:; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -65,6 +66,7 @@ class Workbench:
     version: str
     assets: dict[str, Asset]
     template: str
+    headers: dict[str, str]
 
     @property
     def prefix(self) -> str:
@@ -81,7 +83,13 @@ class Workbench:
         )
 
 
-def load_workbench(directory: Path = STATIC_DIR) -> Workbench:
+def content_security_policy(public_url: str) -> str:
+    parts = urlsplit(public_url)
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else ""
+    return CONTENT_SECURITY_POLICY.format(public=f" {origin}" if origin else "")
+
+
+def load_workbench(directory: Path = STATIC_DIR, public_url: str = "") -> Workbench:
     """Every asset under ``directory`` (JavaScript, CSS, SVG), and the page template."""
     assets: dict[str, Asset] = {}
     digest = hashlib.sha256()
@@ -95,7 +103,8 @@ def load_workbench(directory: Path = STATIC_DIR) -> Workbench:
         etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
         assets[name] = Asset(body, gzip.compress(body, 9, mtime=0), content_type, etag)
     template = (directory / "index.html").read_text(encoding="utf-8")
-    return Workbench(digest.hexdigest()[:16], assets, template)
+    headers = {"Content-Security-Policy": content_security_policy(public_url), **SECURITY_HEADERS}
+    return Workbench(digest.hexdigest()[:16], assets, template, headers)
 
 
 _WORKBENCH = web.AppKey("workbench", Workbench)
@@ -103,7 +112,7 @@ _WORKBENCH = web.AppKey("workbench", Workbench)
 
 def install(app: web.Application) -> None:
     """Read the assets once, when the application is made."""
-    app[_WORKBENCH] = load_workbench()
+    app[_WORKBENCH] = load_workbench(public_url=app[CONTAINER].settings.gateway_public_url)
 
 
 def _workbench(request: web.Request) -> Workbench:
@@ -121,11 +130,12 @@ def page_language(accept_language: str | None, market: str) -> Language:
 async def index(request: web.Request) -> web.Response:
     market = container(request).settings.market
     language = page_language(request.headers.get("Accept-Language"), market)
+    bench = _workbench(request)
     return web.Response(
-        text=_workbench(request).page(language, market),
+        text=bench.page(language, market),
         content_type="text/html",
         headers={
-            **SECURITY_HEADERS,
+            **bench.headers,
             "Cache-Control": "no-cache",
             "Vary": "Accept-Language",
             "Content-Language": "zh-CN" if language == "zh" else "en",
@@ -140,7 +150,7 @@ async def asset(request: web.Request) -> web.Response:
     if request.match_info["version"] != bench.version or found is None:
         raise web.HTTPNotFound()
     headers = {
-        **SECURITY_HEADERS,
+        **bench.headers,
         "Cache-Control": _IMMUTABLE,
         "ETag": found.etag,
         "Vary": "Accept-Encoding",

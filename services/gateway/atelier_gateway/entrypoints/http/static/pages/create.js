@@ -103,7 +103,7 @@ export async function render(main, ctx) {
   const failBox = h("input", { type: "checkbox", id: "sandbox-fail" });
   const sandbox =
     ctx.config.market === "local"
-      ? h("p", { class: "sandbox" }, h("label", null, failBox, " Sandbox: make this task fail (sandbox_outcome)"))
+      ? h("p", { class: "sandbox" }, h("label", null, failBox, " ", t("sandbox_fail")))
       : null;
 
   const costNote = h("p", { id: "cost", class: "cost" });
