@@ -95,7 +95,13 @@ class Person:
         return str(self.find(css).text)
 
     def wait_text(self, css: str, words: str) -> None:
-        self.wait(lambda d: any(words in e.text for e in d.find_elements("css selector", css)))
+        """Until an element shows the words (read in the page: no stale element while the page
+        redraws)."""
+        script = (
+            "return Array.from(document.querySelectorAll(arguments[0]))"
+            ".some(e => e.innerText.includes(arguments[1]));"
+        )
+        self.wait(lambda d: d.execute_script(script, css, words))
 
     def attr(self, css: str, name: str) -> str | None:
         """An attribute read in the page (no stale element while the page redraws)."""

@@ -191,6 +191,16 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     p.wait_text("main table", "failed")
     p.shot("history-failed")
 
+    # Orders with their status; the profile.
+    p.go("/orders")
+    p.wait_text("main table", "paid")
+    p.shot("orders")
+    p.go("/profile")
+    p.fill("#profile-form input[name=name]", "Mia Chen")
+    p.click("#profile-save")
+    p.wait_text("#who", "Mia Chen")
+    p.shot("profile")
+
     # At phone width nothing spills sideways.
     p.driver.set_window_size(390, 844)
     p.go("/")
