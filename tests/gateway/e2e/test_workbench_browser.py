@@ -183,6 +183,12 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     p.go("/gallery")
     assert p.wait(lambda d: d.find_elements("css selector", "#gallery img"))
     p.shot("gallery")
+    p.click("#gallery button.thumb")
+    p.wait(lambda d: d.execute_script("return document.querySelector('#viewer img').naturalWidth"))
+    assert p.attr("#viewer", "open") is not None
+    p.shot("gallery-full-size")
+    p.click("#viewer button")
+    p.wait(lambda _d: p.attr("#viewer", "open") is None)
     p.go("/")
     p.find("#chart-months")
     p.find("#chart-types")
