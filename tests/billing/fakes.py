@@ -20,7 +20,9 @@ from atelier_billing.application.ports import (
     CustomerRepository,
     DuplicateKey,
     GrantRepository,
+    HoldOutcome,
     HoldRepository,
+    HoldWrite,
     LedgerRepository,
     MembershipRepository,
     OrderRepository,
@@ -40,17 +42,19 @@ from atelier_billing.application.ports.payments import (
 from atelier_billing.domain.errors import InsufficientCredits
 from atelier_billing.domain.model import (
     Account,
-    Allocation,
     Grant,
+    GrantSource,
     Hold,
     HoldStatus,
     LedgerCheck,
     LedgerEntry,
+    LedgerKind,
     Membership,
     MembershipStatus,
     NewLedgerEntry,
     Order,
     OrderStatus,
+    allocate,
 )
 from atelier_ports.errors import InvalidNotification
 
@@ -142,20 +146,6 @@ class _Accounts:
         self.s.accounts[user_id] = replace(a, available=a.available + amount)
         return a.available + amount
 
-    def move_to_held(self, user_id: str, amount: int) -> int | None:
-        a = self.s.accounts[user_id]
-        if a.available < amount:
-            return None
-        self.s.accounts[user_id] = replace(a, available=a.available - amount, held=a.held + amount)
-        return a.available - amount
-
-    def settle_held(self, user_id: str, amount: int, back_to_available: bool) -> int:
-        a = self.s.accounts[user_id]
-        assert a.held >= amount
-        avail = a.available + (amount if back_to_available else 0)
-        self.s.accounts[user_id] = replace(a, available=avail, held=a.held - amount)
-        return avail
-
     def user_ids(self) -> Sequence[str]:
         return sorted(self.s.accounts)
 
@@ -195,13 +185,6 @@ class _Grants:
         self.s.grants[grant_id] = replace(g, remaining=g.remaining - amount)
         return True
 
-    def give_back(self, grant_id: str, amount: int) -> bool:
-        g = self.s.grants[grant_id]
-        if grant_id in self.s.expired_grants or g.remaining + amount > g.amount:
-            return False
-        self.s.grants[grant_id] = replace(g, remaining=g.remaining + amount)
-        return True
-
     def due_for_expiry(self, now: datetime, user_id: str | None = None) -> Sequence[Grant]:
         return [
             g
@@ -225,15 +208,81 @@ class _Holds:
     def __init__(self, s: _State) -> None:
         self.s = s
 
-    def add(self, hold: Hold) -> None:
-        if any(
-            (h.user_id, h.request_id) == (hold.user_id, hold.request_id)
-            for h in self.s.holds.values()
-        ):
-            raise DuplicateKey(hold.request_id)
-        self.s.holds[hold.id] = hold
+    def place(self, hold: Hold, now: datetime) -> HoldWrite:
+        account = self.s.accounts.get(hold.user_id)
+        if account is None:
+            return HoldWrite(HoldOutcome.NO_ACCOUNT)
+        existing = self._by_request(hold.user_id, hold.request_id)
+        if existing is not None:
+            return HoldWrite(HoldOutcome.FOUND, existing)
+        grants = [g for g in self.s.grants.values() if g.user_id == hold.user_id]
+        try:
+            parts = allocate(grants, hold.amount, now)  # expired grants are never spent
+        except InsufficientCredits:
+            return HoldWrite(HoldOutcome.NOT_ENOUGH)
+        for part in parts:
+            g = self.s.grants[part.grant_id]
+            self.s.grants[g.id] = replace(g, remaining=g.remaining - part.amount)
+        after = account.available - hold.amount
+        self.s.accounts[hold.user_id] = replace(
+            account, available=after, held=account.held + hold.amount
+        )
+        placed = replace(hold, status=HoldStatus.HELD, created_at=now, allocations=tuple(parts))
+        self.s.holds[hold.id] = placed
+        _append(self.s, hold, LedgerKind.HOLD, -hold.amount, hold.amount, after, now)
+        return HoldWrite(HoldOutcome.DONE, placed)
 
-    def get(self, user_id: str, request_id: str) -> Hold | None:
+    def settle(
+        self,
+        user_id: str,
+        request_id: str,
+        target: HoldStatus,
+        now: datetime,
+        *,
+        grace_id: str,
+        grace_expires_at: datetime,
+    ) -> HoldWrite:
+        hold = self._by_request(user_id, request_id)
+        if hold is None:
+            return HoldWrite(HoldOutcome.NOT_FOUND)
+        if hold.status is not HoldStatus.HELD:
+            return HoldWrite(HoldOutcome.FOUND, hold)
+        settled = hold.settled(target, now)
+        self.s.holds[hold.id] = settled
+        release = target is HoldStatus.RELEASED
+        a = self.s.accounts[user_id]
+        assert a.held >= hold.amount
+        after = a.available + (hold.amount if release else 0)
+        self.s.accounts[user_id] = replace(a, available=after, held=a.held - hold.amount)
+        if release:
+            regrant = 0
+            for part in hold.allocations:
+                g = self.s.grants[part.grant_id]
+                if (
+                    g.is_expired(now)
+                    or g.id in self.s.expired_grants
+                    or g.remaining + part.amount > g.amount
+                ):
+                    regrant += part.amount
+                else:
+                    self.s.grants[g.id] = replace(g, remaining=g.remaining + part.amount)
+            if regrant:
+                self.s.grants[grace_id] = Grant(
+                    id=grace_id,
+                    user_id=user_id,
+                    source=GrantSource.GRACE,
+                    amount=regrant,
+                    remaining=regrant,
+                    expires_at=grace_expires_at,
+                    created_at=now,
+                    reference=f"returned from {hold.reference or hold.request_id}",
+                )
+                self.s.grant_keys[f"grace:{hold.id}"] = grace_id
+        kind = LedgerKind.RELEASE if release else LedgerKind.CAPTURE
+        _append(self.s, hold, kind, hold.amount if release else 0, -hold.amount, after, now)
+        return HoldWrite(HoldOutcome.DONE, settled)
+
+    def _by_request(self, user_id: str, request_id: str) -> Hold | None:
         return next(
             (
                 h
@@ -243,17 +292,22 @@ class _Holds:
             None,
         )
 
-    def transition(
-        self, hold_id: str, source: HoldStatus, target: HoldStatus, now: datetime
-    ) -> bool:
-        h = self.s.holds[hold_id]
-        if h.status != source:
-            return False
-        self.s.holds[hold_id] = replace(h, status=target, settled_at=now)
-        return True
 
-    def allocations(self, hold_id: str) -> Sequence[Allocation]:
-        return self.s.holds[hold_id].allocations
+def _append(
+    s: _State, hold: Hold, kind: LedgerKind, amount: int, held: int, after: int, now: datetime
+) -> None:
+    _Ledger(s).append(
+        NewLedgerEntry(
+            user_id=hold.user_id,
+            kind=kind,
+            amount=amount,
+            held_change=held,
+            balance_after=after,
+            reference=hold.reference,
+            hold_id=hold.id,
+        ),
+        now,
+    )
 
 
 class _Ledger:

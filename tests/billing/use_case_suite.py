@@ -161,6 +161,104 @@ def test_release_into_an_expired_grant_is_regranted_with_grace(
     assert all(check.ok for check in svc.check_ledger())
 
 
+def _bonus_expiring_in_a_day(
+    store: BillingUnitOfWorkFactory, clock: FakeClock, provider: FakePaymentProvider
+) -> BillingUseCases:
+    from tests.billing.conftest import make_config
+
+    return build_use_cases(
+        uow=store,
+        clock=clock,
+        ids=FakeIds(),
+        config=make_config(signup_bonus_validity=timedelta(days=1)),
+        providers={"fake": provider},
+    )
+
+
+def test_a_repeated_hold_is_answered_identically(service: BillingUseCases, clock: Clock) -> None:
+    service.set_up_account(SetUpAccount("u1"))  # 10, never expires
+    service.adjust_credits(
+        AdjustCredits(True, "u1", 5, "extra", "g1", clock.now() + timedelta(days=2))
+    )
+    first = service.hold_credits(HoldCredits("u1", "t1", 7, "task:t1"))
+    assert [part.amount for part in first.allocations] == [5, 2]  # soonest-expiring first
+    for _ in range(3):
+        assert service.hold_credits(HoldCredits("u1", "t1", 7, "another reference")) == first
+    balance = service.get_balance(GetBalance("u1"))
+    assert (balance.available, balance.held) == (8, 7)
+    assert len(service.list_ledger(ListLedger("u1", 0, "")).items) == 3  # 2 grants, 1 hold
+
+
+def test_a_hold_without_an_account_is_refused(service: BillingUseCases) -> None:
+    with pytest.raises(errors.AccountNotFound):
+        service.hold_credits(HoldCredits("nobody", "t1", 1, ""))
+
+
+def test_an_expired_grant_is_never_spent_before_the_expiry_job_runs(
+    store: BillingUnitOfWorkFactory, clock: FakeClock, provider: FakePaymentProvider
+) -> None:
+    svc = _bonus_expiring_in_a_day(store, clock, provider)
+    svc.set_up_account(SetUpAccount("u1"))  # 10, expires in a day
+    svc.adjust_credits(AdjustCredits(True, "u1", 5, "extra", "g1"))  # never expires
+    clock.advance(days=2)  # the bonus has expired; the expiry job has not run
+    with pytest.raises(errors.InsufficientCredits):
+        svc.hold_credits(HoldCredits("u1", "t1", 6, ""))
+    assert len(svc.list_ledger(ListLedger("u1", 0, "")).items) == 2  # the refusal wrote nothing
+    hold = svc.hold_credits(HoldCredits("u1", "t2", 5, ""))
+    assert [part.amount for part in hold.allocations] == [5]  # all from the live grant
+    balance = svc.get_balance(GetBalance("u1"))
+    assert (balance.available, balance.held) == (0, 5)
+    report = svc.run_expiry()
+    assert (report.expired_grants, report.expired_credits) == (1, 10)  # the bonus, untouched
+    assert all(check.ok for check in svc.check_ledger())
+
+
+def test_a_release_after_its_grant_expired_but_before_the_sweep_is_regranted_with_grace(
+    store: BillingUnitOfWorkFactory, clock: FakeClock, provider: FakePaymentProvider
+) -> None:
+    svc = _bonus_expiring_in_a_day(store, clock, provider)
+    svc.set_up_account(SetUpAccount("u1"))
+    svc.hold_credits(HoldCredits("u1", "t1", 4, "task:t1"))
+    clock.advance(days=2)  # the bonus (6 left) has expired; the expiry job has not run
+    released = svc.release_hold(ReleaseHold("u1", "t1"))
+    assert svc.release_hold(ReleaseHold("u1", "t1")) == released
+    balance = svc.get_balance(GetBalance("u1"))
+    [grace] = balance.grants
+    assert (grace.source, grace.remaining) == (GrantSource.GRACE, 4)
+    assert grace.reference == "returned from task:t1"
+    assert grace.expires_at == clock.now() + timedelta(days=7)
+    report = svc.run_expiry()
+    assert (report.expired_grants, report.expired_credits) == (1, 6)  # not the returned 4
+    assert svc.get_balance(GetBalance("u1")).available == 4
+    assert all(check.ok for check in svc.check_ledger())
+
+
+def test_repeated_capture_and_release_are_answered_identically_with_one_effect(
+    service: BillingUseCases,
+) -> None:
+    service.set_up_account(SetUpAccount("u1"))
+    service.hold_credits(HoldCredits("u1", "a", 3, ""))
+    service.hold_credits(HoldCredits("u1", "b", 2, ""))
+    captured = service.capture_hold(CaptureHold("u1", "a"))
+    released = service.release_hold(ReleaseHold("u1", "b"))
+    assert (captured.status, released.status) == (HoldStatus.CAPTURED, HoldStatus.RELEASED)
+    for _ in range(3):
+        assert service.capture_hold(CaptureHold("u1", "a")) == captured
+        assert service.release_hold(ReleaseHold("u1", "b")) == released
+    balance = service.get_balance(GetBalance("u1"))
+    assert (balance.available, balance.held) == (7, 0)
+    assert [g.remaining for g in balance.grants] == [7]  # the release went back to its grant
+    kinds = [e.kind for e in service.list_ledger(ListLedger("u1", 0, "")).items]
+    assert kinds == [
+        LedgerKind.RELEASE,
+        LedgerKind.CAPTURE,
+        LedgerKind.HOLD,
+        LedgerKind.HOLD,
+        LedgerKind.GRANT,
+    ]
+    assert all(check.ok for check in service.check_ledger())
+
+
 def test_admin_adjustment_requires_admin_and_a_reason(service: BillingUseCases) -> None:
     service.set_up_account(SetUpAccount("u1"))
     with pytest.raises(problems.PermissionDenied):

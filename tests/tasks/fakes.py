@@ -277,10 +277,13 @@ class FakeTaskRepository:
                 if existing is not None:
                     return existing
             if quota is not None:
+                day = task.created_at.astimezone(UTC).date()
                 today = sum(
                     1
                     for t in self.tasks.values()
-                    if t.user_id == task.user_id and t.created_at >= quota.since and not t.abandoned
+                    if t.user_id == task.user_id
+                    and t.created_at.astimezone(UTC).date() == day
+                    and not t.abandoned
                 )
                 if today >= quota.limit:
                     raise DailyLimitReached("daily limit reached")
@@ -313,6 +316,13 @@ class FakeTaskRepository:
             if task is None or (user_id is not None and task.user_id != user_id):
                 return None
             return self._copy(task)
+
+    def get_with_images(self, task_id: str, user_id: str) -> tuple[Task, list[ResultImage]] | None:
+        with self.lock:
+            task = self.get(task_id, user_id)
+            if task is None:
+                return None
+            return task, sorted(self.images.get(task_id, []), key=lambda i: i.index)
 
     def find_by_request(self, user_id: str, request_id: str) -> Task | None:
         with self.lock:

@@ -81,7 +81,7 @@ class Harness:
             owner="worker-1",
         )
 
-    def uow(self) -> TasksUnitOfWork:
+    def uow(self, *, read_only: bool = False, one_statement: bool = False) -> TasksUnitOfWork:
         return FakeTasksUnitOfWork(self.repository)
 
     def task(self, task_id: str) -> Task:

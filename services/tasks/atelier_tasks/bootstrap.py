@@ -190,7 +190,8 @@ def build_container(
     clock = clock or SystemClock()
     ids = ids or RandomIdGenerator()
     config = config or tasks_config(settings)
-    engine = make_engine(settings.resolved_database_url())
+    # One connection per call the server runs at once, plus the worker's.
+    engine = make_engine(settings.resolved_database_url(), pool_size=settings.grpc_workers + 2)
     hub = InProcessEventHub()
     closers: list[Callable[[], None]] = []
     if billing is None:

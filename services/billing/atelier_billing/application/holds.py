@@ -1,8 +1,9 @@
 """Holds (F6): reserve credits for a task, then capture them (spent) or release them (back).
 
-A hold is idempotent per (user, request_id); its credits are allocated across the user's grants,
-soonest-expiring first (the domain's ``allocate``), and a release gives them back to the same
-grants.
+A hold is idempotent per (user, request_id); its credits are allocated across the user's
+unexpired grants, soonest-expiring first (the domain's ``spending_order``), and a release gives
+them back to the same grants. Each of the three is one step of the hold repository (on
+PostgreSQL one statement).
 """
 
 from __future__ import annotations
@@ -11,23 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from atelier_billing.application.config import BillingConfig
-from atelier_billing.application.credits import expire_user_grants, lock_account
 from atelier_billing.application.inputs import positive, require_key
 from atelier_billing.application.ports import (
-    BillingUnitOfWork,
     BillingUnitOfWorkFactory,
     DuplicateKey,
+    HoldOutcome,
+    HoldWrite,
 )
 from atelier_billing.domain import errors
-from atelier_billing.domain.model import (
-    Grant,
-    GrantSource,
-    Hold,
-    HoldStatus,
-    LedgerKind,
-    NewLedgerEntry,
-    allocate,
-)
+from atelier_billing.domain.model import Hold, HoldStatus
 from atelier_ports.clock import Clock
 from atelier_ports.ids import IdGenerator
 
@@ -61,6 +54,10 @@ def _same_hold(hold: Hold, amount: int) -> Hold:
 
 
 class HoldCreditsHandler:
+    """One step of the repository (on PostgreSQL one statement): the account lock, the repeat
+    check, the allocation, the debit, the hold, its allocations and its ledger entry. Grants
+    that expired are never spent; sweeping them is the expiry job's work, not the hold's."""
+
     def __init__(self, uow: BillingUnitOfWorkFactory, clock: Clock, ids: IdGenerator) -> None:
         self._uow, self._clock, self._ids = uow, clock, ids
 
@@ -68,67 +65,40 @@ class HoldCreditsHandler:
         request_id = require_key(cmd.request_id, "request_id")
         amount, user_id = positive(cmd.amount), cmd.user_id
         now = self._clock.now()
-        try:
-            with self._uow() as uow:
-                lock_account(uow, user_id)
-                # Under the account lock a repeat sees the first call's committed hold.
-                existing = uow.holds.get(user_id, request_id)
-                if existing is not None:
-                    return _same_hold(existing, amount)
-                hold = self._hold(uow, user_id, request_id, amount, cmd.reference, now)
-                uow.commit()
-                return hold
-        except DuplicateKey:
-            # A concurrent call with the same request_id won; ours rolled back. Return its hold.
-            with self._uow() as uow:
-                found = uow.holds.get(user_id, request_id)
-            if found is None:  # pragma: no cover - the unique key guarantees it exists
-                raise
-            return _same_hold(found, amount)
-
-    def _hold(
-        self,
-        uow: BillingUnitOfWork,
-        user_id: str,
-        request_id: str,
-        amount: int,
-        reference: str,
-        now: datetime,
-    ) -> Hold:
-        expire_user_grants(uow, user_id, now)
-        after = uow.accounts.move_to_held(user_id, amount)
-        if after is None:
-            raise errors.InsufficientCredits(
-                f"{amount} credits needed", metadata={"needed": str(amount)}
-            )
-        allocations = allocate(uow.grants.spendable(user_id, now), amount, now)
-        for part in allocations:
-            if not uow.grants.take(part.grant_id, part.amount):
-                raise errors.InsufficientCredits("credits changed concurrently")
         hold = Hold(
             id=self._ids.new_id("hold"),
             user_id=user_id,
             request_id=request_id,
             amount=amount,
             status=HoldStatus.HELD,
-            reference=reference[:200],
+            reference=cmd.reference[:200],
             created_at=now,
-            allocations=tuple(allocations),
         )
-        uow.holds.add(hold)
-        uow.ledger.append(
-            NewLedgerEntry(
-                user_id=user_id,
-                kind=LedgerKind.HOLD,
-                amount=-amount,
-                held_change=amount,
-                balance_after=after,
-                reference=hold.reference,
-                hold_id=hold.id,
-            ),
-            now,
-        )
-        return hold
+        try:
+            placed = self._place(hold, now)
+        except DuplicateKey:
+            # A concurrent call with the same request_id won; ours rolled back. The same step
+            # now finds its hold (the account lock and the unique key make this rare).
+            placed = self._place(hold, now)
+        if placed.outcome is HoldOutcome.NO_ACCOUNT:
+            raise errors.AccountNotFound("no billing account for this user")
+        if placed.outcome is HoldOutcome.NOT_ENOUGH:
+            raise errors.InsufficientCredits(
+                f"{amount} credits needed", metadata={"needed": str(amount)}
+            )
+        assert placed.hold is not None
+        return _same_hold(placed.hold, amount)
+
+    def _place(self, hold: Hold, now: datetime) -> HoldWrite:
+        # A transaction, even around one statement: what it did counts only once billing, alive,
+        # commits it (a billing process killed while the hold waits for the account lock leaves
+        # nothing behind; an autocommitted statement would complete and commit on its own).
+        with self._uow() as uow:
+            # Under the account lock a repeat sees the first call's committed hold.
+            placed = uow.holds.place(hold, now)
+            if placed.outcome is HoldOutcome.DONE:
+                uow.commit()
+        return placed
 
 
 class _SettleHold:
@@ -144,60 +114,23 @@ class _SettleHold:
     def _settle(self, user_id: str, request_id: str) -> Hold:
         request_id = require_key(request_id, "request_id")
         now, target = self._clock.now(), self.target
+        # A release returns an expired grant's share as a grace grant (F6), so no credit
+        # silently vanishes; its id and expiry are decided here, used only when needed.
         with self._uow() as uow:
-            hold = uow.holds.get(user_id, request_id)
-            if hold is None:
-                raise errors.HoldNotFound(f"no hold for request_id {request_id!r}")
-            lock_account(uow, user_id)
-            if not uow.holds.transition(hold.id, HoldStatus.HELD, target, now):
-                current = uow.holds.get(user_id, request_id)
-                assert current is not None
-                return current.repeat_of_settle(target)
-            release = target is HoldStatus.RELEASED
-            after = uow.accounts.settle_held(user_id, hold.amount, back_to_available=release)
-            if release:
-                self._return_to_grants(uow, hold, now)
-            uow.ledger.append(
-                NewLedgerEntry(
-                    user_id=user_id,
-                    kind=LedgerKind.RELEASE if release else LedgerKind.CAPTURE,
-                    amount=hold.amount if release else 0,
-                    held_change=-hold.amount,
-                    balance_after=after,
-                    reference=hold.reference,
-                    hold_id=hold.id,
-                ),
+            settled = uow.holds.settle(
+                user_id,
+                request_id,
+                target,
                 now,
+                grace_id=self._ids.new_id("grant") if target is HoldStatus.RELEASED else "",
+                grace_expires_at=now + self._config.grace_period,
             )
-            uow.commit()
-        return hold.settled(target, now)
-
-    def _return_to_grants(self, uow: BillingUnitOfWork, hold: Hold, now: datetime) -> None:
-        """Credits go back to the grants they came from; an expired grant's share is re-granted
-        with a grace expiry (F6), so no credit silently vanishes."""
-        regrant = 0
-        for part in uow.holds.allocations(hold.id):
-            grant = uow.grants.get(part.grant_id)
-            if (
-                grant is None
-                or grant.is_expired(now)
-                or not uow.grants.give_back(part.grant_id, part.amount)
-            ):
-                regrant += part.amount
-        if regrant:
-            uow.grants.add(
-                Grant(
-                    id=self._ids.new_id("grant"),
-                    user_id=hold.user_id,
-                    source=GrantSource.GRACE,
-                    amount=regrant,
-                    remaining=regrant,
-                    expires_at=now + self._config.grace_period,
-                    created_at=now,
-                    reference=f"returned from {hold.reference or hold.request_id}",
-                ),
-                idempotency_key=f"grace:{hold.id}",
-            )
+            if settled.outcome is HoldOutcome.DONE:
+                uow.commit()
+        if settled.hold is None:
+            raise errors.HoldNotFound(f"no hold for request_id {request_id!r}")
+        # A repeat of the same settle is answered with the hold; the opposite one is refused.
+        return settled.hold.repeat_of_settle(target)
 
 
 class CaptureHoldHandler(_SettleHold):

@@ -23,8 +23,8 @@ class CancelTask:
         self.views = views
 
     def __call__(self, command: CancelTaskCommand) -> TaskView:
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             task = own_task(uow, command.user_id, command.task_id)
         cancelled = self.saga.cancel(task)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             return self.views.task(uow, cancelled)

@@ -1,6 +1,8 @@
 """CreateTask: the create saga's first steps, answered within the caller's deadline.
 
-1. persist the task (``pending``, hold ``placing``) and its first event — one transaction;
+1. persist the task (``pending``, hold ``placing``), its first event and its place in the
+   user's daily count — one transaction (a repeated request id inserts nothing and is answered
+   with the stored task; the count is given back by whatever later deletes or abandons it);
 2. place the hold in billing with the task id as idempotency key, within the time the caller
    has left (its gRPC deadline, at most ``create_budget``);
 3. mark the hold ``held`` — only now can the worker dispatch it, and only this call may do it.
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime
 from typing import Any
 
 from atelier_ports.clock import Clock
@@ -86,19 +88,17 @@ class CreateTask:
         )
         params, keys = validated.params, validated.input_keys
         request_id = command.request_id or None
-        if request_id:
-            with self.uow() as uow:
-                existing = uow.tasks.find_by_request(command.user_id, request_id)
-            if existing is not None:
-                return self._replay(existing, command.type, params, keys, respond_by)
         for key in keys:
             upload = self.storage.head(key)
-            if upload is None:
-                raise InvalidParams(f"no uploaded image under {key!r}", field="input_keys")
-            if upload.content_type not in config.upload_content_types:
+            if upload is None or upload.content_type not in config.upload_content_types:
+                # A retry of a request that was created may find its upload gone: answer it.
+                existing = self._find(command.user_id, request_id)
+                if existing is not None:
+                    return self._replay(existing, command.type, params, keys, respond_by)
+                if upload is None:
+                    raise InvalidParams(f"no uploaded image under {key!r}", field="input_keys")
                 raise InvalidParams(f"{key!r} is not a supported image", field="input_keys")
         now = self.clock.now()
-        day_start = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
         task = Task.create(
             task_id=self.ids.new_id("task"),
             user_id=command.user_id,
@@ -111,13 +111,21 @@ class CreateTask:
             timeout=config.timeout,
             request_id=request_id,
         )
+        # One transaction: the task (or the one already created under this request id), its
+        # first event and its place in the day's count.
         with self.uow() as uow:
-            stored = uow.tasks.add(task, DailyQuota(day_start, config.daily_limit))
+            stored = uow.tasks.add(task, DailyQuota(config.daily_limit))
             uow.commit()
         if stored.id != task.id:  # a concurrent create with the same request_id won
             return self._replay(stored, command.type, params, keys, respond_by)
         self.hub.publish(task.id)
         return TaskView(self.saga.place_hold(stored, respond_by))
+
+    def _find(self, user_id: str, request_id: str | None) -> Task | None:
+        if not request_id:
+            return None
+        with self.uow(read_only=True) as uow:
+            return uow.tasks.find_by_request(user_id, request_id)
 
     def _replay(
         self,
@@ -136,5 +144,5 @@ class CreateTask:
         # Still placing: the first call is in flight or died. Placing it here is the same
         # request finishing; whoever commits first decides for both.
         placed = self.saga.place_hold(task, respond_by)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             return self.views.task(uow, placed)

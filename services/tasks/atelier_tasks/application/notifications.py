@@ -37,7 +37,7 @@ class HandleNotification:
         if provider is None:
             raise InvalidNotification(f"unknown provider {provider_name!r}")
         note = provider.parse_notification(command.headers, command.body)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             task = uow.tasks.find_by_provider_job(provider_name, note.provider_job_id)
         if task is None or task.is_terminal:
             return False, task.id if task else ""

@@ -88,8 +88,13 @@ class GetTask:
         self.views = views
 
     def __call__(self, query: GetTaskQuery) -> TaskView:
-        with self.uow() as uow:
-            return self.views.task(uow, own_task(uow, query.user_id, query.task_id))
+        found = None
+        if query.task_id:
+            with self.uow(read_only=True) as uow:  # one query: the task and its images
+                found = uow.tasks.get_with_images(query.task_id, query.user_id)
+        if found is None:
+            raise TaskNotFound(f"task {query.task_id!r} not found")
+        return self.views.view(*found)
 
 
 class ListTasks:
@@ -142,7 +147,7 @@ def _listing(
     status: TaskStatus | None,
 ) -> tuple[list[TaskView], str]:
     page = use_case.views.page(page_size, page_token, kind)
-    with use_case.uow() as uow:
+    with use_case.uow(read_only=True) as uow:
         tasks = uow.tasks.list_tasks(user_id, Page(page.size + 1, page.after), task_type, status)
         more = len(tasks) > page.size
         tasks = tasks[: page.size]
@@ -158,7 +163,7 @@ class ListImages:
 
     def __call__(self, query: ListImagesQuery) -> tuple[list[ImageView], str]:
         page = self.views.page(query.page_size, query.page_token, IMAGES_PAGE)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             images = uow.tasks.list_images(
                 query.user_id, Page(page.size + 1, page.after), query.task_type
             )
@@ -177,7 +182,7 @@ class GetUserStats:
         months: dict[str, MonthStats] = {}
         by_type: dict[TaskType, int] = {}
         generations = succeeded = failed = images = spent = 0
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             summaries = uow.tasks.summaries(query.user_id)
         for s in summaries:
             generations += 1

@@ -11,7 +11,7 @@ from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import Page, TasksUnitOfWork
 from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.domain.errors import InvalidParams
-from atelier_tasks.domain.model import ResultImage, Task
+from atelier_tasks.domain.model import ResultImage, Task, TaskStatus
 
 # Page-token kinds: a token only continues the listing that issued it.
 TASKS_PAGE = "tasks.v1.tasks"
@@ -60,8 +60,16 @@ class TaskViews:
         return self.tasks(uow, [task])[0]
 
     def tasks(self, uow: TasksUnitOfWork, tasks: Sequence[Task]) -> list[TaskView]:
-        images: Mapping[str, list[ResultImage]] = uow.tasks.images_of([t.id for t in tasks])
-        return [TaskView(t, [self.image(i) for i in images.get(t.id, [])]) for t in tasks]
+        """The tasks with their images, read in a second query (a read-only unit need not be
+        one snapshot): only succeeded tasks have images — they are stored in the transaction
+        that makes the task succeeded — so a task read before it succeeded shows none, as it
+        would have in one snapshot."""
+        succeeded = [t.id for t in tasks if t.status is TaskStatus.SUCCEEDED]
+        images: Mapping[str, list[ResultImage]] = uow.tasks.images_of(succeeded)
+        return [self.view(t, images.get(t.id, ())) for t in tasks]
+
+    def view(self, task: Task, images: Sequence[ResultImage]) -> TaskView:
+        return TaskView(task, [self.image(i) for i in images])
 
     def image(self, image: ResultImage) -> ImageView:
         ttl = self.config.url_ttl_seconds

@@ -37,14 +37,14 @@ class WatchTask:
         ``stop`` (the caller went away) is asked between waits.
         """
         user_id, task_id = query.user_id, query.task_id
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             own_task(uow, user_id, task_id)
         subscription = self.hub.subscribe(task_id)
         # Sequences are 32-bit in the database; anything larger is simply "after every event".
         last = min(max(query.after_sequence, 0), MAX_SEQUENCE)
         try:
             while True:
-                with self.uow() as uow:
+                with self.uow(read_only=True) as uow:
                     events = uow.tasks.events_after(task_id, last)
                 for event in events:
                     yield event
@@ -53,7 +53,7 @@ class WatchTask:
                         return
                 # Read after the events: a task that is terminal now has its terminal event
                 # stored, so if none came back above it was at or before ``last``.
-                with self.uow() as uow:
+                with self.uow(read_only=True) as uow:
                     current = uow.tasks.get(task_id, user_id)
                 if current is None:
                     return  # deleted (its hold could not be placed)

@@ -94,7 +94,7 @@ class TaskWorker:
         whatever billing may hold for them."""
         count = 0
         before = self.clock.now() - self.config.hold_grace
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             due = uow.tasks.holds_in_doubt(before, self.batch)
         for task_id in due:
             task = self._get(task_id)
@@ -107,7 +107,7 @@ class TaskWorker:
 
     def reap_timeouts(self) -> int:
         count = 0
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             due = uow.tasks.timed_out(self.clock.now(), self.batch)
         for task_id in due:
             task = self._get(task_id)
@@ -118,7 +118,7 @@ class TaskWorker:
 
     def settle_open_holds(self) -> int:
         count = 0
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             due = uow.tasks.unsettled(self.clock.now(), self.batch)
         for task_id in due:
             task = self._get(task_id)
@@ -150,7 +150,7 @@ class TaskWorker:
         return len(tasks)
 
     def _get(self, task_id: str) -> Task | None:
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             return uow.tasks.get(task_id)
 
     def _claim(

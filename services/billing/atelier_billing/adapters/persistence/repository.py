@@ -1,7 +1,9 @@
 """SQLAlchemy implementation of the billing unit of work.
 
 Every write is one statement with its condition inside (``… WHERE remaining >= :n``) or an insert
-guarded by a unique constraint; driver errors are translated at this boundary.
+guarded by a unique constraint; driver errors are translated at this boundary. The hot path (a
+hold, a capture, a release) runs statements built once at import: on PostgreSQL one call of a
+function created by migration 0003, on SQLite a few prepared steps under its one-writer lock.
 """
 
 from __future__ import annotations
@@ -11,11 +13,26 @@ from datetime import datetime
 from typing import Any
 
 from atelier_common.db import SqlUnitOfWork as SqlUnitOfWorkBase
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    String,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from atelier_billing.adapters.persistence.tables import (
+    TS,
     accounts,
     grants,
     hold_allocations,
@@ -27,7 +44,7 @@ from atelier_billing.adapters.persistence.tables import (
     payment_events,
 )
 from atelier_billing.application import ports
-from atelier_billing.application.ports import DuplicateKey
+from atelier_billing.application.ports import DuplicateKey, HoldOutcome, HoldWrite
 from atelier_billing.domain.errors import InsufficientCredits
 from atelier_billing.domain.model import (
     Account,
@@ -45,6 +62,7 @@ from atelier_billing.domain.model import (
     NewLedgerEntry,
     Order,
     OrderStatus,
+    allocate,
 )
 
 
@@ -112,29 +130,6 @@ class SqlAccounts(_Repo):
             raise InsufficientCredits("not enough credits available")
         return int(row.available)
 
-    def move_to_held(self, user_id: str, amount: int) -> int | None:
-        row = self._c.execute(
-            update(accounts)
-            .where(accounts.c.user_id == user_id, accounts.c.available >= amount)
-            .values(available=accounts.c.available - amount, held=accounts.c.held + amount)
-            .returning(accounts.c.available)
-        ).first()
-        return int(row.available) if row else None
-
-    def settle_held(self, user_id: str, amount: int, back_to_available: bool) -> int:
-        values: dict[str, Any] = {"held": accounts.c.held - amount}
-        if back_to_available:
-            values["available"] = accounts.c.available + amount
-        row = self._c.execute(
-            update(accounts)
-            .where(accounts.c.user_id == user_id, accounts.c.held >= amount)
-            .values(**values)
-            .returning(accounts.c.available)
-        ).first()
-        if row is None:
-            raise RuntimeError(f"held balance of {user_id} is below a hold being settled")
-        return int(row.available)
-
     def user_ids(self) -> Sequence[str]:
         return list(
             self._c.execute(select(accounts.c.user_id).order_by(accounts.c.user_id)).scalars()
@@ -184,14 +179,7 @@ class SqlGrants(_Repo):
         return _grant(row) if row else None
 
     def spendable(self, user_id: str, now: datetime) -> Sequence[Grant]:
-        rows = self._c.execute(
-            select(grants).where(
-                grants.c.user_id == user_id,
-                grants.c.remaining > 0,
-                or_(grants.c.expires_at.is_(None), grants.c.expires_at > now),
-            )
-        )
-        return [_grant(r) for r in rows]
+        return [_grant(r) for r in self._c.execute(_SPENDABLE, {"b_user": user_id, "b_now": now})]
 
     def for_user(self, user_id: str) -> Sequence[Grant]:
         rows = self._c.execute(
@@ -200,24 +188,7 @@ class SqlGrants(_Repo):
         return [_grant(r) for r in rows]
 
     def take(self, grant_id: str, amount: int) -> bool:
-        result = self._c.execute(
-            update(grants)
-            .where(grants.c.id == grant_id, grants.c.remaining >= amount)
-            .values(remaining=grants.c.remaining - amount)
-        )
-        return result.rowcount == 1
-
-    def give_back(self, grant_id: str, amount: int) -> bool:
-        result = self._c.execute(
-            update(grants)
-            .where(
-                grants.c.id == grant_id,
-                grants.c.expired_at.is_(None),
-                grants.c.remaining + amount <= grants.c.amount,
-            )
-            .values(remaining=grants.c.remaining + amount)
-        )
-        return result.rowcount == 1
+        return self._c.execute(_TAKE, {"b_grant": grant_id, "b_n": amount}).rowcount == 1
 
     def _due(self, now: datetime) -> Any:
         return and_(
@@ -247,6 +218,74 @@ class SqlGrants(_Repo):
         )
 
 
+# The hold's statements, built once (SQLAlchemy caches their compiled form; nothing is rebuilt per
+# call). Bind names start with b_: UPDATE reserves the names of the table's columns.
+_SPENDABLE = select(grants).where(
+    grants.c.user_id == bindparam("b_user"),
+    grants.c.remaining > 0,
+    or_(grants.c.expires_at.is_(None), grants.c.expires_at > bindparam("b_now", type_=TS)),
+)
+_TAKE = (
+    update(grants)
+    .where(grants.c.id == bindparam("b_grant"), grants.c.remaining >= bindparam("b_n"))
+    .values(remaining=grants.c.remaining - bindparam("b_n"))
+)
+_LOCK_ACCOUNT = (
+    select(accounts.c.available).where(accounts.c.user_id == bindparam("b_user")).with_for_update()
+)
+_HOLD_BY_REQUEST = select(holds).where(
+    holds.c.user_id == bindparam("b_user"), holds.c.request_id == bindparam("b_request")
+)
+# A hold's allocations in the domain's spending order, with what a release needs of their grants.
+_ALLOCATIONS = (
+    select(
+        hold_allocations.c.grant_id,
+        hold_allocations.c.amount,
+        grants.c.expires_at,
+        grants.c.expired_at,
+    )
+    .join_from(hold_allocations, grants, grants.c.id == hold_allocations.c.grant_id)
+    .where(hold_allocations.c.hold_id == bindparam("b_hold"))
+    .order_by(grants.c.expires_at.is_(None), grants.c.expires_at, grants.c.created_at, grants.c.id)
+)
+_MOVE_TO_HELD = (
+    update(accounts)
+    .where(accounts.c.user_id == bindparam("b_user"), accounts.c.available >= bindparam("b_n"))
+    .values(
+        available=accounts.c.available - bindparam("b_n"),
+        held=accounts.c.held + bindparam("b_n"),
+    )
+    .returning(accounts.c.available)
+)
+_SETTLE_HELD = (
+    update(accounts)
+    .where(accounts.c.user_id == bindparam("b_user"), accounts.c.held >= bindparam("b_n"))
+    .values(
+        held=accounts.c.held - bindparam("b_n"),
+        available=accounts.c.available + bindparam("b_back"),
+    )
+    .returning(accounts.c.available)
+)
+_SET_HOLD_STATUS = (
+    update(holds)
+    .where(holds.c.id == bindparam("b_hold"), holds.c.status == str(HoldStatus.HELD))
+    .values(status=bindparam("b_status"), settled_at=bindparam("b_now", type_=TS))
+)
+_GIVE_BACK = (
+    update(grants)
+    .where(
+        grants.c.id == bindparam("b_grant"),
+        grants.c.expired_at.is_(None),
+        grants.c.remaining + bindparam("b_n") <= grants.c.amount,
+    )
+    .values(remaining=grants.c.remaining + bindparam("b_n"))
+)
+_INSERT_HOLD = insert(holds)
+_INSERT_ALLOCATIONS = insert(hold_allocations)
+_INSERT_GRANT = insert(grants)
+_INSERT_LEDGER = insert(ledger_entries)
+
+
 def _hold(row: Row[Any], allocations: Sequence[Allocation] = ()) -> Hold:
     return Hold(
         id=row.id,
@@ -262,48 +301,238 @@ def _hold(row: Row[Any], allocations: Sequence[Allocation] = ()) -> Hold:
 
 
 class SqlHolds(_Repo):
-    def add(self, hold: Hold) -> None:
-        self._insert(
-            insert(holds).values(
-                id=hold.id,
-                user_id=hold.user_id,
-                request_id=hold.request_id,
-                amount=hold.amount,
-                status=str(hold.status),
-                reference=hold.reference,
-                created_at=hold.created_at,
+    """The portable steps (used on SQLite, where BEGIN IMMEDIATE already serialises writers and
+    a statement costs no round trip)."""
+
+    def place(self, hold: Hold, now: datetime) -> HoldWrite:
+        c, user_id = self._c, hold.user_id
+        if c.execute(_LOCK_ACCOUNT, {"b_user": user_id}).first() is None:
+            return HoldWrite(HoldOutcome.NO_ACCOUNT)
+        row = c.execute(_HOLD_BY_REQUEST, {"b_user": user_id, "b_request": hold.request_id}).first()
+        if row is not None:
+            return HoldWrite(HoldOutcome.FOUND, _hold(row, self._allocations(row.id)))
+        spendable = [_grant(r) for r in c.execute(_SPENDABLE, {"b_user": user_id, "b_now": now})]
+        try:
+            parts = allocate(spendable, hold.amount, now)
+        except InsufficientCredits:
+            return HoldWrite(HoldOutcome.NOT_ENOUGH)
+        after = c.execute(_MOVE_TO_HELD, {"b_user": user_id, "b_n": hold.amount}).scalar()
+        if after is None:
+            return HoldWrite(HoldOutcome.NOT_ENOUGH)
+        for part in parts:
+            if c.execute(_TAKE, {"b_grant": part.grant_id, "b_n": part.amount}).rowcount != 1:
+                raise InsufficientCredits("credits changed concurrently")
+        try:
+            c.execute(
+                _INSERT_HOLD,
+                {
+                    "id": hold.id,
+                    "user_id": user_id,
+                    "request_id": hold.request_id,
+                    "amount": hold.amount,
+                    "status": str(HoldStatus.HELD),
+                    "reference": hold.reference,
+                    "created_at": now,
+                },
             )
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise DuplicateKey(str(exc.orig)) from exc
+            raise
+        c.execute(
+            _INSERT_ALLOCATIONS,
+            [{"hold_id": hold.id, "grant_id": p.grant_id, "amount": p.amount} for p in parts],
         )
-        if hold.allocations:
-            self._c.execute(
-                insert(hold_allocations),
-                [
-                    {"hold_id": hold.id, "grant_id": a.grant_id, "amount": a.amount}
-                    for a in hold.allocations
-                ],
+        _append_ledger(c, user_id, LedgerKind.HOLD, -hold.amount, hold.amount, after, hold, now)
+        placed = Hold(
+            id=hold.id,
+            user_id=user_id,
+            request_id=hold.request_id,
+            amount=hold.amount,
+            status=HoldStatus.HELD,
+            reference=hold.reference,
+            created_at=now,
+            allocations=tuple(parts),
+        )
+        return HoldWrite(HoldOutcome.DONE, placed)
+
+    def settle(
+        self,
+        user_id: str,
+        request_id: str,
+        target: HoldStatus,
+        now: datetime,
+        *,
+        grace_id: str,
+        grace_expires_at: datetime,
+    ) -> HoldWrite:
+        c = self._c
+        c.execute(_LOCK_ACCOUNT, {"b_user": user_id})
+        row = c.execute(_HOLD_BY_REQUEST, {"b_user": user_id, "b_request": request_id}).first()
+        if row is None:
+            return HoldWrite(HoldOutcome.NOT_FOUND)
+        hold = _hold(row)
+        if hold.status is not HoldStatus.HELD:
+            return HoldWrite(HoldOutcome.FOUND, hold)
+        c.execute(_SET_HOLD_STATUS, {"b_hold": hold.id, "b_status": str(target), "b_now": now})
+        release = target is HoldStatus.RELEASED
+        after = c.execute(
+            _SETTLE_HELD,
+            {"b_user": user_id, "b_n": hold.amount, "b_back": hold.amount if release else 0},
+        ).scalar()
+        if after is None:
+            raise RuntimeError(f"held balance of {user_id} is below a hold being settled")
+        if release:
+            self._give_back(hold, now, grace_id, grace_expires_at)
+        kind, amount = (LedgerKind.RELEASE, hold.amount) if release else (LedgerKind.CAPTURE, 0)
+        _append_ledger(c, user_id, kind, amount, -hold.amount, after, hold, now)
+        return HoldWrite(HoldOutcome.DONE, hold.settled(target, now))
+
+    def _give_back(self, hold: Hold, now: datetime, grace_id: str, expires_at: datetime) -> None:
+        """Each share goes back to its grant unless the grant has expired (swept or not); those
+        shares come back as one grace grant."""
+        c, regrant = self._c, 0
+        for part in c.execute(_ALLOCATIONS, {"b_hold": hold.id}).all():
+            expired = part.expired_at is not None or (
+                part.expires_at is not None and part.expires_at <= now
+            )
+            if expired or (
+                c.execute(_GIVE_BACK, {"b_grant": part.grant_id, "b_n": part.amount}).rowcount != 1
+            ):
+                regrant += part.amount
+        if regrant:
+            c.execute(
+                _INSERT_GRANT,
+                {
+                    "id": grace_id,
+                    "user_id": hold.user_id,
+                    "source": str(GrantSource.GRACE),
+                    "amount": regrant,
+                    "remaining": regrant,
+                    "expires_at": expires_at,
+                    "created_at": now,
+                    "reference": f"returned from {hold.reference or hold.request_id}"[:200],
+                    "idempotency_key": f"grace:{hold.id}",
+                },
             )
 
-    def get(self, user_id: str, request_id: str) -> Hold | None:
-        row = self._c.execute(
-            select(holds).where(holds.c.user_id == user_id, holds.c.request_id == request_id)
-        ).first()
-        return _hold(row) if row else None
-
-    def transition(
-        self, hold_id: str, source: HoldStatus, target: HoldStatus, now: datetime
-    ) -> bool:
-        result = self._c.execute(
-            update(holds)
-            .where(holds.c.id == hold_id, holds.c.status == str(source))
-            .values(status=str(target), settled_at=now)
-        )
-        return result.rowcount == 1
-
-    def allocations(self, hold_id: str) -> Sequence[Allocation]:
-        rows = self._c.execute(
-            select(hold_allocations).where(hold_allocations.c.hold_id == hold_id)
-        )
+    def _allocations(self, hold_id: str) -> list[Allocation]:
+        rows = self._c.execute(_ALLOCATIONS, {"b_hold": hold_id})
         return [Allocation(r.grant_id, r.amount) for r in rows]
+
+
+def _append_ledger(
+    c: Connection,
+    user_id: str,
+    kind: LedgerKind,
+    amount: int,
+    held_change: int,
+    after: int,
+    hold: Hold,
+    now: datetime,
+) -> None:
+    c.execute(
+        _INSERT_LEDGER,
+        {
+            "user_id": user_id,
+            "kind": str(kind),
+            "amount": amount,
+            "held_change": held_change,
+            "balance_after": after,
+            "reference": hold.reference[:200],
+            "reason": "",
+            "hold_id": hold.id,
+            "created_at": now,
+        },
+    )
+
+
+# PostgreSQL: one call of a function from migration 0003 (one statement, one round trip).
+_PG_HOLD_COLUMNS = (
+    column("r_outcome", String),
+    column("r_id", String),
+    column("r_amount", BigInteger),
+    column("r_status", String),
+    column("r_reference", String),
+    column("r_created_at", TS),
+    column("r_settled_at", TS),
+)
+_PG_PLACE = text(
+    "SELECT * FROM billing_place_hold(:b_user, :b_request, :b_n, :b_reference, :b_hold, :b_now)"
+).columns(*_PG_HOLD_COLUMNS, column("r_grant_ids"), column("r_parts"))
+_PG_SETTLE = text(
+    "SELECT * FROM billing_settle_hold("
+    ":b_user, :b_request, :b_target, :b_now, :b_grace, :b_grace_expires)"
+).columns(*_PG_HOLD_COLUMNS)
+_CHANGED_CONCURRENTLY = "credits changed concurrently"
+
+
+def _pg_hold(
+    row: Row[Any], user_id: str, request_id: str, allocations: Sequence[Allocation] = ()
+) -> Hold:
+    return Hold(
+        id=row.r_id,
+        user_id=user_id,
+        request_id=request_id,
+        amount=row.r_amount,
+        status=HoldStatus(row.r_status),
+        reference=row.r_reference,
+        created_at=row.r_created_at,
+        settled_at=row.r_settled_at,
+        allocations=tuple(allocations),
+    )
+
+
+class PgHolds(SqlHolds):
+    def place(self, hold: Hold, now: datetime) -> HoldWrite:
+        params = {
+            "b_user": hold.user_id,
+            "b_request": hold.request_id,
+            "b_n": hold.amount,
+            "b_reference": hold.reference,
+            "b_hold": hold.id,
+            "b_now": now,
+        }
+        try:
+            row = self._c.execute(_PG_PLACE, params).one()
+        except IntegrityError as exc:
+            if _is_unique_violation(exc):
+                raise DuplicateKey(str(exc.orig)) from exc
+            raise
+        except DBAPIError as exc:
+            if _CHANGED_CONCURRENTLY in str(exc.orig):
+                raise InsufficientCredits(_CHANGED_CONCURRENTLY) from exc
+            raise
+        outcome = HoldOutcome(row.r_outcome)
+        if row.r_id is None:
+            return HoldWrite(outcome)
+        ids, amounts = row.r_grant_ids or (), row.r_parts or ()
+        parts = [Allocation(g, n) for g, n in zip(ids, amounts, strict=True)]
+        return HoldWrite(outcome, _pg_hold(row, hold.user_id, hold.request_id, parts))
+
+    def settle(
+        self,
+        user_id: str,
+        request_id: str,
+        target: HoldStatus,
+        now: datetime,
+        *,
+        grace_id: str,
+        grace_expires_at: datetime,
+    ) -> HoldWrite:
+        params = {
+            "b_user": user_id,
+            "b_request": request_id,
+            "b_target": str(target),
+            "b_now": now,
+            "b_grace": grace_id,
+            "b_grace_expires": grace_expires_at,
+        }
+        row = self._c.execute(_PG_SETTLE, params).one()
+        outcome = HoldOutcome(row.r_outcome)
+        if row.r_id is None:
+            return HoldWrite(outcome)
+        return HoldWrite(outcome, _pg_hold(row, user_id, request_id))
 
 
 def _ledger_entry(r: Row[Any]) -> LedgerEntry:
@@ -683,7 +912,7 @@ class SqlUnitOfWork(SqlUnitOfWorkBase):
     def _bind(self, conn: Connection) -> None:
         self.accounts = SqlAccounts(conn)
         self.grants = SqlGrants(conn)
-        self.holds = SqlHolds(conn)
+        self.holds = PgHolds(conn) if conn.dialect.name == "postgresql" else SqlHolds(conn)
         self.ledger = SqlLedger(conn)
         self.orders = SqlOrders(conn)
         self.memberships = SqlMemberships(conn)

@@ -8,13 +8,14 @@ all changes to one user's credits happen one transaction at a time.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from atelier_billing.domain.model import (
     Account,
-    Allocation,
     Grant,
     Hold,
     HoldStatus,
@@ -30,6 +31,22 @@ from atelier_ports.unit_of_work import UnitOfWork
 
 class DuplicateKey(Exception):
     """An insert hit a unique constraint (an idempotency key already used)."""
+
+
+class HoldOutcome(enum.StrEnum):
+    """What one ``place``/``settle`` call of the hold repository did."""
+
+    DONE = "done"  # this call placed (or captured/released) the hold
+    FOUND = "found"  # the hold was placed (or settled) before: returned as it is, nothing changed
+    NO_ACCOUNT = "no_account"  # nothing changed
+    NOT_ENOUGH = "not_enough"  # the spendable credits do not cover the amount; nothing changed
+    NOT_FOUND = "not_found"  # no hold has this request_id; nothing changed
+
+
+@dataclass(frozen=True, slots=True)
+class HoldWrite:
+    outcome: HoldOutcome
+    hold: Hold | None = None  # with DONE and FOUND
 
 
 class AccountRepository(Protocol):
@@ -48,14 +65,6 @@ class AccountRepository(Protocol):
 
         Returns the new available balance; raises InsufficientCredits when it would go negative.
         """
-        ...
-
-    def move_to_held(self, user_id: str, amount: int) -> int | None:
-        """available -= amount, held += amount if available >= amount; new available or None."""
-        ...
-
-    def settle_held(self, user_id: str, amount: int, back_to_available: bool) -> int:
-        """held -= amount (and available += amount when released); returns new available."""
         ...
 
     def user_ids(self) -> Sequence[str]: ...
@@ -86,10 +95,6 @@ class GrantRepository(Protocol):
         """remaining -= amount if remaining >= amount."""
         ...
 
-    def give_back(self, grant_id: str, amount: int) -> bool:
-        """remaining += amount if it stays within the grant's amount."""
-        ...
-
     def due_for_expiry(self, now: datetime, user_id: str | None = None) -> Sequence[Grant]: ...
 
     def expire(self, grant_id: str, now: datetime) -> int:
@@ -100,17 +105,44 @@ class GrantRepository(Protocol):
 
 
 class HoldRepository(Protocol):
-    def add(self, hold: Hold) -> None:
-        """Insert the hold and its allocations; DuplicateKey if request_id was used."""
+    """A hold, a capture and a release are each one step of the database (F6): on PostgreSQL one
+    statement, one round trip. Each takes the account's row lock first."""
+
+    def place(self, hold: Hold, now: datetime) -> HoldWrite:
+        """Place ``hold`` (HELD; its ``allocations`` are ignored) for ``hold.user_id``.
+
+        A hold already placed with the same (user_id, request_id) is answered as it is (FOUND,
+        with its allocations; the caller compares the amount). Otherwise ``hold.amount`` is
+        allocated across the user's spendable grants (remaining > 0 and not expired at ``now``,
+        whether or not the expiry job has swept them yet), soonest-expiring first as the domain's
+        ``spending_order``; the amount moves from available to held; the hold, its allocations
+        and its HOLD ledger entry are written (DONE, the hold with its allocations).
+        NO_ACCOUNT and NOT_ENOUGH change nothing. DuplicateKey if a concurrent transaction
+        placed the same request_id first.
+        """
         ...
 
-    def get(self, user_id: str, request_id: str) -> Hold | None: ...
+    def settle(
+        self,
+        user_id: str,
+        request_id: str,
+        target: HoldStatus,
+        now: datetime,
+        *,
+        grace_id: str,
+        grace_expires_at: datetime,
+    ) -> HoldWrite:
+        """Capture (``target`` CAPTURED) or release (RELEASED) the user's hold ``request_id``.
 
-    def transition(
-        self, hold_id: str, source: HoldStatus, target: HoldStatus, now: datetime
-    ) -> bool: ...
-
-    def allocations(self, hold_id: str) -> Sequence[Allocation]: ...
+        A held hold is settled with its ledger entry (DONE, the hold as settled): a capture
+        spends the held credits; a release returns them to available and to the grants they were
+        allocated from, except the shares of grants that have expired (swept or not), which come
+        back as one GRACE grant (id ``grace_id``, expiring ``grace_expires_at``, reference
+        "returned from <the hold's reference or request_id>", idempotency key
+        "grace:<hold id>"). A hold settled before is answered as it is (FOUND; the caller tells
+        a repeat from the opposite settle); NOT_FOUND when there is no such hold.
+        """
+        ...
 
 
 class LedgerRepository(Protocol):

@@ -3,24 +3,31 @@
 A unit of work is one transaction; every update in it is guarded by the task's ``version``
 (optimistic concurrency). Work is leased with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL,
 so several workers never claim the same task; on SQLite every transaction is ``BEGIN IMMEDIATE``
-(one writer at a time), which gives the same guarantee. On PostgreSQL each change also sends
-``NOTIFY atelier_task_events`` with the task id, delivered at commit, so watchers on every replica
-wake up.
+(one writer at a time), which gives the same guarantee. On PostgreSQL every inserted event sends
+``NOTIFY atelier_task_events`` with the task id (a trigger, migration 0002), delivered at commit,
+so watchers on every replica wake up.
+
+Statements are built once (per dialect) and only bound per call. An UPDATE writes only the
+columns that changed since the task was read: the repository keeps the row it read (or wrote)
+on the task object (``_STORED``, its private memo) and compares. The daily limit is a counter per
+user and UTC day (``task_daily_counts``): one upsert that only increments below the limit, in the
+transaction that inserts the task; deleting or abandoning a task gives its count back in the
+transaction that does it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from atelier_common.db import SqlUnitOfWork
 from atelier_common.timestamps import as_utc, as_utc_or_none
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
-from atelier_tasks.adapters.db.tables import task_events, task_images, tasks
+from atelier_tasks.adapters.db.tables import task_daily_counts, task_events, task_images, tasks
 from atelier_tasks.application.ports import (
     ClaimKind,
     ConcurrentUpdate,
@@ -43,6 +50,83 @@ from atelier_tasks.domain.model import (
 NOTIFY_CHANNEL = "atelier_task_events"
 _OPEN = (TaskStatus.PENDING.value, TaskStatus.PROCESSING.value)
 _DONE = (TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
+_ABANDONED = frozenset(r.value for r in ABANDONED_REASONS)
+# The row a task was read or last written as (a dict of _row() or the database's RowMapping),
+# kept in the task's __dict__ by this adapter only; an UPDATE sets what differs from it.
+_STORED = "_atelier_stored_row"
+_IMAGE = "i_"  # prefix of the image columns when read joined to their task
+
+
+def _day(created_at: datetime) -> date:
+    """The day a task counts against: the UTC date of its creation."""
+    return as_utc(created_at).date()
+
+
+def _was_abandoned(row: Mapping[Any, Any]) -> bool:
+    return row["status"] == TaskStatus.FAILED.value and row["error_reason"] in _ABANDONED
+
+
+class _Statements:
+    """Every statement of the repository, built once per dialect."""
+
+    def __init__(self, dialect: str) -> None:
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        t, c, p = tasks.c, task_daily_counts.c, sa.bindparam
+        self.insert_task = insert(tasks).on_conflict_do_nothing().returning(t.id)
+        self.insert_events = task_events.insert()
+        self.insert_images = task_images.insert()
+        self.take_count = (
+            insert(task_daily_counts)
+            .values(user_id=p("user_id"), day=p("day"), n=1)
+            .on_conflict_do_update(
+                index_elements=[c.user_id, c.day],
+                set_={"n": c.n + 1},
+                where=c.n < p("limit"),
+            )
+            .returning(c.n)
+        )
+        self.give_back = (
+            task_daily_counts.update()
+            .where(c.user_id == p("c_user"), c.day == p("c_day"), c.n > 0)
+            .values(n=c.n - 1)
+        )
+        self.get = sa.select(tasks).where(t.id == p("id"))
+        self.get_own = self.get.where(t.user_id == p("user_id"))
+        self.get_with_images = (
+            sa.select(tasks, *(col.label(_IMAGE + col.name) for col in task_images.c))
+            .select_from(tasks.outerjoin(task_images, task_images.c.task_id == t.id))
+            .where(t.id == p("id"), t.user_id == p("user_id"))
+            .order_by(task_images.c.idx)
+        )
+        self.by_request = sa.select(tasks).where(
+            t.user_id == p("user_id"), t.request_id == p("request_id")
+        )
+        self.delete_images = task_images.delete().where(task_images.c.task_id == p("id"))
+        self.delete_events = task_events.delete().where(task_events.c.task_id == p("id"))
+        self.delete_task = (
+            tasks.delete()
+            .where(t.id == p("id"))
+            .returning(t.user_id, t.created_at, t.status, t.error_reason)
+        )
+        self.notify = sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, p("task_id")))
+        self._updates: dict[tuple[str, ...], sa.Update] = {}
+
+    def update(self, columns: tuple[str, ...]) -> sa.Update:
+        """UPDATE of these columns (and the version), guarded by id and version."""
+        statement = self._updates.get(columns)
+        if statement is None:
+            p = sa.bindparam
+            statement = (
+                tasks.update()
+                .where(tasks.c.id == p("w_id"), tasks.c.version == p("w_version"))
+                .values({**{name: p(name) for name in columns}, "version": p("w_next")})
+            )
+            if len(self._updates) < 512:  # the code writes a few dozen column sets
+                self._updates[columns] = statement
+        return statement
+
+
+_STATEMENTS = {name: _Statements(name) for name in ("postgresql", "sqlite")}
 
 
 class SqlTaskRepository:
@@ -51,70 +135,89 @@ class SqlTaskRepository:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._pg = conn.dialect.name == "postgresql"
+        self._sql = _STATEMENTS["postgresql" if self._pg else "sqlite"]
 
     # --- writes --------------------------------------------------------------------------------
 
     def add(self, task: Task, quota: DailyQuota | None = None) -> Task:
-        conn = self._conn
+        conn, sql = self._conn, self._sql
+        row = self._row(task)
+        for _ in range(3):
+            # A duplicate request id inserts nothing (the transaction stays usable) …
+            if conn.execute(sql.insert_task, {**row, "version": 1}).first() is not None:
+                break
+            # … and answers with the task that has it (unless it was abandoned meanwhile,
+            # which frees its request id: then try again).
+            existing = (
+                self.find_by_request(task.user_id, task.request_id) if task.request_id else None
+            )
+            if existing is not None:
+                return existing
+        else:
+            raise RuntimeError(f"task {task.id} could not be inserted")
         if quota is not None:
-            self._check_quota(conn, task.user_id, quota)
-        try:
-            with conn.begin_nested():  # a duplicate request id leaves the transaction usable
-                conn.execute(tasks.insert().values(**self._row(task), version=1))
-                self._insert_events(conn, task)
-        except IntegrityError:
-            if task.request_id:
-                existing = self.find_by_request(task.user_id, task.request_id)
-                if existing is not None:
-                    return existing
-            raise
-        self._notify(conn, task.id)
+            taken = quota.limit > 0 and (
+                conn.execute(
+                    sql.take_count,
+                    {"user_id": task.user_id, "day": _day(task.created_at), "limit": quota.limit},
+                ).first()
+                is not None
+            )
+            if not taken:  # the caller rolls back, which removes the task again
+                raise DailyLimitReached(
+                    f"daily limit of {quota.limit} generations reached",
+                    metadata={"limit": str(quota.limit)},
+                )
+        self._insert_events(conn, task)
         task.version = 1
         task.new_events.clear()
+        vars(task)[_STORED] = row
         return task
-
-    def _check_quota(self, conn: Connection, user_id: str, quota: DailyQuota) -> None:
-        if self._pg:  # one creator per user at a time; SQLite's BEGIN IMMEDIATE already is
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(user_id))))
-        t = tasks.c
-        not_abandoned = sa.or_(
-            t.status != TaskStatus.FAILED.value,
-            t.error_reason.is_(None),
-            t.error_reason.not_in([r.value for r in ABANDONED_REASONS]),
-        )
-        count = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(tasks)
-            .where(t.user_id == user_id, t.created_at >= quota.since, not_abandoned)
-        ).scalar_one()
-        if count >= quota.limit:
-            raise DailyLimitReached(
-                f"daily limit of {quota.limit} generations reached",
-                metadata={"limit": str(quota.limit)},
-            )
 
     def save(self, task: Task, images: Sequence[ResultImage] = ()) -> None:
         conn = self._conn
-        result = conn.execute(
-            tasks.update()
-            .where(tasks.c.id == task.id, tasks.c.version == task.version)
-            .values(**self._row(task), version=task.version + 1)
-        )
-        if result.rowcount != 1:
-            raise ConcurrentUpdate(task.id)
+        self._write(conn, task)
         if task.new_events:
-            self._insert_events(conn, task)
-            self._notify(conn, task.id)  # watchers care about events only
+            self._insert_events(conn, task)  # watchers care about events only (NOTIFY trigger)
         if images:
-            conn.execute(task_images.insert(), [self._image_row(i) for i in images])
+            conn.execute(self._sql.insert_images, [self._image_row(i) for i in images])
         task.version += 1
         task.new_events.clear()
 
+    def _write(self, conn: Connection, task: Task) -> None:
+        """UPDATE what changed since the task was read, if its version is still the stored
+        one (else ConcurrentUpdate); give its daily count back if this abandons it."""
+        sql = self._sql
+        row = self._row(task)
+        before = self._stored(task)
+        changed = {k: v for k, v in row.items() if before[k] != v}
+        params = {**changed, "w_id": task.id, "w_version": task.version, "w_next": task.version + 1}
+        if conn.execute(sql.update(tuple(changed)), params).rowcount != 1:
+            raise ConcurrentUpdate(task.id)
+        if _was_abandoned(row) and not _was_abandoned(before):
+            conn.execute(sql.give_back, {"c_user": task.user_id, "c_day": _day(task.created_at)})
+        vars(task)[_STORED] = row
+
+    def _stored(self, task: Task) -> Mapping[Any, Any]:
+        """The row the task was read or last written as (read again if the task object did
+        not come from this adapter)."""
+        stored = vars(task).get(_STORED)
+        if stored is None:
+            fresh = self._conn.execute(self._sql.get, {"id": task.id}).first()
+            if fresh is None or fresh.version != task.version:
+                raise ConcurrentUpdate(task.id)
+            stored = fresh._mapping
+        if isinstance(stored, dict):
+            return stored
+        return self._row(self._task(stored))
+
     def delete(self, task_id: str) -> None:
-        conn = self._conn
-        conn.execute(task_images.delete().where(task_images.c.task_id == task_id))
-        conn.execute(task_events.delete().where(task_events.c.task_id == task_id))
-        conn.execute(tasks.delete().where(tasks.c.id == task_id))
+        conn, sql = self._conn, self._sql
+        conn.execute(sql.delete_images, {"id": task_id})
+        conn.execute(sql.delete_events, {"id": task_id})
+        gone = conn.execute(sql.delete_task, {"id": task_id}).first()
+        if gone is not None and not _was_abandoned(gone._mapping):
+            conn.execute(sql.give_back, {"c_user": gone.user_id, "c_day": _day(gone.created_at)})
         self._notify(conn, task_id)
 
     def claim(
@@ -164,14 +267,9 @@ class SqlTaskRepository:
             task.lease_owner, task.lease_expires_at = owner, lease_until
             if start is not None:
                 start(task)
-            conn.execute(
-                tasks.update()
-                .where(t.id == task.id, t.version == task.version)
-                .values(**self._row(task), version=task.version + 1)
-            )
+            self._write(conn, task)
             if task.new_events:
                 self._insert_events(conn, task)
-                self._notify(conn, task.id)
             claimed.append(task)
         for task in claimed:
             task.version += 1
@@ -181,17 +279,29 @@ class SqlTaskRepository:
     # --- reads ---------------------------------------------------------------------------------
 
     def get(self, task_id: str, user_id: str | None = None) -> Task | None:
-        query = sa.select(tasks).where(tasks.c.id == task_id)
-        if user_id is not None:
-            query = query.where(tasks.c.user_id == user_id)
-        conn = self._conn
-        row = conn.execute(query).first()
+        sql = self._sql
+        if user_id is None:
+            row = self._conn.execute(sql.get, {"id": task_id}).first()
+        else:
+            row = self._conn.execute(sql.get_own, {"id": task_id, "user_id": user_id}).first()
         return self._task(row._mapping) if row else None
 
+    def get_with_images(self, task_id: str, user_id: str) -> tuple[Task, list[ResultImage]] | None:
+        rows = self._conn.execute(
+            self._sql.get_with_images, {"id": task_id, "user_id": user_id}
+        ).all()
+        if not rows:
+            return None
+        task = self._task(rows[0]._mapping)
+        images = [
+            self._image(r._mapping, _IMAGE) for r in rows if r._mapping[_IMAGE + "id"] is not None
+        ]
+        return task, images
+
     def find_by_request(self, user_id: str, request_id: str) -> Task | None:
-        query = sa.select(tasks).where(tasks.c.user_id == user_id, tasks.c.request_id == request_id)
-        conn = self._conn
-        row = conn.execute(query).first()
+        row = self._conn.execute(
+            self._sql.by_request, {"user_id": user_id, "request_id": request_id}
+        ).first()
         return self._task(row._mapping) if row else None
 
     def find_by_provider_job(self, provider: str, job_id: str) -> Task | None:
@@ -218,10 +328,8 @@ class SqlTaskRepository:
         if status is not None:
             query = query.where(t.status == status.value)
         if page.after is not None:
-            at, last_id = page.after
-            query = query.where(
-                sa.or_(t.created_at < at, sa.and_(t.created_at == at, t.id < last_id))
-            )
+            at, last_id = page.after  # a row comparison: an index condition, not a filter
+            query = query.where(sa.tuple_(t.created_at, t.id) < sa.tuple_(at, last_id))
         query = query.order_by(t.created_at.desc(), t.id.desc()).limit(page.size)
         conn = self._conn
         return [self._task(r._mapping) for r in conn.execute(query)]
@@ -250,9 +358,7 @@ class SqlTaskRepository:
             query = query.where(i.task_type == task_type.value)
         if page.after is not None:
             at, last_id = page.after
-            query = query.where(
-                sa.or_(i.created_at < at, sa.and_(i.created_at == at, i.id < last_id))
-            )
+            query = query.where(sa.tuple_(i.created_at, i.id) < sa.tuple_(at, last_id))
         query = query.order_by(i.created_at.desc(), i.id.desc()).limit(page.size)
         conn = self._conn
         return [self._image(r._mapping) for r in conn.execute(query)]
@@ -345,26 +451,24 @@ class SqlTaskRepository:
     # --- mapping -------------------------------------------------------------------------------
 
     def _notify(self, conn: Connection, task_id: str) -> None:
+        """For a change that inserts no event (a delete); events notify by trigger."""
         if self._pg:
-            conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, task_id)))
+            conn.execute(self._sql.notify, {"task_id": task_id})
 
-    @staticmethod
-    def _insert_events(conn: Connection, task: Task) -> None:
-        if task.new_events:
-            conn.execute(
-                task_events.insert(),
-                [
-                    {
-                        "task_id": e.task_id,
-                        "sequence": e.sequence,
-                        "status": e.status.value,
-                        "attempts": e.attempts,
-                        "error_reason": e.error_reason,
-                        "created_at": e.at,
-                    }
-                    for e in task.new_events
-                ],
-            )
+    def _insert_events(self, conn: Connection, task: Task) -> None:
+        rows = [
+            {
+                "task_id": e.task_id,
+                "sequence": e.sequence,
+                "status": e.status.value,
+                "attempts": e.attempts,
+                "error_reason": e.error_reason,
+                "created_at": e.at,
+            }
+            for e in task.new_events
+        ]
+        if rows:
+            conn.execute(self._sql.insert_events, rows[0] if len(rows) == 1 else rows)
 
     @staticmethod
     def _row(task: Task) -> dict[str, Any]:
@@ -398,7 +502,7 @@ class SqlTaskRepository:
 
     @staticmethod
     def _task(r: Any) -> Task:
-        return Task(
+        task = Task(
             id=r["id"],
             user_id=r["user_id"],
             type=TaskType(r["type"]),
@@ -426,6 +530,8 @@ class SqlTaskRepository:
             last_sequence=r["last_sequence"],
             version=r["version"],
         )
+        vars(task)[_STORED] = r
+        return task
 
     @staticmethod
     def _image_row(i: ResultImage) -> dict[str, Any]:
@@ -446,21 +552,21 @@ class SqlTaskRepository:
         }
 
     @staticmethod
-    def _image(r: Any) -> ResultImage:
+    def _image(r: Any, p: str = "") -> ResultImage:
         return ResultImage(
-            id=r["id"],
-            task_id=r["task_id"],
-            user_id=r["user_id"],
-            task_type=TaskType(r["task_type"]),
-            index=r["idx"],
-            key=r["key"],
-            thumbnail_key=r["thumbnail_key"],
-            content_type=r["content_type"],
-            size=r["size"],
-            width=r["width"],
-            height=r["height"],
-            sha256=r["sha256"],
-            created_at=as_utc(r["created_at"]),
+            id=r[p + "id"],
+            task_id=r[p + "task_id"],
+            user_id=r[p + "user_id"],
+            task_type=TaskType(r[p + "task_type"]),
+            index=r[p + "idx"],
+            key=r[p + "key"],
+            thumbnail_key=r[p + "thumbnail_key"],
+            content_type=r[p + "content_type"],
+            size=r[p + "size"],
+            width=r[p + "width"],
+            height=r[p + "height"],
+            sha256=r[p + "sha256"],
+            created_at=as_utc(r[p + "created_at"]),
         )
 
 
@@ -478,5 +584,7 @@ class SqlTasksUnitOfWorkFactory:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def __call__(self) -> SqlTasksUnitOfWork:
-        return SqlTasksUnitOfWork(self.engine)
+    def __call__(
+        self, *, read_only: bool = False, one_statement: bool = False
+    ) -> SqlTasksUnitOfWork:
+        return SqlTasksUnitOfWork(self.engine, read_only=read_only, one_statement=one_statement)

@@ -44,9 +44,24 @@ tasks = sa.Table(
         "hold_state IN ('placing', 'held', 'captured', 'released')", name="ck_tasks_hold_state"
     ),
     sa.UniqueConstraint("user_id", "request_id", name="uq_tasks_user_request"),
+    # The user's listing, newest first (scanned backwards), keyset by (created_at, id) …
     sa.Index("ix_tasks_user_created", "user_id", "created_at", "id"),
+    # … and the same filtered by status (migration 0002).
+    sa.Index("ix_tasks_user_status_created", "user_id", "status", "created_at", "id"),
     sa.Index("ix_tasks_status_next_attempt", "status", "next_attempt_at"),
     sa.Index("ix_tasks_provider_job", "provider", "provider_job_id"),
+)
+
+# Tasks counted against the daily limit, per user and UTC day of ``created_at`` (migration 0002):
+# taken in the transaction that inserts the task, given back in the one that deletes it (billing
+# refused) or abandons it (the caller was told nothing was done).
+task_daily_counts = sa.Table(
+    "task_daily_counts",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.CheckConstraint("n >= 0", name="ck_task_daily_counts_n_non_negative"),
 )
 
 task_events = sa.Table(

@@ -41,7 +41,9 @@ class TaskSummary:
 
 @dataclass(frozen=True, slots=True)
 class DailyQuota:
-    since: datetime
+    """At most ``limit`` tasks per user and UTC day of their ``created_at``; tasks deleted
+    (billing refused) or abandoned (the caller was told nothing was done) do not count."""
+
     limit: int
 
 
@@ -50,20 +52,30 @@ class TaskRepository(Protocol):
 
     def add(self, task: Task, quota: DailyQuota | None = None) -> Task:
         """Insert a new task and its first event. If the user already has a task with this
-        request_id, insert nothing and return that one. With a ``quota``, count the user's
-        tasks since ``quota.since`` in the same transaction, serialised per user, and raise
-        DailyLimitReached instead of inserting when ``quota.limit`` is reached."""
+        request_id, insert nothing and return that one. With a ``quota``, count the task
+        against the user's day in the same transaction (atomically: concurrent creates never
+        exceed it) and raise DailyLimitReached instead when ``quota.limit`` is reached; the
+        caller must then not commit. Deleting or abandoning the task gives the count back."""
         ...
 
     def save(self, task: Task, images: Sequence[ResultImage] = ()) -> None:
         """Write the task's changes, its new events and new images atomically, if the stored
-        version is still ``task.version`` (then bump it); else raise ConcurrentUpdate."""
+        version is still ``task.version`` (then bump it); else raise ConcurrentUpdate. Only
+        what changed since the task was read is written. Abandoning the task gives its daily
+        count back in the same transaction."""
         ...
 
-    def delete(self, task_id: str) -> None: ...
+    def delete(self, task_id: str) -> None:
+        """Remove a task that was never created (billing refused it) and give its daily count
+        back (unless it was abandoned, which gave it back already)."""
+        ...
 
     def get(self, task_id: str, user_id: str | None = None) -> Task | None:
         """``user_id`` scopes the lookup (None only for the worker)."""
+        ...
+
+    def get_with_images(self, task_id: str, user_id: str) -> tuple[Task, list[ResultImage]] | None:
+        """The user's task and its images (by index), read together (one query)."""
         ...
 
     def find_by_request(self, user_id: str, request_id: str) -> Task | None: ...
@@ -125,7 +137,13 @@ class TasksUnitOfWork(UnitOfWork, Protocol):
 
 
 class TasksUnitOfWorkFactory(Protocol):
-    def __call__(self) -> TasksUnitOfWork: ...
+    def __call__(self, *, read_only: bool = False, one_statement: bool = False) -> TasksUnitOfWork:
+        """A unit for one use case call. ``read_only`` units only read: they need no
+        transaction of their own (each statement sees committed data) and are never
+        committed or rolled back — for reads that are one query each. ``one_statement`` units
+        make one change that the repository writes in one statement (a save without new
+        events or images): atomic by itself, so it needs no transaction around it either."""
+        ...
 
 
 class BillingClient(Protocol):

@@ -23,8 +23,10 @@ class TaskWriter:
     def commit(self, task: Task, images: Sequence[ResultImage] = ()) -> bool:
         """Save the task's changes (and new images) if nobody wrote it since it was read, then
         wake its watchers. False if someone else wrote first (nothing was saved)."""
+        # Without new events or images a save is one version-checked UPDATE.
+        one_statement = not images and not task.new_events
         try:
-            with self.uow() as uow:
+            with self.uow(one_statement=one_statement) as uow:
                 uow.tasks.save(task, images)
                 uow.commit()
         except ConcurrentUpdate:
@@ -48,7 +50,7 @@ class TaskWriter:
 
     def reread(self, task: Task) -> Task | None:
         """The task as stored now (None once deleted)."""
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             return uow.tasks.get(task.id)
 
     def publish(self, task: Task) -> None:
