@@ -104,6 +104,15 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     )
     (ARTIFACTS / "first-page.json").write_text(json.dumps(timing, indent=2) + "\n")
     p.shot("login")
+    # The keyboard: the first Tab reaches "Skip to content", which moves the focus to the page.
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    ActionChains(p.driver).send_keys(Keys.TAB).perform()
+    assert p.driver.execute_script("return document.activeElement.className") == "skip"
+    ActionChains(p.driver).send_keys(Keys.ENTER).perform()
+    p.wait(lambda d: d.execute_script("return document.activeElement.id") == "main")
+    assert p.driver.current_url.endswith("#/login")
     p.click("a[href^='#/signup']")
     p.fill("#signup-form input[name=name]", "Mia")
     p.fill("#signup-form input[name=email]", email)

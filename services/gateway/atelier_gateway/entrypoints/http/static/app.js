@@ -44,6 +44,7 @@ const NAV = [
 
 let cleanup = null;
 let restored = false;
+let navigated = false;
 
 export function navigate(hash) {
   if (location.hash === hash) route();
@@ -155,12 +156,20 @@ async function route() {
   } catch (e) {
     main.append(errorBox(e));
   }
+  // After a navigation inside the app, the focus goes to the new page's heading (screen readers
+  // announce it); on the first page it stays at the top, so Tab reaches "Skip to content" first.
   const title = document.getElementById("page-title");
-  if (title && document.activeElement === document.body) title.focus({ preventScroll: true });
+  if (title && navigated && document.activeElement === document.body) title.focus({ preventScroll: true });
+  navigated = true;
 }
 
 Api.onSessionChange((me) => {
   if (!me && parseHash().path !== "/login") navigate("#/login");
+});
+// The skip link moves the focus; it must not become a route (the routes live in the hash).
+document.querySelector(".skip")?.addEventListener("click", (e) => {
+  e.preventDefault();
+  document.getElementById("main").focus();
 });
 window.addEventListener("hashchange", route);
 route();
