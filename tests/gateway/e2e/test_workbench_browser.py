@@ -248,10 +248,10 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     if not _has(web_stack, "GET", "/v1/admin/users/{user_id}/timeline"):
         return  # the admin console's endpoints are not in this build
 
-    # An admin finds the user, reads the timeline, adjusts the credits with a reason.
+    # An admin finds the user, reads the timeline, refunds the membership order, adjusts the
+    # credits with a reason; the user's dashboard shows the result.
     web_stack.api.signup("root@example.com", name="Root")
     web_stack.gateway.container.promote_admin("root@example.com")
-    available = int(p.text("#available"))
     p.click("#logout")
     p.fill("#login-form input[name=email]", "root@example.com")
     p.fill("#login-form input[name=password]", PASSWORD)
@@ -260,22 +260,32 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     p.fill("#user-query", "mia@")
     p.click("#user-search button[type=submit]")
     p.click("a.user-link")
-    p.find("#timeline li")
+    p.wait_text("#timeline", "release")  # the failed task's credit, back
+    p.wait_text("#timeline", "payment")
     p.shot("admin-user")
+    user_page = p.driver.current_url
+    p.click("button[data-order]")
+    p.wait_text("main", "Refund requested")
+    p.driver.get(user_page)
+    p.wait_text("#timeline", "refund")
+    after_refund = int(p.text("#admin-balance"))
     p.fill("#adjust-amount", "5")
     p.fill("#adjust-reason", "Sorry for the wait")
     p.click("#adjust-submit")
-    p.wait_text("#admin-balance", str(available + 5))
+    p.wait_text("#admin-balance", str(after_refund + 5))
     p.wait_text("#timeline", "Sorry for the wait")
     p.shot("admin-adjusted")
-    p.go("/admin/tasks")
-    p.find("main table")
-    p.shot("admin-tasks")
+    p.click("#user-tasks")
+    p.wait_text("main table", "succeeded")
+    p.shot("admin-user-tasks")
+    p.go("/admin/tasks?status=failed")
+    p.wait_text("main table", "failed")
+    p.shot("admin-tasks-failed")
     p.click("#logout")
     p.fill("#login-form input[name=email]", email)
     p.fill("#login-form input[name=password]", PASSWORD)
     p.click("#login-submit")
-    p.wait_text("#available", str(available + 5))
+    p.wait_text("#available", str(after_refund + 5))
     p.shot("dashboard-adjusted")
 
 

@@ -96,7 +96,15 @@ export async function user(main, ctx) {
     [t("status"), (o) => badge(o.status)], [t("created"), (o) => formatDate(o.created_at)],
     ["", (o) => (o.status === "paid" ? refundButton(o) : "")],
   ], orders) : empty(t("no_orders"))));
-  main.append(h("section", { class: "card" }, h("h2", null, t("recent_tasks")), tasks.length ? tasksTable(tasks) : empty(t("no_tasks"))));
+  main.append(
+    h(
+      "section",
+      { class: "card" },
+      h("h2", null, t("recent_tasks")),
+      tasks.length ? tasksTable(tasks) : empty(t("no_tasks")),
+      h("a", { href: `#/admin/tasks?user_id=${encodeURIComponent(id)}`, id: "user-tasks" }, t("all_tasks_of_user")),
+    ),
+  );
   const timeline = h("section", { class: "card", id: "timeline" }, h("h2", null, t("timeline")));
   main.append(timeline);
   await loadTimeline(timeline, id, "");
@@ -213,18 +221,28 @@ function tasksTable(tasks) {
 export async function tasks(main, ctx) {
   main.append(heading(t("all_tasks")), adminNav());
   const status = ctx.params.get("status") || "";
+  const userId = ctx.params.get("user_id") || "";
   const token = ctx.params.get("page") || "";
+  const here = (extra) => `#/admin/tasks?${new URLSearchParams(Object.entries({ status, user_id: userId, ...extra }).filter(([, v]) => v))}`;
   const statusSel = select("status", [["", t("all")], ...STATUSES.map((s) => [s, t(`st_${s}`)])], status);
   statusSel.id = "admin-status";
-  statusSel.addEventListener("change", () => ctx.navigate(`#/admin/tasks${statusSel.value ? `?status=${statusSel.value}` : ""}`));
-  main.append(h("div", { class: "filters" }, h("label", { for: "admin-status" }, t("status")), statusSel));
-  const page = await Api.get(`/v1/admin/tasks${Api.query({ status, page_token: token })}`);
+  statusSel.addEventListener("change", () => ctx.navigate(here({ status: statusSel.value })));
+  main.append(
+    h(
+      "div",
+      { class: "filters" },
+      h("label", { for: "admin-status" }, t("status")),
+      statusSel,
+      userId ? h("span", null, `${t("owner")}: `, h("a", { href: `#/admin/users/${encodeURIComponent(userId)}` }, userId), " ", h("a", { href: here({ user_id: "" }) }, `(${t("all")})`)) : null,
+    ),
+  );
+  const page = await Api.get(`/v1/admin/tasks${Api.query({ status, user_id: userId, page_token: token })}`);
   if (!page.items.length) {
     main.append(empty(t("no_tasks")));
     return;
   }
   main.append(
     tasksTable(page.items),
-    pager(page.next_page_token, Boolean(token), (next) => ctx.navigate(`#/admin/tasks?${new URLSearchParams({ status, page: next })}`)),
+    pager(page.next_page_token, Boolean(token), (next) => ctx.navigate(here({ page: next }))),
   );
 }
