@@ -100,8 +100,7 @@ async function switchLanguage(lang) {
 }
 
 async function logOut() {
-  await Api.logOut().catch(() => null);
-  navigate("#/login");
+  await Api.logOut().catch(() => null); // the session listener below goes to the log-in page
 }
 
 export async function applyPreferences() {
