@@ -15,7 +15,7 @@ from typing import Generic, Protocol, TypeVar
 from sqlalchemy import Engine
 
 from atelier_common.db import make_engine
-from atelier_common.lifecycle import wait_for_stop_signal
+from atelier_common.lifecycle import catch_stop_signals
 from atelier_common.logs import configure_logging
 from atelier_common.settings import ServiceSettings
 from atelier_common.startup import ConfigurationError, check_startup, load_settings, report
@@ -83,6 +83,15 @@ def migrate_database(service: str, url: str, upgrade: Callable[[Engine], None]) 
     return 0
 
 
+def migrate_quietly(url: str, upgrade: Callable[[Engine], None]) -> None:
+    """``serve --migrate`` before the processes start (once, not once per process)."""
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
 class StoppableServer(Protocol):
     @property
     def port(self) -> int: ...
@@ -92,7 +101,8 @@ class StoppableServer(Protocol):
 
 def serve_until_stopped(service: str, host: str, server: StoppableServer) -> int:
     """``serve``: announce the bound address, run until SIGINT or SIGTERM, then stop."""
+    stopped = catch_stop_signals()
     print(f"{service} gRPC listening on {host}:{server.port}", flush=True)
-    wait_for_stop_signal()
+    stopped.wait()
     server.stop()
     return 0

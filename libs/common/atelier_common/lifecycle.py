@@ -32,9 +32,16 @@ def start_background(
     return loop
 
 
-def wait_for_stop_signal() -> None:
-    """Block until SIGINT or SIGTERM (main thread only)."""
+def catch_stop_signals() -> threading.Event:
+    """From now on SIGINT and SIGTERM set the returned event instead of ending the process
+    (main thread only). Call it before announcing readiness: a signal sent right after the
+    announcement must stop the process cleanly."""
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
-    stopped.wait()
+    return stopped
+
+
+def wait_for_stop_signal() -> None:
+    """Block until SIGINT or SIGTERM (main thread only)."""
+    catch_stop_signals().wait()

@@ -8,6 +8,7 @@ where the embedded database lives when no URL is configured).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -34,6 +35,14 @@ class ServiceSettings(BaseSettings):
         SecretStr(DEV_INTERNAL_TOKEN), validation_alias="ATELIER_INTERNAL_TOKEN"
     )
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+
+    # ``<SERVICE>_PROCESSES`` in each subclass: how many processes ``serve`` runs; 0 = cores.
+    processes_setting: int = 1
+
+    @property
+    def processes(self) -> int:
+        """How many processes ``serve`` runs on the one port (0 in the setting: one per core)."""
+        return self.processes_setting or os.cpu_count() or 1
 
     def embedded_database_url(self) -> str:
         """The embedded default: SQLite in the data directory, as an absolute path (so an

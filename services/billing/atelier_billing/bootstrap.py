@@ -101,7 +101,8 @@ def build_container(
     """Wire billing from settings; tests pass overrides for a few parts (clock, providers …)."""
     settings = settings or BillingSettings()
     clock = clock or SystemClock()
-    engine = make_engine(settings.resolved_database_url())
+    # One connection per call the server runs at once, plus the expiry loop's.
+    engine = make_engine(settings.resolved_database_url(), pool_size=settings.grpc_workers + 2)
     catalog = parse_catalog(json.loads(settings.catalog_path().read_text()))
     config = BillingConfig(
         market=settings.market,

@@ -36,6 +36,8 @@ class BillingSettings(ServiceSettings):
     grpc_host: str = Field("127.0.0.1", validation_alias="BILLING_GRPC_HOST")
     grpc_port: int = Field(50051, validation_alias="BILLING_GRPC_PORT")
     grpc_workers: int = Field(32, validation_alias="BILLING_GRPC_WORKERS")
+    # Processes of `serve` sharing the port (SO_REUSEPORT); 0 = one per CPU core.
+    processes_setting: int = Field(1, validation_alias="BILLING_PROCESSES", ge=0)
     # Comma-separated channels; empty means the market's default set.
     payment_channels: str = Field("", validation_alias="PAYMENT_CHANNELS")
     # Empty = the market's packaged catalog (catalog.cn.json for cn, else catalog.default.json).

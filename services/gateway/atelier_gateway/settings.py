@@ -22,6 +22,8 @@ class GatewaySettings(ServiceSettings):
     )
     gateway_host: str = Field(default="127.0.0.1", validation_alias="GATEWAY_HOST")
     gateway_port: int = Field(default=8080, validation_alias="GATEWAY_PORT")
+    # Processes of `serve` sharing the port (SO_REUSEPORT); 0 (the default) = one per CPU core.
+    processes_setting: int = Field(default=0, validation_alias="GATEWAY_PROCESSES", ge=0)
     gateway_public_url: str = Field(
         default="http://127.0.0.1:8080", validation_alias="GATEWAY_PUBLIC_URL"
     )

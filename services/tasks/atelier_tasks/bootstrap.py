@@ -79,7 +79,13 @@ class TasksContainer:
 # The names before issue 10, for callers outside this service's files until they are renamed.
 
 
-def tasks_config(settings: TasksSettings) -> TasksConfig:
+# Watchers woken by LISTEN/NOTIFY (PostgreSQL) re-read on their own only this often: 500 open
+# streams polling every second would cost 500 reads a second for nothing.
+WATCH_POLL_NOTIFIED_SECONDS = 30.0
+
+
+def tasks_config(settings: TasksSettings, *, notified: bool = False) -> TasksConfig:
+    """``notified``: every change wakes the watchers (the LISTEN/NOTIFY feed runs)."""
     routes, costs = settings.routes(), settings.costs()
     return TasksConfig(
         costs={t: costs[t.value] for t in TaskType},
@@ -93,6 +99,7 @@ def tasks_config(settings: TasksSettings) -> TasksConfig:
         create_budget=timedelta(seconds=settings.create_budget_seconds),
         url_ttl_seconds=settings.url_ttl_seconds,
         upload_max_bytes=settings.upload_max_bytes,
+        watch_poll_seconds=WATCH_POLL_NOTIFIED_SECONDS if notified else 1.0,
     )
 
 
@@ -189,9 +196,10 @@ def build_container(
     settings = settings or TasksSettings()
     clock = clock or SystemClock()
     ids = ids or RandomIdGenerator()
-    config = config or tasks_config(settings)
     # One connection per call the server runs at once, plus the worker's.
     engine = make_engine(settings.resolved_database_url(), pool_size=settings.grpc_workers + 2)
+    notified = engine.dialect.name == "postgresql"  # the LISTEN/NOTIFY feed below
+    config = config or tasks_config(settings, notified=notified)
     hub = InProcessEventHub()
     closers: list[Callable[[], None]] = []
     if billing is None:
@@ -228,7 +236,7 @@ def build_container(
         config=config,
     )
     listener = None
-    if engine.dialect.name == "postgresql":
+    if notified:
         url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         listener = PostgresNotificationListener(url, hub)
         listener.start()

@@ -31,6 +31,9 @@ class TasksSettings(ServiceSettings):
     grpc_host: str = Field("127.0.0.1", validation_alias="TASKS_GRPC_HOST")
     grpc_port: int = Field(50052, validation_alias="TASKS_GRPC_PORT")
     grpc_workers: int = Field(32, validation_alias="TASKS_GRPC_WORKERS")
+    # Processes of `serve` sharing the port (SO_REUSEPORT), each with its worker; 0 = one per
+    # CPU core.
+    processes_setting: int = Field(1, validation_alias="TASKS_PROCESSES", ge=0)
     billing_address: str = Field("127.0.0.1:50051", validation_alias="BILLING_ADDRESS")
     billing_timeout_seconds: float = Field(5.0, validation_alias="BILLING_TIMEOUT_SECONDS", gt=0)
 

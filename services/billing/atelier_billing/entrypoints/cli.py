@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from atelier_common.cli import Command, migrate_database, run_cli, serve_until_stopped
+from atelier_common.cli import (
+    Command,
+    migrate_database,
+    migrate_quietly,
+    run_cli,
+    serve_until_stopped,
+)
+from atelier_common.processes import serve_processes
 
 from atelier_billing.adapters.persistence.migrate import upgrade
 from atelier_billing.bootstrap import build_container
@@ -13,6 +20,7 @@ from atelier_billing.entrypoints.server import start_server
 from atelier_billing.settings import BillingSettings
 
 PROGRAM = "atelier-billing"
+MODULE = "atelier_billing.entrypoints.cli"
 
 
 def _migrate(settings: BillingSettings, _args: argparse.Namespace) -> int:
@@ -20,6 +28,19 @@ def _migrate(settings: BillingSettings, _args: argparse.Namespace) -> int:
 
 
 def _serve(settings: BillingSettings, args: argparse.Namespace) -> int:
+    if settings.processes > 1:
+        if args.migrate:
+            migrate_quietly(settings.resolved_database_url(), upgrade)
+        return serve_processes(
+            service="billing",
+            module=MODULE,
+            args=["serve"],
+            count=settings.processes,
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            processes_env="BILLING_PROCESSES",
+            port_env="BILLING_GRPC_PORT",
+        )
     app = build_container(settings)
     if args.migrate:
         upgrade(app.engine)

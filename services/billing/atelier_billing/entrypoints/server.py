@@ -7,6 +7,7 @@ import threading
 from dataclasses import asdict
 from datetime import timedelta
 
+from atelier_common.cluster import cluster_turn
 from atelier_common.grpc_server import ServiceServer, start_grpc_service
 from atelier_common.lifecycle import start_background
 
@@ -23,18 +24,30 @@ log = logging.getLogger("atelier.billing")
 BillingServer = ServiceServer[BillingContainer]
 
 
+# Processes and replicas all run the loop; one at a time does a round (the work is idempotent
+# under concurrency too: tests/billing/integration/test_expiry_concurrency.py).
+EXPIRY_TURN = "atelier.billing.expiry"
+
+
 def _expiry_loop(app: BillingContainer, stop: threading.Event, interval: float) -> None:
     while not stop.wait(interval):
         try:
-            min_age = timedelta(seconds=app.settings.reconcile_after_seconds)
-            reconciled = app.use_cases.reconcile_pending_orders(ReconcilePendingOrders(min_age))
-            if reconciled:
-                log.info("reconciled orders", extra={"fields": {"changed": reconciled}})
-            report = app.use_cases.run_expiry(RunExpiry())
-            if any((report.expired_grants, report.expired_orders, report.expired_memberships)):
-                log.info("expiry", extra={"fields": asdict(report)})
+            with cluster_turn(app.engine, EXPIRY_TURN) as mine:
+                if mine:
+                    _expiry_round(app)
         except Exception:
             log.exception("expiry run failed; will retry")
+
+
+def _expiry_round(app: BillingContainer) -> None:
+    """One round: the reconciliation sweep (provider calls), then expiry."""
+    min_age = timedelta(seconds=app.settings.reconcile_after_seconds)
+    reconciled = app.use_cases.reconcile_pending_orders(ReconcilePendingOrders(min_age))
+    if reconciled:
+        log.info("reconciled orders", extra={"fields": {"changed": reconciled}})
+    report = app.use_cases.run_expiry(RunExpiry())
+    if any((report.expired_grants, report.expired_orders, report.expired_memberships)):
+        log.info("expiry", extra={"fields": asdict(report)})
 
 
 def start_server(

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from atelier_common.aio import new_event_loop
 from atelier_common.cli import Command, migrate_database, run_cli
 from atelier_common.db import normalise_url
+from atelier_common.processes import serve_processes, shares_port
 from atelier_common.startup import ConfigurationError
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
@@ -24,6 +26,7 @@ from atelier_ports.problems import InvalidArgument
 
 log = logging.getLogger("atelier.gateway")
 PROGRAM = "atelier-gateway"
+MODULE = "atelier_gateway.entrypoints.cli"
 
 
 def existing_database(settings: GatewaySettings) -> str:
@@ -99,6 +102,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(settings: GatewaySettings) -> int:
+    if settings.processes > 1:
+        # A generated JWT secret is made here, once: processes racing to make their own would
+        # each sign with a different one.
+        settings.jwt_secret()
+        return serve_processes(
+            service="gateway",
+            module=MODULE,
+            args=["serve"],
+            count=settings.processes,
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            processes_env="GATEWAY_PROCESSES",
+            port_env="GATEWAY_PORT",
+            ready_line=False,  # ready when /readyz says so
+        )
     from atelier_gateway.entrypoints.http.app import create_app
 
     container = build_container(settings)
@@ -114,6 +132,8 @@ def serve(settings: GatewaySettings) -> int:
         print=None,
         access_log=None,
         handle_signals=True,
+        reuse_port=shares_port() or None,
+        loop=new_event_loop(),
     )
     return 0
 

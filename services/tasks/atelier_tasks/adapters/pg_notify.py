@@ -35,6 +35,9 @@ class PostgresNotificationListener:
             try:
                 with psycopg.connect(self._url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    # Whatever was notified while this connection was down is lost: every
+                    # watcher re-reads once (a wake-up changes nothing when nothing changed).
+                    self._hub.publish_all()
                     self._ready.set()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):

@@ -41,6 +41,9 @@ class TasksConfig:
     upload_max_bytes: int = 15 * 1024 * 1024
     upload_content_types: tuple[str, ...] = UPLOAD_CONTENT_TYPES
     upload_ttl_seconds: int = 600
+    # A watcher re-reads its task this often even without a wake-up (changes made by another
+    # process on SQLite); with PostgreSQL LISTEN/NOTIFY every change wakes it, and this is only
+    # a safety net (bootstrap: WATCH_POLL_NOTIFIED_SECONDS).
     watch_poll_seconds: float = 1.0
     max_page_size: int = 100
     default_page_size: int = 20

@@ -7,8 +7,15 @@ import argparse
 import logging
 import sys
 
-from atelier_common.cli import Command, migrate_database, run_cli, serve_until_stopped
-from atelier_common.lifecycle import wait_for_stop_signal
+from atelier_common.cli import (
+    Command,
+    migrate_database,
+    migrate_quietly,
+    run_cli,
+    serve_until_stopped,
+)
+from atelier_common.lifecycle import catch_stop_signals
+from atelier_common.processes import process_index, serve_processes, shares_port
 
 from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.bootstrap import build_container
@@ -16,6 +23,7 @@ from atelier_tasks.entrypoints.server import start_server, start_worker
 from atelier_tasks.settings import TasksSettings
 
 PROGRAM = "atelier-tasks"
+MODULE = "atelier_tasks.entrypoints.cli"
 log = logging.getLogger("atelier.tasks")
 
 
@@ -34,12 +42,28 @@ def _migrate(settings: TasksSettings, _args: argparse.Namespace) -> int:
 
 
 def _serve(settings: TasksSettings, args: argparse.Namespace) -> int:
-    announce_stand_ins(settings)
+    if not shares_port():  # once: alone, or the supervisor of several processes
+        announce_stand_ins(settings)
+    if settings.processes > 1:
+        if args.migrate:
+            migrate_quietly(settings.resolved_database_url(), upgrade)
+        worker = {None: [], True: ["--worker"], False: ["--no-worker"]}[args.worker]
+        return serve_processes(
+            service="tasks",
+            module=MODULE,
+            args=["serve", *worker],
+            count=settings.processes,
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            processes_env="TASKS_PROCESSES",
+            port_env="TASKS_GRPC_PORT",
+        )
     app = build_container(settings)
     if args.migrate:
         upgrade(app.engine)
     if settings.metrics_port:
-        app.metrics.serve(settings.metrics_port, settings.grpc_host)
+        # Several processes: process i serves its metrics on TASKS_METRICS_PORT + i.
+        app.metrics.serve(settings.metrics_port + process_index(), settings.grpc_host)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     server = start_server(app, address, run_worker=args.worker)
     return serve_until_stopped("tasks", settings.grpc_host, server)
@@ -51,8 +75,9 @@ def _worker(settings: TasksSettings, _args: argparse.Namespace) -> int:
     if settings.metrics_port:
         app.metrics.serve(settings.metrics_port, settings.grpc_host)
     handle = start_worker(app)
+    stopped = catch_stop_signals()
     print("tasks worker running", flush=True)
-    wait_for_stop_signal()
+    stopped.wait()
     handle.stop()
     app.close()
     return 0

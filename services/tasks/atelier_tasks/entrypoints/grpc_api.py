@@ -7,12 +7,13 @@ errors raised here become statuses there.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
 from atelier_common.context import current_call, require_user
+from atelier_common.grpc_server import offload
 from atelier_common.timestamps import to_timestamp
 
 from atelier.tasks.v1 import tasks_pb2 as pb
@@ -222,12 +223,13 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
         view = self.use_cases.cancel_task(CancelTaskCommand(require_user(), request.task_id))
         return pb.CancelTaskResponse(task=task_message(view))
 
-    def WatchTask(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        events = self.use_cases.watch(
+    async def WatchTask(self, request: Any, context: grpc.ServicerContext) -> AsyncIterator[Any]:
+        # On the event loop: an open stream holds no thread (only its database reads borrow one).
+        events = self.use_cases.watch.follow(
             WatchTaskQuery(require_user(), request.task_id, request.after_sequence),
-            stop=lambda: not context.is_active(),
+            offload=offload,
         )
-        for event in events:
+        async for event in events:
             yield pb.WatchTaskResponse(event=event_message(event))
 
     def ListImages(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -179,6 +179,10 @@ class Subscription(Protocol):
         """Block until something was published for the task (True) or the timeout (False)."""
         ...
 
+    async def wait_async(self, timeout: float) -> bool:
+        """``wait`` on the running event loop, holding no thread."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -187,6 +191,10 @@ class TaskEventHub(Protocol):
     repository, so a lost or repeated wake-up changes nothing)."""
 
     def publish(self, task_id: str) -> None: ...
+
+    def publish_all(self) -> None:
+        """Wake every watcher (after wake-ups may have been missed)."""
+        ...
 
     def subscribe(self, task_id: str) -> Subscription: ...
 
