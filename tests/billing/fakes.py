@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 from atelier_billing.application.ports import (
     AccountRepository,
@@ -23,6 +23,7 @@ from atelier_billing.application.ports import (
     HoldOutcome,
     HoldRepository,
     HoldWrite,
+    LedgerLine,
     LedgerRepository,
     MembershipRepository,
     OrderRepository,
@@ -118,6 +119,7 @@ class _State:
     holds: dict[str, Hold] = field(default_factory=dict)
     ledger: list[LedgerEntry] = field(default_factory=list)
     ledger_keys: dict[str, int] = field(default_factory=dict)  # key → entry id
+    ledger_links: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)
     orders: dict[str, Order] = field(default_factory=dict)
     memberships: dict[str, Membership] = field(default_factory=dict)
     events: set[tuple[str, str]] = field(default_factory=set)
@@ -319,6 +321,7 @@ class _Ledger:
             if entry.idempotency_key in self.s.ledger_keys:
                 raise DuplicateKey(entry.idempotency_key)
             self.s.ledger_keys[entry.idempotency_key] = len(self.s.ledger) + 1
+        self.s.ledger_links[len(self.s.ledger) + 1] = (entry.hold_id, entry.grant_id)
         self.s.ledger.append(
             LedgerEntry(
                 id=len(self.s.ledger) + 1,
@@ -347,6 +350,26 @@ class _Ledger:
             if e.user_id == user_id and (before_id is None or e.id < before_id)
         ]
         return rows[:page_size]
+
+    def page_by_time(
+        self, user_id: str, page_size: int, before: tuple[datetime, int] | None
+    ) -> Sequence[LedgerLine]:
+        rows = sorted(
+            (e for e in self.s.ledger if e.user_id == user_id),
+            key=lambda e: (e.created_at, e.id),
+            reverse=True,
+        )
+        if before is not None:
+            rows = [e for e in rows if (e.created_at, e.id) < before]
+        return [self._line(e) for e in rows[:page_size]]
+
+    def _line(self, e: LedgerEntry) -> LedgerLine:
+        hold_id, grant_id = self.s.ledger_links.get(e.id, (None, None))
+        hold = self.s.holds.get(hold_id) if hold_id else None
+        keys = {gid: key for key, gid in self.s.grant_keys.items()}
+        return LedgerLine(
+            e, hold.request_id if hold else None, keys.get(grant_id) if grant_id else None
+        )
 
     def check(self, user_id: str) -> LedgerCheck:
         a = self.s.accounts[user_id]
@@ -396,6 +419,32 @@ class _Orders:
         if after:
             rows = [o for o in rows if (o.created_at, o.id) < after]
         return rows[:page_size]
+
+    def settled_page(
+        self,
+        user_id: str,
+        page_size: int,
+        event: Literal["paid", "refunded"],
+        before: tuple[datetime, str | None] | None,
+    ) -> Sequence[Order]:
+        def at(o: Order) -> datetime | None:
+            return o.paid_at if event == "paid" else o.refunded_at
+
+        rows = sorted(
+            ((at(o), o.id, o) for o in self.s.orders.values() if o.user_id == user_id),
+            key=lambda r: (r[0] or datetime.min, r[1]),
+            reverse=True,
+        )
+        return [
+            o
+            for t, oid, o in rows
+            if t is not None
+            and (
+                before is None
+                or t < before[0]
+                or (t == before[0] and (before[1] is None or oid < before[1]))
+            )
+        ][:page_size]
 
     def set_checkout(
         self, order_id: str, url: str | None, code_url: str | None, provider_reference: str

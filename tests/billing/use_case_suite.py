@@ -10,6 +10,11 @@ from datetime import timedelta
 
 import pytest
 
+from atelier_billing.application.account_activity import (
+    Activity,
+    GetAccount,
+    ListAccountActivity,
+)
 from atelier_billing.application.accounts import GetBalance, ListLedger, SetUpAccount
 from atelier_billing.application.adjustments import AdjustCredits
 from atelier_billing.application.holds import CaptureHold, HoldCredits, ReleaseHold
@@ -743,3 +748,75 @@ def test_an_event_for_another_payee_never_applies_and_is_recorded(
         assert uow.payment_events.seen("fake", "refused:evt_1")
     assert service.get_order(GetOrder("u1", order.id)).status is OrderStatus.PENDING
     assert service.get_balance(GetBalance("u1")).available == 10
+
+
+def _activity(service: BillingUseCases, size: int) -> list[Activity]:
+    """Every activity entry of u1, walking the listing ``size`` entries at a time."""
+    seen: list[Activity] = []
+    token = ""
+    while True:
+        page = service.list_account_activity(ListAccountActivity(True, "u1", size, token))
+        assert len(page.items) <= size
+        seen += page.items
+        if not page.next_token:
+            return seen
+        token = page.next_token
+
+
+def test_account_activity_lists_ledger_payments_and_refunds_with_their_causes(
+    service: BillingUseCases, provider: FakePaymentProvider, clock: FakeClock
+) -> None:
+    order_id = _paid_pack(service, provider)  # bonus and payment at one instant: ties
+    service.hold_credits(HoldCredits("u1", "t1", 30, "task:t1"))
+    service.capture_hold(CaptureHold("u1", "t1"))
+    clock.advance(seconds=1)
+    service.hold_credits(HoldCredits("u1", "t2", 5, "task:t2"))
+    service.release_hold(ReleaseHold("u1", "t2"))
+    service.adjust_credits(AdjustCredits(True, "u1", 3, "goodwill", "adj-1", None))
+    clock.advance(seconds=1)
+    service.refund_order(RefundOrder(True, order_id, "charged twice"))
+
+    everything = _activity(service, 100)
+    kinds = [a.ledger_entry.kind.value if a.ledger_entry else a.kind for a in everything]
+    assert kinds.count("payment") == kinds.count("refund") == 1
+    assert {"grant", "hold", "capture", "release", "adjust"} <= set(kinds)
+    # newest first by time; each id once; a walk one entry at a time sees the very same list
+    assert [a.at for a in everything] == sorted((a.at for a in everything), reverse=True)
+    assert len({a.id for a in everything}) == len(everything)
+    for size in (1, 2, 3):
+        assert [a.id for a in _activity(service, size)] == [a.id for a in everything]
+    causes = {
+        (a.id.split(":")[0], kind, a.cause, a.cause_id)
+        for a, kind in zip(everything, kinds, strict=True)
+    }
+    assert ("ledger", "capture", "task", "t1") in causes
+    assert ("ledger", "release", "task", "t2") in causes
+    assert ("payment", "payment", "order", order_id) in causes
+    assert ("refund", "refund", "order", order_id) in causes
+    assert ("ledger", "adjust", "admin", "") in causes
+    grants = {
+        (a.cause, a.cause_id) for a, kind in zip(everything, kinds, strict=True) if kind == "grant"
+    }
+    assert grants == {("signup", ""), ("order", order_id)}
+    # another page's token, or a forged one, is refused
+    with pytest.raises(problems.InvalidArgument):
+        service.list_account_activity(ListAccountActivity(True, "u1", 1, "bm90IGEgdG9rZW4"))
+    ledger_token = service.list_ledger(ListLedger("u1", 1, "")).next_token
+    with pytest.raises(problems.InvalidArgument):
+        service.list_account_activity(ListAccountActivity(True, "u1", 1, ledger_token))
+
+
+def test_only_admins_read_another_users_account(
+    service: BillingUseCases, provider: FakePaymentProvider
+) -> None:
+    order_id = _paid_pack(service, provider)
+    with pytest.raises(errors.AdminOnly):
+        service.get_account(GetAccount(False, "u1", 5))
+    with pytest.raises(errors.AdminOnly):
+        service.list_account_activity(ListAccountActivity(False, "u1", 5, ""))
+    account = service.get_account(GetAccount(True, "u1", 5))
+    assert account.balance.available == 110
+    assert [o.id for o in account.recent_orders] == [order_id]
+    with pytest.raises(errors.AccountNotFound):
+        service.get_account(GetAccount(True, "nobody", 5))
+    assert service.list_account_activity(ListAccountActivity(True, "nobody", 5, "")).items == []

@@ -316,6 +316,7 @@ class FakeBillingGateway:
         self.error: RemoteCallError | None = None
         self.orders: dict[str, bv.Order] = {}
         self.balance = bv.Balance(available=100, held=0, membership=None, grants=())
+        self.adjustments: list[tuple[str, int, str, str]] = []
 
     def _called(self, name: str, caller: Caller) -> None:
         self.calls.append((name, caller))
@@ -374,6 +375,24 @@ class FakeBillingGateway:
     async def refund_order(self, caller: Caller, order_id: str, reason: str) -> bv.Order:
         self._called("refund_order", caller)
         return self.orders[order_id]
+
+    async def get_account(self, caller: Caller, user_id: str, recent_orders: int) -> bv.Account:
+        self._called("get_account", caller)
+        return bv.Account(balance=self.balance, recent_orders=tuple(self.orders.values()))
+
+    async def list_account_activity(
+        self, caller: Caller, user_id: str, page: PageRequest
+    ) -> Page[bv.AccountActivity]:
+        self._called("list_account_activity", caller)
+        return Page(items=(), next_page_token="")
+
+    async def adjust_credits(
+        self, caller: Caller, user_id: str, amount: int, reason: str, request_id: str
+    ) -> bv.Balance:
+        self._called("adjust_credits", caller)
+        self.adjustments.append((user_id, amount, reason, request_id))
+        self.balance = replace(self.balance, available=self.balance.available + amount)
+        return self.balance
 
     async def complete_sandbox_checkout(
         self, caller: Caller, order_id: str, outcome: bv.SandboxOutcome
@@ -450,7 +469,10 @@ class FakeTasksGateway:
         self, caller: Caller, page: PageRequest, where: tv.TaskFilter
     ) -> Page[tv.Task]:
         self.calls.append(("list_all_tasks", caller))
-        return Page(items=tuple(self.tasks.values()), next_page_token="")
+        items = tuple(
+            t for t in self.tasks.values() if where.user_id is None or t.user_id == where.user_id
+        )
+        return Page(items, "", tuple(f"after:{t.id}" for t in items))
 
     async def get_task(self, caller: Caller, task_id: str) -> tv.Task:
         self.calls.append(("get_task", caller))

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from atelier_gateway.adapters.grpc_billing import GrpcBillingAccounts, GrpcBillingGateway
 from atelier_gateway.adapters.grpc_tasks import GrpcTasksGateway
+from atelier_gateway.adapters.image_source import SignedUrlImages
 from atelier_gateway.adapters.jwt_tokens import JwtAccessTokenIssuer, UrlSafeSecretSource
 from atelier_gateway.adapters.local_files import LocalFileStore
 from atelier_gateway.adapters.passwords import Argon2PasswordHasher
@@ -31,6 +32,7 @@ from atelier_gateway.application.phone_login import LogInWithCode, SendLogInCode
 from atelier_gateway.application.ports import (
     BillingAccounts,
     BillingGateway,
+    ImageSource,
     OneTimeCodes,
     PasswordHasher,
     Sms,
@@ -79,6 +81,7 @@ class GatewayContainer:
     files: LocalFileStore
     rate_limit: TokenBucketRateLimiter
     auth_rate_limit: TokenBucketRateLimiter
+    images: ImageSource
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -129,6 +132,9 @@ def build_container(
     sms_rules = SmsRules(address_limit_per_hour=settings.sms_address_limit_per_hour)
     # Codes are stored as HMACs under a key of their own, derived from the gateway's secret.
     code_key = hashlib.sha256(b"atelier-sms-code\0" + settings.jwt_secret().encode()).digest()
+    files = LocalFileStore(
+        settings.storage_dir(), settings.storage_signing_secret.get_secret_value().encode()
+    )
     return GatewayContainer(
         settings=settings,
         engine=engine,
@@ -183,9 +189,7 @@ def build_container(
         or GrpcTasksGateway(
             settings.tasks_address, settings.internal_token.get_secret_value(), timeout
         ),
-        files=LocalFileStore(
-            settings.storage_dir(), settings.storage_signing_secret.get_secret_value().encode()
-        ),
+        files=files,
         rate_limit=TokenBucketRateLimiter(
             settings.gateway_rate_limit_per_minute, settings.gateway_rate_limit_burst, clock
         ),
@@ -194,6 +198,7 @@ def build_container(
             settings.gateway_auth_rate_limit_burst,
             clock,
         ),
+        images=SignedUrlImages(files, clock),
         closers=closers,
     )
 

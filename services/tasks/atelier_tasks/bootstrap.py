@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from atelier_ports.clock import Clock, SystemClock
 from atelier_ports.ids import IdGenerator, RandomIdGenerator
 from atelier_tasks.adapters.billing_grpc import GrpcBillingClient
+from atelier_tasks.adapters.cos_storage import CosObjectStorage
 from atelier_tasks.adapters.db.repository import SqlTasksUnitOfWorkFactory
 from atelier_tasks.adapters.events import InProcessEventHub
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
@@ -29,6 +30,7 @@ from atelier_tasks.adapters.prometheus_metrics import PrometheusTaskMetrics
 from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
 from atelier_tasks.adapters.s3_storage import S3ObjectStorage
 from atelier_tasks.adapters.safe_fetch import SafeOutputFetcher
+from atelier_tasks.adapters.tencent_ci_generation import TencentCiGenerationProvider
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import BillingClient
 from atelier_tasks.application.ports.generation import GenerationProvider
@@ -149,6 +151,8 @@ def build_providers(
     }
     if "replicate" in settings.routes().values():
         providers["replicate"] = build_replicate(settings, clock or SystemClock(), storage)
+    if "tencent_ci" in settings.routes().values():
+        providers["tencent_ci"] = build_tencent_ci(settings)
     missing = sorted(set(settings.routes().values()) - set(providers))
     if missing:
         raise RuntimeError(
@@ -156,6 +160,31 @@ def build_providers(
             "(set MARKET=local or TASKS_PROVIDER_<TYPE>=local)"
         )
     return providers
+
+
+# --- cn market: Tencent COS (storage, STS upload keys) and Cloud Infinite (basic_clean) ---
+
+
+def build_cos_storage(settings: TasksSettings, clock: Clock) -> CosObjectStorage:
+    return CosObjectStorage(
+        bucket=settings.cos_bucket,
+        region=settings.cos_region,
+        secret_id=settings.cos_secret_id,
+        secret_key=settings.cos_secret_key.get_secret_value(),
+        clock=clock,
+        endpoint=settings.cos_endpoint,
+        sts_endpoint=settings.cos_sts_endpoint,
+    )
+
+
+def build_tencent_ci(settings: TasksSettings) -> TencentCiGenerationProvider:
+    return TencentCiGenerationProvider(
+        bucket=settings.cos_bucket,
+        region=settings.cos_region,
+        secret_id=settings.cos_secret_id,
+        secret_key=settings.cos_secret_key.get_secret_value(),
+        endpoint=settings.cos_endpoint,
+    )
 
 
 def build_storage(settings: TasksSettings, clock: Clock) -> ObjectStorage:
@@ -170,6 +199,8 @@ def build_storage(settings: TasksSettings, clock: Clock) -> ObjectStorage:
             secret_access_key=settings.s3_secret_access_key.get_secret_value() or None,
             addressing_style=settings.s3_addressing_style,
         )
+    if backend == "cos":
+        return build_cos_storage(settings, clock)
     if backend != "local":
         raise RuntimeError(f"object storage {backend!r} is not available in this build")
     base = settings.gateway_public_url.rstrip("/")

@@ -12,13 +12,14 @@ from atelier_tasks.domain.task_types import market_costs, market_routes
 # by TASKS_PROVIDER_<TYPE>.
 MARKET_ROUTES: dict[str, dict[str, str]] = market_routes()
 MARKET_STORAGE = {"local": "local", "global": "s3", "cn": "cos"}
-# What this build has adapters for (bootstrap.build_providers / build_storage). RunningHub,
-# Tencent CI and Tencent COS arrive with part 2 of the cn market (issue 12): until then the cn
-# market's defaults that are not built run on the local generators and storage (``stand_ins``),
-# and the service says so in one log line at start. An explicit TASKS_PROVIDER_<TYPE> or
+# What this build has adapters for (bootstrap.build_providers / build_storage). The cn market's
+# defaults that are not built yet run on the local generators and storage (``stand_ins``), and
+# the service says so in one log line at start. An explicit TASKS_PROVIDER_<TYPE> or
 # TASKS_STORAGE naming an unbuilt adapter still refuses to start.
-BUILT_PROVIDERS = ("local", "replicate")
-BUILT_STORAGE = ("local", "s3")
+BUILT_PROVIDERS = ("local", "replicate", "tencent_ci")
+BUILT_STORAGE = ("local", "s3", "cos")
+# What Tencent COS (storage) and Cloud Infinite (basic_clean) both need.
+COS_SETTINGS = ("COS_SECRET_ID", "COS_SECRET_KEY", "COS_REGION", "COS_BUCKET")
 # Credits per task type by market, from the registry; each can be overridden by
 # TASKS_COST_<TYPE>.
 MARKET_COSTS: dict[str, dict[str, int]] = market_costs()
@@ -110,6 +111,15 @@ class TasksSettings(ServiceSettings):
         "auto", validation_alias="S3_ADDRESSING_STYLE", pattern="^(auto|path|virtual)$"
     )
 
+    # --- cn market: Tencent COS (object storage) and Cloud Infinite (basic_clean) ---
+    cos_secret_id: str = Field("", validation_alias="COS_SECRET_ID")
+    cos_secret_key: SecretStr = Field(SecretStr(""), validation_alias="COS_SECRET_KEY")
+    cos_region: str = Field("", validation_alias="COS_REGION")  # e.g. ap-shanghai
+    cos_bucket: str = Field("", validation_alias="COS_BUCKET")  # <name>-<APPID>
+    # The bucket's domain as a URL; empty: https://<bucket>.cos.<region>.myqcloud.com.
+    cos_endpoint: str = Field("", validation_alias="COS_ENDPOINT")
+    cos_sts_endpoint: str = Field("", validation_alias="COS_STS_ENDPOINT")  # tests only
+
     def resolved_database_url(self) -> str:
         return self.database_url or self.embedded_database_url()
 
@@ -184,6 +194,22 @@ class TasksSettings(ServiceSettings):
                 missing.append("REPLICATE_WEBHOOK_SECRET (a whsec_… value)")
         if self.storage_backend() == "s3" and not self.s3_bucket.strip():
             missing.append("S3_BUCKET")
+        missing.extend(self._missing_cos_settings())
+        return missing
+
+    def _missing_cos_settings(self) -> list[str]:
+        if "tencent_ci" not in self._types_by_provider() and self.storage_backend() != "cos":
+            return []
+        values = {
+            "COS_SECRET_ID": self.cos_secret_id,
+            "COS_SECRET_KEY": self.cos_secret_key.get_secret_value(),
+            "COS_REGION": self.cos_region,
+            "COS_BUCKET": self.cos_bucket,
+        }
+        missing = [name for name in COS_SETTINGS if not values[name].strip()]
+        bucket = self.cos_bucket.strip()
+        if bucket and not (bucket.rsplit("-", 1)[-1].isdigit() and "-" in bucket):
+            missing.append("COS_BUCKET (a <name>-<APPID> value)")
         return missing
 
     def _types_by_provider(self) -> dict[str, list[str]]:

@@ -1,6 +1,7 @@
 """The GenerationProvider contract: every adapter passes the same suite. A *driver* per adapter
 plays the vendor's side (the model finishing, failing, the webhook it sends) so the same
-assertions hold for synchronous, webhook and polling providers."""
+assertions hold for synchronous, webhook and polling providers. Each driver names the task type
+its adapter is asked for (Tencent Cloud Infinite does basic_clean only)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from atelier_ports.errors import InvalidNotification, ProviderRejected
 from atelier_tasks.adapters.local_generation import LocalGenerationProvider
 from atelier_tasks.adapters.replicate_generation import ReplicateGenerationProvider
 from atelier_tasks.adapters.safe_fetch import SafeOutputFetcher
+from atelier_tasks.adapters.tencent_ci_generation import TencentCiGenerationProvider
 from atelier_tasks.application.ports.generation import (
     GenerationProvider,
     GenerationRequest,
@@ -24,12 +26,17 @@ from atelier_tasks.application.ports.generation import (
     GenerationState,
     ProviderStyle,
 )
+from tests.support import cos_server
+from tests.support.cos_server import FakeCos
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate
 
 
 class Driver(Protocol):
     @property
     def provider(self) -> GenerationProvider: ...  # the adapter under test, typed as its port
+
+    @property
+    def task_type(self) -> str: ...  # what the contract asks it to do
 
     def finish(self, submitted: GenerationResult) -> GenerationResult:
         """Let the vendor finish the job successfully; the terminal result as we learn it."""
@@ -47,6 +54,7 @@ class Driver(Protocol):
 @dataclass
 class LocalDriver:
     provider: LocalGenerationProvider
+    task_type: str = "text_to_image"
 
     def finish(self, submitted: GenerationResult) -> GenerationResult:
         return submitted
@@ -62,6 +70,7 @@ class LocalDriver:
 class ReplicateDriver:
     provider: ReplicateGenerationProvider
     server: FakeReplicate
+    task_type: str = "text_to_image"
 
     def finish(self, submitted: GenerationResult) -> GenerationResult:
         assert submitted.provider_job_id
@@ -79,10 +88,39 @@ class ReplicateDriver:
         return self.server.notification(submitted.provider_job_id)
 
 
-@pytest.fixture(params=["local", "replicate"])
+@dataclass
+class TencentCiDriver:
+    provider: TencentCiGenerationProvider
+    task_type: str = "basic_clean"
+
+    def finish(self, submitted: GenerationResult) -> GenerationResult:
+        return submitted
+
+    def fail(self, submitted: GenerationResult) -> GenerationResult:
+        """Cloud Infinite refuses an input that is not an image."""
+        return self.provider.submit(request("basic_clean", photo=b"not an image at all"))
+
+    def notification(self, submitted: GenerationResult) -> tuple[dict[str, str], bytes] | None:
+        return None
+
+
+@pytest.fixture(params=["local", "replicate", "tencent_ci"])
 def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
     if request.param == "local":
         yield LocalDriver(LocalGenerationProvider())
+        return
+    if request.param == "tencent_ci":
+        with FakeCos() as cos:
+            yield TencentCiDriver(
+                TencentCiGenerationProvider(
+                    bucket=cos.bucket,
+                    region=cos.region,
+                    secret_id=cos_server.SECRET_ID,
+                    secret_key=cos_server.SECRET_KEY,
+                    endpoint=cos.url,
+                    side=64,
+                )
+            )
         return
     server = FakeReplicate()
     try:
@@ -102,7 +140,22 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
         server.close()
 
 
-def request(task_type: str = "text_to_image", **params: object) -> GenerationRequest:
+def request(
+    task_type: str = "text_to_image", photo: bytes | None = None, **params: object
+) -> GenerationRequest:
+    if task_type == "basic_clean":  # an input photo, no prompt
+        if photo is None:
+            out = io.BytesIO()
+            Image.new("RGB", (48, 32), (200, 30, 30)).save(out, "PNG")
+            photo = out.getvalue()
+        return GenerationRequest(
+            task_id="task_contract_1",
+            user_id="user_1",
+            task_type=task_type,
+            params=params,
+            input_keys=("user_1/uploads/up_1/photo.png",),
+            inputs=(photo,),
+        )
     values: dict[str, object] = {"prompt": "a lighthouse", "width": 64, "height": 64, "seed": 3}
     return GenerationRequest(
         task_id="task_contract_1",
@@ -113,7 +166,7 @@ def request(task_type: str = "text_to_image", **params: object) -> GenerationReq
 
 
 def test_a_text_to_image_job_ends_with_image_bytes_in_hand(driver: Driver) -> None:
-    submitted = driver.provider.submit(request())
+    submitted = driver.provider.submit(request(driver.task_type))
     assert submitted.provider_job_id
     if driver.provider.style is ProviderStyle.SYNCHRONOUS:
         assert submitted.state is GenerationState.SUCCEEDED
@@ -130,14 +183,14 @@ def test_a_text_to_image_job_ends_with_image_bytes_in_hand(driver: Driver) -> No
 
 
 def test_a_failed_job_is_a_failed_result_with_a_reason(driver: Driver) -> None:
-    submitted = driver.provider.submit(request())
+    submitted = driver.provider.submit(request(driver.task_type))
     result = driver.fail(submitted)
     assert result.state is GenerationState.FAILED
     assert result.error and not result.outputs and not result.transient
 
 
 def test_a_running_job_polls_as_running_until_it_finishes(driver: Driver) -> None:
-    submitted = driver.provider.submit(request())
+    submitted = driver.provider.submit(request(driver.task_type))
     if driver.provider.style is ProviderStyle.SYNCHRONOUS:
         with pytest.raises(ProviderRejected):
             driver.provider.poll(submitted.provider_job_id or "")
@@ -150,7 +203,7 @@ def test_a_running_job_polls_as_running_until_it_finishes(driver: Driver) -> Non
 
 
 def test_cancel_is_best_effort_and_a_cancelled_job_fails(driver: Driver) -> None:
-    submitted = driver.provider.submit(request())
+    submitted = driver.provider.submit(request(driver.task_type))
     driver.provider.cancel(submitted.provider_job_id or "unknown")
     driver.provider.cancel("no-such-job")  # never raises for unknown jobs
     if driver.provider.style is not ProviderStyle.SYNCHRONOUS:
@@ -166,7 +219,7 @@ def test_an_unknown_task_type_is_rejected(driver: Driver) -> None:
 def test_the_sandbox_trigger_never_produces_a_result(driver: Driver) -> None:
     """Only the local provider honours ``sandbox_outcome=fail``; the others refuse it."""
     try:
-        result = driver.provider.submit(request(sandbox_outcome="fail"))
+        result = driver.provider.submit(request(driver.task_type, sandbox_outcome="fail"))
     except ProviderRejected:
         assert driver.provider.name != "local"
         return
@@ -175,7 +228,7 @@ def test_the_sandbox_trigger_never_produces_a_result(driver: Driver) -> None:
 
 
 def test_forged_or_tampered_notifications_are_refused(driver: Driver) -> None:
-    submitted = driver.provider.submit(request())
+    submitted = driver.provider.submit(request(driver.task_type))
     genuine = driver.notification(submitted)
     if genuine is None:
         with pytest.raises(InvalidNotification):

@@ -1,5 +1,6 @@
-"""The ObjectStorage contract: local files and S3 (moto's server) pass the same suite. A *driver*
-per adapter plays the browser: following a download URL and posting an upload form."""
+"""The ObjectStorage contract: local files, S3 (moto's server) and Tencent COS (the local
+signature-checking COS server) pass the same suite. A *driver* per adapter plays the browser:
+following a download URL and posting an upload form (or PUTting to a presigned URL)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ import httpx
 import pytest
 
 from atelier_ports.clock import SystemClock
+from atelier_tasks.adapters.cos_storage import CosObjectStorage
 from atelier_tasks.adapters.local_storage import LocalObjectStorage
 from atelier_tasks.adapters.s3_storage import S3ObjectStorage
 from atelier_tasks.application.ports.storage import ObjectNotFound, ObjectStorage, UploadTarget
+from tests.support import cos_server
+from tests.support.cos_server import FakeCos
 from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, moto_s3
 
 
@@ -63,11 +67,39 @@ class S3Driver:
         assert response.status_code in (200, 201, 204), response.text
 
 
-@pytest.fixture(params=["local", "s3"])
+@dataclass
+class CosDriver:
+    storage: CosObjectStorage
+
+    def download(self, url: str) -> bytes:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return bytes(response.read())
+
+    def upload(self, target: UploadTarget, data: bytes, content_type: str) -> None:
+        # A browser's fetch(url, {method: "PUT", headers, body}).
+        response = httpx.put(target.url, content=data, headers=dict(target.headers))
+        assert response.status_code == 200, response.text
+
+
+@pytest.fixture(params=["local", "s3", "cos"])
 def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
     clock = SystemClock()
     if request.param == "local":
         yield LocalDriver(LocalObjectStorage(tmp_path / "objects", b"contract-secret", clock))
+        return
+    if request.param == "cos":
+        with FakeCos() as cos:
+            yield CosDriver(
+                CosObjectStorage(
+                    bucket=cos.bucket,
+                    region=cos.region,
+                    secret_id=cos_server.SECRET_ID,
+                    secret_key=cos_server.SECRET_KEY,
+                    clock=clock,
+                    endpoint=cos.url,
+                    sts_endpoint=cos.sts_url,
+                )
+            )
         return
     moto = moto_s3()
     yield S3Driver(
@@ -128,6 +160,9 @@ def test_signed_url_downloads_the_object_and_expires(driver: Driver) -> None:
     query = parse_qs(urlsplit(url).query)
     if "X-Amz-Expires" in query:
         assert int(query["X-Amz-Expires"][0]) == 300
+    elif "q-sign-time" in query:
+        deadline = SystemClock().now() + timedelta(seconds=301)
+        assert int(query["q-sign-time"][0].split(";")[1]) <= deadline.timestamp()
     else:
         deadline = SystemClock().now() + timedelta(seconds=301)
         assert int(query["expires"][0]) <= deadline.timestamp()
@@ -136,7 +171,8 @@ def test_signed_url_downloads_the_object_and_expires(driver: Driver) -> None:
 def test_browser_upload_lands_under_the_key(driver: Driver) -> None:
     key = "user_1/uploads/up_1/photo.png"
     target = driver.storage.upload_target(key, ("image/png",), 10_000, 600)
-    assert (target.key, target.method) == (key, "POST")
+    assert target.key == key
+    assert target.method == ("PUT" if isinstance(driver, CosDriver) else "POST")
     assert target.expires_at > SystemClock().now()
     driver.upload(target, PNG, "image/png")
     assert driver.storage.get(key) == PNG

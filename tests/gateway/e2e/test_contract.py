@@ -7,7 +7,9 @@ schema the document declares for that operation, status and media type.
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -247,6 +249,14 @@ def test_every_operation_answers_what_the_openapi_document_says(
     failed = wait_for_status(user, failing.json()["id"], {"failed"})
     assert failed["error"]
     c.check("GET", "/v1/tasks/{task_id}", user.get(f"/v1/tasks/{failed['id']}"))
+    archive = "/v1/tasks/{task_id}/archive"
+    zipped = c.check("GET", archive, user.get(f"/v1/tasks/{task['id']}/archive"))
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as z:
+        assert z.testzip() is None
+        assert [i.file_size for i in z.infolist()] == [i["size"] for i in done["images"]]
+    c.check("GET", archive, user.get(f"/v1/tasks/{failed['id']}/archive"))  # 409
+    c.check("GET", archive, user.get("/v1/tasks/tsk_missing/archive"))  # 404
+    c.check("GET", archive, http.get(f"/v1/tasks/{task['id']}/archive"))  # 401
     c.check("GET", "/v1/tasks", user.get("/v1/tasks"))
     c.check("GET", "/v1/tasks", user.get("/v1/tasks", params={"status": "sleeping"}))  # 400
     c.check("GET", "/v1/tasks", user.get("/v1/tasks", params={"type": "paint"}))  # 400
@@ -287,6 +297,46 @@ def test_every_operation_answers_what_the_openapi_document_says(
         "POST",
         "/v1/admin/orders/{order_id}/refund",
         admin.post("/v1/admin/orders/ord_missing/refund", json={}),
+    )  # 404
+    listing = c.check("GET", "/v1/admin/tasks", admin.get("/v1/admin/tasks")).json()
+    assert {t["user_id"] for t in listing["items"]} == {user.id}
+    users = "/v1/admin/users/{user_id}"
+    page = f"/v1/admin/users/{user.id}"
+    detail = c.check("GET", users, admin.get(page)).json()
+    assert detail["profile"]["id"] == user.id
+    assert [o["id"] for o in detail["recent_orders"]] == [order["id"]]
+    assert {t["id"] for t in detail["recent_tasks"]} == {task["id"], failed["id"]}
+    assert detail["grants"] == detail["balance"]["grants"]
+    c.check("GET", users, user.get(page))  # 403
+    c.check("GET", users, http.get(page))  # 401
+    c.check("GET", users, admin.get("/v1/admin/users/usr_missing"))  # 404
+    timeline = c.check(
+        "GET", users + "/timeline", admin.get(f"{page}/timeline", params={"page_size": 100})
+    ).json()
+    kinds = {e["kind"] for e in timeline["items"]}
+    assert {"grant", "hold", "capture", "release", "payment", "refund", "task"} <= kinds, kinds
+    assert timeline["next_page_token"] == ""
+    c.check(
+        "GET", users + "/timeline", admin.get(f"{page}/timeline", params={"page_token": "x"})
+    )  # 400
+    c.check("GET", users + "/timeline", user.get(f"{page}/timeline"))  # 403
+    c.check("GET", users + "/timeline", http.get(f"{page}/timeline"))  # 401
+    c.check("GET", users + "/timeline", admin.get("/v1/admin/users/usr_missing/timeline"))  # 404
+    credits = f"{page}/credits"
+    adjust = {"amount": 7, "reason": "goodwill"}
+    before = user.get("/v1/me/balance").json()["available"]
+    adjusted = c.check(
+        "POST",
+        users + "/credits",
+        admin.post(credits, json=adjust, headers={"Idempotency-Key": "adjust-1"}),
+    ).json()
+    assert adjusted["balance"]["available"] == before + 7
+    assert user.get("/v1/me/balance").json()["available"] == before + 7
+    c.check("POST", users + "/credits", admin.post(credits, json={"amount": 0, "reason": "x"}))
+    c.check("POST", users + "/credits", user.post(credits, json=adjust))  # 403
+    c.check("POST", users + "/credits", http.post(credits, json=adjust))  # 401
+    c.check(
+        "POST", users + "/credits", admin.post("/v1/admin/users/usr_missing/credits", json=adjust)
     )  # 404
 
     # --- webhooks and operations

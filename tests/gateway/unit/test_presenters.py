@@ -10,14 +10,17 @@ from typing import Any
 
 import pytest
 from google.protobuf import timestamp_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from atelier.billing.v1 import billing_pb2
 from atelier.tasks.v1 import tasks_pb2
 from atelier_gateway.adapters.grpc_billing import balance_of, order_of
 from atelier_gateway.adapters.grpc_tasks import event_of, params_json_of, task_of, upload_of
-from atelier_gateway.application import task_views
+from atelier_gateway.application import billing_views, task_views
+from atelier_gateway.application.admin_timeline import TimelineItem
 from atelier_gateway.application.calls import Page
 from atelier_gateway.application.task_views import is_simple_json
+from atelier_gateway.entrypoints.http.presenters import admin
 from atelier_gateway.entrypoints.http.presenters import billing as billing_json
 from atelier_gateway.entrypoints.http.presenters import tasks as tasks_json
 from atelier_ports.problems import InvalidArgument
@@ -178,6 +181,35 @@ def test_an_upload_target_shows_form_fields_or_headers_by_method(
     assert body["upload_id"] == body["key"] == "up_1" and body["credentials"] is None
 
 
+def test_an_upload_target_carries_sts_credentials_where_storage_issues_them() -> None:
+    wire = tasks_pb2.Upload(
+        key="u1/uploads/up_1/p.jpg",
+        method="PUT",
+        url="https://media-1250000000.cos.ap-shanghai.myqcloud.com/u1/uploads/up_1/p.jpg?q-sign",
+        headers={"Content-Type": "image/jpeg"},
+        credentials=tasks_pb2.UploadCredentials(
+            tmp_secret_id="AKIDtmp",
+            tmp_secret_key="tmpkey",
+            session_token="token",
+            expire_time=Timestamp(seconds=1_800_000_000),
+            bucket="media-1250000000",
+            region="ap-shanghai",
+            prefix="u1/uploads/",
+        ),
+    )
+    body = tasks_json.upload_target(upload_of(wire)).model_dump(mode="json")
+    assert body["credentials"] == {
+        "tmp_secret_id": "AKIDtmp",
+        "tmp_secret_key": "tmpkey",
+        "session_token": "token",
+        "expires_at": "2027-01-15T08:00:00Z",
+        "bucket": "media-1250000000",
+        "region": "ap-shanghai",
+        "prefix": "u1/uploads/",
+    }
+    assert tasks_json.UploadTarget.model_validate(body, strict=True).model_dump(mode="json") == body
+
+
 SAMPLES: list[Any] = [
     {"prompt": "a chair", "n": 4, "x": -1.5e300, "ok": True, "none": None},
     {"big": 2**1000},
@@ -232,3 +264,42 @@ def test_params_missing_on_the_wire_are_an_empty_object() -> None:
         id="t", type=tasks_pb2.TASK_TYPE_BASIC_CLEAN, status=tasks_pb2.TASK_STATUS_PENDING
     )
     assert task_of(wire).params == {}
+
+
+def test_admin_json_built_directly_is_exactly_its_model() -> None:
+    """Admin task items (a task with its owner) and timeline entries, held to their models."""
+    task = _task(user_id="usr_1")
+    page = admin.admin_task_page(Page(items=(task,), next_page_token=""))
+    assert page["items"][0]["user_id"] == "usr_1"
+    assert admin.AdminTaskPage.model_validate(page, strict=True).model_dump(mode="json") == page
+    entry = billing_views.LedgerEntry(
+        id="7",
+        kind="capture",
+        amount=0,
+        held_change=-3,
+        balance_after=7,
+        reference="task:tsk_1",
+        reason="",
+        created_at=WHEN,
+    )
+    activity = billing_views.AccountActivity(
+        id="ledger:7",
+        kind="ledger",
+        at=WHEN,
+        ledger_entry=entry,
+        order=None,
+        cause="task",
+        cause_id="tsk_1",
+        page_token="p",
+    )
+    items = [
+        TimelineItem(id="ledger:7", at=WHEN, activity=activity),
+        TimelineItem(id="task:tsk_1", at=WHEN, task=task),
+    ]
+    timeline = admin.timeline_page(Page(items=items, next_page_token="n"))
+    model = admin.TimelinePage.model_validate(timeline, strict=True)
+    assert model.model_dump(mode="json") == timeline
+    capture, task_entry = timeline["items"]
+    assert capture["caused_by"] == {"type": "task", "id": "tsk_1"}
+    assert capture["kind"] == "capture" and capture["held_change"] == -3
+    assert task_entry["kind"] == "task" and task_entry["reason"] == "PROVIDER_FAILED"

@@ -147,13 +147,22 @@ def test_cn_market_names_an_absent_key_file_and_a_short_apiv3_key(tmp_path: Path
     assert str(tmp_path) not in line  # values are never echoed
 
 
+COS = {
+    "COS_SECRET_ID": "AKIDx",
+    "COS_SECRET_KEY": "x",
+    "COS_REGION": "ap-shanghai",
+    "COS_BUCKET": "media-1250000000",
+}
+
+
 @pytest.mark.parametrize(
-    ("service", "settings"), [("tasks", {}), ("gateway", {"SMS_PROVIDER": "console"})]
+    ("service", "settings"), [("tasks", COS), ("gateway", {"SMS_PROVIDER": "console"})]
 )
 def test_cn_market_starts_tasks_and_gateway(
     service: str, settings: dict[str, str], tmp_path: Path
 ) -> None:
-    """Until issue 12 lands, tasks runs the cn generators and storage on local stand-ins."""
+    """Tasks stores in COS and runs basic_clean on Cloud Infinite; the generators not built yet
+    run on local stand-ins (one log line at start)."""
     done = subprocess.run(
         [sys.executable, "-m", CLI[service], "check-config"],
         env=clean_env(tmp_path, MARKET="cn", **settings),
@@ -164,6 +173,23 @@ def test_cn_market_starts_tasks_and_gateway(
     )
     assert done.returncode == 0, done.stderr
     assert f"atelier-{service}: configuration ok (MARKET=cn)" in done.stdout
+
+
+def test_cn_market_tasks_without_cos_settings_names_each(tmp_path: Path) -> None:
+    code, stderr = run(CLI["tasks"], ["serve"], clean_env(tmp_path, MARKET="cn"), tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    assert line.endswith(f"MARKET=cn needs {', '.join(COS)} (see .env.example)"), line
+    assert not (tmp_path / "var").exists(), "nothing is created before the check"
+    env = clean_env(tmp_path, MARKET="cn", **{**COS, "COS_BUCKET": "media"})
+    code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
+    assert one_line(stderr).endswith("needs COS_BUCKET (a <name>-<APPID> value) (see .env.example)")
+    # storage and basic_clean elsewhere: COS is not needed
+    env = clean_env(
+        tmp_path, MARKET="cn", TASKS_STORAGE="local", TASKS_PROVIDER_BASIC_CLEAN="local"
+    )
+    code, stderr = run(CLI["tasks"], ["check-config"], env, tmp_path)
+    assert code == 0, stderr
 
 
 def test_cn_market_refuses_an_unbuilt_adapter_named_explicitly(tmp_path: Path) -> None:
@@ -310,6 +336,7 @@ def test_what_the_checks_call_built_is_what_bootstrap_builds(tmp_path: Path) -> 
         "WECHATPAY_PUBLIC_KEY_ID": PUBLIC_KEY_ID,
         "WECHATPAY_PUBLIC_KEY_FILE": str(tmp_path / "platform.pub.pem"),
         "ATELIER_DATA_DIR": str(tmp_path),
+        **COS,
     }
     every_provider = {p for routes in MARKET_ROUTES.values() for p in routes.values()}
     for provider in sorted(every_provider):

@@ -280,15 +280,15 @@ def test_dockerfile_installs_with_the_lock() -> None:
 
 def test_readme_says_only_what_runs_today() -> None:
     """Finding 15: the opening promised a browser workbench before there was one (and, before
-    issue 11, WeChat Pay); the cn market's part 2 (RunningHub, COS) does not exist yet. Since
-    issue 13 the README opens with the workbench's screenshots and how to open it."""
+    issue 11, WeChat Pay); RunningHub (the cn market's part 2) does not exist yet. Since issue 13
+    the README opens with the workbench's screenshots and how to open it."""
     readme = (ROOT / "README.md").read_text()
     intro = readme.split("\n## ", 1)[0]
     paragraphs = intro.split("\n\n")
     screens = re.findall(r'<img src="(docs/screens/[^"]+\.png)"', paragraphs[1])
     assert screens and all((ROOT / s).is_file() for s in screens), screens
     assert "make run" in intro and "http://127.0.0.1:8080/" in intro and "workbench" in intro
-    for word in ("RunningHub", "COS"):
+    for word in ("RunningHub",):
         for paragraph in paragraphs:
             if word in paragraph:
                 assert paragraph.startswith("Not yet:"), f"{word!r} outside 'Not yet': {paragraph}"

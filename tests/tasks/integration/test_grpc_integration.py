@@ -203,6 +203,29 @@ def test_admins_list_every_users_tasks_and_users_are_refused(stack: Stack) -> No
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_admins_list_one_users_tasks_with_their_owner_and_a_token_per_task(stack: Stack) -> None:
+    for user in ("alice", "bob"):
+        stack.set_up(user)
+    alices = [stack.create("alice").id for _ in range(3)]
+    stack.create("bob")
+    admin_md = outgoing_metadata(stack.billing.internal_token, user_id="root", role="admin")
+    everything = stack.stub.ListAllTasks(pb.ListAllTasksRequest(), metadata=admin_md)
+    assert sorted(t.user_id for t in everything.tasks) == ["alice", "alice", "alice", "bob"]
+    only = stack.stub.ListAllTasks(pb.ListAllTasksRequest(user_id="alice"), metadata=admin_md)
+    listed = [t.id for t in only.tasks]
+    assert sorted(listed) == sorted(alices)
+    assert {t.user_id for t in only.tasks} == {"alice"}
+    assert len(only.page_tokens) == 3 and not only.next_page_token
+    # the token of an item continues right after it
+    after_first = stack.stub.ListAllTasks(
+        pb.ListAllTasksRequest(user_id="alice", page_token=only.page_tokens[0]),
+        metadata=admin_md,
+    )
+    assert [t.id for t in after_first.tasks] == listed[1:]
+    own = stack.stub.GetTask(pb.GetTaskRequest(task_id=alices[0]), metadata=stack.md("alice"))
+    assert own.task.user_id == "alice"
+
+
 def test_watch_late_and_resumed_sees_every_event_once_in_order(stack: Stack) -> None:
     stack.set_up("alice")
     task = stack.create("alice")

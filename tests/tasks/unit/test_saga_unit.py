@@ -400,6 +400,18 @@ def test_running_result_without_job_id_is_not_lost(h: Harness) -> None:
     assert h.task(task_id).provider_job_id == "j1"
 
 
+def test_a_direct_upload_over_the_limit_is_refused_when_used(h: Harness) -> None:
+    """Browsers upload straight to storage (COS's presigned PUT cannot bound the size): the size
+    is checked again when a task uses the upload."""
+    limit = h.config.upload_max_bytes
+    h.storage.put("u1/uploads/big.png", b"\x89PNG" + b"x" * limit, "image/png")
+    with pytest.raises(InvalidParams, match="larger than the upload limit"):
+        h.use_cases.create_task(
+            CreateTaskCommand("u1", TaskType.BASIC_CLEAN, {}, ["u1/uploads/big.png"])
+        )
+    assert h.billing.calls == []
+
+
 def test_inputs_must_be_images(h: Harness) -> None:
     h.storage.put("u1/uploads/doc.pdf", b"%PDF", "application/pdf")
     with pytest.raises(InvalidParams):

@@ -83,14 +83,19 @@ def test_every_task_type_has_its_proto_value_by_name() -> None:
 def test_cn_costs_one_per_type_and_runs_issue_12_on_local_stand_ins() -> None:
     cn = TasksSettings(MARKET="cn")
     assert cn.costs() == {"text_to_image": 1, "basic_clean": 1, "model_pose12": 1}
-    assert set(cn.routes().values()) == {"local"} and cn.storage_backend() == "local"
-    assert cn.stand_ins() == [
-        "runninghub (text_to_image)",
-        "tencent_ci (basic_clean)",
-        "runninghub (model_pose12)",
-        "cos (storage)",
-    ]
-    assert not cn.unbuilt_parts() and not cn.missing_settings()
+    assert cn.routes() == {
+        "text_to_image": "local",
+        "basic_clean": "tencent_ci",
+        "model_pose12": "local",
+    }
+    assert cn.storage_backend() == "cos"
+    assert cn.stand_ins() == ["runninghub (text_to_image)", "runninghub (model_pose12)"]
+    assert not cn.unbuilt_parts()
+    assert cn.missing_settings() == ["COS_SECRET_ID", "COS_SECRET_KEY", "COS_REGION", "COS_BUCKET"]
+    elsewhere = TasksSettings(
+        MARKET="cn", TASKS_STORAGE="local", TASKS_PROVIDER_BASIC_CLEAN="local"
+    )
+    assert elsewhere.storage_backend() == "local" and not elsewhere.missing_settings()
     assert TasksSettings(MARKET="global").costs()["model_pose12"] == 4
     assert TasksSettings(MARKET="cn", TASKS_COST_MODEL_POSE12=3).costs()["model_pose12"] == 3
     assert TasksSettings(MARKET="local").stand_ins() == []
@@ -105,5 +110,5 @@ def test_the_cn_stand_ins_are_announced_in_one_log_line(caplog: pytest.LogCaptur
         announce_stand_ins(TasksSettings(MARKET="cn"))
     [record] = caplog.records
     message = record.getMessage()
-    assert message.startswith("MARKET=cn: runninghub (text_to_image), tencent_ci (basic_clean)")
-    assert "cos (storage)" in message and "local generators and storage" in message
+    assert message.startswith("MARKET=cn: runninghub (text_to_image), runninghub (model_pose12)")
+    assert "cos" not in message and "tencent_ci" not in message

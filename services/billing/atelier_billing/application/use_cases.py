@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from atelier_billing.application.account_activity import (
+    GetAccountHandler,
+    ListAccountActivityHandler,
+)
 from atelier_billing.application.accounts import (
     GetBalanceHandler,
     ListLedgerHandler,
@@ -74,6 +78,8 @@ class BillingUseCases:
     complete_sandbox_checkout: CompleteSandboxCheckoutHandler
     run_expiry: RunExpiryHandler
     check_ledger: CheckLedgerHandler
+    get_account: GetAccountHandler
+    list_account_activity: ListAccountActivityHandler
 
 
 def build_use_cases(
@@ -89,10 +95,11 @@ def build_use_cases(
     get_order = GetOrderHandler(uow)
     apply_event = ApplyPaymentEventHandler(uow, clock, event_handlers(ids, config))
     reconcile = Reconcile(clock, providers, apply_event)
+    get_balance = GetBalanceHandler(uow, clock)
     return BillingUseCases(
         set_up_account=SetUpAccountHandler(uow, clock, ids, config),
         update_contact=UpdateContactHandler(uow, providers),
-        get_balance=GetBalanceHandler(uow, clock),
+        get_balance=get_balance,
         list_ledger=ListLedgerHandler(uow, config),
         hold_credits=HoldCreditsHandler(uow, clock, ids),
         capture_hold=CaptureHoldHandler(uow, clock, ids, config),
@@ -114,4 +121,6 @@ def build_use_cases(
         complete_sandbox_checkout=CompleteSandboxCheckoutHandler(uow, clock, providers, sender),
         run_expiry=RunExpiryHandler(uow, clock, providers),
         check_ledger=CheckLedgerHandler(uow),
+        get_account=GetAccountHandler(uow, get_balance, config),
+        list_account_activity=ListAccountActivityHandler(uow, config),
     )

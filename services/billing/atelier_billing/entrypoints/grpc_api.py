@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from atelier.billing.v1 import billing_pb2 as pb
 from atelier.billing.v1 import billing_pb2_grpc as pb_grpc
+from atelier_billing.application.account_activity import GetAccount, ListAccountActivity
 from atelier_billing.application.accounts import (
     GetBalance,
     ListLedger,
@@ -198,6 +199,26 @@ def order_pb(order: model.Order) -> pb.Order:
     )
 
 
+def ledger_entry_pb(e: model.LedgerEntry) -> pb.LedgerEntry:
+    return pb.LedgerEntry(
+        id=str(e.id),
+        kind=_LEDGER_KINDS[e.kind],
+        amount=e.amount,
+        held_change=e.held_change,
+        balance_after=e.balance_after,
+        reference=e.reference,
+        reason=e.reason,
+        create_time=to_timestamp(e.created_at),
+    )
+
+
+_ACTIVITY_KINDS = {
+    "ledger": pb.ACTIVITY_KIND_LEDGER,
+    "payment": pb.ACTIVITY_KIND_PAYMENT,
+    "refund": pb.ACTIVITY_KIND_REFUND,
+}
+
+
 class BillingServicer(pb_grpc.BillingServiceServicer):
     def __init__(self, use_cases: BillingUseCases, clock: Clock) -> None:
         self._uc = use_cases
@@ -300,6 +321,44 @@ class BillingServicer(pb_grpc.BillingServiceServicer):
             )
         )
         return pb.AdjustCreditsResponse(balance=balance_pb(balance, self._clock()))
+
+    @_checked
+    def GetAccount(
+        self, request: pb.GetAccountRequest, context: grpc.ServicerContext
+    ) -> pb.GetAccountResponse:
+        account = self._uc.get_account(
+            GetAccount(current_call().is_admin, request.user_id, request.recent_orders)
+        )
+        return pb.GetAccountResponse(
+            balance=balance_pb(account.balance, self._clock()),
+            recent_orders=[order_pb(o) for o in account.recent_orders],
+        )
+
+    @_checked
+    def ListAccountActivity(
+        self, request: pb.ListAccountActivityRequest, context: grpc.ServicerContext
+    ) -> pb.ListAccountActivityResponse:
+        page = self._uc.list_account_activity(
+            ListAccountActivity(
+                current_call().is_admin, request.user_id, request.page_size, request.page_token
+            )
+        )
+        return pb.ListAccountActivityResponse(
+            entries=[
+                pb.ActivityEntry(
+                    id=a.id,
+                    kind=_ACTIVITY_KINDS[a.kind],
+                    time=to_timestamp(a.at),
+                    ledger_entry=ledger_entry_pb(a.ledger_entry) if a.ledger_entry else None,
+                    order=order_pb(a.order) if a.order else None,
+                    page_token=a.page_token,
+                    cause=a.cause,
+                    cause_id=a.cause_id,
+                )
+                for a in page.items
+            ],
+            next_page_token=page.next_token,
+        )
 
     @_checked
     def GetCatalog(

@@ -154,6 +154,26 @@ def order_of(o: pb.Order) -> dto.Order:
     )
 
 
+ACTIVITY_KINDS: Mapping[pb.ActivityKind, dto.ActivityKind] = {
+    pb.ACTIVITY_KIND_LEDGER: "ledger",
+    pb.ACTIVITY_KIND_PAYMENT: "payment",
+    pb.ACTIVITY_KIND_REFUND: "refund",
+}
+
+
+def activity_of(a: pb.ActivityEntry) -> dto.AccountActivity:
+    return dto.AccountActivity(
+        id=a.id,
+        kind=ACTIVITY_KINDS[a.kind],
+        at=time_of(a, "time"),
+        ledger_entry=ledger_entry_of(a.ledger_entry) if a.HasField("ledger_entry") else None,
+        order=order_of(a.order) if a.HasField("order") else None,
+        cause=a.cause,
+        cause_id=a.cause_id,
+        page_token=a.page_token,
+    )
+
+
 class GrpcBillingGateway:
     """The ``BillingGateway`` port over an asyncio channel."""
 
@@ -211,6 +231,33 @@ class GrpcBillingGateway:
             self._billing().RefundOrder, request, caller, PROVIDER_CALL_TIMEOUT
         )
         return order_of(reply.order)
+
+    async def get_account(self, caller: Caller, user_id: str, recent_orders: int) -> dto.Account:
+        request = pb.GetAccountRequest(user_id=user_id, recent_orders=recent_orders)
+        reply = await self._remote.unary(self._billing().GetAccount, request, caller)
+        return dto.Account(
+            balance=balance_of(reply.balance),
+            recent_orders=[order_of(o) for o in reply.recent_orders],
+        )
+
+    async def list_account_activity(
+        self, caller: Caller, user_id: str, page: PageRequest
+    ) -> Page[dto.AccountActivity]:
+        request = pb.ListAccountActivityRequest(
+            user_id=user_id, page_size=page.page_size, page_token=page.page_token
+        )
+        reply = await self._remote.unary(self._billing().ListAccountActivity, request, caller)
+        entries = [activity_of(a) for a in reply.entries]
+        return Page(entries, reply.next_page_token, [a.page_token for a in entries])
+
+    async def adjust_credits(
+        self, caller: Caller, user_id: str, amount: int, reason: str, request_id: str
+    ) -> dto.Balance:
+        request = pb.AdjustCreditsRequest(
+            user_id=user_id, amount=amount, reason=reason, request_id=request_id
+        )
+        reply = await self._remote.unary(self._billing().AdjustCredits, request, caller)
+        return balance_of(reply.balance)
 
     async def complete_sandbox_checkout(
         self, caller: Caller, order_id: str, outcome: dto.SandboxOutcome

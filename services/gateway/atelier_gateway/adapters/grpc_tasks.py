@@ -105,6 +105,7 @@ def task_of(task: pb.Task) -> dto.Task:
         started_at=time_of(task, "start_time"),
         finished_at=time_of(task, "finish_time"),
         deadline_at=time_of(task, "deadline_time"),
+        user_id=task.user_id,
     )
 
 
@@ -130,6 +131,19 @@ def upload_of(u: pb.Upload) -> dto.UploadTarget:
         expires_at=time_of(u, "expire_time"),
         max_size=u.max_size_bytes,
         content_types=list(u.content_types),
+        credentials=credentials_of(u.credentials) if u.HasField("credentials") else None,
+    )
+
+
+def credentials_of(c: pb.UploadCredentials) -> dto.UploadCredentials:
+    return dto.UploadCredentials(
+        tmp_secret_id=c.tmp_secret_id,
+        tmp_secret_key=c.tmp_secret_key,
+        session_token=c.session_token,
+        expires_at=time_of(c, "expire_time"),
+        bucket=c.bucket,
+        region=c.region,
+        prefix=c.prefix,
     )
 
 
@@ -213,9 +227,12 @@ class GrpcTasksGateway:
             page_token=page.page_token,
             type=_wire_type(where.type),
             status=_wire_status(where.status),
+            user_id=where.user_id or "",
         )
         reply = await self._remote.unary(self._tasks().ListAllTasks, request, caller)
-        return Page([task_of(t) for t in reply.tasks], reply.next_page_token)
+        return Page(
+            [task_of(t) for t in reply.tasks], reply.next_page_token, list(reply.page_tokens)
+        )
 
     async def get_task(self, caller: Caller, task_id: str) -> dto.Task:
         request = pb.GetTaskRequest(task_id=task_id)

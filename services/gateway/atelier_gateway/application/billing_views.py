@@ -111,3 +111,32 @@ class Order:
     failed_at: datetime | None
     expired_at: datetime | None
     refunded_at: datetime | None
+
+
+ActivityKind = Literal["ledger", "payment", "refund"]
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Another user's account, as an administrator reads it."""
+
+    balance: Balance
+    recent_orders: Sequence[Order]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountActivity:
+    """One entry of a user's account activity: a ledger entry, or an order's payment or refund.
+
+    ``cause``/``cause_id`` say what made it (``task`` and the task id, ``order`` and the order
+    id, ``signup``, ``admin``; empty when unknown); ``page_token`` continues the activity listing
+    right after this entry."""
+
+    id: str
+    kind: ActivityKind
+    at: datetime | None
+    ledger_entry: LedgerEntry | None
+    order: Order | None
+    cause: str
+    cause_id: str
+    page_token: str

@@ -29,6 +29,8 @@ class PageRequest:
 class Page(Generic[T]):
     items: Sequence[T]
     next_page_token: str
+    # Where the listing offers them: item_page_tokens[i] continues right after items[i].
+    item_page_tokens: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,6 +213,24 @@ class BillingGateway(Protocol):
         """Admin: refund any user's paid order through its provider (billing checks the role)."""
         ...
 
+    async def get_account(
+        self, caller: Caller, user_id: str, recent_orders: int
+    ) -> billing.Account:
+        """Admin: another user's balance and newest orders (billing checks the role)."""
+        ...
+
+    async def list_account_activity(
+        self, caller: Caller, user_id: str, page: PageRequest
+    ) -> Page[billing.AccountActivity]:
+        """Admin: a user's ledger entries, payments and refunds, newest first by (time, id)."""
+        ...
+
+    async def adjust_credits(
+        self, caller: Caller, user_id: str, amount: int, reason: str, request_id: str
+    ) -> billing.Balance:
+        """Admin: grant (positive) or take back (negative) credits, once per request_id."""
+        ...
+
     async def complete_sandbox_checkout(
         self, caller: Caller, order_id: str, outcome: billing.SandboxOutcome
     ) -> None: ...
@@ -242,7 +260,8 @@ class TasksGateway(Protocol):
     async def list_all_tasks(
         self, caller: Caller, page: PageRequest, where: tasks.TaskFilter
     ) -> Page[tasks.Task]:
-        """Every user's tasks (administrators)."""
+        """Every user's tasks, or ``where.user_id``'s (administrators); the page carries
+        ``item_page_tokens``."""
         ...
 
     async def get_task(self, caller: Caller, task_id: str) -> tasks.Task: ...
@@ -268,3 +287,14 @@ class TasksGateway(Protocol):
     async def healthy(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+class ImageSource(Protocol):
+    """The bytes of a stored result image, from the short-lived signed URL the tasks service
+    gave for it (``Image.url``): the gateway never reads another service's database, and
+    reaches storage only through the links tasks signs."""
+
+    def chunks(self, url: str) -> AsyncIterator[bytes]:
+        """The image's bytes, in pieces. Raises ``atelier_ports.problems.Unavailable`` when the
+        storage cannot be reached or refuses the link."""
+        ...

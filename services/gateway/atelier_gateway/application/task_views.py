@@ -23,6 +23,19 @@ class NewUpload:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadCredentials:
+    """STS temporary keys for the COS JavaScript SDK (cn market)."""
+
+    tmp_secret_id: str
+    tmp_secret_key: str
+    session_token: str
+    expires_at: datetime | None
+    bucket: str
+    region: str
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
 class UploadTarget:
     key: str
     method: UploadMethod
@@ -32,6 +45,7 @@ class UploadTarget:
     expires_at: datetime | None
     max_size: int
     content_types: Sequence[str]
+    credentials: UploadCredentials | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +59,7 @@ class NewTask:
 class TaskFilter:
     status: TaskStatus | None = None
     type: TaskType | None = None
+    user_id: str | None = None  # administrators: one user's tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +95,7 @@ class Task:
     started_at: datetime | None
     finished_at: datetime | None
     deadline_at: datetime | None
+    user_id: str = ""  # the owner
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,8 @@ class CreateTask:
                 if upload is None:
                     raise InvalidParams(f"no uploaded image under {key!r}", field="input_keys")
                 raise InvalidParams(f"{key!r} is not a supported image", field="input_keys")
+            if upload.size > config.upload_max_bytes:  # direct uploads are checked again here
+                raise InvalidParams(f"{key!r} is larger than the upload limit", field="input_keys")
         now = self.clock.now()
         task = Task.create(
             task_id=self.ids.new_id("task"),

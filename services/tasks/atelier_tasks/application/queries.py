@@ -48,6 +48,7 @@ class ListAllTasksQuery:
     page_token: str
     task_type: TaskType | None = None
     status: TaskStatus | None = None
+    user_id: str | None = None  # only this user's tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ class ListTasks:
 
 
 class ListAllTasks:
-    """Every user's tasks (the admin console)."""
+    """Every user's tasks, or one user's (the admin console)."""
 
     def __init__(self, *, uow: TasksUnitOfWorkFactory, views: TaskViews) -> None:
         self.uow = uow
@@ -129,7 +130,7 @@ class ListAllTasks:
         return _listing(
             self,
             ALL_TASKS_PAGE,
-            None,
+            query.user_id,
             query.page_size,
             query.page_token,
             query.task_type,
@@ -206,3 +207,8 @@ class GetUserStats:
             months=[months[k] for k in sorted(months, reverse=True)],
             by_type=by_type,
         )
+
+
+def item_page_tokens(views: list[TaskView]) -> list[str]:
+    """For each task of a listing, the token that continues the listing right after it."""
+    return [encode_cursor(ALL_TASKS_PAGE, v.task.created_at, v.task.id) for v in views]

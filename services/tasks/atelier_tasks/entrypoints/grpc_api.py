@@ -24,12 +24,14 @@ from atelier_ports.problems import InvalidArgument
 from atelier_tasks.application.cancel_task import CancelTaskCommand
 from atelier_tasks.application.create_task import CreateTaskCommand
 from atelier_tasks.application.notifications import HandleNotificationCommand
+from atelier_tasks.application.ports.storage import UploadCredentials
 from atelier_tasks.application.queries import (
     GetTaskQuery,
     GetUserStatsQuery,
     ListAllTasksQuery,
     ListImagesQuery,
     ListTasksQuery,
+    item_page_tokens,
 )
 from atelier_tasks.application.uploads import CreateUploadCommand
 from atelier_tasks.application.use_cases import TaskUseCases
@@ -141,6 +143,7 @@ def task_message(view: TaskView) -> Any:
         finish_time=to_timestamp(task.finished_at),
         deadline_time=to_timestamp(task.deadline_at),
         request_id=task.request_id or "",
+        user_id=task.user_id,
     )
 
 
@@ -213,10 +216,13 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
                 page_token=request.page_token,
                 task_type=_task_type(request.type, required=False),
                 status=_status_filter(request.status),
+                user_id=request.user_id or None,
             )
         )
         return pb.ListAllTasksResponse(
-            tasks=[task_message(v) for v in views], next_page_token=token
+            tasks=[task_message(v) for v in views],
+            next_page_token=token,
+            page_tokens=item_page_tokens(views),
         )
 
     def CancelTask(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -284,6 +290,7 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
                 expire_time=to_timestamp(target.expires_at),
                 max_size_bytes=max_size,
                 content_types=list(content_types),
+                credentials=_credentials(target.credentials),
             )
         )
 
@@ -296,3 +303,17 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
         except InvalidNotification as exc:
             raise InvalidProviderNotification(str(exc) or "invalid notification") from exc
         return pb.HandleProviderNotificationResponse(applied=applied, task_id=task_id)
+
+
+def _credentials(c: UploadCredentials | None) -> Any:
+    if c is None:
+        return None
+    return pb.UploadCredentials(
+        tmp_secret_id=c.secret_id,
+        tmp_secret_key=c.secret_key,
+        session_token=c.session_token,
+        expire_time=to_timestamp(c.expires_at),
+        bucket=c.bucket,
+        region=c.region,
+        prefix=c.prefix,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from atelier_common.db import SqlUnitOfWork as SqlUnitOfWorkBase
 from sqlalchemy import (
@@ -44,7 +44,7 @@ from atelier_billing.adapters.persistence.tables import (
     payment_events,
 )
 from atelier_billing.application import ports
-from atelier_billing.application.ports import DuplicateKey, HoldOutcome, HoldWrite
+from atelier_billing.application.ports import DuplicateKey, HoldOutcome, HoldWrite, LedgerLine
 from atelier_billing.domain.errors import InsufficientCredits
 from atelier_billing.domain.model import (
     Account,
@@ -588,6 +588,29 @@ class SqlLedger(_Repo):
         rows = self._c.execute(stmt.order_by(ledger_entries.c.id.desc()).limit(page_size))
         return [_ledger_entry(r) for r in rows]
 
+    def page_by_time(
+        self, user_id: str, page_size: int, before: tuple[datetime, int] | None
+    ) -> Sequence[LedgerLine]:
+        c = ledger_entries.c
+        stmt = (
+            select(
+                ledger_entries,
+                holds.c.request_id.label("hold_request_id"),
+                grants.c.idempotency_key.label("grant_key"),
+            )
+            .select_from(
+                ledger_entries.outerjoin(holds, holds.c.id == c.hold_id).outerjoin(
+                    grants, grants.c.id == c.grant_id
+                )
+            )
+            .where(c.user_id == user_id)
+        )
+        if before is not None:
+            ts, entry_id = before
+            stmt = stmt.where(or_(c.created_at < ts, and_(c.created_at == ts, c.id < entry_id)))
+        rows = self._c.execute(stmt.order_by(c.created_at.desc(), c.id.desc()).limit(page_size))
+        return [LedgerLine(_ledger_entry(r), r.hold_request_id, r.grant_key) for r in rows]
+
     def check(self, user_id: str) -> LedgerCheck:
         """Prove that the stored balances equal what the ledger, grants and holds imply."""
         c = self._c
@@ -730,6 +753,22 @@ class SqlOrders(_Repo):
         rows = self._c.execute(
             stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(page_size)
         )
+        return [_order(r) for r in rows]
+
+    def settled_page(
+        self,
+        user_id: str,
+        page_size: int,
+        event: Literal["paid", "refunded"],
+        before: tuple[datetime, str | None] | None,
+    ) -> Sequence[Order]:
+        at = orders.c.paid_at if event == "paid" else orders.c.refunded_at
+        stmt = select(orders).where(orders.c.user_id == user_id, at.is_not(None))
+        if before is not None:
+            ts, oid = before
+            same = at == ts if oid is None else and_(at == ts, orders.c.id < oid)
+            stmt = stmt.where(or_(at < ts, same))
+        rows = self._c.execute(stmt.order_by(at.desc(), orders.c.id.desc()).limit(page_size))
         return [_order(r) for r in rows]
 
     def set_checkout(

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from atelier_billing.domain.model import (
     Account,
@@ -145,6 +145,16 @@ class HoldRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerLine:
+    """A ledger entry with what caused it: the request id of its hold (a task id) and the
+    idempotency key of its grant (``order:<id>``, ``signup:<user>``, …), where it has them."""
+
+    entry: LedgerEntry
+    hold_request_id: str | None = None
+    grant_key: str | None = None
+
+
 class LedgerRepository(Protocol):
     def append(self, entry: NewLedgerEntry, now: datetime) -> None:
         """DuplicateKey when the entry's idempotency key exists."""
@@ -159,6 +169,12 @@ class LedgerRepository(Protocol):
     def page(
         self, user_id: str, page_size: int, before_id: int | None
     ) -> Sequence[LedgerEntry]: ...
+
+    def page_by_time(
+        self, user_id: str, page_size: int, before: tuple[datetime, int] | None
+    ) -> Sequence[LedgerLine]:
+        """The user's entries with (created_at, id) below ``before``, newest first."""
+        ...
 
     def check(self, user_id: str) -> LedgerCheck: ...
 
@@ -175,6 +191,17 @@ class OrderRepository(Protocol):
     def page(
         self, user_id: str, page_size: int, after: tuple[datetime, str] | None
     ) -> Sequence[Order]: ...
+
+    def settled_page(
+        self,
+        user_id: str,
+        page_size: int,
+        event: Literal["paid", "refunded"],
+        before: tuple[datetime, str | None] | None,
+    ) -> Sequence[Order]:
+        """The user's orders that were paid (or refunded), by (paid_at or refunded_at, id) below
+        ``before`` (an id of None: every order of that instant too), newest first."""
+        ...
 
     def set_checkout(
         self,

@@ -7,6 +7,8 @@ from aiohttp import web
 
 from atelier_gateway.bootstrap import GatewayContainer
 from atelier_gateway.entrypoints.http import (
+    admin_routes,
+    archive_routes,
     auth_routes,
     billing_routes,
     docs,
@@ -14,6 +16,7 @@ from atelier_gateway.entrypoints.http import (
     ops,
     phone_routes,
     sandbox,
+    security_headers,
     tasks_routes,
     webhooks,
     workbench,
@@ -21,9 +24,16 @@ from atelier_gateway.entrypoints.http import (
 from atelier_gateway.entrypoints.http.context import CONTAINER, METRICS, OPEN_STREAMS, Metrics
 from atelier_gateway.entrypoints.http.idempotent import IDEMPOTENCY_HEADER
 from atelier_gateway.entrypoints.http.middleware import observe, problems, rate_limit
+from atelier_gateway.entrypoints.http.session_cookie import COOKIE_HEADER
 
 # What a browser on an allowed origin may send and read (CORS).
-CORS_REQUEST_HEADERS = ("Authorization", IDEMPOTENCY_HEADER, "Last-Event-ID", "Content-Type")
+CORS_REQUEST_HEADERS = (
+    "Authorization",
+    IDEMPOTENCY_HEADER,
+    "Last-Event-ID",
+    "Content-Type",
+    COOKIE_HEADER,
+)
 CORS_EXPOSED_HEADERS = ("X-Request-ID", "Retry-After", "Idempotent-Replayed", "Location")
 CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
 
@@ -47,12 +57,15 @@ def create_app(container: GatewayContainer) -> web.Application:
         webhooks.routes,
         sandbox.routes,
         tasks_routes.routes,
+        admin_routes.routes,
+        archive_routes.routes,
         ops.routes,
         docs.routes,
         workbench.routes,
     ):
         app.add_routes(table)
     allow_cors(app, cors_origins(container.settings.gateway_cors_origins))
+    security_headers.install(app)
 
     async def close(_app: web.Application) -> None:
         await container.billing.close()

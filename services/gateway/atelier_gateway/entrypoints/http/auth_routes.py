@@ -28,6 +28,15 @@ from atelier_gateway.entrypoints.http.contract import (
 )
 from atelier_gateway.entrypoints.http.presenters import accounts as present
 from atelier_gateway.entrypoints.http.presenters.accounts import Profile, SessionResponse, UserPage
+from atelier_gateway.entrypoints.http.problems import Problem, validation_error
+from atelier_gateway.entrypoints.http.session_cookie import (
+    COOKIE_HEADER,
+    HEADER_DESCRIPTION,
+    clear_cookie,
+    cookie_token,
+    session_response,
+    wants_cookie,
+)
 from atelier_ports.paging import InvalidPageToken, decode_page_token, encode_page_token
 
 routes = web.RouteTableDef()
@@ -64,7 +73,12 @@ class LogInRequest(RequestModel):
 
 
 class RefreshTokenRequest(RequestModel):
-    refresh_token: str = Field(min_length=1, max_length=200)
+    refresh_token: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description=f"Required unless the token is in the cookie (header {COOKIE_HEADER}: 1)",
+    )
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -102,26 +116,36 @@ class UserSearchQuery(PageQuery):
         response=SessionResponse,
         auth="none",
         errors=(409,),
+        headers=(COOKIE_HEADER,),
+        description=HEADER_DESCRIPTION,
     ),
 )
 async def signup(request: web.Request) -> web.Response:
     body = await read_model(request, SignUpRequest)
     cmd = NewAccount(email=body.email, password=body.password, name=body.name or "")
     result = await in_thread(request, container(request).sign_up, cmd)
-    return respond(present.session(result), status=201)
+    return session_response(request, result, status=201)
 
 
 @operation(
     routes,
     "POST",
     "/v1/auth/login",
-    Operation("Log in", body=LogInRequest, response=SessionResponse, auth="none", errors=(401,)),
+    Operation(
+        "Log in",
+        body=LogInRequest,
+        response=SessionResponse,
+        auth="none",
+        errors=(401,),
+        headers=(COOKIE_HEADER,),
+        description=HEADER_DESCRIPTION,
+    ),
 )
 async def login(request: web.Request) -> web.Response:
     body = await read_model(request, LogInRequest)
     cmd = Credentials(email=body.email, password=body.password)
     result = await in_thread(request, container(request).log_in, cmd)
-    return respond(present.session(result))
+    return session_response(request, result)
 
 
 @operation(
@@ -133,25 +157,58 @@ async def login(request: web.Request) -> web.Response:
         body=RefreshTokenRequest,
         response=SessionResponse,
         auth="none",
-        errors=(401,),
+        errors=(401, 403),
+        headers=(COOKIE_HEADER,),
+        description=HEADER_DESCRIPTION
+        + " Without a body token, the cookie's is used; an Origin other than this gateway's "
+        "and the allowed CORS origins is refused (403).",
     ),
 )
 async def refresh(request: web.Request) -> web.Response:
     body = await read_model(request, RefreshTokenRequest)
-    result = await in_thread(request, container(request).refresh_session, body.refresh_token)
-    return respond(present.session(result))
+    token = _refresh_token(request, body)
+    result = await in_thread(request, container(request).refresh_session, token)
+    return session_response(request, result)
+
+
+def _refresh_token(request: web.Request, body: RefreshTokenRequest) -> str:
+    """The body's token, else the cookie's (only with the cookie header: see session_cookie)."""
+    if body.refresh_token is not None:
+        return body.refresh_token
+    token = cookie_token(request)
+    if token is not None:
+        return token
+    if wants_cookie(request):
+        raise Problem(401, "unauthenticated", "Not authenticated", "no refresh token in the cookie")
+    raise validation_error("refresh_token", "refresh_token is required")
 
 
 @operation(
     routes,
     "POST",
     "/v1/auth/logout",
-    Operation("Log out (revoke the session)", status=204, body=RefreshTokenRequest, auth="none"),
+    Operation(
+        "Log out (revoke the session)",
+        status=204,
+        body=RefreshTokenRequest,
+        auth="none",
+        errors=(403,),
+        headers=(COOKIE_HEADER,),
+        description=HEADER_DESCRIPTION
+        + " Without a body token, the cookie's session is revoked and the cookie cleared.",
+    ),
 )
 async def logout(request: web.Request) -> web.Response:
     body = await read_model(request, RefreshTokenRequest)
-    await in_thread(request, container(request).log_out, body.refresh_token)
-    return web.Response(status=204)
+    token = body.refresh_token if body.refresh_token is not None else cookie_token(request)
+    if token is None and not wants_cookie(request):
+        raise validation_error("refresh_token", "refresh_token is required")
+    if token is not None:
+        await in_thread(request, container(request).log_out, token)
+    response = web.Response(status=204)
+    if wants_cookie(request):
+        clear_cookie(request, response)
+    return response
 
 
 @operation(routes, "GET", "/v1/me", Operation("Your profile", response=Profile))

@@ -29,6 +29,8 @@ ZH_DETAILS: dict[str, str] = {
     "rate_limited": "请求过于频繁，请稍后再试。",
     "invalid_code": "验证码错误或已过期。",
     "code_locked": "验证码错误次数过多，请重新获取验证码。",
+    "phone_taken": "该手机号已绑定其他账号。",
+    "sms_unavailable": "短信服务暂时不可用，请稍后再试，验证码未发送。",
     "invalid_signature": "签名验证失败。",
     "content_rejected": "内容未通过审核，未扣除积分。",
     "not_finished": "任务尚未完成。",

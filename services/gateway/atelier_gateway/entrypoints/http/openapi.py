@@ -18,6 +18,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from atelier_gateway.entrypoints.http.contract import Operation, QueryModel, operation_of
 from atelier_gateway.entrypoints.http.idempotent import IDEMPOTENCY_HEADER
 from atelier_gateway.entrypoints.http.problems import ProblemBody
+from atelier_gateway.entrypoints.http.session_cookie import COOKIE_HEADER, HEADER_DESCRIPTION
 from atelier_gateway.settings import GatewaySettings
 
 REF = "#/components/schemas/{model}"
@@ -171,6 +172,7 @@ def _query_parameters(op: Operation) -> list[dict[str, Any]]:
 _HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     IDEMPOTENCY_HEADER: {"type": "string", "minLength": 1, "maxLength": 255},
     "Last-Event-ID": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+    COOKIE_HEADER: {"type": "string", "enum": ["1"], "description": HEADER_DESCRIPTION},
 }
 
 

@@ -22,8 +22,12 @@ from atelier_gateway.entrypoints.http.contract import (
     respond,
 )
 from atelier_gateway.entrypoints.http.middleware import client_address
-from atelier_gateway.entrypoints.http.presenters import accounts as present
 from atelier_gateway.entrypoints.http.presenters.accounts import SessionResponse
+from atelier_gateway.entrypoints.http.session_cookie import (
+    COOKIE_HEADER,
+    HEADER_DESCRIPTION,
+    session_response,
+)
 
 routes = web.RouteTableDef()
 
@@ -95,12 +99,14 @@ async def send_code(request: web.Request) -> web.Response:
         response=SessionResponse,
         auth="optional",
         errors=(409,),
+        headers=(COOKIE_HEADER,),
         description=(
             "The first log-in with a phone creates its account (with the sign-up bonus). "
             "400 invalid_code for a wrong, expired or used code; 429 code_locked after 5 wrong "
             "tries (ask for a new code). With a bearer token the phone is added to that account "
-            "(409 phone_taken if another account has it)."
-        ),
+            "(409 phone_taken if another account has it). "
+        )
+        + HEADER_DESCRIPTION,
     ),
 )
 async def verify_code(request: web.Request) -> web.Response:
@@ -110,4 +116,4 @@ async def verify_code(request: web.Request) -> web.Response:
         phone=body.phone, code=body.code, user_id=caller.user_id if caller else None
     )
     session = await in_thread(request, container(request).log_in_with_code, answer)
-    return respond(present.session(session))
+    return session_response(request, session)

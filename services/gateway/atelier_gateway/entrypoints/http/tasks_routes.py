@@ -42,7 +42,9 @@ from atelier_gateway.entrypoints.http.contract import (
 )
 from atelier_gateway.entrypoints.http.idempotent import IDEMPOTENCY_HEADER, run_idempotent
 from atelier_gateway.entrypoints.http.jsonio import json_response, read_body
+from atelier_gateway.entrypoints.http.presenters import admin as admin_present
 from atelier_gateway.entrypoints.http.presenters import tasks as present
+from atelier_gateway.entrypoints.http.presenters.admin import AdminTaskPage
 from atelier_gateway.entrypoints.http.presenters.tasks import (
     ImagePage,
     Stats,
@@ -168,8 +170,8 @@ async def list_tasks(request: web.Request) -> web.Response:
     "GET",
     "/v1/admin/tasks",
     Operation(
-        "Admin: every user's tasks, newest first",
-        response=TaskPage,
+        "Admin: every user's tasks, newest first (each with its owner's user_id)",
+        response=AdminTaskPage,
         query=TaskListQuery,
         auth="admin",
     ),
@@ -178,7 +180,7 @@ async def admin_list_tasks(request: web.Request) -> web.Response:
     caller = await require_admin(request)
     q = query_model(request, TaskListQuery)
     page = await container(request).tasks.list_all_tasks(caller, _page(q), _where(q))
-    return json_response(present.task_page(page))
+    return json_response(admin_present.admin_task_page(page))
 
 
 @operation(routes, "GET", "/v1/tasks/{task_id}", Operation("One task", response=Task))

@@ -21,6 +21,20 @@ class StoredObject:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadCredentials:
+    """Temporary storage keys for a browser SDK upload (Tencent COS with STS): they may only put
+    objects under ``prefix`` of ``bucket`` until ``expires_at``."""
+
+    secret_id: str
+    secret_key: str
+    session_token: str
+    expires_at: datetime
+    bucket: str
+    region: str
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
 class UploadTarget:
     """Where and how a browser uploads one file directly to storage."""
 
@@ -30,6 +44,7 @@ class UploadTarget:
     expires_at: datetime
     fields: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    credentials: UploadCredentials | None = None  # Tencent COS only (cn market)
 
 
 class ObjectNotFound(KeyError):

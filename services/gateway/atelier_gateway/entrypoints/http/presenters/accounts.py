@@ -25,7 +25,9 @@ class UserSummary(ResponseModel):
 class SessionResponse(ResponseModel):
     user: UserSummary
     access_token: str
-    refresh_token: str
+    refresh_token: str = Field(
+        description="Empty when the refresh token was set in the cookie (X-Refresh-Token-Cookie: 1)"
+    )
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int = Field(description="Seconds until the access token expires")
 

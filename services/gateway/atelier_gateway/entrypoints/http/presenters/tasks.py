@@ -135,7 +135,19 @@ def upload_target(u: dto.UploadTarget) -> UploadTarget:
         expires_at=rfc3339(u.expires_at),
         max_size=u.max_size,
         content_types=list(u.content_types),
-        credentials=None,  # the cn market's STS keys are not issued yet
+        credentials=None if u.credentials is None else sts_credentials(u.credentials),
+    )
+
+
+def sts_credentials(c: dto.UploadCredentials) -> StsCredentials:
+    return StsCredentials(
+        tmp_secret_id=c.tmp_secret_id,
+        tmp_secret_key=c.tmp_secret_key,
+        session_token=c.session_token,
+        expires_at=rfc3339(c.expires_at) or "",
+        bucket=c.bucket,
+        region=c.region,
+        prefix=c.prefix,
     )
 
 
