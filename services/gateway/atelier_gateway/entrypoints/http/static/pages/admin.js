@@ -86,7 +86,7 @@ export async function user(main, ctx) {
     ),
   );
   if (grants.length) {
-    main.append(h("section", { class: "card" }, h("h2", null, t("grants")), table([
+    main.append(h("section", { class: "card" }, h("h2", null, t("grants_admin")), table([
       [t("source"), (g) => sourceName(g.source)], [t("remaining"), (g) => `${g.remaining} / ${g.amount ?? g.remaining}`],
       [t("expires"), (g) => (g.expires_at ? formatDate(g.expires_at) : t("never"))],
     ], grants)));
