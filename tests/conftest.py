@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import psycopg
 import pytest
 
+from tests.support.browser import BROWSER_STATUS
 from tests.support.postgres import PostgresServer, find_postgres
 
 _pg_status: dict[str, str] = {}
@@ -49,6 +50,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     elif _pg_status.get("why_not"):
         terminalreporter.write_sep(
             "!", f"POSTGRESQL TESTS WERE SKIPPED: {_pg_status['why_not']}", red=True, bold=True
+        )
+    if BROWSER_STATUS.get("why_not"):
+        terminalreporter.write_sep(
+            "!",
+            f"BROWSER TESTS WERE SKIPPED: {BROWSER_STATUS['why_not']}",
+            red=True,
+            bold=True,
         )
 
 

@@ -1,6 +1,6 @@
 """The sandbox checkout and the HTML pages of the gateway (issue 9: finding #1 for
-``/sandbox/checkout``, #10, and the landing page of #15), over the real gateway and the real
-billing service (SQLite and PostgreSQL).
+``/sandbox/checkout`` and #10, and the way back to the workbench), over the real gateway and the
+real billing service (SQLite and PostgreSQL).
 
 The gateway here runs on a clock the test can move forward, so that a checkout link can be seen
 to expire with its order without waiting half an hour.
@@ -341,19 +341,19 @@ def test_local_provider_token_binds_order_user_expiry_and_secret(tmp_path: Path)
     assert _token(base).split(".")[0] == str(int(datetime(2030, 1, 1, tzinfo=UTC).timestamp()))
 
 
-# ---- finding #15: the landing page ------------------------------------------------------------
+# ---- the sandbox pages lead back to the workbench ------------------------------------------------
 
 
-def test_f15_landing_page_says_what_runs_and_links_the_api_docs(sandbox: Sandbox) -> None:
-    r = sandbox.http.get("/")
-    assert r.status_code == 200
-    _assert_html_page(r)
-    text = r.text
-    assert "curl" not in text.lower()
-    for href in ("/docs", "/v1/openapi.json", "/readyz", "/healthz", "/metrics"):
-        assert f'href="{href}"' in text, href
-    assert "(market <code>local</code>)" in text  # the market this deployment serves
-    assert "workbench" in text  # says plainly that there is none yet
+def test_sandbox_pages_link_back_to_the_workbench(sandbox: Sandbox) -> None:
+    user = sandbox.api.user("gus@example.com")
+    order = _order(user)
+    checkout = sandbox.http.get(_path(order["checkout"]["url"]))
+    assert f'href="/#/orders/{order["id"]}"' in checkout.text  # leave without paying
+    paid = sandbox.http.post(
+        _path(order["checkout"]["url"]), data={"outcome": "paid"}, follow_redirects=True
+    )
+    assert paid.status_code == 200
+    assert f'href="/#/orders/{order["id"]}"' in paid.text  # back to the order in the workbench
 
 
 def test_provider_return_page_says_what_happens_next_without_revealing_the_order(

@@ -19,6 +19,7 @@ from atelier_gateway.entrypoints.http import (
     security_headers,
     tasks_routes,
     webhooks,
+    workbench,
 )
 from atelier_gateway.entrypoints.http.context import CONTAINER, METRICS, OPEN_STREAMS, Metrics
 from atelier_gateway.entrypoints.http.idempotent import IDEMPOTENCY_HEADER
@@ -47,6 +48,7 @@ def create_app(container: GatewayContainer) -> web.Application:
     app[CONTAINER] = container
     app[METRICS] = Metrics()
     app[OPEN_STREAMS] = set()
+    workbench.install(app)
     for table in (
         auth_routes.routes,
         phone_routes.routes,
@@ -59,6 +61,7 @@ def create_app(container: GatewayContainer) -> web.Application:
         archive_routes.routes,
         ops.routes,
         docs.routes,
+        workbench.routes,
     ):
         app.add_routes(table)
     allow_cors(app, cors_origins(container.settings.gateway_cors_origins))

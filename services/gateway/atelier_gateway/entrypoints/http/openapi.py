@@ -44,7 +44,18 @@ class OrderPageQuery(QueryModel):
 
 
 PAGES: dict[tuple[str, str], Operation] = {
-    ("GET", "/"): Operation("Landing page", media_type="text/html", auth="none", fuzz=False),
+    ("GET", "/"): Operation(
+        "The web workbench (its page; the app is client-side, on this API)",
+        media_type="text/html",
+        auth="none",
+        fuzz=False,
+    ),
+    ("GET", "/assets/{version}/{name}"): Operation(
+        "The workbench's scripts, styles and icon (immutable: the version is their digest)",
+        media_type="application/octet-stream",
+        auth="none",
+        fuzz=False,
+    ),
     ("GET", "/sandbox/checkout/{order_id}"): Operation(
         "Sandbox checkout page (local market)",
         query=CheckoutTokenQuery,

@@ -1,4 +1,4 @@
-"""HTML pages: the landing page, the local market's sandbox checkout (the "Pay" and "Fail"
+"""HTML pages: the local market's sandbox checkout (the "Pay" and "Fail"
 buttons) and the order page it returns to.
 
 The sandbox pages open only with the token of the checkout URL that billing's local payment
@@ -86,9 +86,7 @@ _PROVIDER_RETURN = {
     "success": "Thank you. Your order is marked paid as soon as the payment provider confirms it.",
     "cancel": "The checkout was cancelled. Nothing was charged.",
 }
-_ORDERS_HINT = (
-    '<p>Your orders and their state: <code>GET /v1/orders</code>.</p><p><a href="/">Atelier</a></p>'
-)
+_ORDERS_HINT = '<p><a href="/#/orders">Your orders and their state</a> (in Atelier).</p>'
 
 # ISO 4217 currencies without minor units; every other one is shown with two decimals.
 _ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
@@ -160,31 +158,6 @@ async def _order_for(request: web.Request, order_id: str) -> tuple[Order, str] |
     return order, token
 
 
-@routes.get("/")
-async def index(request: web.Request) -> web.Response:
-    market = container(request).settings.market
-    content = (
-        f"<p>This gateway serves the Atelier HTTP API (market <code>{_e(market)}</code>). "
-        "What runs today:</p><ul>"
-        "<li>accounts: sign-up, log-in, token refresh, log-out and profile;</li>"
-        "<li>credits: balance and ledger, the catalog of credit packs and memberships, and "
-        "orders paid through the market's payment provider (in the <code>local</code> market a "
-        "sandbox checkout where no money moves);</li>"
-        "<li>image generation tasks (<code>text_to_image</code>, <code>basic_clean</code>, "
-        "<code>model_pose12</code>) with uploads, live progress events and the resulting "
-        "images;</li>"
-        "<li>administration for administrators.</li></ul>"
-        "<p>There is no browser workbench yet: clients use the API.</p>"
-        "<h2>API</h2><ul>"
-        '<li><a href="/docs">API documentation</a> (Swagger UI)</li>'
-        '<li><a href="/v1/openapi.json">OpenAPI document</a> (machine-readable)</li></ul>'
-        "<h2>Operations</h2><ul>"
-        '<li><a href="/healthz">Liveness</a> and <a href="/readyz">readiness</a></li>'
-        '<li><a href="/metrics">Metrics</a> (Prometheus)</li></ul>'
-    )
-    return _page("Atelier", content)
-
-
 @routes.get("/sandbox/checkout/{order_id}")
 async def checkout_page(request: web.Request) -> web.Response:
     order_id = request.match_info["order_id"]
@@ -211,6 +184,7 @@ async def checkout_page(request: web.Request) -> web.Response:
         f'<form method="post" action="{action}">'
         '<button name="outcome" value="paid">Pay</button>'
         '<button name="outcome" value="failed">Fail</button></form>'
+        f'<p><a href="/#/orders/{_e(order_id)}">Back to Atelier without paying</a></p>'
     )
     return _page("Sandbox checkout", content)
 
@@ -289,5 +263,5 @@ async def order_page(request: web.Request) -> web.Response:
     if status == "pending":
         checkout = _e(_with_token(f"/sandbox/checkout/{order_id}", token))
         content += f'<p><a href="{checkout}">Back to the checkout</a></p>'
-    content += '<p><a href="/">Atelier</a></p>'
+    content += f'<p><a href="/#/orders/{_e(order_id)}">Back to Atelier</a></p>'
     return _page("Your order", content)
