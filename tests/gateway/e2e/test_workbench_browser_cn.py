@@ -69,10 +69,11 @@ def cn_web(tmp_path: Path) -> Iterator[CnWeb]:
         tasks = start_tasks_server(
             f"sqlite:///{tmp_path / 'tasks.db'}",
             MARKET="cn",
-            # No task runs here: generation and storage stay local (COS and Cloud Infinite have
-            # their own tests).
+            # No task runs here: generation and storage stay local (COS, Cloud Infinite and
+            # RunningHub have their own tests).
             TASKS_STORAGE="local",
             TASKS_PROVIDER_BASIC_CLEAN="local",
+            TASKS_PROVIDER_MODEL_POSE12="local",
             ATELIER_DATA_DIR=data_dir,
             ATELIER_INTERNAL_TOKEN=billing.internal_token,
             BILLING_ADDRESS=billing.address,
