@@ -120,8 +120,10 @@ def gateway_settings(data_dir: str, database_url: str, **env: Any) -> GatewaySet
 Factory = Callable[..., RunningGateway]
 
 
-def start_tasks_server(database_url: str, run_worker: bool = True, **env: Any) -> Any:
-    """The real tasks service (gRPC on port 0, with its worker), migrated first."""
+def start_tasks_server(database_url: str, **env: Any) -> Any:
+    """The real tasks service (gRPC on port 0, with its worker unless ``run_worker=False``),
+    migrated first; the other keywords are settings by their environment names."""
+    run_worker = bool(env.pop("run_worker", True))
     from atelier_tasks.adapters.db.migrate import upgrade
     from atelier_tasks.bootstrap import build_container
     from atelier_tasks.entrypoints.server import start_server

@@ -119,6 +119,17 @@ class FakeCos:
     def sts_url(self) -> str:
         return self._sts_server.url + "/"
 
+    def tasks_settings(self) -> dict[str, str]:
+        """The COS_* settings of a tasks service that keeps its objects here."""
+        return {
+            "COS_SECRET_ID": SECRET_ID,
+            "COS_SECRET_KEY": SECRET_KEY,
+            "COS_REGION": self.region,
+            "COS_BUCKET": self.bucket,
+            "COS_ENDPOINT": self.url,
+            "COS_STS_ENDPOINT": self.sts_url,
+        }
+
     def close(self) -> None:
         self._cos.close()
         self._sts_server.close()

@@ -150,6 +150,18 @@ class FakeRunningHub:
         self._server = ThreadedServer(app, access_log=False)
         self.url = self._server.url
 
+    def tasks_settings(self) -> dict[str, str]:
+        """The RUNNINGHUB_* settings of a tasks service whose model_pose12 app runs here."""
+        return {
+            "RUNNINGHUB_API_KEY": API_KEY,
+            "RUNNINGHUB_API_BASE": self.url,
+            "RUNNINGHUB_WEBAPP_ID_MODEL_POSE12": WEBAPP_POSE12,
+            "RUNNINGHUB_NODE_IMAGE": NODE_IMAGE,
+            "RUNNINGHUB_NODE_PROMPT": NODE_PROMPT,
+            "RUNNINGHUB_NODE_SEED": NODE_SEED,
+            "RUNNINGHUB_OUTPUT_TRUSTED_ORIGINS": self.url,
+        }
+
     def close(self) -> None:
         self._server.close()
 

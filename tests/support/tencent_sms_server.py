@@ -139,6 +139,17 @@ class FakeTencentSms:
     def url(self) -> str:
         return self._server.url
 
+    def gateway_settings(self) -> dict[str, str]:
+        """The TENCENT_SMS_* settings of a gateway that sends its codes to this endpoint."""
+        return {
+            "TENCENT_SMS_SECRET_ID": SECRET_ID,
+            "TENCENT_SMS_SECRET_KEY": SECRET_KEY,
+            "TENCENT_SMS_SDK_APP_ID": SDK_APP_ID,
+            "TENCENT_SMS_SIGN_NAME": SIGN_NAME,
+            "TENCENT_SMS_TEMPLATE_ID": TEMPLATE_ID,
+            "TENCENT_SMS_ENDPOINT": self.url,
+        }
+
     def refuse_next(self, code: str) -> None:
         with self._lock:
             self._next_refusals.append(code)

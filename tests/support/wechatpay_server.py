@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -120,6 +121,23 @@ class WeChatPayServer:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def billing_settings(self, directory: Path) -> dict[str, str]:
+        """The WECHATPAY_* settings of a billing service that talks to this server, its key
+        files written into ``directory``."""
+        merchant, platform = directory / "merchant.pem", directory / "platform.pub.pem"
+        merchant.write_text(self.keys.merchant_private_pem)
+        platform.write_text(self.keys.platform_public_pem)
+        return {
+            "WECHATPAY_MCHID": self.keys.mchid,
+            "WECHATPAY_APPID": self.keys.appid,
+            "WECHATPAY_APIV3_KEY": self.keys.apiv3_key,
+            "WECHATPAY_MERCHANT_SERIAL_NO": MERCHANT_SERIAL,
+            "WECHATPAY_MERCHANT_PRIVATE_KEY_FILE": str(merchant),
+            "WECHATPAY_PUBLIC_KEY_ID": PUBLIC_KEY_ID,
+            "WECHATPAY_PUBLIC_KEY_FILE": str(platform),
+            "WECHATPAY_API_BASE": self.url,
+        }
 
     # --- signing ---
     def signed_headers(self, body: bytes, *, at: int | None = None) -> dict[str, str]:

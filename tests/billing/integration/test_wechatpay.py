@@ -123,8 +123,6 @@ def make_provider(keys: WeChatKeys, url: str, notify_url: str) -> WeChatPayProvi
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
     keys = WeChatKeys()
-    (tmp_path / "merchant.pem").write_text(keys.merchant_private_pem)
-    (tmp_path / "platform.pub.pem").write_text(keys.platform_public_pem)
     relay = WebhookRelay()
     notify_url = f"{relay.url}/webhooks/wechatpay"
     clock = FakeClock.real()
@@ -134,15 +132,8 @@ def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
             clock=clock,
             ATELIER_DATA_DIR=str(tmp_path),
             MARKET="cn",
-            WECHATPAY_MCHID=keys.mchid,
-            WECHATPAY_APPID=keys.appid,
-            WECHATPAY_APIV3_KEY=keys.apiv3_key,
-            WECHATPAY_MERCHANT_SERIAL_NO=MERCHANT_SERIAL,
-            WECHATPAY_MERCHANT_PRIVATE_KEY_FILE=str(tmp_path / "merchant.pem"),
-            WECHATPAY_PUBLIC_KEY_ID=PUBLIC_KEY_ID,
-            WECHATPAY_PUBLIC_KEY_FILE=str(tmp_path / "platform.pub.pem"),
             WECHATPAY_NOTIFY_URL=notify_url,
-            WECHATPAY_API_BASE=wechat.url,
+            **wechat.billing_settings(tmp_path),
         )
         relay.attach(billing)
         with billing.channel() as channel:

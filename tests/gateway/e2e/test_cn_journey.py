@@ -25,23 +25,13 @@ from tests.gateway.harness import (
     start_gateway,
     start_tasks_server,
 )
-from tests.support import cos_server
-from tests.support import tencent_sms_server as tc
 from tests.support.billing_server import start_billing_server
 from tests.support.cos_server import FakeCos
 from tests.support.runninghub_server import (
-    API_KEY,
-    NODE_IMAGE,
-    NODE_PROMPT,
-    NODE_SEED,
-    WEBAPP_POSE12,
     FakeRunningHub,
 )
 from tests.support.tencent_sms_server import FakeTencentSms
 from tests.support.wechatpay_server import (
-    MERCHANT_SERIAL,
-    PUBLIC_KEY_ID,
-    WeChatKeys,
     WeChatPayServer,
 )
 
@@ -59,27 +49,17 @@ class Vendors:
 def cn(
     database_url: str, billing_database_url: str, tasks_database_url: str, tmp_path: Path
 ) -> Iterator[Vendors]:
-    keys = WeChatKeys()
-    (tmp_path / "merchant.pem").write_text(keys.merchant_private_pem)
-    (tmp_path / "platform.pub.pem").write_text(keys.platform_public_pem)
     sock = reserve_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     sms, cos = FakeTencentSms(), FakeCos()
     rh = FakeRunningHub(queued_polls=1, running_polls=1)
-    with WeChatPayServer(keys) as wechat:
+    with WeChatPayServer() as wechat:
         billing = start_billing_server(
             billing_database_url,
             MARKET="cn",
             GATEWAY_PUBLIC_URL=url,
             ATELIER_DATA_DIR=str(tmp_path / "billing-data"),
-            WECHATPAY_MCHID=keys.mchid,
-            WECHATPAY_APPID=keys.appid,
-            WECHATPAY_APIV3_KEY=keys.apiv3_key,
-            WECHATPAY_MERCHANT_SERIAL_NO=MERCHANT_SERIAL,
-            WECHATPAY_MERCHANT_PRIVATE_KEY_FILE=str(tmp_path / "merchant.pem"),
-            WECHATPAY_PUBLIC_KEY_ID=PUBLIC_KEY_ID,
-            WECHATPAY_PUBLIC_KEY_FILE=str(tmp_path / "platform.pub.pem"),
-            WECHATPAY_API_BASE=wechat.url,
+            **wechat.billing_settings(tmp_path),
         )
         tasks = start_tasks_server(
             tasks_database_url,
@@ -89,19 +69,8 @@ def cn(
             BILLING_ADDRESS=billing.address,
             GATEWAY_PUBLIC_URL=url,
             TASKS_WORKER_IDLE_SECONDS=0.05,
-            COS_SECRET_ID=cos_server.SECRET_ID,
-            COS_SECRET_KEY=cos_server.SECRET_KEY,
-            COS_REGION=cos.region,
-            COS_BUCKET=cos.bucket,
-            COS_ENDPOINT=cos.url,
-            COS_STS_ENDPOINT=cos.sts_url,
-            RUNNINGHUB_API_KEY=API_KEY,
-            RUNNINGHUB_API_BASE=rh.url,
-            RUNNINGHUB_WEBAPP_ID_MODEL_POSE12=WEBAPP_POSE12,
-            RUNNINGHUB_NODE_IMAGE=NODE_IMAGE,
-            RUNNINGHUB_NODE_PROMPT=NODE_PROMPT,
-            RUNNINGHUB_NODE_SEED=NODE_SEED,
-            RUNNINGHUB_OUTPUT_TRUSTED_ORIGINS=rh.url,
+            **cos.tasks_settings(),
+            **rh.tasks_settings(),
             RUNNINGHUB_POLL_MIN_SECONDS=0.05,
             RUNNINGHUB_POLL_MAX_SECONDS=0.2,
         )
@@ -113,12 +82,7 @@ def cn(
             BILLING_ADDRESS=billing.address,
             TASKS_ADDRESS=f"127.0.0.1:{tasks.port}",
             ATELIER_INTERNAL_TOKEN=billing.internal_token,
-            TENCENT_SMS_SECRET_ID=tc.SECRET_ID,
-            TENCENT_SMS_SECRET_KEY=tc.SECRET_KEY,
-            TENCENT_SMS_SDK_APP_ID=tc.SDK_APP_ID,
-            TENCENT_SMS_SIGN_NAME=tc.SIGN_NAME,
-            TENCENT_SMS_TEMPLATE_ID=tc.TEMPLATE_ID,
-            TENCENT_SMS_ENDPOINT=sms.url,
+            **sms.gateway_settings(),
         )
         gateway = start_gateway(settings, sock=sock)
         api = Api(gateway.url)

@@ -66,12 +66,7 @@ def cn_stack(
         GATEWAY_PUBLIC_URL=url,
         TASKS_WORKER_IDLE_SECONDS=0.05,
         TASKS_PROVIDER_MODEL_POSE12="local",  # RunningHub: test_cn_runninghub_tasks.py, journey
-        COS_SECRET_ID=cos_server.SECRET_ID,
-        COS_SECRET_KEY=cos_server.SECRET_KEY,
-        COS_REGION=cos.region,
-        COS_BUCKET=cos.bucket,
-        COS_ENDPOINT=cos.url,
-        COS_STS_ENDPOINT=cos.sts_url,
+        **cos.tasks_settings(),
     )
     settings = gateway_settings(
         str(tmp_path / "data"),

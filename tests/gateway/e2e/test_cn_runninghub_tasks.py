@@ -29,11 +29,8 @@ from tests.gateway.harness import (
 )
 from tests.support.billing_server import start_billing_server
 from tests.support.runninghub_server import (
-    API_KEY,
-    NODE_IMAGE,
     NODE_PROMPT,
     NODE_SEED,
-    WEBAPP_POSE12,
     FakeRunningHub,
 )
 from tests.tasks.conftest import wait_until
@@ -72,13 +69,7 @@ def cn_tasks(
         BILLING_ADDRESS=billing.address,
         GATEWAY_PUBLIC_URL=url,
         TASKS_WORKER_IDLE_SECONDS=0.05,
-        RUNNINGHUB_API_KEY=API_KEY,
-        RUNNINGHUB_API_BASE=rh.url,
-        RUNNINGHUB_WEBAPP_ID_MODEL_POSE12=WEBAPP_POSE12,
-        RUNNINGHUB_NODE_IMAGE=NODE_IMAGE,
-        RUNNINGHUB_NODE_PROMPT=NODE_PROMPT,
-        RUNNINGHUB_NODE_SEED=NODE_SEED,
-        RUNNINGHUB_OUTPUT_TRUSTED_ORIGINS=rh.url,
+        **rh.tasks_settings(),
         RUNNINGHUB_POLL_MIN_SECONDS=0.05,
         RUNNINGHUB_POLL_MAX_SECONDS=0.2,
     )

@@ -18,15 +18,11 @@ import pytest
 from atelier.billing.v1 import billing_pb2 as pb
 from tests.gateway.conftest import Api, User
 from tests.gateway.harness import RunningGateway, gateway_settings, reserve_socket, start_gateway
-from tests.support import tencent_sms_server as tc
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support.fakes import FakeClock
 from tests.support.tencent_sms_server import FakeTencentSms
 from tests.support.wechatpay_server import (
-    MERCHANT_SERIAL,
-    PUBLIC_KEY_ID,
     Notification,
-    WeChatKeys,
     WeChatPayServer,
 )
 
@@ -66,14 +62,11 @@ class CnStack:
 
 @pytest.fixture
 def cn(database_url: str, billing_database_url: str, tmp_path: Path) -> Iterator[CnStack]:
-    keys = WeChatKeys()
-    (tmp_path / "merchant.pem").write_text(keys.merchant_private_pem)
-    (tmp_path / "platform.pub.pem").write_text(keys.platform_public_pem)
     sock = reserve_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     clock = FakeClock.real()
     sms = FakeTencentSms()
-    with WeChatPayServer(keys) as wechat:
+    with WeChatPayServer() as wechat:
         billing = start_billing_server(
             billing_database_url,
             clock=clock,
@@ -82,14 +75,7 @@ def cn(database_url: str, billing_database_url: str, tmp_path: Path) -> Iterator
             LOCAL_PAYMENT_CURRENCY="CNY",
             GATEWAY_PUBLIC_URL=url,  # WECHATPAY_NOTIFY_URL defaults to {url}/webhooks/wechatpay
             ATELIER_DATA_DIR=str(tmp_path / "billing-data"),
-            WECHATPAY_MCHID=keys.mchid,
-            WECHATPAY_APPID=keys.appid,
-            WECHATPAY_APIV3_KEY=keys.apiv3_key,
-            WECHATPAY_MERCHANT_SERIAL_NO=MERCHANT_SERIAL,
-            WECHATPAY_MERCHANT_PRIVATE_KEY_FILE=str(tmp_path / "merchant.pem"),
-            WECHATPAY_PUBLIC_KEY_ID=PUBLIC_KEY_ID,
-            WECHATPAY_PUBLIC_KEY_FILE=str(tmp_path / "platform.pub.pem"),
-            WECHATPAY_API_BASE=wechat.url,
+            **wechat.billing_settings(tmp_path),
         )
         settings = gateway_settings(
             str(tmp_path / "data"),
@@ -98,12 +84,7 @@ def cn(database_url: str, billing_database_url: str, tmp_path: Path) -> Iterator
             GATEWAY_PUBLIC_URL=url,
             BILLING_ADDRESS=billing.address,
             ATELIER_INTERNAL_TOKEN=billing.internal_token,
-            TENCENT_SMS_SECRET_ID=tc.SECRET_ID,
-            TENCENT_SMS_SECRET_KEY=tc.SECRET_KEY,
-            TENCENT_SMS_SDK_APP_ID=tc.SDK_APP_ID,
-            TENCENT_SMS_SIGN_NAME=tc.SIGN_NAME,
-            TENCENT_SMS_TEMPLATE_ID=tc.TEMPLATE_ID,
-            TENCENT_SMS_ENDPOINT=sms.url,
+            **sms.gateway_settings(),
         )
         gw = start_gateway(settings, sock=sock)
         api = Api(gw.url)

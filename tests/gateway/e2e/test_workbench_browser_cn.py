@@ -19,14 +19,10 @@ from tests.gateway.harness import (
     start_gateway,
     start_tasks_server,
 )
-from tests.support import tencent_sms_server as tc
 from tests.support.billing_server import start_billing_server
 from tests.support.browser import Person, chromium, start_chromium
 from tests.support.tencent_sms_server import FakeTencentSms
 from tests.support.wechatpay_server import (
-    MERCHANT_SERIAL,
-    PUBLIC_KEY_ID,
-    WeChatKeys,
     WeChatPayServer,
 )
 
@@ -44,27 +40,17 @@ class CnWeb:
 
 @pytest.fixture
 def cn_web(tmp_path: Path) -> Iterator[CnWeb]:
-    keys = WeChatKeys()
-    (tmp_path / "merchant.pem").write_text(keys.merchant_private_pem)
-    (tmp_path / "platform.pub.pem").write_text(keys.platform_public_pem)
     sock = reserve_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     sms = FakeTencentSms()
     data_dir = str(tmp_path / "data")
-    with WeChatPayServer(keys) as wechat:
+    with WeChatPayServer() as wechat:
         billing = start_billing_server(
             f"sqlite:///{tmp_path / 'billing.db'}",
             MARKET="cn",
             GATEWAY_PUBLIC_URL=url,
             ATELIER_DATA_DIR=str(tmp_path / "billing-data"),
-            WECHATPAY_MCHID=keys.mchid,
-            WECHATPAY_APPID=keys.appid,
-            WECHATPAY_APIV3_KEY=keys.apiv3_key,
-            WECHATPAY_MERCHANT_SERIAL_NO=MERCHANT_SERIAL,
-            WECHATPAY_MERCHANT_PRIVATE_KEY_FILE=str(tmp_path / "merchant.pem"),
-            WECHATPAY_PUBLIC_KEY_ID=PUBLIC_KEY_ID,
-            WECHATPAY_PUBLIC_KEY_FILE=str(tmp_path / "platform.pub.pem"),
-            WECHATPAY_API_BASE=wechat.url,
+            **wechat.billing_settings(tmp_path),
         )
         tasks = start_tasks_server(
             f"sqlite:///{tmp_path / 'tasks.db'}",
@@ -87,12 +73,7 @@ def cn_web(tmp_path: Path) -> Iterator[CnWeb]:
             BILLING_ADDRESS=billing.address,
             TASKS_ADDRESS=f"127.0.0.1:{tasks.port}",
             ATELIER_INTERNAL_TOKEN=billing.internal_token,
-            TENCENT_SMS_SECRET_ID=tc.SECRET_ID,
-            TENCENT_SMS_SECRET_KEY=tc.SECRET_KEY,
-            TENCENT_SMS_SDK_APP_ID=tc.SDK_APP_ID,
-            TENCENT_SMS_SIGN_NAME=tc.SIGN_NAME,
-            TENCENT_SMS_TEMPLATE_ID=tc.TEMPLATE_ID,
-            TENCENT_SMS_ENDPOINT=sms.url,
+            **sms.gateway_settings(),
         )
         gw = start_gateway(settings, sock=sock)
         try:

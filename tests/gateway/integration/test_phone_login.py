@@ -21,7 +21,6 @@ from atelier_gateway.adapters import orm
 from atelier_gateway.domain.sms import SmsChallenge
 from tests.gateway.fakes import FakeBillingAccounts
 from tests.gateway.harness import RunningGateway, gateway_settings, start_gateway
-from tests.support import tencent_sms_server as tc
 from tests.support.fakes import FakeClock
 from tests.support.tencent_sms_server import FakeTencentSms
 
@@ -46,12 +45,7 @@ def start(tmp_path: Path, database_url: str, sms_server: FakeTencentSms) -> Iter
     def _start(clock: FakeClock | None = None, **env: Any) -> RunningGateway:
         values: dict[str, Any] = {
             "SMS_PROVIDER": "tencent",
-            "TENCENT_SMS_SECRET_ID": tc.SECRET_ID,
-            "TENCENT_SMS_SECRET_KEY": tc.SECRET_KEY,
-            "TENCENT_SMS_SDK_APP_ID": tc.SDK_APP_ID,
-            "TENCENT_SMS_SIGN_NAME": tc.SIGN_NAME,
-            "TENCENT_SMS_TEMPLATE_ID": tc.TEMPLATE_ID,
-            "TENCENT_SMS_ENDPOINT": sms_server.url,
+            **sms_server.gateway_settings(),
             "GATEWAY_AUTH_RATE_LIMIT_PER_MINUTE": "0",
         }
         values.update(env)
