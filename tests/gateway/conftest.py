@@ -21,6 +21,7 @@ from tests.gateway.harness import (
 )
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support.postgres import PostgresServer
+from tests.tasks.fakes import FakeModeration
 
 PASSWORD = "correct horse battery"
 
@@ -170,6 +171,18 @@ def daily_limited_stack(
         yield s
 
 
+@pytest.fixture
+def moderated_stack(
+    database_url: str, billing_database_url: str, tasks_database_url: str, tmp_path: Path
+) -> Iterator[tuple[Stack, FakeModeration]]:
+    """The full stack whose tasks service moderates with a test double of the port."""
+    moderation = FakeModeration()
+    with _stack(
+        database_url, billing_database_url, tasks_database_url, tmp_path, moderation=moderation
+    ) as s:
+        yield s, moderation
+
+
 @contextlib.contextmanager
 def _stack(
     database_url: str,
@@ -178,6 +191,7 @@ def _stack(
     tmp_path: Path,
     run_worker: bool = True,
     tasks_env: dict[str, str] | None = None,
+    moderation: Any = None,
 ) -> Iterator[Stack]:
     sock = reserve_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -197,6 +211,7 @@ def _stack(
             BILLING_ADDRESS=billing.address,
             GATEWAY_PUBLIC_URL=url,
             run_worker=run_worker,
+            moderation=moderation,
             **(tasks_env or {}),
         )
         extra["TASKS_ADDRESS"] = f"127.0.0.1:{tasks.port}"

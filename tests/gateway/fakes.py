@@ -419,6 +419,7 @@ class FakeTasksGateway:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Caller]] = []
         self.tasks: dict[str, tv.Task] = {}
+        self.decisions: dict[str, tv.ModerationDecision] = {}
         self.events: list[tv.TaskEvent] = []
         self.stream_error: RemoteCallError | None = None
 
@@ -509,6 +510,26 @@ class FakeTasksGateway:
     ) -> NotificationReceipt:
         self.calls.append(("handle_provider_notification", caller))
         return NotificationReceipt(applied=True)
+
+    async def list_moderation_decisions(
+        self, caller: Caller, page: PageRequest, where: tv.DecisionFilter
+    ) -> Page[tv.ModerationDecision]:
+        self.calls.append(("list_moderation_decisions", caller))
+        items = tuple(
+            d
+            for d in self.decisions.values()
+            if (where.user_id is None or d.user_id == where.user_id)
+            and (where.verdict is None or d.verdict == where.verdict)
+        )
+        return Page(items, "", tuple(f"after:{d.id}" for d in items))
+
+    async def overturn_moderation_decision(
+        self, caller: Caller, decision_id: str
+    ) -> tv.ModerationDecision:
+        self.calls.append(("overturn_moderation_decision", caller))
+        decision = replace(self.decisions[decision_id], overturned_by=caller.user_id)
+        self.decisions[decision_id] = decision
+        return decision
 
     async def healthy(self) -> bool:
         return True

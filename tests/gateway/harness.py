@@ -122,8 +122,10 @@ Factory = Callable[..., RunningGateway]
 
 def start_tasks_server(database_url: str, **env: Any) -> Any:
     """The real tasks service (gRPC on port 0, with its worker unless ``run_worker=False``),
-    migrated first; the other keywords are settings by their environment names."""
+    migrated first; ``moderation=`` replaces the Moderation adapter (a test double of the
+    port); the other keywords are settings by their environment names."""
     run_worker = bool(env.pop("run_worker", True))
+    moderation = env.pop("moderation", None)
     from atelier_tasks.adapters.db.migrate import upgrade
     from atelier_tasks.bootstrap import build_container
     from atelier_tasks.entrypoints.server import start_server
@@ -131,6 +133,6 @@ def start_tasks_server(database_url: str, **env: Any) -> Any:
 
     values: dict[str, Any] = {"TASKS_DATABASE_URL": database_url, "LOCAL_GENERATOR_DELAY_MS": 0}
     values.update(env)
-    app = build_container(TasksSettings(**values))
+    app = build_container(TasksSettings(**values), moderation=moderation)
     upgrade(app.engine)
     return start_server(app, "127.0.0.1:0", run_worker=run_worker)

@@ -15,6 +15,7 @@ from atelier_tasks.adapters.db.migrate import upgrade
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import BillingClient
 from atelier_tasks.application.ports.generation import GenerationProvider
+from atelier_tasks.application.ports.moderation import Moderation
 from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.bootstrap import TasksContainer, build_container
 from atelier_tasks.settings import TasksSettings
@@ -49,6 +50,7 @@ def make_tasks(database_url: str, tmp_path: Path) -> Iterator[MakeTasks]:
         providers: Mapping[str, GenerationProvider] | None = None,
         storage: ObjectStorage | None = None,
         config: TasksConfig | None = None,
+        moderation: Moderation | None = None,
     ) -> TasksContainer:
         app = build_container(
             tasks_settings(database_url, tmp_path / "data", **(env or {})),
@@ -58,6 +60,7 @@ def make_tasks(database_url: str, tmp_path: Path) -> Iterator[MakeTasks]:
             providers=providers,
             storage=storage,
             config=config,
+            moderation=moderation,
         )
         upgrade(app.engine)
         apps.append(app)

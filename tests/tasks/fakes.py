@@ -6,12 +6,12 @@ import copy
 import hashlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
-from atelier_ports.errors import InvalidNotification, ProviderUnavailable
+from atelier_ports.errors import InvalidNotification, ProviderRejected, ProviderUnavailable
 from atelier_tasks.application.ports import (
     BillingClient,
     ClaimKind,
@@ -25,6 +25,11 @@ from atelier_tasks.application.ports import (
     TaskSummary,
     TasksUnitOfWork,
 )
+from atelier_tasks.application.ports.decisions import (
+    DecisionFilter,
+    ModerationDecisions,
+    ModerationRecord,
+)
 from atelier_tasks.application.ports.generation import (
     GeneratedOutput,
     GenerationNotification,
@@ -33,6 +38,14 @@ from atelier_tasks.application.ports.generation import (
     GenerationResult,
     GenerationState,
     ProviderStyle,
+)
+from atelier_tasks.application.ports.moderation import (
+    ImageToModerate,
+    Moderation,
+    ModerationDecision,
+    ModerationLabel,
+    ModerationSubject,
+    Verdict,
 )
 from atelier_tasks.application.ports.storage import (
     ObjectNotFound,
@@ -260,10 +273,65 @@ class FakeStorage:
         return UploadTarget(key, "PUT", f"https://files.test/{key}", START, {})
 
 
+class FakeModerationDecisions:
+    """Decisions in memory (the ModerationDecisions port)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, ModerationRecord] = {}
+        self.lock = threading.RLock()
+
+    def add(self, records: Sequence[ModerationRecord]) -> None:
+        with self.lock:
+            for record in records:
+                assert record.id not in self.records, f"decision {record.id} twice"
+                self.records[record.id] = record
+
+    def get(self, decision_id: str) -> ModerationRecord | None:
+        return self.records.get(decision_id)
+
+    def of_task(self, task_id: str) -> list[ModerationRecord]:
+        with self.lock:
+            found = [r for r in self.records.values() if r.task_id == task_id]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    def allowed_content(self, task_id: str, subject: ModerationSubject) -> set[str]:
+        return {
+            r.content_sha256
+            for r in self.of_task(task_id)
+            if r.subject is subject and r.verdict is Verdict.ALLOWED
+        }
+
+    def list(
+        self, where: DecisionFilter, size: int, after: tuple[datetime, str] | None
+    ) -> list[ModerationRecord]:
+        with self.lock:
+            found = [
+                r
+                for r in self.records.values()
+                if (where.verdict is None or r.verdict is where.verdict)
+                and (where.user_id is None or r.user_id == where.user_id)
+                and (where.task_id is None or r.task_id == where.task_id)
+                and (after is None or (r.created_at, r.id) < after)
+            ]
+        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return found[:size]
+
+    def overturn(self, decision_id: str, at: datetime, by: str, rerun_task_id: str | None) -> bool:
+        with self.lock:
+            record = self.records.get(decision_id)
+            if record is None or record.overturned_at is not None:
+                return False
+            self.records[decision_id] = replace(
+                record, overturned_at=at, overturned_by=by, rerun_task_id=rerun_task_id
+            )
+            return True
+
+
 class FakeTaskRepository:
     """In memory, with the same optimistic-concurrency and leasing rules as the SQL one."""
 
     def __init__(self) -> None:
+        self.decisions = FakeModerationDecisions()
         self.tasks: dict[str, Task] = {}
         self.events: dict[str, list[TaskEvent]] = {}
         self.images: dict[str, list[ResultImage]] = {}
@@ -510,6 +578,7 @@ class FakeTasksUnitOfWork:
 
     def __init__(self, repository: FakeTaskRepository) -> None:
         self.tasks: TaskRepository = repository
+        self.moderation: ModerationDecisions = repository.decisions
         self.committed = False
 
     def __enter__(self) -> Self:
@@ -532,3 +601,55 @@ class FakeTasksUnitOfWork:
 
 def _conforms_uow(uow: FakeTasksUnitOfWork) -> TasksUnitOfWork:
     return uow  # mypy: the fake matches the port
+
+
+class FakeModeration:
+    """A Moderation that refuses text containing one of ``blocked_words`` and images whose bytes
+    contain one of ``blocked_bytes``; ``down`` makes it unable to answer (ProviderUnavailable),
+    ``refusing`` makes it refuse the requests themselves (ProviderRejected)."""
+
+    def __init__(self, threshold: float = 0.8) -> None:
+        self.threshold = threshold
+        self.blocked_words: set[str] = {"forbidden"}
+        self.blocked_bytes: set[bytes] = set()
+        self.down = False
+        self.refusing = False
+        self.texts: list[str] = []
+        self.images: list[ImageToModerate] = []
+        self.lock = threading.Lock()
+        self._n = 0
+
+    @property
+    def name(self) -> str:
+        return "fake"
+
+    def _answer(self, hit: str | None) -> ModerationDecision:
+        if self.down:
+            raise ProviderUnavailable("moderation is down")
+        if self.refusing:
+            raise ProviderRejected("moderation refuses our credentials")
+        with self.lock:
+            self._n += 1
+            request_id = f"req-{self._n}"
+        if hit is None:
+            return ModerationDecision(Verdict.ALLOWED, self.name, (), request_id)
+        label = ModerationLabel(hit, 0.99)
+        return ModerationDecision(Verdict.REJECTED, self.name, (label,), request_id)
+
+    def check_text(self, text: str) -> ModerationDecision:
+        with self.lock:
+            self.texts.append(text)
+        hit = next((w for w in sorted(self.blocked_words) if w in text.lower()), None)
+        return self._answer(f"Blocked:{hit}" if hit else None)
+
+    def check_image(self, image: ImageToModerate) -> ModerationDecision:
+        with self.lock:
+            self.images.append(image)
+        hit = any(b in image.data for b in self.blocked_bytes)
+        return self._answer("Explicit" if hit else None)
+
+
+def _conforms_moderation(
+    moderation: FakeModeration, decisions: FakeModerationDecisions
+) -> tuple[Moderation, ModerationDecisions]:
+    return moderation, decisions  # mypy: the fakes match their ports

@@ -14,6 +14,7 @@ from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.create_task import CreateTaskCommand
 from atelier_tasks.application.ports import BillingClient, TasksUnitOfWork
 from atelier_tasks.application.ports.generation import GenerationProvider
+from atelier_tasks.application.ports.moderation import Moderation
 from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.application.use_cases import build_use_cases
@@ -24,6 +25,7 @@ from tests.tasks.fakes import (
     FakeBillingClient,
     FakeImageTools,
     FakeMetrics,
+    FakeModeration,
     FakeProvider,
     FakeStorage,
     FakeTaskRepository,
@@ -49,6 +51,7 @@ class Harness:
     )
     images: FakeImageTools = field(default_factory=FakeImageTools)
     metrics: FakeMetrics = field(default_factory=FakeMetrics)
+    moderation: FakeModeration | None = None  # None: moderation off
 
     def __post_init__(self) -> None:
         providers = {self.provider.name: self.provider}
@@ -62,6 +65,8 @@ class Harness:
             clock=self.clock,
             config=self.config,
             metrics=self.metrics,
+            moderation=self.moderation,
+            ids=self.ids,
         )
         self.use_cases = build_use_cases(
             saga=self.saga,
@@ -112,4 +117,5 @@ class MakeTasks(Protocol):
         providers: Mapping[str, GenerationProvider] | None = None,
         storage: ObjectStorage | None = None,
         config: TasksConfig | None = None,
+        moderation: Moderation | None = None,
     ) -> TasksContainer: ...

@@ -35,6 +35,7 @@ from atelier_tasks.adapters.tencent_ci_generation import TencentCiGenerationProv
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import BillingClient
 from atelier_tasks.application.ports.generation import GenerationProvider
+from atelier_tasks.application.ports.moderation import Moderation
 from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.application.use_cases import TaskUseCases, build_use_cases
@@ -57,6 +58,7 @@ class TasksContainer:
     clock: Clock
     config: TasksConfig
     metrics: PrometheusTaskMetrics
+    moderation: Moderation | None = None  # None: MODERATION_ENABLED=false
     listener: PostgresNotificationListener | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -249,6 +251,30 @@ def build_storage(settings: TasksSettings, clock: Clock) -> ObjectStorage:
     )
 
 
+# --- content moderation (issue 14) ---
+
+
+def build_moderation(settings: TasksSettings) -> Moderation | None:
+    """The Moderation adapter chosen by MODERATION_PROVIDER (else the market's); None when
+    MODERATION_ENABLED=false. The start-up check (``unbuilt_parts``) refuses one not built."""
+    backend = settings.moderation_backend()
+    if backend is None:
+        return None
+    if backend == "local":
+        # Imported only when chosen: the NSFW detector's runtime (onnxruntime) is heavy to load
+        # for a process that does not moderate.
+        from atelier_tasks.adapters.local_moderation import LocalModeration
+
+        return LocalModeration(
+            threshold=settings.moderation_threshold,
+            blocked_terms_file=settings.moderation_blocked_terms_file.strip() or None,
+        )
+    raise RuntimeError(
+        f"content moderation {backend!r} is not available in this build "
+        "(set MODERATION_PROVIDER=local, or MODERATION_ENABLED=false)"
+    )
+
+
 def build_container(
     settings: TasksSettings | None = None,
     *,
@@ -258,8 +284,10 @@ def build_container(
     providers: Mapping[str, GenerationProvider] | None = None,
     storage: ObjectStorage | None = None,
     config: TasksConfig | None = None,
+    moderation: Moderation | None = None,
 ) -> TasksContainer:
-    """Wire everything; each keyword replaces one part of the real wiring (tests)."""
+    """Wire everything; each keyword replaces one part of the real wiring (tests). Moderation
+    is switched off by the settings (MODERATION_ENABLED=false), not by an override."""
     settings = settings or TasksSettings()
     clock = clock or SystemClock()
     ids = ids or RandomIdGenerator()
@@ -284,6 +312,10 @@ def build_container(
         closers.append(runninghub.close)
     uow = SqlTasksUnitOfWorkFactory(engine)
     metrics = PrometheusTaskMetrics()
+    if settings.moderation_backend() is not None:
+        moderation = moderation or build_moderation(settings)
+    else:
+        moderation = None
     saga = TaskSaga(
         uow=uow,
         billing=billing,
@@ -294,6 +326,8 @@ def build_container(
         clock=clock,
         config=config,
         metrics=metrics,
+        moderation=moderation,
+        ids=ids,
     )
     use_cases = build_use_cases(
         saga=saga,
@@ -323,6 +357,7 @@ def build_container(
         clock=clock,
         config=config,
         metrics=metrics,
+        moderation=moderation,
         listener=listener,
         closers=closers,
     )

@@ -21,6 +21,12 @@ COS_SETTINGS = ("COS_SECRET_ID", "COS_SECRET_KEY", "COS_REGION", "COS_BUCKET")
 # Credits per task type by market, from the registry; each can be overridden by
 # TASKS_COST_<TYPE>.
 MARKET_COSTS: dict[str, dict[str, int]] = market_costs()
+# Content moderation (issue 14): the provider by market (MODERATION_PROVIDER overrides) and the
+# adapters this build has (bootstrap.build_moderation). The others are built on their own
+# branches; until they are wired here, choosing one stops the service at start (one line).
+MARKET_MODERATION = {"local": "local", "global": "aws", "cn": "tencent"}
+BUILT_MODERATION = ("local",)
+TENCENT_MODERATION_SETTINGS = ("TENCENT_MODERATION_SECRET_ID", "TENCENT_MODERATION_SECRET_KEY")
 
 
 class TasksSettings(ServiceSettings):
@@ -69,6 +75,33 @@ class TasksSettings(ServiceSettings):
     # One limit for the whole product: the gateway reads the same setting (atelier_common.limits).
     upload_max_bytes: int = Field(UPLOAD_MAX_BYTES, validation_alias="UPLOAD_MAX_BYTES", gt=0)
     metrics_port: int = Field(0, validation_alias="TASKS_METRICS_PORT", ge=0)  # 0: off
+
+    # --- content moderation (issue 14): prompts, input photos and results ---
+    moderation_enabled: bool = Field(True, validation_alias="MODERATION_ENABLED")
+    # A label at or above this confidence (0..1) refuses the content.
+    moderation_threshold: float = Field(0.8, validation_alias="MODERATION_THRESHOLD", ge=0, le=1)
+    # local | tencent | aws; empty = the market's (MARKET_MODERATION).
+    moderation_provider: str = Field("", validation_alias="MODERATION_PROVIDER")
+    # One term per line, added to the local adapter's packaged lists.
+    moderation_blocked_terms_file: str = Field("", validation_alias="MODERATION_BLOCKED_TERMS_FILE")
+    tencent_moderation_secret_id: str = Field("", validation_alias="TENCENT_MODERATION_SECRET_ID")
+    tencent_moderation_secret_key: SecretStr = Field(
+        SecretStr(""), validation_alias="TENCENT_MODERATION_SECRET_KEY"
+    )
+    tencent_moderation_region: str = Field(
+        "ap-guangzhou", validation_alias="TENCENT_MODERATION_REGION"
+    )
+    tencent_moderation_biz_type: str = Field("", validation_alias="TENCENT_MODERATION_BIZ_TYPE")
+    # Tests only: one base URL serving both TMS and IMS.
+    tencent_moderation_endpoint: str = Field("", validation_alias="TENCENT_MODERATION_ENDPOINT")
+    aws_moderation_region: str = Field("us-east-1", validation_alias="AWS_MODERATION_REGION")
+    # Empty: boto3's credential chain (environment, profile, instance role).
+    aws_moderation_access_key_id: str = Field("", validation_alias="AWS_MODERATION_ACCESS_KEY_ID")
+    aws_moderation_secret_access_key: SecretStr = Field(
+        SecretStr(""), validation_alias="AWS_MODERATION_SECRET_ACCESS_KEY"
+    )
+    # Tests only: a local server speaking Rekognition and Comprehend.
+    aws_moderation_endpoint_url: str = Field("", validation_alias="AWS_MODERATION_ENDPOINT_URL")
 
     # --- global market: Replicate (generation) ---
     replicate_api_token: SecretStr = Field(SecretStr(""), validation_alias="REPLICATE_API_TOKEN")
@@ -227,6 +260,12 @@ class TasksSettings(ServiceSettings):
     def storage_backend(self) -> str:
         return self.storage or MARKET_STORAGE[self.market]
 
+    def moderation_backend(self) -> str | None:
+        """The moderation provider, or None when moderation is off."""
+        if not self.moderation_enabled:
+            return None
+        return self.moderation_provider.strip() or MARKET_MODERATION[self.market]
+
     # --- start-up checks (atelier_common.startup) ---
     def unbuilt_parts(self) -> list[str]:
         parts = [
@@ -236,6 +275,12 @@ class TasksSettings(ServiceSettings):
         ]
         if self.storage_backend() not in BUILT_STORAGE:
             parts.append(f"object storage {self.storage_backend()}")
+        moderation = self.moderation_backend()
+        if moderation is not None and moderation not in BUILT_MODERATION:
+            parts.append(
+                f"content moderation {moderation} (set MODERATION_PROVIDER=local, "
+                "or MODERATION_ENABLED=false)"
+            )
         return parts
 
     def missing_settings(self) -> list[str]:
@@ -252,7 +297,17 @@ class TasksSettings(ServiceSettings):
             missing.append("S3_BUCKET")
         missing.extend(self._runninghub_missing())
         missing.extend(self._missing_cos_settings())
+        missing.extend(self._missing_moderation_settings())
         return missing
+
+    def _missing_moderation_settings(self) -> list[str]:
+        if self.moderation_backend() != "tencent":
+            return []  # aws may use boto3's credential chain; local needs nothing
+        values = {
+            "TENCENT_MODERATION_SECRET_ID": self.tencent_moderation_secret_id,
+            "TENCENT_MODERATION_SECRET_KEY": self.tencent_moderation_secret_key.get_secret_value(),
+        }
+        return [name for name in TENCENT_MODERATION_SETTINGS if not values[name].strip()]
 
     def _missing_cos_settings(self) -> list[str]:
         if "tencent_ci" not in self._types_by_provider() and self.storage_backend() != "cos":

@@ -60,6 +60,7 @@ def cn_stack(
     tasks = start_tasks_server(
         tasks_database_url,
         MARKET="cn",
+        MODERATION_PROVIDER="local",  # until the Tencent moderation adapter is wired
         ATELIER_DATA_DIR=str(tmp_path / "data"),
         ATELIER_INTERNAL_TOKEN=billing.internal_token,
         BILLING_ADDRESS=billing.address,

@@ -62,6 +62,7 @@ def cn_tasks(
     tasks = start_tasks_server(
         tasks_database_url,
         MARKET="cn",
+        MODERATION_PROVIDER="local",  # until the Tencent moderation adapter is wired
         TASKS_STORAGE="local",
         TASKS_PROVIDER_BASIC_CLEAN="local",
         ATELIER_DATA_DIR=data_dir,

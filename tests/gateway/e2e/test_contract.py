@@ -339,6 +339,20 @@ def test_every_operation_answers_what_the_openapi_document_says(
         "POST", users + "/credits", admin.post("/v1/admin/users/usr_missing/credits", json=adjust)
     )  # 404
 
+    # --- content moderation (admin)
+    moderation = "/v1/admin/moderation"
+    listed = c.check("GET", moderation, admin.get(moderation, params={"page_size": 5})).json()
+    assert len(listed["items"]) <= 5
+    c.check("GET", moderation, admin.get(moderation, params={"verdict": "rejected"}))
+    c.check("GET", moderation, admin.get(moderation, params={"verdict": "maybe"}))  # 400
+    c.check("GET", moderation, user.get(moderation))  # 403
+    c.check("GET", moderation, http.get(moderation))  # 401
+    overturn = "/v1/admin/moderation/{decision_id}/overturn"
+    c.check("POST", overturn, admin.post(f"{moderation}/mod_missing/overturn"))  # 404
+    c.check("POST", overturn, admin.post(f"{moderation}/mod_missing/overturn", json={"x": 1}))
+    c.check("POST", overturn, user.post(f"{moderation}/mod_missing/overturn"))  # 403
+    c.check("POST", overturn, http.post(f"{moderation}/mod_missing/overturn"))  # 401
+
     # --- webhooks and operations
     c.check("POST", "/webhooks/{provider}", http.post("/webhooks/local", content=b"{}"))  # 400
     c.check("POST", "/webhooks/{provider}", http.post("/webhooks/nobody", content=b"{}"))  # 404
@@ -379,6 +393,7 @@ def test_nullable_fields_and_list_parameters_are_declared(api: Any) -> None:
         "/v1/images": {"type"},
         "/v1/admin/users": {"query"},
         "/v1/admin/tasks": {"status", "type"},
+        "/v1/admin/moderation": {"verdict"},
     }
     for path, filters in lists.items():
         params = {p["name"]: p for p in doc["paths"][path]["get"]["parameters"]}

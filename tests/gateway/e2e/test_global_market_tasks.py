@@ -69,6 +69,7 @@ def global_stack(
     tasks = start_tasks_server(
         tasks_database_url,
         MARKET="global",
+        MODERATION_PROVIDER="local",  # until the AWS moderation adapter is wired
         ATELIER_DATA_DIR=str(tmp_path / "data"),
         ATELIER_INTERNAL_TOKEN=billing.internal_token,
         BILLING_ADDRESS=billing.address,

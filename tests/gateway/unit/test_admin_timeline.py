@@ -172,3 +172,63 @@ def test_a_foreign_or_forged_token_is_refused(token: str) -> None:
     timeline = UserTimeline(ActivitySource(BILLING), TaskSource(TASKS))
     with pytest.raises(InvalidPageToken):
         asyncio.run(timeline(ADMIN, "u1", PageRequest(5, token)))
+
+
+class DecisionSource(TaskSource):
+    def __init__(self, tasks: list[tv.Task], decisions: list[tv.ModerationDecision]) -> None:
+        super().__init__(tasks)
+        self.listed_decisions = decisions
+        self.decisions_asked: list[PageRequest] = []
+
+    async def list_moderation_decisions(
+        self, caller: Caller, page: PageRequest, where: tv.DecisionFilter
+    ) -> Page[tv.ModerationDecision]:
+        assert where.user_id == "u1" and where.verdict is None
+        self.decisions_asked.append(page)
+        ids = [f"after:{d.id}" for d in self.listed_decisions]
+        picked, token = _keyset_page(ids, page)
+        items = [self.listed_decisions[i] for i in picked]
+        return Page(items, token, [f"after:{d.id}" for d in items])
+
+
+def decision(n: int, minutes: int, task_id: str | None) -> tv.ModerationDecision:
+    return tv.ModerationDecision(
+        id=f"mod_{n}",
+        task_id=task_id,
+        user_id="u1",
+        subject="prompt",
+        verdict="allowed",
+        labels=(),
+        provider="local",
+        request_id=None,
+        created_at=T0 - timedelta(minutes=minutes),
+    )
+
+
+# Decisions at 1 (with tsk_5: after the task on a tie), 6 and 12 minutes before T0.
+DECISIONS = [decision(3, 1, "tsk_5"), decision(2, 6, None), decision(1, 12, "tsk_1")]
+EXPECTED_WITH_DECISIONS = [
+    "ledger:6",
+    "task:tsk_5",
+    "moderation:mod_3",  # the same instant as its task: billing, then tasks, then decisions
+    "ledger:5",
+    "ledger:4",
+    "task:tsk_4",
+    "task:tsk_3",
+    "task:tsk_2",
+    "ledger:3",
+    "moderation:mod_2",
+    "ledger:2",
+    "ledger:1",
+    "task:tsk_1",
+    "moderation:mod_1",
+]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 14, 20])
+def test_moderation_decisions_merge_into_the_timeline(size: int) -> None:
+    timeline = UserTimeline(ActivitySource(BILLING), DecisionSource(TASKS, DECISIONS))
+    items = walk(timeline, size)
+    assert [i.id for i in items] == EXPECTED_WITH_DECISIONS
+    linked = [i.decision for i in items if i.decision is not None]
+    assert [d.task_id for d in linked] == ["tsk_5", None, "tsk_1"]

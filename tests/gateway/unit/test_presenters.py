@@ -15,7 +15,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from atelier.billing.v1 import billing_pb2
 from atelier.tasks.v1 import tasks_pb2
 from atelier_gateway.adapters.grpc_billing import balance_of, order_of
-from atelier_gateway.adapters.grpc_tasks import event_of, params_json_of, task_of, upload_of
+from atelier_gateway.adapters.grpc_tasks import (
+    decision_of,
+    event_of,
+    params_json_of,
+    task_of,
+    upload_of,
+)
 from atelier_gateway.application import billing_views, task_views
 from atelier_gateway.application.admin_timeline import TimelineItem
 from atelier_gateway.application.calls import Page
@@ -303,3 +309,51 @@ def test_admin_json_built_directly_is_exactly_its_model() -> None:
     assert capture["caused_by"] == {"type": "task", "id": "tsk_1"}
     assert capture["kind"] == "capture" and capture["held_change"] == -3
     assert task_entry["kind"] == "task" and task_entry["reason"] == "PROVIDER_FAILED"
+
+
+def test_a_moderation_decision_from_the_wire_to_the_review_list_and_the_timeline() -> None:
+    wire = tasks_pb2.ModerationDecision(
+        id="mod_1",
+        task_id="tsk_1",
+        user_id="u1",
+        subject=tasks_pb2.MODERATION_SUBJECT_RESULT_IMAGE,
+        verdict=tasks_pb2.MODERATION_VERDICT_REJECTED,
+        labels=[tasks_pb2.ModerationLabel(name="Explicit", confidence=0.97)],
+        provider="aws",
+        provider_request_id="req-9",
+        create_time=Timestamp(seconds=1_700_000_000),
+    )
+    d = decision_of(wire)
+    assert (d.subject, d.verdict, d.request_id, d.overturned_at) == (
+        "result_image",
+        "rejected",
+        "req-9",
+        None,
+    )
+    assert (
+        decision_of(
+            tasks_pb2.ModerationDecision(
+                id="mod_2",
+                subject=tasks_pb2.MODERATION_SUBJECT_PROMPT,
+                verdict=tasks_pb2.MODERATION_VERDICT_ALLOWED,
+            )
+        ).task_id
+        is None
+    )
+    page = admin.moderation_page(Page(items=[d], next_page_token=""))
+    model = admin.ModerationPage.model_validate(page, strict=True)
+    assert model.model_dump(mode="json") == page
+    (item,) = page["items"]
+    assert item["labels"] == [{"name": "Explicit", "confidence": 0.97}]
+    assert item["created_at"] == "2023-11-14T22:13:20Z" and item["rerun_task_id"] is None
+    entries = admin.timeline_page(
+        Page(
+            items=[TimelineItem(id="moderation:mod_1", at=d.created_at, decision=d)],
+            next_page_token="",
+        )
+    )
+    admin.TimelinePage.model_validate(entries, strict=True)
+    (entry,) = entries["items"]
+    assert entry["kind"] == "moderation" and entry["status"] == "rejected"
+    assert entry["caused_by"] == {"type": "task", "id": "tsk_1"}
+    assert entry["reason"] == "Explicit 0.97" and entry["moderation"] == item

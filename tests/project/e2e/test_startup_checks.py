@@ -57,6 +57,10 @@ def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
         BILLING_GRPC_PORT="0",
         TASKS_GRPC_PORT="0",
         GATEWAY_PORT="0",
+        # The cn and global markets' moderation adapters (Tencent, AWS) are built on their own
+        # branches; until they are wired, these checks are about the other settings
+        # (test_a_moderation_adapter_not_built_is_named covers moderation).
+        MODERATION_PROVIDER="local",
     )
     env.update(settings)
     return env
@@ -381,3 +385,26 @@ def test_what_the_checks_call_built_is_what_bootstrap_builds(tmp_path: Path) -> 
         else:
             with pytest.raises(ValueError):
                 build_payment_provider(channel, billing, clock)
+
+
+@pytest.mark.parametrize(("market", "provider"), [("global", "aws"), ("cn", "tencent")])
+def test_a_moderation_adapter_not_built_is_named(
+    market: str, provider: str, tmp_path: Path
+) -> None:
+    env = clean_env(
+        tmp_path,
+        MARKET=market,
+        MODERATION_PROVIDER="",
+        TASKS_STORAGE="local",
+        TASKS_PROVIDER_TEXT_TO_IMAGE="local",
+        TASKS_PROVIDER_BASIC_CLEAN="local",
+        TASKS_PROVIDER_MODEL_POSE12="local",
+    )
+    code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
+    line = one_line(stderr)
+    assert code == 2
+    assert f"content moderation {provider} (set MODERATION_PROVIDER=local" in line, line
+    assert not (tmp_path / "var").exists(), "nothing is created before the check"
+    env["MODERATION_ENABLED"] = "false"
+    code, stderr = run(CLI["tasks"], ["check-config"], env, tmp_path)
+    assert code == 0, stderr

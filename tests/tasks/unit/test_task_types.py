@@ -79,7 +79,8 @@ def test_every_task_type_has_its_proto_value_by_name() -> None:
 
 
 def test_cn_costs_one_per_type_and_routes_to_the_tencent_adapters() -> None:
-    cn = TasksSettings(MARKET="cn")
+    # Moderation: local until the Tencent adapter is wired (test_moderation_settings.py).
+    cn = TasksSettings(MARKET="cn", MODERATION_PROVIDER="local")
     assert cn.costs() == {"text_to_image": 1, "basic_clean": 1, "model_pose12": 1}
     assert cn.routes() == {
         "text_to_image": "local",  # routed by configuration; local by default
@@ -100,6 +101,7 @@ def test_cn_costs_one_per_type_and_routes_to_the_tencent_adapters() -> None:
     ]
     elsewhere = TasksSettings(
         MARKET="cn",
+        MODERATION_PROVIDER="local",
         TASKS_STORAGE="local",
         TASKS_PROVIDER_BASIC_CLEAN="local",
         TASKS_PROVIDER_MODEL_POSE12="local",
@@ -116,6 +118,7 @@ def test_cn_costs_one_per_type_and_routes_to_the_tencent_adapters() -> None:
 def test_runninghub_settings_are_checked_for_shape_never_echoed() -> None:
     bad = TasksSettings(
         MARKET="cn",
+        MODERATION_PROVIDER="local",
         TASKS_PROVIDER_TEXT_TO_IMAGE="runninghub",
         RUNNINGHUB_API_KEY="rh-secret",
         RUNNINGHUB_WEBAPP_ID_MODEL_POSE12="1.87e18",

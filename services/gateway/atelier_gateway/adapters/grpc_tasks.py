@@ -50,6 +50,18 @@ WIRE_TASK_STATUSES: Mapping[dto.TaskStatus, pb.TaskStatus] = {
     v: k for k, v in TASK_STATUSES.items()
 }
 UPLOAD_METHODS: Mapping[str, dto.UploadMethod] = {"POST": "POST", "PUT": "PUT"}
+VERDICTS: Mapping[pb.ModerationVerdict, dto.ModerationVerdict] = {
+    pb.MODERATION_VERDICT_ALLOWED: "allowed",
+    pb.MODERATION_VERDICT_REJECTED: "rejected",
+}
+WIRE_VERDICTS: Mapping[dto.ModerationVerdict, pb.ModerationVerdict] = {
+    v: k for k, v in VERDICTS.items()
+}
+SUBJECTS: Mapping[pb.ModerationSubject, dto.ModerationSubject] = {
+    pb.MODERATION_SUBJECT_PROMPT: "prompt",
+    pb.MODERATION_SUBJECT_INPUT_IMAGE: "input_image",
+    pb.MODERATION_SUBJECT_RESULT_IMAGE: "result_image",
+}
 
 
 def params_json_of(params: Mapping[str, object]) -> bytes:
@@ -161,6 +173,23 @@ def stats_of(reply: pb.GetUserStatsResponse) -> dto.UserStats:
             for m in reply.months
         ],
         by_type=[dto.TypeStats(type=TASK_TYPES[t.type], tasks=t.count) for t in reply.by_type],
+    )
+
+
+def decision_of(d: pb.ModerationDecision) -> dto.ModerationDecision:
+    return dto.ModerationDecision(
+        id=d.id,
+        task_id=d.task_id or None,
+        user_id=d.user_id,
+        subject=SUBJECTS[d.subject],
+        verdict=VERDICTS[d.verdict],
+        labels=[dto.ModerationLabel(name=x.name, confidence=x.confidence) for x in d.labels],
+        provider=d.provider,
+        request_id=d.provider_request_id or None,
+        created_at=time_of(d, "create_time"),
+        overturned_at=time_of(d, "overturn_time"),
+        overturned_by=d.overturned_by or None,
+        rerun_task_id=d.rerun_task_id or None,
     )
 
 
@@ -282,6 +311,31 @@ class GrpcTasksGateway:
             self._tasks().HandleProviderNotification, request, caller, NOTIFICATION_TIMEOUT
         )
         return NotificationReceipt(applied=reply.applied)
+
+    async def list_moderation_decisions(
+        self, caller: Caller, page: PageRequest, where: dto.DecisionFilter
+    ) -> Page[dto.ModerationDecision]:
+        request = pb.ListModerationDecisionsRequest(
+            page_size=page.page_size,
+            page_token=page.page_token,
+            verdict=None if where.verdict is None else WIRE_VERDICTS[where.verdict],
+            user_id=where.user_id or "",
+        )
+        reply = await self._remote.unary(self._tasks().ListModerationDecisions, request, caller)
+        return Page(
+            [decision_of(d) for d in reply.decisions],
+            reply.next_page_token,
+            list(reply.page_tokens),
+        )
+
+    async def overturn_moderation_decision(
+        self, caller: Caller, decision_id: str
+    ) -> dto.ModerationDecision:
+        request = pb.OverturnModerationDecisionRequest(decision_id=decision_id)
+        reply = await self._remote.unary(
+            self._tasks().OverturnModerationDecision, request, caller, SETTLING_CALL_TIMEOUT
+        )
+        return decision_of(reply.decision)
 
     async def healthy(self) -> bool:
         return await self._remote.healthy()

@@ -284,6 +284,18 @@ class TasksGateway(Protocol):
         self, caller: Caller, notification: Notification
     ) -> NotificationReceipt: ...
 
+    async def list_moderation_decisions(
+        self, caller: Caller, page: PageRequest, where: tasks.DecisionFilter
+    ) -> Page[tasks.ModerationDecision]:
+        """Admin only; newest first, with per-item page tokens (the timeline merges them)."""
+        ...
+
+    async def overturn_moderation_decision(
+        self, caller: Caller, decision_id: str
+    ) -> tasks.ModerationDecision:
+        """Admin only: overturn a rejection (a task it failed is re-run at no charge)."""
+        ...
+
     async def healthy(self) -> bool: ...
 
     async def close(self) -> None: ...

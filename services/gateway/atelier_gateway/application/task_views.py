@@ -13,6 +13,8 @@ from typing import Literal
 TaskType = Literal["text_to_image", "basic_clean", "model_pose12"]
 TaskStatus = Literal["pending", "processing", "succeeded", "failed", "cancelled"]
 UploadMethod = Literal["POST", "PUT"]
+ModerationVerdict = Literal["allowed", "rejected"]
+ModerationSubject = Literal["prompt", "input_image", "result_image"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,36 @@ class UserStats:
     credits_spent: int
     by_month: Sequence[MonthStats] = field(default_factory=tuple)
     by_type: Sequence[TypeStats] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationLabel:
+    name: str
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationDecision:
+    """One content moderation decision of the tasks service (admin console)."""
+
+    id: str
+    task_id: str | None  # None: a refused prompt (no task was created)
+    user_id: str
+    subject: ModerationSubject
+    verdict: ModerationVerdict
+    labels: Sequence[ModerationLabel]
+    provider: str
+    request_id: str | None  # the provider's id of the check
+    created_at: datetime | None
+    overturned_at: datetime | None = None
+    overturned_by: str | None = None
+    rerun_task_id: str | None = None  # the free re-run an overturn started
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFilter:
+    verdict: ModerationVerdict | None = None
+    user_id: str | None = None
 
 
 def is_simple_json(value: object) -> bool:

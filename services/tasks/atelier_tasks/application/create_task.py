@@ -18,25 +18,40 @@ process died) leaves a ``placing`` task that the worker's sweep abandons the sam
 whoever commits first (the create, a retry with the same request id, the sweep) decides, and the
 others answer by what was committed. Insufficient credits (or any other definite "no" from
 billing) delete the task: it was never created, and no provider is ever called.
+
+Before step 1, the user's words (prompt, negative prompt) go through content moderation
+(``moderation.py``): refused → CONTENT_REJECTED with only the decision recorded; the provider
+down → UNAVAILABLE with nothing done. An allowed decision is stored in step 1's transaction.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from atelier_ports.clock import Clock
+from atelier_ports.errors import ProviderRejected, ProviderUnavailable
 from atelier_ports.ids import IdGenerator
 from atelier_tasks.application.config import TasksConfig
+from atelier_tasks.application.moderation import ContentChecks
 from atelier_tasks.application.ports import DailyQuota, TaskEventHub, TasksUnitOfWorkFactory
+from atelier_tasks.application.ports.decisions import ModerationRecord
 from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.application.views import TaskView, TaskViews
-from atelier_tasks.domain.errors import InvalidParams, RequestIdConflict
+from atelier_tasks.domain.errors import (
+    ContentRejected,
+    InvalidParams,
+    ModerationUnavailable,
+    RequestIdConflict,
+)
 from atelier_tasks.domain.model import Task, TaskType
-from atelier_tasks.domain.task_types import validate_params
+from atelier_tasks.domain.task_types import user_text, validate_params
+
+log = logging.getLogger("atelier.tasks")
 
 LOCAL_PROVIDER = "local"  # the only provider that honours params.sandbox_outcome
 
@@ -64,7 +79,9 @@ class CreateTask:
         clock: Clock,
         ids: IdGenerator,
         config: TasksConfig,
+        checks: ContentChecks | None = None,
     ) -> None:
+        self.checks = checks
         self.uow = uow
         self.storage = storage
         self.hub = hub
@@ -100,9 +117,18 @@ class CreateTask:
                 raise InvalidParams(f"{key!r} is not a supported image", field="input_keys")
             if upload.size > config.upload_max_bytes:  # direct uploads are checked again here
                 raise InvalidParams(f"{key!r} is larger than the upload limit", field="input_keys")
+        task_id = self.ids.new_id("task")
+        try:
+            decision = self._moderate(command.user_id, task_id, command.type, params)
+        except (ContentRejected, ModerationUnavailable):
+            # A retry of a request that was created (and allowed) is answered with its task.
+            existing = self._find(command.user_id, request_id)
+            if existing is not None:
+                return self._replay(existing, command.type, params, keys, respond_by)
+            raise
         now = self.clock.now()
         task = Task.create(
-            task_id=self.ids.new_id("task"),
+            task_id=task_id,
             user_id=command.user_id,
             task_type=command.type,
             params=params,
@@ -117,11 +143,37 @@ class CreateTask:
         # first event and its place in the day's count.
         with self.uow() as uow:
             stored = uow.tasks.add(task, DailyQuota(config.daily_limit))
+            if decision is not None and stored.id == task.id:
+                uow.moderation.add([decision])  # the allowed prompt, with its task
             uow.commit()
         if stored.id != task.id:  # a concurrent create with the same request_id won
             return self._replay(stored, command.type, params, keys, respond_by)
         self.hub.publish(task.id)
         return TaskView(self.saga.place_hold(stored, respond_by))
+
+    def _moderate(
+        self, user_id: str, task_id: str, task_type: TaskType, params: Mapping[str, Any]
+    ) -> ModerationRecord | None:
+        """The user's words through content moderation, before anything is stored or held.
+        Refused: the decision is recorded (without a task) and ContentRejected raised. The
+        provider cannot answer: ModerationUnavailable, nothing done (never fails open)."""
+        checks = self.checks
+        text = user_text(task_type, params) if checks is not None and checks.enabled else None
+        if checks is None or text is None:
+            return None
+        try:
+            decision = checks.check_text(user_id, task_id, text)
+        except (ProviderUnavailable, ProviderRejected) as exc:
+            log.warning("prompt not checked: %s", exc)
+            raise ModerationUnavailable(
+                "content moderation is unavailable; nothing was done — retry later"
+            ) from exc
+        if decision.rejected:
+            checks.record([replace(decision, task_id=None)])
+            raise ContentRejected(
+                "the prompt was refused by content moderation; nothing was charged"
+            )
+        return decision
 
     def _find(self, user_id: str, request_id: str | None) -> Task | None:
         if not request_id:

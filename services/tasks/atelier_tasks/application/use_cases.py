@@ -11,6 +11,7 @@ from atelier_ports.ids import IdGenerator
 from atelier_tasks.application.cancel_task import CancelTask
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.create_task import CreateTask
+from atelier_tasks.application.moderation_review import ListDecisions, OverturnDecision
 from atelier_tasks.application.notifications import HandleNotification
 from atelier_tasks.application.ports import TaskEventHub, TasksUnitOfWorkFactory
 from atelier_tasks.application.ports.generation import GenerationProvider
@@ -40,6 +41,8 @@ class TaskUseCases:
     watch: WatchTask
     create_upload: CreateUpload
     handle_notification: HandleNotification
+    list_decisions: ListDecisions
+    overturn_decision: OverturnDecision
 
 
 def build_use_cases(
@@ -64,6 +67,7 @@ def build_use_cases(
             clock=clock,
             ids=ids,
             config=config,
+            checks=saga.checks,
         ),
         get_task=GetTask(uow=uow, views=views),
         list_tasks=ListTasks(uow=uow, views=views),
@@ -74,4 +78,6 @@ def build_use_cases(
         watch=WatchTask(uow=uow, hub=hub, config=config),
         create_upload=CreateUpload(storage=storage, ids=ids, config=config),
         handle_notification=HandleNotification(providers=providers, uow=uow, saga=saga),
+        list_decisions=ListDecisions(uow=uow, config=config),
+        overturn_decision=OverturnDecision(uow=uow, hub=hub, clock=clock, ids=ids, config=config),
     )

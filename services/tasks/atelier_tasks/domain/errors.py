@@ -61,3 +61,26 @@ class BillingRefused(problems.DomainError):
     get the same answer. An internal error for the caller."""
 
     reason = "BILLING_REFUSED"
+
+
+class ContentRejected(problems.InvalidArgument):
+    """Content moderation refused what the caller sent (a prompt): nothing was created or
+    charged; the decision is recorded."""
+
+    reason = "CONTENT_REJECTED"
+
+
+class ModerationUnavailable(problems.Unavailable):
+    """The moderation provider could not answer: nothing was done (never fails open)."""
+
+    reason = "MODERATION_UNAVAILABLE"
+
+
+class DecisionNotFound(problems.NotFound):
+    reason = "DECISION_NOT_FOUND"
+
+
+class DecisionNotOverturnable(problems.FailedPrecondition):
+    """Only a rejection can be overturned."""
+
+    reason = "DECISION_NOT_OVERTURNABLE"

@@ -69,6 +69,11 @@ class ErrorReason(enum.StrEnum):
     BILLING_UNAVAILABLE = "BILLING_UNAVAILABLE"
     # … or the CreateTask call never finished (its process died); found by the worker's sweep.
     CREATE_INTERRUPTED = "CREATE_INTERRUPTED"
+    # Content moderation refused an input photo or a result (the hold is released) …
+    CONTENT_REJECTED = "CONTENT_REJECTED"
+    # … or the moderation provider refused the request itself (bad credentials, an image it
+    # cannot read): the content could not be checked, so it is not used (never fails open).
+    MODERATION_FAILED = "MODERATION_FAILED"
 
 
 # Tasks that were never created as far as their caller knows (it got a 5xx): they never run,
@@ -240,6 +245,18 @@ class Task:
         else:  # a retry: watchers see the attempt count change
             self.updated_at = now
             self._record(now)
+
+    def wait_for_moderation(self, now: datetime, at: datetime, message: str) -> None:
+        """The moderation provider could not answer before the task reached its provider:
+        dispatch again at ``at``. The attempt never reached the provider, so it does not count
+        (only the task's deadline bounds the wait)."""
+        self._require(TaskStatus.PROCESSING)
+        self.attempts = max(self.attempts - 1, 0)
+        self.provider_job_id = None
+        self.next_attempt_at = at
+        self.error_message = message
+        self.updated_at = now
+        self.release_lease()
 
     def running_at_provider(self, job_id: str, now: datetime, first_poll_at: datetime) -> None:
         self._require(TaskStatus.PROCESSING)

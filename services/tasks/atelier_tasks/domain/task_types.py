@@ -47,6 +47,9 @@ class TaskTypeSpec:
     market_costs: Mapping[str, int] = field(default_factory=dict)
     # How many images a successful run delivers at least (fewer fails the task).
     outputs: int = 1
+    # The parameters that are the user's own words, checked by content moderation at creation
+    # (a server-side prompt is ours and is not checked).
+    user_text: tuple[str, ...] = ()
 
 
 TASK_TYPES: Mapping[TaskType, TaskTypeSpec] = {
@@ -58,6 +61,7 @@ TASK_TYPES: Mapping[TaskType, TaskTypeSpec] = {
             default_cost=1,
             # cn: local by default; TASKS_PROVIDER_TEXT_TO_IMAGE routes it elsewhere.
             providers={"local": "local", "global": "replicate", "cn": "local"},
+            user_text=("prompt", "negative_prompt"),
         ),
         TaskTypeSpec(
             TaskType.BASIC_CLEAN,
@@ -80,6 +84,14 @@ TASK_TYPES: Mapping[TaskType, TaskTypeSpec] = {
 
 def spec_of(task_type: TaskType) -> TaskTypeSpec:
     return TASK_TYPES[task_type]
+
+
+def user_text(task_type: TaskType, params: Mapping[str, Any]) -> str | None:
+    """The user's own words among the validated parameters (one line each), or None."""
+    parts = [
+        str(params[name]) for name in spec_of(task_type).user_text if str(params.get(name) or "")
+    ]
+    return "\n".join(parts) or None
 
 
 def default_costs() -> dict[TaskType, int]:

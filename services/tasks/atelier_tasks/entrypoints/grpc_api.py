@@ -23,7 +23,10 @@ from atelier_ports.errors import InvalidNotification
 from atelier_ports.problems import InvalidArgument
 from atelier_tasks.application.cancel_task import CancelTaskCommand
 from atelier_tasks.application.create_task import CreateTaskCommand
+from atelier_tasks.application.moderation_review import ListDecisionsQuery, OverturnCommand
 from atelier_tasks.application.notifications import HandleNotificationCommand
+from atelier_tasks.application.ports.decisions import ModerationRecord
+from atelier_tasks.application.ports.moderation import ModerationSubject, Verdict
 from atelier_tasks.application.ports.storage import UploadCredentials
 from atelier_tasks.application.queries import (
     GetTaskQuery,
@@ -57,6 +60,42 @@ _STATUSES = {
     TaskStatus.CANCELLED: pb.TASK_STATUS_CANCELLED,
 }
 _STATUSES_BACK: dict[int, TaskStatus] = {int(v): k for k, v in _STATUSES.items()}
+
+
+_VERDICTS = {
+    Verdict.ALLOWED: pb.MODERATION_VERDICT_ALLOWED,
+    Verdict.REJECTED: pb.MODERATION_VERDICT_REJECTED,
+}
+_VERDICTS_BACK: dict[int, Verdict] = {int(v): k for k, v in _VERDICTS.items()}
+_SUBJECTS = {
+    s: getattr(pb.ModerationSubject, f"MODERATION_SUBJECT_{s.value.upper()}")
+    for s in ModerationSubject
+}
+
+
+def decision_message(r: ModerationRecord) -> Any:
+    return pb.ModerationDecision(
+        id=r.id,
+        task_id=r.task_id or "",
+        user_id=r.user_id,
+        subject=_SUBJECTS[r.subject],
+        verdict=_VERDICTS[r.verdict],
+        labels=[pb.ModerationLabel(name=x.name, confidence=x.confidence) for x in r.labels],
+        provider=r.provider,
+        provider_request_id=r.request_id or "",
+        create_time=to_timestamp(r.created_at),
+        overturn_time=to_timestamp(r.overturned_at),
+        overturned_by=r.overturned_by or "",
+        rerun_task_id=r.rerun_task_id or "",
+    )
+
+
+def _verdict_filter(value: int) -> Verdict | None:
+    if value == pb.MODERATION_VERDICT_UNSPECIFIED:
+        return None
+    if value not in _VERDICTS_BACK:
+        raise InvalidArgument("unknown verdict", field="verdict")
+    return _VERDICTS_BACK[value]
 
 
 class InvalidProviderNotification(InvalidArgument):
@@ -303,6 +342,34 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
         except InvalidNotification as exc:
             raise InvalidProviderNotification(str(exc) or "invalid notification") from exc
         return pb.HandleProviderNotificationResponse(applied=applied, task_id=task_id)
+
+    def ListModerationDecisions(self, request: Any, context: grpc.ServicerContext) -> Any:
+        require_user()
+        page = self.use_cases.list_decisions(
+            ListDecisionsQuery(
+                caller_is_admin=current_call().is_admin,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                verdict=_verdict_filter(request.verdict),
+                user_id=request.user_id or None,
+            )
+        )
+        return pb.ListModerationDecisionsResponse(
+            decisions=[decision_message(r) for r in page.decisions],
+            next_page_token=page.next_page_token,
+            page_tokens=page.item_tokens,
+        )
+
+    def OverturnModerationDecision(self, request: Any, context: grpc.ServicerContext) -> Any:
+        admin_id = require_user()
+        record = self.use_cases.overturn_decision(
+            OverturnCommand(
+                caller_is_admin=current_call().is_admin,
+                admin_id=admin_id,
+                decision_id=request.decision_id,
+            )
+        )
+        return pb.OverturnModerationDecisionResponse(decision=decision_message(record))
 
 
 def _credentials(c: UploadCredentials | None) -> Any:

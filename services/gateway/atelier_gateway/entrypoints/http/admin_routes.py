@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field
 
 from atelier_gateway.application.admin_timeline import UserTimeline
 from atelier_gateway.application.calls import Caller, PageRequest
-from atelier_gateway.application.task_views import TaskFilter
+from atelier_gateway.application.task_views import DecisionFilter, ModerationVerdict, TaskFilter
 from atelier_gateway.domain.model import User
 from atelier_gateway.entrypoints.http.context import container, in_thread, require_admin
 from atelier_gateway.entrypoints.http.contract import (
@@ -31,6 +31,8 @@ from atelier_gateway.entrypoints.http.presenters import admin as present
 from atelier_gateway.entrypoints.http.presenters.admin import (
     AdminUser,
     CreditAdjustment,
+    ModerationItem,
+    ModerationPage,
     TimelinePage,
 )
 from atelier_gateway.entrypoints.http.problems import validation_error
@@ -136,4 +138,66 @@ async def admin_adjust_credits(request: web.Request) -> web.Response:
         return respond(present.credit_adjustment(user.id, body.amount, reason, balance))
 
     scope = f"POST /v1/admin/users/{user.id}/credits"
+    return await run_idempotent(request, caller, scope, raw, produce)
+
+
+class OverturnRequest(RequestModel):
+    """No fields: the decision is in the path (the body may be left out)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{}]})
+
+
+class ModerationQuery(PageQuery):
+    verdict: ModerationVerdict | None = None
+
+
+@operation(
+    routes,
+    "GET",
+    "/v1/admin/moderation",
+    Operation(
+        "Admin: content moderation decisions, newest first (verdict=rejected: the review list); "
+        "each with its labels, provider, provider request id and the task it was about",
+        response=ModerationPage,
+        query=ModerationQuery,
+        auth="admin",
+    ),
+)
+async def admin_moderation(request: web.Request) -> web.Response:
+    caller = await require_admin(request)
+    q = query_model(request, ModerationQuery)
+    page = await container(request).tasks.list_moderation_decisions(
+        caller, PageRequest(q.page_size, q.page_token), DecisionFilter(verdict=q.verdict)
+    )
+    return json_response(present.moderation_page(page))
+
+
+@operation(
+    routes,
+    "POST",
+    "/v1/admin/moderation/{decision_id}/overturn",
+    Operation(
+        "Admin: overturn a rejection. A task it failed is re-run at no charge (a new task, "
+        "cost 0, rerun_task_id) without asking about the overturned content again; a refused "
+        "prompt's overturn is only recorded. Repeating it changes nothing "
+        "(Idempotency-Key supported)",
+        body=OverturnRequest,
+        response=ModerationItem,
+        auth="admin",
+        headers=(IDEMPOTENCY_HEADER,),
+        errors=(409,),
+    ),
+)
+async def admin_overturn_moderation(request: web.Request) -> web.Response:
+    caller = await require_admin(request)
+    decision_id = path_id(request, "decision_id")
+    raw = await read_body(request)
+    if raw.strip():  # none is needed (like a refund's); {} is accepted, anything else refused
+        body_model(OverturnRequest, raw, request)
+
+    async def produce(_request_id: str | None) -> web.Response:
+        decision = await container(request).tasks.overturn_moderation_decision(caller, decision_id)
+        return json_response(present.moderation_item(decision))
+
+    scope = f"POST /v1/admin/moderation/{decision_id}/overturn"
     return await run_idempotent(request, caller, scope, raw, produce)

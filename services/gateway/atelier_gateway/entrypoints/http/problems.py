@@ -145,6 +145,11 @@ REMOTE_TABLE: tuple[tuple[str, str, ProblemSpec], ...] = (
     ),
     (
         "INVALID_ARGUMENT",
+        "CONTENT_REJECTED",
+        ProblemSpec(422, "content_rejected", "Content rejected"),
+    ),
+    (
+        "INVALID_ARGUMENT",
         "INVALID_SIGNATURE",
         ProblemSpec(400, "invalid_signature", "Invalid signature"),
     ),

@@ -27,6 +27,7 @@ from atelier_common.timestamps import as_utc, as_utc_or_none
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
+from atelier_tasks.adapters.db.decisions import SqlModerationDecisions
 from atelier_tasks.adapters.db.tables import task_daily_counts, task_events, task_images, tasks
 from atelier_tasks.application.ports import (
     ClaimKind,
@@ -36,6 +37,7 @@ from atelier_tasks.application.ports import (
     TaskRepository,
     TaskSummary,
 )
+from atelier_tasks.application.ports.decisions import ModerationDecisions
 from atelier_tasks.domain.errors import DailyLimitReached
 from atelier_tasks.domain.model import (
     ABANDONED_REASONS,
@@ -575,9 +577,11 @@ class SqlTasksUnitOfWork(SqlUnitOfWork):
     called. ``commit()`` ends it (it does not start another)."""
 
     tasks: TaskRepository
+    moderation: ModerationDecisions
 
     def _bind(self, conn: Connection) -> None:
         self.tasks = SqlTaskRepository(conn)
+        self.moderation = SqlModerationDecisions(conn)
 
 
 class SqlTasksUnitOfWorkFactory:

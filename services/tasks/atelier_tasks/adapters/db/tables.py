@@ -98,3 +98,33 @@ task_images = sa.Table(
     sa.UniqueConstraint("task_id", "idx", name="uq_task_images_task_idx"),
     sa.Index("ix_task_images_user_created", "user_id", "created_at", "id"),
 )
+
+# Content moderation decisions (migration 0003): one row per check. ``task_id`` is NULL for a
+# refused prompt (its task was never created); an overturn sets ``overturned_*`` and the task
+# it re-ran. Not a foreign key: a decision outlives a task deleted because billing refused it.
+moderation_decisions = sa.Table(
+    "moderation_decisions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("task_id", sa.String(64), nullable=True),
+    sa.Column("user_id", sa.String(128), nullable=False),
+    sa.Column("subject", sa.String(32), nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+    sa.Column("content_key", sa.String(512), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("overturned_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("overturned_by", sa.String(128), nullable=True),
+    sa.Column("rerun_task_id", sa.String(64), nullable=True),
+    sa.CheckConstraint("verdict IN ('allowed', 'rejected')", name="ck_moderation_verdict"),
+    sa.CheckConstraint(
+        "subject IN ('prompt', 'input_image', 'result_image')", name="ck_moderation_subject"
+    ),
+    # The review list (newest first, by verdict), a user's (the timeline) and a task's.
+    sa.Index("ix_moderation_verdict_created", "verdict", "created_at", "id"),
+    sa.Index("ix_moderation_user_created", "user_id", "created_at", "id"),
+    sa.Index("ix_moderation_task", "task_id", "subject"),
+)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from atelier_ports.unit_of_work import UnitOfWork
+from atelier_tasks.application.ports.decisions import ModerationDecisions
 from atelier_tasks.domain.model import ResultImage, Task, TaskEvent, TaskStatus, TaskType
 
 
@@ -134,6 +135,7 @@ class TasksUnitOfWork(UnitOfWork, Protocol):
     ``rollback()`` / ``__exit__`` (which rolls back unless committed). Never nested."""
 
     tasks: TaskRepository
+    moderation: ModerationDecisions
 
 
 class TasksUnitOfWorkFactory(Protocol):

@@ -14,6 +14,8 @@ Steps (the create use case persists the task first, ``create_task.py``):
 - :meth:`begin_attempt` / :meth:`dispatch` / :meth:`poll` — hand a paid-for task to its provider
   and ask again when due; :meth:`apply_result` records the answer (store outputs, retry with
   backoff, or fail).
+- content moderation (``moderation.py``, :class:`ContentChecks`, used by the dispatcher):
+  the input photos before the provider, every result before it is stored;
 - :meth:`fail`, :meth:`time_out`, :meth:`cancel` — the other endings.
 - :meth:`settle` — capture the hold of a succeeded task, release any other's.
 
@@ -35,7 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from atelier_ports.clock import Clock
+from atelier_ports.ids import IdGenerator
 from atelier_tasks.application.config import TasksConfig
+from atelier_tasks.application.moderation import ContentChecks
 from atelier_tasks.application.outputs import OutputStore
 from atelier_tasks.application.ports import (
     BillingClient,
@@ -46,6 +50,7 @@ from atelier_tasks.application.ports import (
     TasksUnitOfWorkFactory,
 )
 from atelier_tasks.application.ports.generation import GenerationProvider, GenerationResult
+from atelier_tasks.application.ports.moderation import Moderation
 from atelier_tasks.application.ports.storage import ObjectStorage
 from atelier_tasks.application.saga.dispatch import Dispatcher
 from atelier_tasks.application.saga.holds import CreateAbandoned, HoldPlacement
@@ -63,6 +68,16 @@ __all__ = [
 ]
 
 
+class _NoIds:
+    """Never asked: without moderation no decision is named."""
+
+    def new_id(self, prefix: str) -> str:
+        raise AssertionError("no decisions are made without content moderation")
+
+    def readable_code(self, length: int) -> str:
+        raise AssertionError("no decisions are made without content moderation")
+
+
 class TaskSaga:
     """The saga's parts wired on the given ports; each method is one step (see the module)."""
 
@@ -78,8 +93,22 @@ class TaskSaga:
         clock: Clock,
         config: TasksConfig,
         metrics: TaskMetrics | None = None,
+        moderation: Moderation | None = None,
+        ids: IdGenerator | None = None,
     ) -> None:
+        """``moderation`` None: content moderation is off (MODERATION_ENABLED=false); with
+        one, ``ids`` names the decisions."""
         metrics = metrics or NoMetrics()
+        if moderation is not None and ids is None:
+            raise ValueError("content moderation needs an id generator for its decisions")
+        self.checks = ContentChecks(
+            moderation=moderation,
+            uow=uow,
+            ids=ids or _NoIds(),
+            clock=clock,
+            images=images,
+            storage=storage,
+        )
         self.writer = TaskWriter(uow=uow, hub=hub)
         self.settlement = Settlement(
             writer=self.writer,
@@ -105,6 +134,7 @@ class TaskSaga:
             clock=clock,
             config=config,
             metrics=metrics,
+            checks=self.checks,
         )
 
     # --- the one write step (writes.py) -------------------------------------------------------

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from atelier_ports.clock import Clock
+from atelier_ports.errors import ProviderRejected, ProviderUnavailable
 from atelier_tasks.application.config import TasksConfig
+from atelier_tasks.application.moderation import ContentChecks, ImageCheck
 from atelier_tasks.application.outputs import OutputStore
 from atelier_tasks.application.ports import TaskMetrics
 from atelier_tasks.application.ports.generation import (
@@ -18,6 +20,7 @@ from atelier_tasks.application.ports.generation import (
     GenerationState,
     ProviderStyle,
 )
+from atelier_tasks.application.ports.moderation import ModerationSubject
 from atelier_tasks.application.ports.storage import ObjectNotFound, ObjectStorage
 from atelier_tasks.application.provider_calls import timed_call
 from atelier_tasks.application.saga.settlement import Settlement
@@ -40,7 +43,9 @@ class Dispatcher:
         clock: Clock,
         config: TasksConfig,
         metrics: TaskMetrics,
+        checks: ContentChecks,
     ) -> None:
+        self.checks = checks
         self.writer = writer
         self.settlement = settlement
         self.providers = providers
@@ -78,6 +83,12 @@ class Dispatcher:
         except ObjectNotFound:
             self.fail(task, ErrorReason.PROVIDER_REJECTED, "an input image is missing")
             return
+        if self.checks.enabled and inputs:
+            checks = [
+                ImageCheck(data, key) for key, data in zip(task.input_keys, inputs, strict=True)
+            ]
+            if not self._moderated(task, ModerationSubject.INPUT_IMAGE, checks, "an input image"):
+                return
         request = GenerationRequest(
             task_id=task.id,
             user_id=task.user_id,
@@ -135,6 +146,11 @@ class Dispatcher:
                 ErrorReason.PROVIDER_FAILED,
                 f"the provider returned {len(result.outputs)} of {expected} images",
             )
+        if self.checks.enabled:
+            # Every result before it is stored: a refused image is never stored or served.
+            checks = [ImageCheck(output.data) for output in result.outputs]
+            if not self._moderated(task, ModerationSubject.RESULT_IMAGE, checks, "a result"):
+                return True
         try:
             images = self.outputs.store(task, result, self.clock.now())
         except Exception as exc:
@@ -152,6 +168,42 @@ class Dispatcher:
             return False
         self.settlement.settle(task)
         return True
+
+    def _moderated(
+        self, task: Task, subject: ModerationSubject, images: list[ImageCheck], what: str
+    ) -> bool:
+        """True if every image may be used. Otherwise the task has been failed (refused, or
+        the provider refused the request) or set to wait for the moderation provider."""
+        try:
+            refused = self.checks.check_images(task, subject, images)
+        except ProviderUnavailable as exc:
+            log.warning("moderation of %s deferred: %s", task.id, exc)
+            self._moderation_later(task, f"waiting for content moderation: {exc}")
+            return False
+        except ProviderRejected as exc:
+            log.error("moderation refused the request for %s: %s", task.id, exc)
+            self.fail(task, ErrorReason.MODERATION_FAILED, f"{what} could not be checked")
+            return False
+        if refused is not None:
+            self.fail(task, ErrorReason.CONTENT_REJECTED, f"{what} was refused by content review")
+            return False
+        return True
+
+    def _moderation_later(self, task: Task, message: str) -> bool:
+        """Ask the moderation provider again later, backing off (the wait so far, between
+        ``retry_backoff`` and ``poll_max``), until the task's deadline: a task at a polling or
+        webhook provider polls for its result again, any other is dispatched again (the
+        attempt does not count)."""
+        now = self.clock.now()
+        config = self.config
+        waited = now - (task.started_at or now)
+        delay = min(max(waited, config.retry_backoff, timedelta(seconds=1)), config.poll_max)
+        if task.provider_job_id is not None:
+            task.polled_still_running(now, now + delay)
+            task.release_lease()
+        else:
+            task.wait_for_moderation(now, now + delay, message)
+        return self.writer.commit(task)
 
     def poll_soon(self, task: Task) -> bool:
         """A hint (an unsigned webhook) that the provider may be done: the worker polls the task

@@ -60,7 +60,10 @@ class HoldPlacement:
         if budget <= 0:
             return self.abandon(task, "no time left to place the credit hold")
         try:
-            self.billing.hold(task.user_id, task.id, task.cost, f"task:{task.id}", budget=budget)
+            if task.cost > 0:  # a task that costs nothing holds nothing
+                self.billing.hold(
+                    task.user_id, task.id, task.cost, f"task:{task.id}", budget=budget
+                )
         except (InsufficientCredits, BillingRefused):
             self.writer.delete(task)
             raise

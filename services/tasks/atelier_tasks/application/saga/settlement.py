@@ -68,7 +68,9 @@ class Settlement:
         while task.needs_settlement:
             held = True
             try:
-                if task.settlement_is_capture:
+                if task.cost == 0:
+                    pass  # a task that costs nothing holds nothing (an overturn's re-run)
+                elif task.settlement_is_capture:
                     self.billing.capture(task.user_id, task.id)
                 else:
                     held = self.billing.release(task.user_id, task.id)

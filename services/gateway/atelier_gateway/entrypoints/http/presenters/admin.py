@@ -20,7 +20,16 @@ from atelier_gateway.entrypoints.http.presenters.billing import Balance, Grant, 
 from atelier_gateway.entrypoints.http.presenters.tasks import Task, task
 
 TimelineKind = Literal[
-    "grant", "hold", "capture", "release", "expire", "adjust", "payment", "refund", "task"
+    "grant",
+    "hold",
+    "capture",
+    "release",
+    "expire",
+    "adjust",
+    "payment",
+    "refund",
+    "task",
+    "moderation",
 ]
 CauseType = Literal["task", "order", "signup", "admin"]
 
@@ -40,6 +49,40 @@ class AdminUser(ResponseModel):
     grants: list[Grant] = Field(description="Every grant, expired and spent ones included")
     recent_orders: list[Order] = Field(description="The newest orders, newest first")
     recent_tasks: list[AdminTask] = Field(description="The newest tasks, newest first")
+
+
+class ModerationLabel(ResponseModel):
+    name: str = Field(description="The provider's own label")
+    confidence: float = Field(ge=0, le=1)
+
+
+class ModerationItem(ResponseModel):
+    id: str
+    task_id: str | None = Field(
+        description="The task checked; null for a refused prompt (no task was created)"
+    )
+    user_id: str
+    subject: tv.ModerationSubject = Field(
+        description="prompt (at creation), input_image (before dispatch), result_image "
+        "(before it is stored)"
+    )
+    verdict: tv.ModerationVerdict
+    labels: list[ModerationLabel]
+    provider: str = Field(
+        description="local, tencent or aws; admin for content an overturn vouched for"
+    )
+    request_id: str | None = Field(description="The provider's id of the check")
+    created_at: Timestamp | None
+    overturned_at: Timestamp | None
+    overturned_by: str | None = Field(description="The admin who overturned it")
+    rerun_task_id: str | None = Field(
+        description="The task the overturn re-ran at no charge (null: nothing re-run)"
+    )
+
+
+class ModerationPage(ResponseModel):
+    items: list[ModerationItem]
+    next_page_token: str
 
 
 class Cause(ResponseModel):
@@ -68,6 +111,9 @@ class TimelineEntry(ResponseModel):
     reference: str = Field(description="A ledger entry's reference, an order's number, …")
     reason: str | None = Field(description="Why (adjustments; a failed task's error)")
     caused_by: Cause | None = Field(description="What caused the entry, where known")
+    moderation: ModerationItem | None = Field(
+        description="The content moderation decision (kind moderation)"
+    )
 
 
 class TimelinePage(ResponseModel):
@@ -125,11 +171,24 @@ _EMPTY: JsonObject = {
     "task_type": None,
     "reason": None,
     "caused_by": None,
+    "moderation": None,
 }
 
 
 def timeline_entry(item: TimelineItem) -> JsonObject:
     out: JsonObject = {"id": item.id, "at": rfc3339(item.at), **_EMPTY}
+    if item.decision is not None:
+        d = item.decision
+        labels = ", ".join(f"{x.name} {x.confidence:.2f}" for x in d.labels)
+        out.update(
+            kind="moderation",
+            status=d.verdict,
+            reference=f"{d.subject} {d.verdict} by {d.provider}",
+            reason=labels or None,
+            caused_by={"type": "task", "id": d.task_id} if d.task_id else None,
+            moderation=moderation_item(d),
+        )
+        return out
     if item.task is not None:
         t = item.task
         out.update(
@@ -170,6 +229,30 @@ def timeline_entry(item: TimelineItem) -> JsonObject:
 def timeline_page(page: Page[TimelineItem]) -> JsonObject:
     return {
         "items": [timeline_entry(i) for i in page.items],
+        "next_page_token": page.next_page_token,
+    }
+
+
+def moderation_item(d: tv.ModerationDecision) -> JsonObject:
+    return {
+        "id": d.id,
+        "task_id": d.task_id,
+        "user_id": d.user_id,
+        "subject": d.subject,
+        "verdict": d.verdict,
+        "labels": [{"name": x.name, "confidence": x.confidence} for x in d.labels],
+        "provider": d.provider,
+        "request_id": d.request_id,
+        "created_at": rfc3339(d.created_at),
+        "overturned_at": rfc3339(d.overturned_at),
+        "overturned_by": d.overturned_by,
+        "rerun_task_id": d.rerun_task_id,
+    }
+
+
+def moderation_page(page: Page[tv.ModerationDecision]) -> JsonObject:
+    return {
+        "items": [moderation_item(d) for d in page.items],
         "next_page_token": page.next_page_token,
     }
 
