@@ -183,6 +183,20 @@ def moderated_stack(
         yield s, moderation
 
 
+@pytest.fixture
+def local_moderated_stack(
+    database_url: str, billing_database_url: str, tasks_database_url: str, tmp_path: Path
+) -> Iterator[Stack]:
+    """The full stack with the local moderation adapter and an operator's own blocked term."""
+    terms = tmp_path / "blocked.txt"
+    terms.write_text("zorbleflux\n", encoding="utf-8")
+    env = {"MODERATION_PROVIDER": "local", "MODERATION_BLOCKED_TERMS_FILE": str(terms)}
+    with _stack(
+        database_url, billing_database_url, tasks_database_url, tmp_path, tasks_env=env
+    ) as s:
+        yield s
+
+
 @contextlib.contextmanager
 def _stack(
     database_url: str,

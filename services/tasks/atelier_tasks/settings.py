@@ -79,7 +79,7 @@ class TasksSettings(ServiceSettings):
     # --- content moderation (issue 14): prompts, input photos and results ---
     moderation_enabled: bool = Field(True, validation_alias="MODERATION_ENABLED")
     # A label at or above this confidence (0..1) refuses the content.
-    moderation_threshold: float = Field(0.8, validation_alias="MODERATION_THRESHOLD", ge=0, le=1)
+    moderation_threshold: float = Field(0.8, validation_alias="MODERATION_THRESHOLD", gt=0, le=1)
     # local | tencent | aws; empty = the market's (MARKET_MODERATION).
     moderation_provider: str = Field("", validation_alias="MODERATION_PROVIDER")
     # One term per line, added to the local adapter's packaged lists.

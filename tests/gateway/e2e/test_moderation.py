@@ -2,9 +2,10 @@
 refused prompt, a refused input photo and a refused result, the provider down for a while, the
 admin's review list, the timeline, and the overturn that re-runs a task at no charge.
 
-The tasks service moderates with a test double of the port (``FakeModeration``: it refuses the
-word "forbidden" and any image containing given bytes), so that what is refused is chosen by the
-test; the adapters are checked by their own contract suite."""
+Most tests moderate with a test double of the port (``FakeModeration``: it refuses the word
+"forbidden" and any image containing given bytes), so that what is refused — a result too — is
+chosen by the test; the last ones run the real local adapter (word lists, NudeNet) end to end.
+Every adapter is checked by the contract suite (tests/contracts/integration/test_moderation.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 from tests.gateway.conftest import Stack, User
 from tests.gateway.e2e.test_admin_console import admin_of, timeline
 from tests.gateway.e2e.test_tasks import jpeg, settled_balance, upload_photo, wait_for_status
+from tests.support.moderation_images import flagged_image, product_photo
 from tests.tasks.fakes import FakeModeration
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -186,3 +188,45 @@ def test_review_timeline_and_overturn_rerun_at_no_charge(
     assert admin.post(f"/v1/admin/moderation/{first['id']}/overturn").status_code == 404
     bad_body = admin.post(path, json={"x": 1})
     assert bad_body.status_code == 422
+
+
+def upload_png(user: User, data: bytes) -> str:
+    target = user.post("/v1/uploads", json={"content_type": "image/png", "size": len(data)})
+    assert target.status_code == 201, target.text
+    t = target.json()
+    sent = httpx.post(t["url"], data=t["fields"], files={"file": ("p.png", data, "image/png")})
+    assert sent.status_code in (200, 201, 204), sent.text
+    return str(t["upload_id"])
+
+
+@SQLITE
+def test_the_local_adapter_end_to_end(local_moderated_stack: Stack) -> None:
+    stack = local_moderated_stack
+    user = stack.api.user("lou@example.com")
+    admin = admin_of(stack, "lead@example.com")
+    for prompt in ("a zorbleflux on a table", "色情图片", "a p0rn poster"):
+        r = create(user, {"type": "text_to_image", "params": {"prompt": prompt}})
+        assert r.status_code == 422 and r.json()["code"] == "content_rejected", (prompt, r.text)
+    assert user.get("/v1/me/balance").json()["available"] == 10
+    ok = create(user, {"type": "text_to_image", "params": {"prompt": "a nude-colour handbag"}})
+    assert ok.status_code == 201, ok.text
+    assert wait_for_status(user, ok.json()["id"], {"succeeded"})["images"]
+    flagged = upload_png(user, flagged_image())
+    r = create(user, {"type": "basic_clean", "params": {}, "input_upload_id": flagged})
+    refused = wait_for_status(user, r.json()["id"], {"succeeded", "failed"})
+    assert refused["status"] == "failed" and refused["error"] == "CONTENT_REJECTED"
+    plain = upload_photo(stack, user, product_photo())
+    r = create(user, {"type": "basic_clean", "params": {}, "input_upload_id": plain})
+    assert wait_for_status(user, r.json()["id"], {"succeeded", "failed"})["status"] == "succeeded"
+    assert settled_balance(user)["available"] == 8
+    items = admin.get("/v1/admin/moderation", params={"verdict": "rejected"}).json()["items"]
+    assert [i["subject"] for i in items] == ["input_image", "prompt", "prompt", "prompt"]
+    image = items[0]
+    assert image["provider"] == "local" and image["task_id"] == refused["id"]
+    assert any(label["confidence"] >= 0.8 for label in image["labels"])
+    # newest first: the leetspeak one, the Chinese one, the operator's own term
+    assert [[label["name"] for label in i["labels"]] for i in items[1:]] == [
+        ["blocked_term:sexual"],
+        ["blocked_term:sexual"],
+        ["blocked_term:custom"],
+    ]

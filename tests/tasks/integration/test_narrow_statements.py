@@ -153,6 +153,7 @@ def test_the_create_is_one_transaction_and_one_narrow_update(
         "INSERT INTO tasks",
         "INSERT INTO task_daily_counts",
         "INSERT INTO task_events",
+        "INSERT INTO moderation_decisions",  # the allowed prompt, in the same transaction
         "UPDATE tasks",  # the hold confirmation
     ]
     set_clause = statements[-1].split(" SET ", 1)[1].split(" WHERE ", 1)[0]
@@ -166,7 +167,7 @@ def test_the_create_is_one_transaction_and_one_narrow_update(
     simple = [m for m in wire if m.startswith("Query")]
     # The insert's transaction; the confirmation is one statement, atomic in autocommit.
     assert [m.split()[1].strip('"') for m in simple] == ["BEGIN", "COMMIT"], wire
-    assert sum(m.startswith("Execute") for m in wire) == 4
+    assert sum(m.startswith("Execute") for m in wire) == 5
 
 
 def test_a_task_and_its_images_are_read_in_one_query_without_rollback(
