@@ -98,6 +98,7 @@ _HAS_LETTER = re.compile(r"[a-z\u00df-\u024f]")
 _LATIN_LETTERS = re.compile(r"[0-9a-z\u00df-\u024f]+")
 _LATIN_TERM = re.compile(r"[0-9a-z\u00df-\u024f ]+")
 _ENDINGS = "(?:s|es|ed|er|ers|ing)?"
+_NOT_ALPHANUMERIC = re.compile(r"[\W_]+")  # \w: what str.isalnum() accepts, and "_"
 _SPELLED_OUT_RUN = 3  # this many one-letter tokens in a row are read as one word ("s e x")
 
 
@@ -106,31 +107,48 @@ def normalise(text: str) -> str:
     return _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
-def latin_words(text: str) -> str:
-    """The Latin words of normalised ``text``, one space apart and one at each end: spelled-out
-    letters joined ("s.e.x" → "sex"), leetspeak undone in words that have a letter ("s3x")."""
-    tokens = _LATIN_TOKEN.findall(text)
-    joined: list[str] = []
+def _latin_tokens(text: str) -> tuple[list[str], list[str]]:
+    """The Latin words of normalised ``text`` (runs of one-letter words joined into one), and those
+    runs alone; leetspeak undone in every word that has a letter."""
+    words: list[str] = []
+    runs: list[str] = []
     run: list[str] = []
-    for token in [*tokens, ""]:
+    for token in [*_LATIN_TOKEN.findall(text), ""]:
         if len(token) == 1:
             run.append(token)
             continue
         if len(run) >= _SPELLED_OUT_RUN:
-            joined.append("".join(run))
+            words.append("".join(run))
+            runs.append(words[-1])
         else:
-            joined.extend(run)
+            words.extend(run)
         run = []
         if token:
-            joined.append(token)
-    words = [t.translate(_LEET) if _HAS_LETTER.search(t) else t for t in joined]
-    return " " + " ".join(words) + " "
+            words.append(token)
+    return [_unleet(w) for w in words], [_unleet(r) for r in runs]
+
+
+def _unleet(word: str) -> str:
+    return word.translate(_LEET) if _HAS_LETTER.search(word) else word
+
+
+def latin_words(text: str) -> str:
+    """The Latin words of normalised ``text``, one space apart and one at each end: spelled-out
+    letters joined ("s.e.x" → "sex"), leetspeak undone in words that have a letter ("s3x")."""
+    return " " + " ".join(_latin_tokens(text)[0]) + " "
+
+
+def spelled_out(text: str) -> str:
+    """The letters of normalised ``text`` spelled out one by one ("a s e x video" → "asex"), each
+    run apart: terms are looked for anywhere inside a run, since a one-letter word before or after
+    the spelled term ("a", "i") joins it."""
+    return " ".join(_latin_tokens(text)[1])
 
 
 def compact(text: str) -> str:
     """Normalised ``text`` with only its letters and digits: every space, punctuation mark,
     symbol and separator between characters dropped ("色 情", "色.情" → "色情")."""
-    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
+    return _NOT_ALPHANUMERIC.sub("", text)
 
 
 @dataclass
@@ -195,22 +213,27 @@ def _substring_pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
 
 @dataclass(frozen=True)
 class _TextMatcher:
-    latin: dict[str, re.Pattern[str]]
-    other: dict[str, re.Pattern[str]]
+    latin: dict[str, re.Pattern[str]]  # whole words of latin_words()
+    spelled: dict[str, re.Pattern[str]]  # Latin terms anywhere inside spelled_out()
+    other: dict[str, re.Pattern[str]]  # substrings of compact()
     allowed_latin: re.Pattern[str] | None
     allowed_other: re.Pattern[str] | None
 
     @classmethod
     def build(cls, terms: _TermList) -> _TextMatcher:
         latin: dict[str, re.Pattern[str]] = {}
+        spelled: dict[str, re.Pattern[str]] = {}
         other: dict[str, re.Pattern[str]] = {}
         for category, words in sorted(terms.terms.items()):
             if pattern := _words_pattern([w for w in words if _is_latin(w)], endings=True):
                 latin[category] = pattern
+            if pattern := _substring_pattern(w.replace(" ", "") for w in words if _is_latin(w)):
+                spelled[category] = pattern
             if pattern := _substring_pattern(w for w in words if not _is_latin(w)):
                 other[category] = pattern
         return cls(
             latin=latin,
+            spelled=spelled,
             other=other,
             allowed_latin=_words_pattern([w for w in terms.allowed if _is_latin(w)], endings=False),
             allowed_other=_substring_pattern(w for w in terms.allowed if not _is_latin(w)),
@@ -226,6 +249,8 @@ class _TextMatcher:
         if self.allowed_other is not None:
             letters = self.allowed_other.sub("\x00", letters)
         found = {c for c, p in self.latin.items() if p.search(words)}
+        if runs := spelled_out(text):
+            found |= {c for c, p in self.spelled.items() if p.search(runs)}
         found |= {c for c, p in self.other.items() if p.search(letters)}
         return sorted(found)
 
@@ -305,6 +330,14 @@ def detections(output: FloatArray) -> dict[str, float]:
     return found
 
 
+def nudenet_model_path() -> Path:
+    """``320n.onnx`` inside the installed ``nudenet`` package (found without importing it)."""
+    spec = importlib.util.find_spec("nudenet")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the nudenet package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "320n.onnx"
+
+
 class _NudeNetModel:
     """The ONNX session of NudeNet's detector: one per process, built on first use."""
 
@@ -314,10 +347,7 @@ class _NudeNetModel:
     def __init__(self) -> None:
         import onnxruntime
 
-        spec = importlib.util.find_spec("nudenet")  # the package's folder, without importing it
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("the nudenet package is not installed")
-        path = Path(next(iter(spec.submodule_search_locations))) / "320n.onnx"
+        path = nudenet_model_path()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # many processes share few cores
         options.inter_op_num_threads = 1
