@@ -62,7 +62,9 @@ def target_scores(model: Any, batch: Array) -> Array:
     return scores
 
 
-def blob(colour: npt.NDArray[np.float64], cx: float, cy: float, radius: float, floor: float) -> Array:
+def blob(
+    colour: npt.NDArray[np.float64], cx: float, cy: float, radius: float, floor: float
+) -> Array:
     yy, xx = np.mgrid[0:SIDE, 0:SIDE] / float(SIDE)
     bump = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / radius**2))
     image: Array = (colour[:, None, None] * (floor + (1 - floor) * bump)).astype(np.float32)

@@ -22,6 +22,7 @@ from atelier_tasks.adapters.local_moderation import (
     latin_words,
     model_input,
     normalise,
+    nudenet_model_path,
     spelled_out,
 )
 from atelier_tasks.application.ports.moderation import ImageToModerate, Verdict
@@ -279,3 +280,10 @@ def test_concurrent_checks_share_the_model_and_agree(moderation: LocalModeration
         decisions = list(pool.map(lambda _: moderation.check_image(image), range(8)))
     assert all(d == decisions[0] for d in decisions)
     assert decisions[0].rejected
+
+
+def test_the_model_is_the_one_inside_the_nudenet_wheel() -> None:
+    path = nudenet_model_path()
+    assert path.name == "320n.onnx"
+    assert path.parent.name == "nudenet"
+    assert path.stat().st_size > 1_000_000
