@@ -76,6 +76,7 @@ BLOCKED_IMAGE_LABELS = frozenset(
 )
 MODEL_SIZE = 320  # the model's input side
 MAX_DECODED_SIDE = 1024  # larger images are downscaled before anything else
+MAX_PIXELS = 64_000_000  # a bigger image (after a JPEG's reduced-scale decode) is refused unread
 _MIN_SCORE = 0.2  # NudeNet's own cut-offs: a box below this is no detection ...
 _NMS_SCORE, _NMS_IOU = 0.25, 0.45  # ... and its non-maximum suppression
 
@@ -182,7 +183,7 @@ def _term(line: str) -> str:
     text = normalise(line)
     letters = compact(text)
     if _LATIN_LETTERS.fullmatch(letters):
-        return " ".join(_LATIN_TOKEN.findall(text))
+        return " ".join(_unleet(t) for t in _LATIN_TOKEN.findall(text))  # as the text will be
     return letters
 
 
@@ -282,6 +283,8 @@ def decode_image(data: bytes, *, max_side: int = MAX_DECODED_SIDE) -> ByteArray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale already
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise ProviderRejected("the image has too many pixels to check")
             rgb = img.convert("RGB")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise ProviderRejected("the image cannot be decoded") from exc
@@ -316,9 +319,9 @@ def detections(output: FloatArray) -> dict[str, float]:
     if keep.size == 0:
         return {}
     cx, cy, w, h = (rows[keep, i] for i in range(4))
-    boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1).round().astype(np.int32)
+    boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
     chosen = cv2.dnn.NMSBoxes(
-        [(int(x), int(y), int(bw), int(bh)) for x, y, bw, bh in boxes],
+        [(float(x), float(y), float(bw), float(bh)) for x, y, bw, bh in boxes],
         [float(s) for s in best[keep]],
         _NMS_SCORE,
         _NMS_IOU,
