@@ -21,10 +21,12 @@ What it speaks (https://cloud.tencent.com/document/api/1124/51860 and /1125/5327
 How it decides (deterministic, what the tests control):
 - text: a case-insensitive substring match against ``text_rules`` (word → label, sub-label,
   score, suggestion). By default "porn"/"色情" → Porn 95 Block, "idiot"/"傻瓜" → Abuse 92 Block,
-  "borderline"/"擦边" → Porn ``review_score`` (72) Review; anything else → Normal, Pass.
+  "borderline"/"擦边" → Porn ``review_score`` (72) Review, "logo" → a DetailResults entry Ad 99
+  that the policy passes (Suggestion Pass); anything else → Normal, Pass.
 - images: an image whose SHA-256 was passed to ``block_image`` → Porn 99 Block; else by its
   average colour (so it survives re-encoding): close to pure magenta (255, 0, 255) → Porn 97
-  Block, close to pure yellow (255, 255, 0) → Porn ``review_score`` Review; else Normal, Pass.
+  Block, close to pure yellow (255, 255, 0) → Porn ``review_score`` Review; else Normal, Pass —
+  and close to pure cyan (0, 255, 255) adds an ``ObjectResults`` QR code, Ad 99, Suggestion Pass.
   ``magenta_png()`` / ``yellow_png()`` / ``product_png()`` make such images.
 
 Controls: ``go_down("InternalError" | "http_503")`` / ``throttle()`` (``RequestLimitExceeded``)
@@ -73,7 +75,7 @@ class TextRule:
     label: str
     sub_label: str
     score: int
-    suggestion: str  # Block | Review
+    suggestion: str  # Block | Review | Pass (a hit the policy allows)
 
 
 REVIEW_SCORE = 72
@@ -87,6 +89,7 @@ def default_text_rules(review_score: int = REVIEW_SCORE) -> dict[str, TextRule]:
         "傻瓜": TextRule("Abuse", "Insult", 92, "Block"),
         "borderline": TextRule("Porn", "Sexy", review_score, "Review"),
         "擦边": TextRule("Porn", "Sexy", review_score, "Review"),
+        "logo": TextRule("Ad", "Brand", 99, "Pass"),
     }
 
 
@@ -297,7 +300,7 @@ class FakeTencentModeration:
             for word, rule in hits
         ]
         top = max(
-            hits,
+            (hit for hit in hits if hit[1].suggestion != "Pass"),
             key=lambda hit: (hit[1].suggestion == "Block", hit[1].score),
             default=None,
         )
@@ -368,6 +371,19 @@ class FakeTencentModeration:
             label, sub_label, score, suggestion = "Porn", "Sexy", self.review_score, "Review"
         else:
             label, sub_label, score, suggestion = "Normal", "", 0, "Pass"
+        objects = []
+        if _near(mean, (0, 255, 255)):  # a QR code the policy allows: Ad 99, but Pass
+            objects.append(
+                {
+                    "Scene": "QrCode",
+                    "Suggestion": "Pass",
+                    "Label": "Ad",
+                    "SubLabel": "QRCode",
+                    "Score": 99,
+                    "Names": ["QRCode"],
+                    "Details": [{"Id": 0, "Name": "QRCode", "Value": "", "Score": 99}],
+                }
+            )
         results = []
         if label != "Normal":
             results.append(
@@ -387,7 +403,7 @@ class FakeTencentModeration:
             "SubLabel": sub_label,
             "Score": score,
             "LabelResults": results,
-            "ObjectResults": [],
+            "ObjectResults": objects,
             "OcrResults": [],
             "LibResults": [],
             "DataId": str(params.get("DataId") or ""),

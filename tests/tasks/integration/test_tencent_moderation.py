@@ -217,6 +217,18 @@ def test_review_is_judged_by_the_threshold() -> None:
         assert adapter_for(high).check_image(png((255, 255, 0))).rejected
 
 
+def test_what_tencent_itself_passes_is_not_a_finding(fake: FakeTencentModeration) -> None:
+    """An Ad 99 the BizType policy allows (a brand logo, a QR code on a label) comes back with
+    Suggestion Pass: neither a rejection nor a label, whatever its score."""
+    text = adapter_for(fake).check_text("a shirt with the brand logo on the chest")
+    assert text.verdict is Verdict.ALLOWED and text.labels == ()
+    image = adapter_for(fake).check_image(png((0, 255, 255)))
+    assert image.verdict is Verdict.ALLOWED and image.labels == ()
+    # ... while what it does not pass still counts next to it.
+    both = adapter_for(fake).check_text("a logo and a porn scene")
+    assert both.rejected and [label.name for label in both.labels] == ["Porn"]
+
+
 # -- images ---------------------------------------------------------------------------------
 
 

@@ -17,10 +17,13 @@ Requests:
 - ``BizType``: the moderation policy configured in the CMS console, when given.
 
 Decision (the same for both services): every label the answer names — the top-level
-``Label``/``Score``, TMS ``DetailResults[]``, IMS ``LabelResults[]`` and their sub-label
-``Details[]`` — becomes a :class:`ModerationLabel` named by its ``Label`` with confidence
-``Score / 100`` (one per label, the highest; ``Normal`` and zero scores are left out). The verdict
-is REJECTED when Tencent's ``Suggestion`` is ``Block``, or when any label reaches ``threshold``.
+``Label``/``Score``, TMS ``DetailResults[]``, IMS ``LabelResults[]``, ``ObjectResults[]``,
+``OcrResults[]``, ``LibResults[]`` and their ``Details[]`` — becomes a :class:`ModerationLabel`
+named by its ``Label`` with confidence ``Score / 100`` (one per label, the highest). Left out:
+``Normal``, zero scores, and results Tencent itself suggests ``Pass`` for (e.g. a brand logo
+scored ``Ad`` 99 that the BizType policy allows — in a clothing shop that is not a finding). The
+verdict is REJECTED when Tencent's ``Suggestion`` is ``Block``, or when any label reaches
+``threshold``.
 ``Review`` ("a person should look") is **not** a rejection by itself: it is judged by the same
 threshold rule as everything else — a Review of Porn at 72 is allowed with threshold 0.8, at 85 it
 is rejected. ``request_id`` is the answer's ``RequestId`` (for chunked text, those of every chunk,
@@ -78,6 +81,11 @@ MAX_FILE_URL_BYTES = 30 * 1024 * 1024
 TIMEOUT_SECONDS = 15
 _NORMAL = "Normal"
 _BLOCK = "Block"
+_PASS = "Pass"
+# Where each service lists its results: TMS DetailResults; IMS the classifier's LabelResults and
+# the object, OCR and image-library results.
+_TMS_RESULTS = ("DetailResults",)
+_IMS_RESULTS = ("LabelResults", "ObjectResults", "OcrResults", "LibResults")
 
 _UNAVAILABLE_PREFIXES = (
     "ClientNetworkError",
@@ -139,13 +147,16 @@ def _split_endpoint(endpoint: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
-def _labels(results: Iterable[Any]) -> Iterator[tuple[str, Any]]:
-    """(Label, Score) of each result and of its sub-label details."""
+def _findings(results: Iterable[Any]) -> Iterator[tuple[str, Any]]:
+    """(Label, Score) of each result, and of its details (a detail's own Label when it has one,
+    as OCR details do), except where Tencent itself suggests Pass."""
     for result in results:
+        if str(getattr(result, "Suggestion", None) or "") == _PASS:
+            continue  # e.g. an Ad logo the BizType policy allows: not a finding
         label = str(getattr(result, "Label", None) or "")
         yield label, getattr(result, "Score", None)
         for detail in getattr(result, "Details", None) or ():
-            yield label, getattr(detail, "Score", None)
+            yield str(getattr(detail, "Label", None) or label), getattr(detail, "Score", None)
 
 
 class TencentModeration:
@@ -191,7 +202,7 @@ class TencentModeration:
             if self._biz_type:
                 request.BizType = self._biz_type
             answers.append(self._call("tms", self._tms().TextModeration, request))
-        return self._decide(answers, detail_field="DetailResults")
+        return self._decide(answers, _TMS_RESULTS)
 
     def check_image(self, image: ImageToModerate) -> ModerationDecision:
         request = ims_models.ImageModerationRequest()
@@ -204,7 +215,7 @@ class TencentModeration:
         if self._biz_type:
             request.BizType = self._biz_type
         answer = self._call("ims", self._ims().ImageModeration, request)
-        return self._decide([answer], detail_field="LabelResults")
+        return self._decide([answer], _IMS_RESULTS)
 
     # -- the SDK ----------------------------------------------------------------------------
 
@@ -236,13 +247,14 @@ class TencentModeration:
             )
             raise ProviderUnavailable(f"Tencent {service.upper()} could not be reached") from None
 
-    def _decide(self, answers: list[Any], *, detail_field: str) -> ModerationDecision:
+    def _decide(self, answers: list[Any], result_fields: tuple[str, ...]) -> ModerationDecision:
         confidence: dict[str, float] = {}
         blocked = False
         for answer in answers:
             blocked = blocked or str(answer.Suggestion or "") == _BLOCK
-            found = [(str(answer.Label or ""), answer.Score)]
-            found += _labels(getattr(answer, detail_field, None) or ())
+            found = list(_findings([answer]))  # the top-level Suggestion, Label and Score
+            for name in result_fields:
+                found += _findings(getattr(answer, name, None) or ())
             for label, score in found:
                 if not label or label == _NORMAL or not score:
                     continue
