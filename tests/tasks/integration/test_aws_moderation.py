@@ -5,15 +5,21 @@ segmentation, request ids. The shared behaviour is in the moderation contract su
 from __future__ import annotations
 
 import io
+import json
 import random
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from PIL import Image
 
@@ -363,3 +369,32 @@ def test_split_never_cuts_a_character_even_without_spaces() -> None:
     assert all(len(p.encode()) > SEGMENT_BYTES - 4 for p in pieces[:-1])  # full, bar a char
     with pytest.raises(ValueError):
         split_utf8("🧥", 3)
+
+
+def test_the_server_checks_what_was_signed(server: FakeAwsModeration) -> None:
+    """Signed with botocore's own SigV4 signer: accepted as signed, refused once the body or a
+    signed header changes after signing."""
+
+    def send(body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(server.url + "/", body, headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    body = json.dumps({"TextSegments": [{"Text": "a linen shirt"}], "LanguageCode": "en"})
+    signed = AWSRequest(
+        "POST",
+        server.url + "/",
+        data=body.encode(),
+        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": COMPREHEND},
+    )
+    SigV4Auth(Credentials(ACCESS_KEY_ID, SECRET_ACCESS_KEY), "comprehend", REGION).add_auth(signed)
+    headers = {k: str(v) for k, v in signed.headers.items()}
+    status, answer = send(body.encode(), headers)
+    assert status == 200 and "ResultList" in answer
+    status, answer = send(body.replace("linen", BLOCKED_WORD).encode(), headers)
+    assert (status, answer["__type"]) == (400, "InvalidSignatureException")
+    status, answer = send(body.encode(), {**headers, "X-Amz-Target": REKOGNITION})
+    assert (status, answer["__type"]) == (400, "InvalidSignatureException")
