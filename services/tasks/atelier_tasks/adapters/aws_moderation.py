@@ -172,21 +172,21 @@ class AwsModeration:
             MinConfidence=self._floor * 100,
         )
         labels = [
-            (str(label.get("Name") or ""), str(label.get("ParentName") or ""), label)
+            (str(label.get("Name") or ""), _score(label.get("Confidence"), scale=100.0))
             for label in response.get("ModerationLabels") or ()
         ]
-        parents = {name: parent for name, parent, _ in labels if name}
+        parents = {
+            str(label.get("Name") or ""): str(label.get("ParentName") or "")
+            for label in response.get("ModerationLabels") or ()
+        }
         scores: dict[str, float] = {}
-        for name, _, label in labels:
-            confidence = _score(label.get("Confidence"), scale=100.0)
+        for name, confidence in labels:
             seen: set[str] = set()
-            while name and name not in seen:  # the label, then each of its ancestors
+            # the label, then each ancestor (named by ParentName even when not reported itself)
+            while name and name not in seen:
                 seen.add(name)
                 _raise_to(scores, name, confidence)
                 name = parents.get(name, "")
-            parent = label.get("ParentName")
-            if parent and parent not in parents:  # a parent not reported on its own
-                _raise_to(scores, str(parent), confidence)
         return self._decide(scores, [_request_id(response)])
 
     def _rejects(self, scores: dict[str, float]) -> bool:
