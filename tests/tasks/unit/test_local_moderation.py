@@ -18,6 +18,7 @@ from atelier_tasks.adapters.local_moderation import (
     MODEL_SIZE,
     LocalModeration,
     compact,
+    decode_frames,
     decode_image,
     latin_words,
     model_input,
@@ -292,3 +293,24 @@ def test_the_model_is_the_one_inside_the_nudenet_wheel() -> None:
     assert path.name == "320n.onnx"
     assert path.parent.name == "nudenet"
     assert path.stat().st_size > 1_000_000
+
+
+def test_an_animation_is_checked_frame_by_frame(moderation: LocalModeration) -> None:
+    shirt = Image.open(io.BytesIO(product_photo(side=320)))
+    flagged = Image.open(io.BytesIO(flagged_image()))
+    out = io.BytesIO()  # an APNG: lossless, so the flagged frame stays what the model flags
+    shirt.save(out, format="PNG", save_all=True, append_images=[shirt, flagged, shirt])
+    animation = ImageToModerate(out.getvalue(), "image/png")
+    assert not moderation.check_image(ImageToModerate(encoded(shirt), "image/png")).rejected
+    assert moderation.check_image(animation).rejected
+
+
+def test_long_animations_are_sampled_from_first_to_last_frame() -> None:
+    frames = [Image.new("L", (8, 8), i * 10) for i in range(20)]
+    out = io.BytesIO()
+    frames[0].save(out, format="PNG", save_all=True, append_images=frames[1:])
+    decoded = decode_frames(out.getvalue(), max_frames=8)
+    assert len(decoded) == 8
+    assert decoded[0][0, 0, 0] == 0
+    assert decoded[-1][0, 0, 0] == 190
+    assert len(decode_frames(out.getvalue(), max_frames=30)) == 20

@@ -10,9 +10,10 @@ substrings. A match rejects with ``blocked_term:<category>`` at confidence 1.0.
 
 Images: NudeNet's detector (``320n.onnx``, shipped inside the ``nudenet`` wheel; nothing is
 downloaded), run by onnxruntime with one thread. The session is built once per process, on the
-first image. The image is decoded from memory with Pillow, downscaled when large, padded to a
-square and resized to 320×320 as NudeNet does; a check rejects when an explicit label reaches the
-threshold, and reports every label found (its highest confidence).
+first image. The image is decoded from memory with Pillow (up to 8 frames of an animation),
+downscaled when large, padded to a square and resized to 320×320 as NudeNet does; a check
+rejects when an explicit label reaches the threshold in any frame, and reports every label found
+(its highest confidence).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ BLOCKED_IMAGE_LABELS = frozenset(
 )
 MODEL_SIZE = 320  # the model's input side
 MAX_DECODED_SIDE = 1024  # larger images are downscaled before anything else
+MAX_FRAMES = 8  # of an animation (GIF, WebP, APNG), the frames checked at most
 MAX_PIXELS = 64_000_000  # a bigger image (after a JPEG's reduced-scale decode) is refused unread
 _MIN_SCORE = 0.2  # NudeNet's own cut-offs: a box below this is no detection ...
 _NMS_SCORE, _NMS_IOU = 0.25, 0.45  # ... and its non-maximum suppression
@@ -277,20 +279,37 @@ FloatArray = npt.NDArray[np.float32]
 ByteArray = npt.NDArray[np.uint8]
 
 
-def decode_image(data: bytes, *, max_side: int = MAX_DECODED_SIDE) -> ByteArray:
-    """``data`` as an RGB array (height × width × 3), no side longer than ``max_side``.
-    Raises ProviderRejected when it is no image Pillow can read (or a decompression bomb)."""
+def decode_frames(
+    data: bytes, *, max_side: int = MAX_DECODED_SIDE, max_frames: int = MAX_FRAMES
+) -> list[ByteArray]:
+    """``data`` as RGB arrays (height × width × 3), no side longer than ``max_side``: one per
+    frame checked — every frame of an animation up to ``max_frames``, else that many spread
+    evenly from the first to the last. Raises ProviderRejected when it is no image Pillow can read,
+    or too large."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale already
             if img.size[0] * img.size[1] > MAX_PIXELS:
                 raise ProviderRejected("the image has too many pixels to check")
-            rgb = img.convert("RGB")
+            count = int(getattr(img, "n_frames", 1))
+            checked = min(count, max_frames)
+            step = (count - 1) / max(1, checked - 1)
+            picks = sorted({round(i * step) for i in range(checked)})
+            frames: list[Image.Image] = []
+            for index in picks:
+                img.seek(index)
+                frames.append(img.convert("RGB"))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise ProviderRejected("the image cannot be decoded") from exc
-    if max(rgb.size) > max_side:
-        rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+    for frame in frames:
+        if max(frame.size) > max_side:
+            frame.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return [np.asarray(frame, dtype=np.uint8) for frame in frames]
+
+
+def decode_image(data: bytes, *, max_side: int = MAX_DECODED_SIDE) -> ByteArray:
+    """The first frame of ``data`` as :func:`decode_frames` reads it."""
+    return decode_frames(data, max_side=max_side, max_frames=1)[0]
 
 
 def model_input(rgb: ByteArray) -> FloatArray:
@@ -398,8 +417,11 @@ class LocalModeration:
         return ModerationDecision(Verdict.REJECTED, PROVIDER, labels)
 
     def check_image(self, image: ImageToModerate) -> ModerationDecision:
-        rgb = decode_image(image.data)
-        found = _NudeNetModel.get().detect(rgb)
+        model = _NudeNetModel.get()
+        found: dict[str, float] = {}
+        for frame in decode_frames(image.data):
+            for name, confidence in model.detect(frame).items():
+                found[name] = max(found.get(name, 0.0), confidence)
         labels = tuple(
             ModerationLabel(name, confidence)
             for name, confidence in sorted(found.items(), key=lambda item: (-item[1], item[0]))
