@@ -10,9 +10,10 @@ substrings. A match rejects with ``blocked_term:<category>`` at confidence 1.0.
 
 Images: NudeNet's detector (``320n.onnx``, shipped inside the ``nudenet`` wheel; nothing is
 downloaded), run by onnxruntime with one thread. The session is built once per process, on the
-first image. The image is decoded from memory with Pillow, downscaled when large, padded to a
-square and resized to 320×320 as NudeNet does; a check rejects when an explicit label reaches the
-threshold, and reports every label found (its highest confidence).
+first image. The image is decoded from memory with Pillow (up to 8 frames of an animation),
+downscaled when large, padded to a square and resized to 320×320 as NudeNet does; a check
+rejects when an explicit label reaches the threshold in any frame, and reports every label found
+(its highest confidence).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ BLOCKED_IMAGE_LABELS = frozenset(
 )
 MODEL_SIZE = 320  # the model's input side
 MAX_DECODED_SIDE = 1024  # larger images are downscaled before anything else
+MAX_FRAMES = 8  # of an animation (GIF, WebP, APNG), the frames checked at most
+MAX_PIXELS = 64_000_000  # a bigger image (after a JPEG's reduced-scale decode) is refused unread
 _MIN_SCORE = 0.2  # NudeNet's own cut-offs: a box below this is no detection ...
 _NMS_SCORE, _NMS_IOU = 0.25, 0.45  # ... and its non-maximum suppression
 
@@ -98,6 +101,7 @@ _HAS_LETTER = re.compile(r"[a-z\u00df-\u024f]")
 _LATIN_LETTERS = re.compile(r"[0-9a-z\u00df-\u024f]+")
 _LATIN_TERM = re.compile(r"[0-9a-z\u00df-\u024f ]+")
 _ENDINGS = "(?:s|es|ed|er|ers|ing)?"
+_NOT_ALPHANUMERIC = re.compile(r"[\W_]+")  # \w: what str.isalnum() accepts, and "_"
 _SPELLED_OUT_RUN = 3  # this many one-letter tokens in a row are read as one word ("s e x")
 
 
@@ -106,31 +110,48 @@ def normalise(text: str) -> str:
     return _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
-def latin_words(text: str) -> str:
-    """The Latin words of normalised ``text``, one space apart and one at each end: spelled-out
-    letters joined ("s.e.x" → "sex"), leetspeak undone in words that have a letter ("s3x")."""
-    tokens = _LATIN_TOKEN.findall(text)
-    joined: list[str] = []
+def _latin_tokens(text: str) -> tuple[list[str], list[str]]:
+    """The Latin words of normalised ``text`` (runs of one-letter words joined into one), and those
+    runs alone; leetspeak undone in every word that has a letter."""
+    words: list[str] = []
+    runs: list[str] = []
     run: list[str] = []
-    for token in [*tokens, ""]:
+    for token in [*_LATIN_TOKEN.findall(text), ""]:
         if len(token) == 1:
             run.append(token)
             continue
         if len(run) >= _SPELLED_OUT_RUN:
-            joined.append("".join(run))
+            words.append("".join(run))
+            runs.append(words[-1])
         else:
-            joined.extend(run)
+            words.extend(run)
         run = []
         if token:
-            joined.append(token)
-    words = [t.translate(_LEET) if _HAS_LETTER.search(t) else t for t in joined]
-    return " " + " ".join(words) + " "
+            words.append(token)
+    return [_unleet(w) for w in words], [_unleet(r) for r in runs]
+
+
+def _unleet(word: str) -> str:
+    return word.translate(_LEET) if _HAS_LETTER.search(word) else word
+
+
+def latin_words(text: str) -> str:
+    """The Latin words of normalised ``text``, one space apart and one at each end: spelled-out
+    letters joined ("s.e.x" → "sex"), leetspeak undone in words that have a letter ("s3x")."""
+    return " " + " ".join(_latin_tokens(text)[0]) + " "
+
+
+def spelled_out(text: str) -> str:
+    """The letters of normalised ``text`` spelled out one by one ("a s e x video" → "asex"), each
+    run apart: terms are looked for anywhere inside a run, since a one-letter word before or after
+    the spelled term ("a", "i") joins it."""
+    return " ".join(_latin_tokens(text)[1])
 
 
 def compact(text: str) -> str:
     """Normalised ``text`` with only its letters and digits: every space, punctuation mark,
     symbol and separator between characters dropped ("色 情", "色.情" → "色情")."""
-    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
+    return _NOT_ALPHANUMERIC.sub("", text)
 
 
 @dataclass
@@ -164,7 +185,7 @@ def _term(line: str) -> str:
     text = normalise(line)
     letters = compact(text)
     if _LATIN_LETTERS.fullmatch(letters):
-        return " ".join(_LATIN_TOKEN.findall(text))
+        return " ".join(_unleet(t) for t in _LATIN_TOKEN.findall(text))  # as the text will be
     return letters
 
 
@@ -195,22 +216,27 @@ def _substring_pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
 
 @dataclass(frozen=True)
 class _TextMatcher:
-    latin: dict[str, re.Pattern[str]]
-    other: dict[str, re.Pattern[str]]
+    latin: dict[str, re.Pattern[str]]  # whole words of latin_words()
+    spelled: dict[str, re.Pattern[str]]  # Latin terms anywhere inside spelled_out()
+    other: dict[str, re.Pattern[str]]  # substrings of compact()
     allowed_latin: re.Pattern[str] | None
     allowed_other: re.Pattern[str] | None
 
     @classmethod
     def build(cls, terms: _TermList) -> _TextMatcher:
         latin: dict[str, re.Pattern[str]] = {}
+        spelled: dict[str, re.Pattern[str]] = {}
         other: dict[str, re.Pattern[str]] = {}
         for category, words in sorted(terms.terms.items()):
             if pattern := _words_pattern([w for w in words if _is_latin(w)], endings=True):
                 latin[category] = pattern
+            if pattern := _substring_pattern(w.replace(" ", "") for w in words if _is_latin(w)):
+                spelled[category] = pattern
             if pattern := _substring_pattern(w for w in words if not _is_latin(w)):
                 other[category] = pattern
         return cls(
             latin=latin,
+            spelled=spelled,
             other=other,
             allowed_latin=_words_pattern([w for w in terms.allowed if _is_latin(w)], endings=False),
             allowed_other=_substring_pattern(w for w in terms.allowed if not _is_latin(w)),
@@ -226,6 +252,8 @@ class _TextMatcher:
         if self.allowed_other is not None:
             letters = self.allowed_other.sub("\x00", letters)
         found = {c for c, p in self.latin.items() if p.search(words)}
+        if runs := spelled_out(text):
+            found |= {c for c, p in self.spelled.items() if p.search(runs)}
         found |= {c for c, p in self.other.items() if p.search(letters)}
         return sorted(found)
 
@@ -251,18 +279,37 @@ FloatArray = npt.NDArray[np.float32]
 ByteArray = npt.NDArray[np.uint8]
 
 
-def decode_image(data: bytes, *, max_side: int = MAX_DECODED_SIDE) -> ByteArray:
-    """``data`` as an RGB array (height × width × 3), no side longer than ``max_side``.
-    Raises ProviderRejected when it is no image Pillow can read (or a decompression bomb)."""
+def decode_frames(
+    data: bytes, *, max_side: int = MAX_DECODED_SIDE, max_frames: int = MAX_FRAMES
+) -> list[ByteArray]:
+    """``data`` as RGB arrays (height × width × 3), no side longer than ``max_side``: one per
+    frame checked — every frame of an animation up to ``max_frames``, else that many spread
+    evenly from the first to the last. Raises ProviderRejected when it is no image Pillow can read,
+    or too large."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale already
-            rgb = img.convert("RGB")
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise ProviderRejected("the image has too many pixels to check")
+            count = int(getattr(img, "n_frames", 1))
+            checked = min(count, max_frames)
+            step = (count - 1) / max(1, checked - 1)
+            picks = sorted({round(i * step) for i in range(checked)})
+            frames: list[Image.Image] = []
+            for index in picks:
+                img.seek(index)
+                frames.append(img.convert("RGB"))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise ProviderRejected("the image cannot be decoded") from exc
-    if max(rgb.size) > max_side:
-        rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+    for frame in frames:
+        if max(frame.size) > max_side:
+            frame.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return [np.asarray(frame, dtype=np.uint8) for frame in frames]
+
+
+def decode_image(data: bytes, *, max_side: int = MAX_DECODED_SIDE) -> ByteArray:
+    """The first frame of ``data`` as :func:`decode_frames` reads it."""
+    return decode_frames(data, max_side=max_side, max_frames=1)[0]
 
 
 def model_input(rgb: ByteArray) -> FloatArray:
@@ -291,9 +338,9 @@ def detections(output: FloatArray) -> dict[str, float]:
     if keep.size == 0:
         return {}
     cx, cy, w, h = (rows[keep, i] for i in range(4))
-    boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1).round().astype(np.int32)
+    boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
     chosen = cv2.dnn.NMSBoxes(
-        [(int(x), int(y), int(bw), int(bh)) for x, y, bw, bh in boxes],
+        [(float(x), float(y), float(bw), float(bh)) for x, y, bw, bh in boxes],
         [float(s) for s in best[keep]],
         _NMS_SCORE,
         _NMS_IOU,
@@ -305,6 +352,14 @@ def detections(output: FloatArray) -> dict[str, float]:
     return found
 
 
+def nudenet_model_path() -> Path:
+    """``320n.onnx`` inside the installed ``nudenet`` package (found without importing it)."""
+    spec = importlib.util.find_spec("nudenet")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the nudenet package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "320n.onnx"
+
+
 class _NudeNetModel:
     """The ONNX session of NudeNet's detector: one per process, built on first use."""
 
@@ -314,10 +369,7 @@ class _NudeNetModel:
     def __init__(self) -> None:
         import onnxruntime
 
-        spec = importlib.util.find_spec("nudenet")  # the package's folder, without importing it
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("the nudenet package is not installed")
-        path = Path(next(iter(spec.submodule_search_locations))) / "320n.onnx"
+        path = nudenet_model_path()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # many processes share few cores
         options.inter_op_num_threads = 1
@@ -365,8 +417,11 @@ class LocalModeration:
         return ModerationDecision(Verdict.REJECTED, PROVIDER, labels)
 
     def check_image(self, image: ImageToModerate) -> ModerationDecision:
-        rgb = decode_image(image.data)
-        found = _NudeNetModel.get().detect(rgb)
+        model = _NudeNetModel.get()
+        found: dict[str, float] = {}
+        for frame in decode_frames(image.data):
+            for name, confidence in model.detect(frame).items():
+                found[name] = max(found.get(name, 0.0), confidence)
         labels = tuple(
             ModerationLabel(name, confidence)
             for name, confidence in sorted(found.items(), key=lambda item: (-item[1], item[0]))
