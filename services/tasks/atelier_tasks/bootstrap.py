@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from atelier_ports.clock import Clock, SystemClock
 from atelier_ports.ids import IdGenerator, RandomIdGenerator
+from atelier_tasks.adapters.aws_moderation import AwsModeration
 from atelier_tasks.adapters.billing_grpc import GrpcBillingClient
 from atelier_tasks.adapters.cos_storage import CosObjectStorage
 from atelier_tasks.adapters.db.repository import SqlTasksUnitOfWorkFactory
@@ -32,6 +33,7 @@ from atelier_tasks.adapters.runninghub_generation import RunningHubGenerationPro
 from atelier_tasks.adapters.s3_storage import S3ObjectStorage
 from atelier_tasks.adapters.safe_fetch import SafeOutputFetcher
 from atelier_tasks.adapters.tencent_ci_generation import TencentCiGenerationProvider
+from atelier_tasks.adapters.tencent_moderation import TencentModeration
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import BillingClient
 from atelier_tasks.application.ports.generation import GenerationProvider
@@ -255,24 +257,42 @@ def build_storage(settings: TasksSettings, clock: Clock) -> ObjectStorage:
 
 
 def build_moderation(settings: TasksSettings) -> Moderation | None:
-    """The Moderation adapter chosen by MODERATION_PROVIDER (else the market's); None when
-    MODERATION_ENABLED=false. The start-up check (``unbuilt_parts``) refuses one not built."""
+    """The Moderation adapter chosen by MODERATION_PROVIDER (else the market's: local → local,
+    cn → tencent, global → aws); None when MODERATION_ENABLED=false. The start-up checks
+    (``unbuilt_parts``, ``missing_settings``) refuse an unknown one or missing keys first."""
     backend = settings.moderation_backend()
+    threshold = settings.moderation_threshold
     if backend is None:
         return None
     if backend == "local":
-        # Imported only when chosen: the NSFW detector's runtime (onnxruntime) is heavy to load
-        # for a process that does not moderate.
+        # Imported only when chosen: the NSFW detector's runtime (onnxruntime, OpenCV) is heavy
+        # to load for a process that does not use it.
         from atelier_tasks.adapters.local_moderation import LocalModeration
 
         return LocalModeration(
-            threshold=settings.moderation_threshold,
+            threshold=threshold,
             blocked_terms_file=settings.moderation_blocked_terms_file.strip() or None,
         )
-    raise RuntimeError(
-        f"content moderation {backend!r} is not available in this build "
-        "(set MODERATION_PROVIDER=local, or MODERATION_ENABLED=false)"
-    )
+    if backend == "tencent":
+        return TencentModeration(
+            secret_id=settings.tencent_moderation_secret_id.strip(),
+            secret_key=settings.tencent_moderation_secret_key.get_secret_value().strip(),
+            region=settings.tencent_moderation_region.strip(),
+            threshold=threshold,
+            biz_type=settings.tencent_moderation_biz_type.strip() or None,
+            endpoint=settings.tencent_moderation_endpoint.strip() or None,
+        )
+    if backend == "aws":
+        return AwsModeration(
+            region=settings.aws_moderation_region.strip(),
+            threshold=threshold,
+            access_key_id=settings.aws_moderation_access_key_id.strip() or None,
+            secret_access_key=(
+                settings.aws_moderation_secret_access_key.get_secret_value().strip() or None
+            ),
+            endpoint_url=settings.aws_moderation_endpoint_url.strip() or None,
+        )
+    raise RuntimeError(f"content moderation {backend!r} is not available in this build")
 
 
 def build_container(

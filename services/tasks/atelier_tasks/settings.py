@@ -22,11 +22,14 @@ COS_SETTINGS = ("COS_SECRET_ID", "COS_SECRET_KEY", "COS_REGION", "COS_BUCKET")
 # TASKS_COST_<TYPE>.
 MARKET_COSTS: dict[str, dict[str, int]] = market_costs()
 # Content moderation (issue 14): the provider by market (MODERATION_PROVIDER overrides) and the
-# adapters this build has (bootstrap.build_moderation). The others are built on their own
-# branches; until they are wired here, choosing one stops the service at start (one line).
+# adapters this build has (bootstrap.build_moderation); any other name stops the start.
 MARKET_MODERATION = {"local": "local", "global": "aws", "cn": "tencent"}
-BUILT_MODERATION = ("local",)
-TENCENT_MODERATION_SETTINGS = ("TENCENT_MODERATION_SECRET_ID", "TENCENT_MODERATION_SECRET_KEY")
+BUILT_MODERATION = ("local", "tencent", "aws")
+TENCENT_MODERATION_SETTINGS = (
+    "TENCENT_MODERATION_SECRET_ID",
+    "TENCENT_MODERATION_SECRET_KEY",
+    "TENCENT_MODERATION_REGION",
+)
 
 
 class TasksSettings(ServiceSettings):
@@ -278,8 +281,7 @@ class TasksSettings(ServiceSettings):
         moderation = self.moderation_backend()
         if moderation is not None and moderation not in BUILT_MODERATION:
             parts.append(
-                f"content moderation {moderation} (set MODERATION_PROVIDER=local, "
-                "or MODERATION_ENABLED=false)"
+                f"content moderation {moderation} (MODERATION_PROVIDER: local, tencent, aws)"
             )
         return parts
 
@@ -301,13 +303,26 @@ class TasksSettings(ServiceSettings):
         return missing
 
     def _missing_moderation_settings(self) -> list[str]:
-        if self.moderation_backend() != "tencent":
-            return []  # aws may use boto3's credential chain; local needs nothing
-        values = {
-            "TENCENT_MODERATION_SECRET_ID": self.tencent_moderation_secret_id,
-            "TENCENT_MODERATION_SECRET_KEY": self.tencent_moderation_secret_key.get_secret_value(),
-        }
-        return [name for name in TENCENT_MODERATION_SETTINGS if not values[name].strip()]
+        backend = self.moderation_backend()
+        if backend == "tencent":
+            values = {
+                "TENCENT_MODERATION_SECRET_ID": self.tencent_moderation_secret_id,
+                "TENCENT_MODERATION_SECRET_KEY": (
+                    self.tencent_moderation_secret_key.get_secret_value()
+                ),
+                "TENCENT_MODERATION_REGION": self.tencent_moderation_region,
+            }
+            return [name for name in TENCENT_MODERATION_SETTINGS if not values[name].strip()]
+        if backend == "aws":
+            missing = [] if self.aws_moderation_region.strip() else ["AWS_MODERATION_REGION"]
+            key_id = self.aws_moderation_access_key_id.strip()
+            secret = self.aws_moderation_secret_access_key.get_secret_value().strip()
+            if bool(key_id) != bool(secret):  # both, or neither (boto3's credential chain)
+                missing.append(
+                    "AWS_MODERATION_SECRET_ACCESS_KEY" if key_id else "AWS_MODERATION_ACCESS_KEY_ID"
+                )
+            return missing
+        return []  # local needs nothing
 
     def _missing_cos_settings(self) -> list[str]:
         if "tencent_ci" not in self._types_by_provider() and self.storage_backend() != "cos":

@@ -30,6 +30,7 @@ from tests.support.cos_server import FakeCos
 from tests.support.runninghub_server import (
     FakeRunningHub,
 )
+from tests.support.tencent_moderation_server import FakeTencentModeration
 from tests.support.tencent_sms_server import FakeTencentSms
 from tests.support.wechatpay_server import (
     WeChatPayServer,
@@ -53,6 +54,7 @@ def cn(
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     sms, cos = FakeTencentSms(), FakeCos()
     rh = FakeRunningHub(queued_polls=1, running_polls=1)
+    moderation = FakeTencentModeration()
     with WeChatPayServer() as wechat:
         billing = start_billing_server(
             billing_database_url,
@@ -64,7 +66,6 @@ def cn(
         tasks = start_tasks_server(
             tasks_database_url,
             MARKET="cn",
-            MODERATION_PROVIDER="local",  # until the Tencent moderation adapter is wired
             ATELIER_DATA_DIR=str(tmp_path / "data"),
             ATELIER_INTERNAL_TOKEN=billing.internal_token,
             BILLING_ADDRESS=billing.address,
@@ -72,6 +73,7 @@ def cn(
             TASKS_WORKER_IDLE_SECONDS=0.05,
             **cos.tasks_settings(),
             **rh.tasks_settings(),
+            **moderation.tasks_settings(),  # the market's moderation: Tencent TMS + IMS
             RUNNINGHUB_POLL_MIN_SECONDS=0.05,
             RUNNINGHUB_POLL_MAX_SECONDS=0.2,
         )
@@ -97,6 +99,7 @@ def cn(
             rh.close()
             cos.close()
             sms.close()
+            moderation.close()
 
 
 def sms_log_in(cn: Vendors, phone: str) -> User:

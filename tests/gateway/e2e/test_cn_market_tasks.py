@@ -30,6 +30,7 @@ from tests.gateway.harness import (
 from tests.support import cos_server
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support.cos_server import FakeCos
+from tests.support.tencent_moderation_server import FakeTencentModeration
 from tests.tasks.conftest import wait_until
 
 
@@ -40,6 +41,7 @@ class CnTasksStack:
     tasks: Any
     api: Api
     cos: FakeCos
+    moderation: FakeTencentModeration
 
 
 @pytest.fixture
@@ -49,6 +51,7 @@ def cn_stack(
     sock = reserve_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     cos = FakeCos()
+    moderation = FakeTencentModeration()
     billing = start_billing_server(
         billing_database_url,
         GATEWAY_PUBLIC_URL=url,
@@ -60,7 +63,6 @@ def cn_stack(
     tasks = start_tasks_server(
         tasks_database_url,
         MARKET="cn",
-        MODERATION_PROVIDER="local",  # until the Tencent moderation adapter is wired
         ATELIER_DATA_DIR=str(tmp_path / "data"),
         ATELIER_INTERNAL_TOKEN=billing.internal_token,
         BILLING_ADDRESS=billing.address,
@@ -68,6 +70,7 @@ def cn_stack(
         TASKS_WORKER_IDLE_SECONDS=0.05,
         TASKS_PROVIDER_MODEL_POSE12="local",  # RunningHub: test_cn_runninghub_tasks.py, journey
         **cos.tasks_settings(),
+        **moderation.tasks_settings(),  # the market's moderation: Tencent TMS + IMS
     )
     settings = gateway_settings(
         str(tmp_path / "data"),
@@ -82,13 +85,14 @@ def cn_stack(
     gateway = start_gateway(settings, sock=sock)
     api = Api(gateway.url)
     try:
-        yield CnTasksStack(gateway, billing, tasks, api, cos)
+        yield CnTasksStack(gateway, billing, tasks, api, cos, moderation)
     finally:
         api.close()
         gateway.stop()
         tasks.stop()
         billing.stop()
         cos.close()
+        moderation.close()
 
 
 def garment_photo() -> bytes:
@@ -155,6 +159,8 @@ def test_basic_clean_on_a_photo_put_straight_into_cos(cn_stack: CnTasksStack) ->
     unsigned = image["url"].split("?", 1)[0]
     assert httpx.get(unsigned).status_code == 403
     assert len(cos.processed) == 1  # one Cloud Infinite call
+    # Tencent IMS saw the photo before Cloud Infinite did, and the result before it was stored
+    assert [c.outcome for c in stack.moderation.calls_to("ims")] == ["Pass", "Pass"]
     assert not [k for k in cos.objects if "/ci/" in k], "Cloud Infinite's work objects are gone"
 
     wait_until(lambda: user.get("/v1/me/balance").json()["held"] == 0, what="the capture")

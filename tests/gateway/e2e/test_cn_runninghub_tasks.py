@@ -62,7 +62,7 @@ def cn_tasks(
     tasks = start_tasks_server(
         tasks_database_url,
         MARKET="cn",
-        MODERATION_PROVIDER="local",  # until the Tencent moderation adapter is wired
+        MODERATION_PROVIDER="local",  # Tencent moderation: test_cn_market_tasks.py, journey
         TASKS_STORAGE="local",
         TASKS_PROVIDER_BASIC_CLEAN="local",
         ATELIER_DATA_DIR=data_dir,

@@ -26,6 +26,7 @@ from tests.gateway.harness import (
     start_gateway,
     start_tasks_server,
 )
+from tests.support.aws_moderation_server import FakeAwsModeration
 from tests.support.billing_server import RunningBilling, start_billing_server
 from tests.support.moto_s3 import ACCESS_KEY, SECRET_KEY, MotoS3, moto_s3
 from tests.support.replicate_server import API_TOKEN, WEBHOOK_SECRET, FakeReplicate
@@ -45,6 +46,7 @@ class GlobalStack:
     moto: MotoS3
     bucket: str
     stripe: FakeStripe
+    aws: FakeAwsModeration
 
 
 @pytest.fixture
@@ -57,6 +59,7 @@ def global_stack(
     stripe = FakeStripe(webhook_url=f"{url}/webhooks/stripe")
     moto = moto_s3()
     bucket = moto.new_bucket()
+    aws = FakeAwsModeration()
     billing = start_billing_server(
         billing_database_url,
         GATEWAY_PUBLIC_URL=url,
@@ -69,7 +72,6 @@ def global_stack(
     tasks = start_tasks_server(
         tasks_database_url,
         MARKET="global",
-        MODERATION_PROVIDER="local",  # until the AWS moderation adapter is wired
         ATELIER_DATA_DIR=str(tmp_path / "data"),
         ATELIER_INTERNAL_TOKEN=billing.internal_token,
         BILLING_ADDRESS=billing.address,
@@ -84,6 +86,7 @@ def global_stack(
         S3_ACCESS_KEY_ID=ACCESS_KEY,
         S3_SECRET_ACCESS_KEY=SECRET_KEY,
         S3_ADDRESSING_STYLE="path",
+        **aws.tasks_settings(),  # the market's moderation: Rekognition + Comprehend
     )
     settings = gateway_settings(
         str(tmp_path / "data"),
@@ -96,7 +99,7 @@ def global_stack(
     gateway = start_gateway(settings, sock=sock)
     api = Api(gateway.url)
     try:
-        yield GlobalStack(gateway, billing, tasks, api, replicate, moto, bucket, stripe)
+        yield GlobalStack(gateway, billing, tasks, api, replicate, moto, bucket, stripe, aws)
     finally:
         api.close()
         gateway.stop()
@@ -104,6 +107,7 @@ def global_stack(
         billing.stop()
         replicate.close()
         stripe.close()
+        aws.close()
 
 
 def balance(user: User) -> dict[str, Any]:
@@ -141,6 +145,9 @@ def test_text_to_image_via_replicate_webhook_to_the_gateway(global_stack: Global
         Image.open(io.BytesIO(got.content)).verify()
     wait_until(lambda: balance(user)["held"] == 0, what="the capture")
     assert balance(user)["available"] == 9
+    # the prompt went through Comprehend, the result through Rekognition before it was stored
+    assert len(stack.aws.calls_to("Comprehend_20171127.DetectToxicContent")) == 1
+    assert len(stack.aws.calls_to("RekognitionService.DetectModerationLabels")) == 1
 
 
 def test_forged_and_stale_replicate_webhooks_are_400(global_stack: GlobalStack) -> None:

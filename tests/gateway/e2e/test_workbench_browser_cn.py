@@ -55,7 +55,7 @@ def cn_web(tmp_path: Path) -> Iterator[CnWeb]:
         tasks = start_tasks_server(
             f"sqlite:///{tmp_path / 'tasks.db'}",
             MARKET="cn",
-            MODERATION_PROVIDER="local",  # until the Tencent moderation adapter is wired
+            MODERATION_PROVIDER="local",  # Tencent moderation: test_cn_market_tasks.py, journey
             # No task runs here: generation and storage stay local (COS, Cloud Infinite and
             # RunningHub have their own tests).
             TASKS_STORAGE="local",

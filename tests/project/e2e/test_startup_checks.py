@@ -57,9 +57,8 @@ def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
         BILLING_GRPC_PORT="0",
         TASKS_GRPC_PORT="0",
         GATEWAY_PORT="0",
-        # The cn and global markets' moderation adapters (Tencent, AWS) are built on their own
-        # branches; until they are wired, these checks are about the other settings
-        # (test_a_moderation_adapter_not_built_is_named covers moderation).
+        # These checks are about the other settings; the cn and global markets' moderation
+        # (Tencent, AWS) is test_moderation_settings_are_named's.
         MODERATION_PROVIDER="local",
     )
     env.update(settings)
@@ -387,24 +386,28 @@ def test_what_the_checks_call_built_is_what_bootstrap_builds(tmp_path: Path) -> 
                 build_payment_provider(channel, billing, clock)
 
 
-@pytest.mark.parametrize(("market", "provider"), [("global", "aws"), ("cn", "tencent")])
-def test_a_moderation_adapter_not_built_is_named(
-    market: str, provider: str, tmp_path: Path
-) -> None:
-    env = clean_env(
-        tmp_path,
-        MARKET=market,
-        MODERATION_PROVIDER="",
-        TASKS_STORAGE="local",
-        TASKS_PROVIDER_TEXT_TO_IMAGE="local",
-        TASKS_PROVIDER_BASIC_CLEAN="local",
-        TASKS_PROVIDER_MODEL_POSE12="local",
-    )
+def test_moderation_settings_are_named(tmp_path: Path) -> None:
+    local = {
+        "TASKS_STORAGE": "local",
+        "TASKS_PROVIDER_TEXT_TO_IMAGE": "local",
+        "TASKS_PROVIDER_BASIC_CLEAN": "local",
+        "TASKS_PROVIDER_MODEL_POSE12": "local",
+    }
+    env = clean_env(tmp_path, MARKET="cn", MODERATION_PROVIDER="", **local)
     code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
     line = one_line(stderr)
     assert code == 2
-    assert f"content moderation {provider} (set MODERATION_PROVIDER=local" in line, line
+    assert line.endswith(
+        "MARKET=cn needs TENCENT_MODERATION_SECRET_ID, TENCENT_MODERATION_SECRET_KEY "
+        "(see .env.example)"
+    ), line
     assert not (tmp_path / "var").exists(), "nothing is created before the check"
-    env["MODERATION_ENABLED"] = "false"
+    env = clean_env(tmp_path, MODERATION_PROVIDER="azure")
+    code, stderr = run(CLI["tasks"], ["serve"], env, tmp_path)
+    assert code == 2
+    assert "content moderation azure (MODERATION_PROVIDER: local, tencent, aws)" in one_line(stderr)
+    env = clean_env(
+        tmp_path, MARKET="cn", MODERATION_PROVIDER="", MODERATION_ENABLED="false", **local
+    )
     code, stderr = run(CLI["tasks"], ["check-config"], env, tmp_path)
     assert code == 0, stderr

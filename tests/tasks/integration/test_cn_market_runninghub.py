@@ -72,7 +72,7 @@ def stack(database_url: str, make_tasks: MakeTasks) -> Iterator[CnStack]:
     tasks = make_tasks(
         {
             "MARKET": "cn",
-            "MODERATION_PROVIDER": "local",  # until the Tencent moderation adapter is wired
+            "MODERATION_PROVIDER": "local",  # Tencent moderation: test_cn_market_tasks.py, journey
             "TASKS_STORAGE": "local",
             "TASKS_PROVIDER_BASIC_CLEAN": "local",
             "BILLING_ADDRESS": billing.address,

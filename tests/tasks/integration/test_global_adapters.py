@@ -240,7 +240,7 @@ def test_outputs_too_large_or_not_images_are_refused(fake: FakeReplicate) -> Non
 def global_settings(**env: Any) -> TasksSettings:
     values: dict[str, Any] = {
         "MARKET": "global",
-        "MODERATION_PROVIDER": "local",  # until the AWS moderation adapter is wired
+        "MODERATION_PROVIDER": "local",  # AWS moderation: test_global_market_tasks.py
         "REPLICATE_API_TOKEN": API_TOKEN,
         "REPLICATE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "S3_BUCKET": "media",

@@ -69,7 +69,7 @@ def stack(database_url: str, make_tasks: MakeTasks) -> Iterator[GlobalStack]:
     tasks = make_tasks(
         {
             "MARKET": "global",
-            "MODERATION_PROVIDER": "local",  # until the AWS moderation adapter is wired
+            "MODERATION_PROVIDER": "local",  # AWS moderation: test_global_market_tasks.py
             "BILLING_ADDRESS": billing.address,
             "GATEWAY_PUBLIC_URL": relay.url,
             "REPLICATE_API_TOKEN": API_TOKEN,

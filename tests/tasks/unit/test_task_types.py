@@ -79,7 +79,7 @@ def test_every_task_type_has_its_proto_value_by_name() -> None:
 
 
 def test_cn_costs_one_per_type_and_routes_to_the_tencent_adapters() -> None:
-    # Moderation: local until the Tencent adapter is wired (test_moderation_settings.py).
+    # Moderation's own keys: test_moderation_settings.py.
     cn = TasksSettings(MARKET="cn", MODERATION_PROVIDER="local")
     assert cn.costs() == {"text_to_image": 1, "basic_clean": 1, "model_pose12": 1}
     assert cn.routes() == {
