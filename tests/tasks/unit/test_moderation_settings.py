@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from atelier_tasks.bootstrap import build_moderation
 from atelier_tasks.settings import TasksSettings
 
@@ -52,10 +54,11 @@ def test_aws_takes_both_keys_or_neither() -> None:
 
 def test_the_composition_root_builds_the_chosen_adapter() -> None:
     assert build_moderation(TasksSettings(MODERATION_ENABLED=False)) is None
-    for provider, env in (
+    cases: tuple[tuple[str, dict[str, Any]], ...] = (
         ("local", {}),
         ("tencent", {"TENCENT_MODERATION_SECRET_ID": "id", "TENCENT_MODERATION_SECRET_KEY": "k"}),
         ("aws", {"AWS_MODERATION_ACCESS_KEY_ID": "id", "AWS_MODERATION_SECRET_ACCESS_KEY": "k"}),
-    ):
+    )
+    for provider, env in cases:
         built = build_moderation(TasksSettings(MODERATION_PROVIDER=provider, **env))
         assert built is not None and built.name == provider
