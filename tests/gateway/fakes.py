@@ -160,7 +160,7 @@ class FakeGatewayUnitOfWork:
         self.rollbacks = 0
         self._snapshot: tuple[dict[Any, Any], ...] | None = None
 
-    def __call__(self) -> Self:
+    def __call__(self, *, one_statement: bool = False) -> Self:
         return self
 
     def __enter__(self) -> Self:

@@ -109,7 +109,12 @@ class GatewayUnitOfWork(UnitOfWork, Protocol):
 
 
 class GatewayUnitOfWorkFactory(Protocol):
-    def __call__(self) -> GatewayUnitOfWork: ...
+    def __call__(self, *, one_statement: bool = False) -> GatewayUnitOfWork:
+        """A unit for one use case call. A ``one_statement`` unit makes at most one change, in
+        one statement (an Idempotency-Key claim, say): atomic by itself, so on PostgreSQL it
+        needs no transaction around it (no BEGIN/COMMIT round trips); its reads each see what
+        was committed when they ran."""
+        ...
 
 
 class PasswordHasher(Protocol):
