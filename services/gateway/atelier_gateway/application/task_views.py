@@ -96,6 +96,17 @@ class Task:
     finished_at: datetime | None
     deadline_at: datetime | None
     user_id: str = ""  # the owner
+    version: int = 0  # grows with every change of the task (the newer of two views is higher)
+    urls_expire_at: datetime | None = None  # with images: their signed URLs stop working then
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChange:
+    """One change of a task, from the tasks service's change feed: its view after the change,
+    or None when the task no longer exists."""
+
+    task_id: str
+    task: Task | None
 
 
 @dataclass(frozen=True, slots=True)
