@@ -209,13 +209,16 @@ def test_views_with_signed_urls_are_served_only_in_the_first_half_of_their_life(
     assert tasks.gets == 2 and got.urls_expire_at == clock.now() + timedelta(minutes=10)
     read(tasks, model)
     assert tasks.gets == 2
-    # URLs that expire at once are never kept.
-    tasks.tasks["t1"] = view(5, "succeeded", urls_expire_at=clock.now())
-    model.disconnected()
-    model.connected()
-    read(tasks, model)
-    read(tasks, model)
-    assert tasks.gets == 4
+    # URLs that expire at once, or of unknown life, are never kept.
+    for expiry in (clock.now(), None):
+        tasks.tasks["t1"] = view(5, "succeeded", urls_expire_at=clock.now())
+        tasks.tasks["t1"] = dataclasses.replace(tasks.tasks["t1"], urls_expire_at=expiry)
+        model.disconnected()
+        model.connected()
+        before = tasks.gets
+        read(tasks, model)
+        read(tasks, model)
+        assert tasks.gets == before + 2
 
 
 def test_an_evicted_view_still_beats_an_older_fill_in_flight(clock: FakeClock) -> None:

@@ -173,10 +173,12 @@ class TaskReadModel:
         return entry
 
     def _entry(self, task: Task) -> CachedTask:
-        expires = task.urls_expire_at
-        if expires is None or not task.images:
+        if not task.images:
             return CachedTask(task, None)
         now = self.clock.now()
+        expires = task.urls_expire_at
+        if expires is None:  # signed URLs of unknown life: never kept
+            return CachedTask(task, now)
         # Served only in the first half of the URLs' remaining life.
         return CachedTask(task, now + (expires - now) / 2)
 
