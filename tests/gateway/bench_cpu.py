@@ -5,8 +5,8 @@ runs alone in a child process; the tasks service is a canned in-process gRPC ser
 answers ``GetTask`` and ``CreateTask`` at once and opens the change feed (so reads are served
 from the gateway's task cache; ``GATEWAY_TASK_CACHE_SIZE=0`` measures them without). The child's
 CPU (``/proc/<pid>/stat`` user + system time, all its threads) divided by the requests it answered
-is the gateway's share of ``GET /v1/tasks/{id}`` and ``POST /v1/tasks``. A benchmark, not a test: figures vary by
-machine and load; compare runs made side by side.
+is the gateway's share of ``GET /v1/tasks/{id}`` and ``POST /v1/tasks``. A benchmark, not a
+test: figures vary by machine and load; compare runs made side by side.
 
 Settings: ``BENCH_REQUESTS`` per route (3000), ``BENCH_CONCURRENCY`` (16), and ``BENCH_PROFILE``:
 ``bench`` (what ``make bench`` runs: rate limits off, LOG_LEVEL=WARNING) or ``default`` (rate
