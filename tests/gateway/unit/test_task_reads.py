@@ -110,7 +110,7 @@ def test_a_kept_view_is_served_and_updated_by_the_feed(model: TaskReadModel) -> 
     tasks.tasks["t1"] = view(1)
     assert read(tasks, model).version == 1 and tasks.gets == 1
     assert read(tasks, model).version == 1 and tasks.gets == 1  # served from memory
-    model.apply(tv.TaskChange("t1", view(3, "processing")))
+    model.apply(tv.TaskChange.of(view(3, "processing")))
     got = read(tasks, model)
     assert (got.status, got.version, tasks.gets) == ("processing", 3, 1)
 
@@ -119,10 +119,10 @@ def test_an_older_view_never_replaces_a_newer_one(model: TaskReadModel) -> None:
     tasks = Tasks()
     tasks.tasks["t1"] = view(2, "processing")
     read(tasks, model)
-    model.apply(tv.TaskChange("t1", view(1)))  # late, out of order
+    model.apply(tv.TaskChange.of(view(1)))  # late, out of order
     assert read(tasks, model).version == 2
-    model.apply(tv.TaskChange("t1", view(4, "succeeded")))
-    model.apply(tv.TaskChange("t1", view(3, "processing")))
+    model.apply(tv.TaskChange.of(view(4, "succeeded")))
+    model.apply(tv.TaskChange.of(view(3, "processing")))
     assert read(tasks, model).status == "succeeded"
 
 
@@ -136,7 +136,7 @@ def test_a_fill_that_raced_with_a_newer_change_is_not_kept(model: TaskReadModel)
         pending = asyncio.create_task(reader(ANN, "t1"))
         await asyncio.sleep(0)  # the call is in flight
         # ... while the feed delivers the next change of a task this process does not keep.
-        model.apply(tv.TaskChange("t1", view(2, "processing")))
+        model.apply(tv.TaskChange.of(view(2, "processing")))
         assert tasks.gate is not None
         tasks.gate.set()
         return (await pending).task
@@ -184,10 +184,10 @@ def test_a_deleted_task_disappears_and_is_not_filled_again(model: TaskReadModel)
     tasks = Tasks()
     tasks.tasks["t1"] = view(1)
     read(tasks, model)
-    model.apply(tv.TaskChange("t1", None))
+    model.apply(tv.TaskChange.deleted("t1"))
     assert model.lookup("t1") is None
     ticket = model.begin("t1")
-    model.apply(tv.TaskChange("t1", None))
+    model.apply(tv.TaskChange.deleted("t1"))
     assert model.end(ticket, view(1)) is None
     assert model.lookup("t1") is None
 
@@ -282,7 +282,7 @@ def test_the_follower_reconnects_and_trusts_only_what_came_after(clock: FakeCloc
 
     feed = Feed(
         [
-            [None, tv.TaskChange("t1", view(1))],
+            [None, tv.TaskChange.of(view(1))],
             [],  # broke before subscribing
             [None],
         ]

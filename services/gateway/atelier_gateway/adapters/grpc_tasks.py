@@ -7,6 +7,7 @@ service's messages are built and read here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Mapping
 
@@ -279,9 +280,12 @@ class GrpcTasksGateway:
                 if reply.subscribed:
                     yield None
                 elif reply.deleted:
-                    yield dto.TaskChange(reply.task_id, None)
+                    yield dto.TaskChange.deleted(reply.task_id)
                 elif reply.HasField("task"):
-                    yield dto.TaskChange(reply.task_id, task_of(reply.task))
+                    task = reply.task
+                    yield dto.TaskChange(
+                        reply.task_id, task.version, functools.partial(task_of, task)
+                    )
                 # else: a heartbeat
         except grpc.aio.AioRpcError as e:
             raise translate("tasks", e) from e

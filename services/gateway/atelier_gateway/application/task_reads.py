@@ -91,18 +91,19 @@ class TaskReadModel:
 
     def apply(self, change: TaskChange) -> None:
         pending = self._pending.get(change.task_id)
-        if change.task is None:
+        if change.view is None:
             self._entries.pop(change.task_id, None)
             if pending is not None:
                 pending.newest = DELETED
             return
-        version = change.task.version
+        version = change.version
         if pending is not None:
             pending.newest = max(pending.newest, version)
         entry = self._entries.get(change.task_id)
-        # Only tasks kept already are updated: a task nobody read here costs no memory.
+        # Only tasks kept already are updated (and only their views decoded): a task nobody
+        # read here costs no memory and next to no time.
         if entry is not None and version > entry.task.version:
-            self._entries[change.task_id] = self._entry(change.task)
+            self._entries[change.task_id] = self._entry(change.view())
 
     def forget_if_behind(self, event: TaskEvent) -> None:
         """An event relayed to a client (its SSE stream) may be ahead of the feed: a copy that

@@ -52,5 +52,8 @@ class TasksConfig:
     change_feed: bool = True
     # A change-feed follower this many task ids behind is cut off (it must read again).
     change_feed_backlog: int = 10_000
+    # Wake-ups gathered before the changed tasks are read (one write wakes the feed twice on
+    # PostgreSQL: in process and by NOTIFY); the delay a change adds on its way to followers.
+    change_feed_batch_seconds: float = 0.01
     max_page_size: int = 100
     default_page_size: int = 20
