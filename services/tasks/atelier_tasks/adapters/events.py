@@ -113,14 +113,26 @@ class InProcessEventHub:
         self._lock = threading.Lock()
         self._subs: dict[str, set[_Subscription]] = defaultdict(set)
         self._feeds: set[_ChangeFeed] = set()
+        # Set when a LISTEN connection feeds this hub (``notified``): change feeds then take
+        # their ids from NOTIFY only, which covers every replica's event-writing changes, so
+        # one write is not read twice (its own wake-up, then its NOTIFY).
+        self.feeds_from_notify = False
 
     def publish(self, task_id: str) -> None:
+        """A change made by this process."""
+        self._publish(task_id, feeds=not self.feeds_from_notify)
+
+    def notified(self, task_id: str) -> None:
+        """A change announced by NOTIFY (any replica's, this one's included)."""
+        self._publish(task_id, feeds=True)
+
+    def _publish(self, task_id: str, *, feeds: bool) -> None:
         with self._lock:
             subs = list(self._subs.get(task_id, ()))
-            feeds = list(self._feeds)
+            followers = list(self._feeds) if feeds else []
         for sub in subs:
             sub.wake()
-        for feed in feeds:
+        for feed in followers:
             feed.add(task_id)
 
     def publish_all(self) -> None:

@@ -54,6 +54,6 @@ class TasksConfig:
     change_feed_backlog: int = 10_000
     # Wake-ups gathered before the changed tasks are read (one write wakes the feed twice on
     # PostgreSQL: in process and by NOTIFY); the delay a change adds on its way to followers.
-    change_feed_batch_seconds: float = 0.01
+    change_feed_batch_seconds: float = 0.02
     max_page_size: int = 100
     default_page_size: int = 20
