@@ -84,15 +84,30 @@ class Person:
         self.driver.get(f"{self.base}/#{hash_path}")
 
     def wait(self, condition: Callable[[Any], Any], timeout: float = WAIT) -> Any:
+        """Until ``condition`` is truthy; an element the page redrew meanwhile (stale) is
+        looked up again rather than failing the wait."""
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout).until(condition)
+        return WebDriverWait(
+            self.driver, timeout, ignored_exceptions=(StaleElementReferenceException,)
+        ).until(condition)
 
     def find(self, css: str) -> Any:
         return self.wait(lambda d: first_displayed(d, css))
 
+    def act(self, css: str, action: Callable[[Any], Any]) -> Any:
+        """Find the element and act on it, both again if the page redraws it in between (the
+        workbench re-renders views as answers arrive)."""
+
+        def attempt(d: Any) -> tuple[Any] | bool:
+            el = first_displayed(d, css)
+            return (action(el),) if el else False
+
+        return self.wait(attempt)[0]
+
     def text(self, css: str) -> str:
-        return str(self.find(css).text)
+        return str(self.act(css, lambda el: el.text))
 
     def wait_text(self, css: str, words: str) -> None:
         """Until an element shows the words (read in the page: no stale element while the page
@@ -116,12 +131,10 @@ class Person:
         self.wait(lambda _d: self.attr(css, name) == value)
 
     def fill(self, css: str, value: str) -> None:
-        el = self.find(css)
-        el.clear()
-        el.send_keys(value)
+        self.act(css, lambda el: (el.clear(), el.send_keys(value)))
 
     def click(self, css: str) -> None:
-        self.find(css).click()
+        self.act(css, lambda el: el.click())
 
     def shot(self, name: str, expected: tuple[str, ...] = ()) -> None:
         """A screenshot, and the console read: a page with an error in it fails the test

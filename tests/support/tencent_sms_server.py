@@ -7,7 +7,7 @@ What it speaks (https://cloud.tencent.com/document/api/213/30654 and /382/55981)
   ``Authorization: TC3-HMAC-SHA256 Credential=<SecretId>/<date>/sms/tc3_request,
   SignedHeaders=content-type;host, Signature=<hex>``.
 - The signature is recomputed here from the request as received, by the documented algorithm
-  (written out below, independent of the SDK's code): the canonical request
+  (written out in ``tencent_api.py``, independent of the SDK's code): the canonical request
   ``METHOD\\nURI\\nQUERY\\ncanonical headers\\nsigned headers\\nhex(sha256(body))``, the string
   to sign ``TC3-HMAC-SHA256\\n<timestamp>\\n<date>/sms/tc3_request\\nhex(sha256(canonical))``,
   and the key chain ``HMAC("TC3"+SecretKey, date) → HMAC(·, "sms") → HMAC(·, "tc3_request")``.
@@ -24,19 +24,16 @@ error code answered; ``refuse_next(code)`` makes the next number fail with ``cod
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 import threading
-import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from tests.support.tencent_api import TencentApiError, answer, check_tc3
 from tests.support.threaded_aiohttp import ThreadedServer
 
 SECRET_ID = "AKIDatelierTestSecretId0000000000000"
@@ -47,12 +44,6 @@ TEMPLATE_ID = "100001"
 TEMPLATE = "Your Atelier log-in code is {1}. It is valid for {2} minutes."
 SERVICE = "sms"
 VERSION = "2021-01-11"
-MAX_SKEW_SECONDS = 300
-
-_AUTH = re.compile(
-    r"^TC3-HMAC-SHA256 Credential=(?P<id>[^/]+)/(?P<date>\d{4}-\d{2}-\d{2})/(?P<service>[^/]+)"
-    r"/tc3_request, SignedHeaders=(?P<headers>[a-z0-9;-]+), Signature=(?P<sig>[0-9a-f]{64})$"
-)
 
 
 @dataclass(frozen=True)
@@ -63,63 +54,6 @@ class SentSms:
     template_id: str
     params: tuple[str, ...]
     text: str
-
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-def tc3_signature(
-    secret_key: str,
-    *,
-    method: str,
-    path: str,
-    query: str,
-    headers: dict[str, str],
-    signed_headers: list[str],
-    body: bytes,
-    timestamp: int,
-    date: str,
-    service: str,
-) -> str:
-    """TC3-HMAC-SHA256 as Tencent Cloud documents it; ``headers`` are the request's headers
-    with lower-case names."""
-    canonical_headers = "".join(
-        f"{name}:{headers.get(name, '').strip().lower()}\n" for name in signed_headers
-    )
-    canonical_request = "\n".join(
-        [
-            method,
-            path,
-            query,
-            canonical_headers,
-            ";".join(signed_headers),
-            hashlib.sha256(body).hexdigest(),
-        ]
-    )
-    scope = f"{date}/{service}/tc3_request"
-    string_to_sign = "\n".join(
-        [
-            "TC3-HMAC-SHA256",
-            str(timestamp),
-            scope,
-            hashlib.sha256(canonical_request.encode()).hexdigest(),
-        ]
-    )
-    key = _hmac(_hmac(_hmac(("TC3" + secret_key).encode(), date), service), "tc3_request")
-    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-
-
-def _answer(payload: dict[str, Any]) -> web.Response:
-    body = json.dumps({"Response": {**payload, "RequestId": str(uuid.uuid4())}}).encode()
-    return web.Response(body=body, headers={"Content-Type": "application/json"})
-
-
-class TencentApiError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code)
-        self.code = code
-        self.message = message
 
 
 class FakeTencentSms:
@@ -176,49 +110,17 @@ class FakeTencentSms:
         except TencentApiError as e:
             with self._lock:
                 self.refusals.append(e.code)
-            return _answer({"Error": {"Code": e.code, "Message": e.message}})
-        return _answer({"SendStatusSet": statuses})
+            return answer({"Error": {"Code": e.code, "Message": e.message}})
+        return answer({"SendStatusSet": statuses})
 
     def _check_signature(self, request: web.Request, body: bytes) -> None:
-        match = _AUTH.match(request.headers.get("Authorization", ""))
-        if match is None:
-            raise TencentApiError("AuthFailure.InvalidAuthorization", "Authorization is invalid")
-        if match["id"] != self.secret_id:
-            raise TencentApiError("AuthFailure.SecretIdNotFound", "the SecretId does not exist")
-        try:
-            timestamp = int(request.headers.get("X-TC-Timestamp", ""))
-        except ValueError:
-            raise TencentApiError(
-                "AuthFailure.InvalidAuthorization", "X-TC-Timestamp is invalid"
-            ) from None
-        if abs(time.time() - timestamp) > MAX_SKEW_SECONDS:
-            raise TencentApiError("AuthFailure.SignatureExpire", "the signature has expired")
-        day = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
-        if match["date"] != day or match["service"] != SERVICE:
-            raise TencentApiError(
-                "AuthFailure.InvalidAuthorization", "the credential scope does not match"
-            )
-        signed = match["headers"].split(";")
-        if "content-type" not in signed or "host" not in signed:
-            raise TencentApiError(
-                "AuthFailure.InvalidAuthorization", "content-type and host must be signed"
-            )
-        expected = tc3_signature(
-            self.secret_key,
-            method=request.method,
-            path=request.raw_path.split("?", 1)[0],
-            query=request.query_string if request.method == "GET" else "",
-            headers={k.lower(): v for k, v in request.headers.items()},
-            signed_headers=signed,
-            body=body,
-            timestamp=timestamp,
-            date=match["date"],
-            service=SERVICE,
+        check_tc3(
+            request,
+            body,
+            secret_id=self.secret_id,
+            secret_key=self.secret_key,
+            services={SERVICE},
         )
-        if not hmac.compare_digest(expected, match["sig"]):
-            raise TencentApiError(
-                "AuthFailure.SignatureFailure", "the request signature does not match"
-            )
 
     def _send(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         if params.get("SmsSdkAppId") != SDK_APP_ID:

@@ -15,7 +15,7 @@ from atelier_ports.errors import ProviderUnavailable
 from atelier_tasks.application.ports.moderation import ModerationDecision, Verdict
 from tests.contracts.moderation import ModerationDriver
 
-ADAPTERS = ["local"]
+ADAPTERS = ["local", "tencent", "aws"]
 
 
 @pytest.fixture(params=ADAPTERS)

@@ -140,7 +140,7 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     p.click("input[name=type][value=basic_clean]")
     p.driver.find_element("css selector", "#photo").send_keys(str(_photo(tmp_path / "shoe.jpg")))
     p.wait_attr("#drop", "data-uploaded", "true")
-    assert p.find("#upload-progress").get_attribute("value") == "100"
+    assert p.act("#upload-progress", lambda el: el.get_attribute("value")) == "100"
     p.shot("create-uploaded")
     p.click("#create-submit")
     p.wait(lambda d: "#/tasks/" in d.current_url)
@@ -219,11 +219,11 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     # The Chinese UI.
     from selenium.webdriver.support.ui import Select
 
-    Select(p.find("#lang")).select_by_value("zh")
+    p.act("#lang", lambda el: Select(el).select_by_value("zh"))
     p.wait_text("nav.nav", "概览")
     p.wait_text("h1", "概览")
     p.shot("dashboard-zh")
-    Select(p.find("#lang")).select_by_value("en")
+    p.act("#lang", lambda el: Select(el).select_by_value("en"))
     p.wait_text("nav.nav", "Dashboard")
 
     # Log out and back in.

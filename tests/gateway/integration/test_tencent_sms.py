@@ -18,7 +18,8 @@ from atelier_gateway.adapters.sms import TencentSms
 from atelier_gateway.domain.errors import SmsNotDelivered, SmsRateLimited
 from atelier_ports.problems import InvalidArgument
 from tests.support import tencent_sms_server as tc
-from tests.support.tencent_sms_server import FakeTencentSms, tc3_signature
+from tests.support.tencent_api import tc3_signature
+from tests.support.tencent_sms_server import FakeTencentSms
 
 PHONE = "+8613800138000"
 
