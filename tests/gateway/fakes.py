@@ -3,6 +3,7 @@ the end lets mypy prove it)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -491,6 +492,11 @@ class FakeTasksGateway:
                 yield event
         if self.stream_error is not None:
             raise self.stream_error
+
+    async def task_changes(self, idle_seconds: float) -> AsyncIterator[tv.TaskChange | None]:
+        # Never subscribes: without the tasks service the gateway's task cache stays off.
+        await asyncio.Event().wait()
+        yield None
 
     async def list_images(
         self, caller: Caller, page: PageRequest, task_type: tv.TaskType | None

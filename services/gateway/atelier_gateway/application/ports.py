@@ -279,6 +279,13 @@ class TasksGateway(Protocol):
         """The task's status events after ``after_sequence``; ends after the terminal one."""
         ...
 
+    def task_changes(self, idle_seconds: float) -> AsyncIterator[tasks.TaskChange | None]:
+        """Every task's changes (the tasks service's change feed, no end user): None first,
+        once subscribed (every change committed after it follows), then the changes. Raises
+        when the feed broke (changes may have been missed), or when the service went silent
+        for ``idle_seconds`` (it sends heartbeats more often than that)."""
+        ...
+
     async def list_images(
         self, caller: Caller, page: PageRequest, task_type: tasks.TaskType | None
     ) -> Page[tasks.Image]: ...

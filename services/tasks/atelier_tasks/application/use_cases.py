@@ -25,6 +25,7 @@ from atelier_tasks.application.queries import (
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.application.uploads import CreateUpload
 from atelier_tasks.application.views import TaskViews
+from atelier_tasks.application.watch_changes import WatchTaskChanges
 from atelier_tasks.application.watch_task import WatchTask
 
 
@@ -38,6 +39,7 @@ class TaskUseCases:
     user_stats: GetUserStats
     cancel_task: CancelTask
     watch: WatchTask
+    watch_changes: WatchTaskChanges
     create_upload: CreateUpload
     handle_notification: HandleNotification
 
@@ -53,7 +55,7 @@ def build_use_cases(
     ids: IdGenerator,
     config: TasksConfig,
 ) -> TaskUseCases:
-    views = TaskViews(storage=storage, config=config)
+    views = TaskViews(storage=storage, config=config, clock=clock)
     return TaskUseCases(
         create_task=CreateTask(
             uow=uow,
@@ -72,6 +74,7 @@ def build_use_cases(
         user_stats=GetUserStats(uow=uow),
         cancel_task=CancelTask(uow=uow, saga=saga, views=views),
         watch=WatchTask(uow=uow, hub=hub, config=config),
+        watch_changes=WatchTaskChanges(uow=uow, hub=hub, views=views, config=config),
         create_upload=CreateUpload(storage=storage, ids=ids, config=config),
         handle_notification=HandleNotification(providers=providers, uow=uow, saga=saga),
     )
