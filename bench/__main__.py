@@ -26,8 +26,11 @@ Prints a table with the targets and PASS/MISS, and writes the same as JSON to ``
 ``BENCH_LIGHT_SECONDS`` (5), ``BENCH_LIST_TASKS`` (100000), ``BENCH_WATCHERS`` (500),
 ``BENCH_WORKER_TASKS`` (300), ``BENCH_WEBHOOKS`` (200), ``BENCH_CLEAN_RUNS`` (10),
 ``BENCH_POSTGRES_URL`` (else ``ATELIER_TEST_POSTGRES_URL``, else 127.0.0.1:5432, else whatever
-tests/support/postgres.py finds). Any service setting in the environment (e.g. ``TASKS_PROCESSES``)
-reaches the services; the bench sets only what it needs.
+tests/support/postgres.py finds), ``BENCH_ONLY`` (a comma-separated subset of the phases
+``clean,pgbench,bare,worker,create,read,uploads,webhook,list,watchers`` — e.g.
+``BENCH_ONLY=pgbench,create`` to profile one hot path; default: all). Any service setting in
+the environment (e.g. ``TASKS_PROCESSES``) reaches the services; the bench sets only what it
+needs.
 """
 
 from __future__ import annotations
@@ -91,6 +94,20 @@ WORKER_TASKS = _env_int("BENCH_WORKER_TASKS", 300)
 WEBHOOKS = _env_int("BENCH_WEBHOOKS", 200)
 CLEAN_RUNS = _env_int("BENCH_CLEAN_RUNS", 10)
 RESULTS = os.environ.get("BENCH_RESULTS", str(ROOT / "bench" / "results.json"))
+PHASES: tuple[str, ...] = ("clean", "pgbench", "bare", "worker", "create", "read", "uploads")
+PHASES += ("webhook", "list", "watchers")
+
+
+def only(value: str | None) -> frozenset[str]:
+    """The phases ``BENCH_ONLY`` selects (all when unset or empty); unknown names are an error."""
+    chosen = frozenset(p.strip() for p in (value or "").split(",") if p.strip())
+    unknown = chosen - set(PHASES)
+    if unknown:
+        raise SystemExit(f"bench: unknown BENCH_ONLY phase(s) {sorted(unknown)}; known: {PHASES}")
+    return chosen or frozenset(PHASES)
+
+
+ONLY = only(os.environ.get("BENCH_ONLY"))
 CREATE_BODY = json.dumps(
     {"type": "text_to_image", "params": {"prompt": "bench", "width": 256, "height": 256}}
 )
@@ -815,13 +832,15 @@ def main() -> int:
     results["meta"]["wrk"] = how
     if wrk is None:
         results["problems"].append(f"wrk unavailable: {how}; no HTTP load figures")
-    with run.phase("basic_clean 12 MP"):
-        basic_clean_bench(run)
+    if "clean" in ONLY:
+        with run.phase("basic_clean 12 MP"):
+            basic_clean_bench(run)
     with postgres() as (server, pg_how), tempfile.TemporaryDirectory() as tmp:
         results["meta"]["postgres"] = pg_how
-        with run.phase("pgbench ceiling"):
-            pgbench_ceiling(server, run)
-        if wrk:
+        if "pgbench" in ONLY:
+            with run.phase("pgbench ceiling"):
+                pgbench_ceiling(server, run)
+        if wrk and "bare" in ONLY:
             with run.phase("bare aiohttp ceiling"):
                 bare_ceiling(wrk, run)
         stack = Stack(server, tmp)
@@ -849,20 +868,22 @@ def run_stack_phases(stack: Stack, wrk: str | None, run: Run) -> None:
         tokens = asyncio.run(sign_up(stack.url, CONNECTIONS))
     if not tokens:
         return
-    worker: dict[str, Any] = {}
-    run.results["worker"] = worker
-    with run.phase("worker, 1 process"):
-        one = worker_throughput(stack, tokens, 1)
-        worker.update(one_tps=one["tasks_per_s"], one=one)
-    with run.phase("worker, 2 processes"):
-        two = worker_throughput(stack, tokens, 2)
-        worker.update(two_tps=two["tasks_per_s"], two=two)
-    if worker.get("one_tps") and worker.get("two_tps"):
-        worker["speedup"] = round(worker["two_tps"] / worker["one_tps"], 2)
-    if wrk:
-        read_targets: list[tuple[str, str]] = []
+    if "worker" in ONLY:
+        worker: dict[str, Any] = {}
+        run.results["worker"] = worker
+        with run.phase("worker, 1 process"):
+            one = worker_throughput(stack, tokens, 1)
+            worker.update(one_tps=one["tasks_per_s"], one=one)
+        with run.phase("worker, 2 processes"):
+            two = worker_throughput(stack, tokens, 2)
+            worker.update(two_tps=two["tasks_per_s"], two=two)
+        if worker.get("one_tps") and worker.get("two_tps"):
+            worker["speedup"] = round(worker["two_tps"] / worker["one_tps"], 2)
+    read_targets: list[tuple[str, str]] = []
+    if wrk and "read" in ONLY:
         with run.phase("tasks for the read test"):
             read_targets = asyncio.run(create_tasks(stack.url, tokens, len(tokens)))
+    if wrk and "create" in ONLY:
         with run.phase("create (POST /v1/tasks)"):
             script = wrkmod.lua_script(
                 "POST",
@@ -871,21 +892,25 @@ def run_stack_phases(stack: Stack, wrk: str | None, run: Run) -> None:
                 idempotency_prefix=f"bench-{uuid.uuid4().hex[:12]}",
             )
             hot_path(stack, wrk, script, run, "create", "pgbench_create_tps")
+    if wrk:
         if read_targets:
             with run.phase("read (GET /v1/tasks/{id})"):
                 script = wrkmod.lua_script(
                     "GET", [wrkmod.Call(t, f"/v1/tasks/{i}") for t, i in read_targets]
                 )
                 hot_path(stack, wrk, script, run, "read", "bare_rps")
-        with run.phase("POST /v1/uploads"):
-            presign_bench(stack, wrk, tokens, run)
-    with run.phase("payment webhook"):
-        asyncio.run(webhook_bench(stack, tokens, run))
-    if wrk:
+        if "uploads" in ONLY:
+            with run.phase("POST /v1/uploads"):
+                presign_bench(stack, wrk, tokens, run)
+    if "webhook" in ONLY:
+        with run.phase("payment webhook"):
+            asyncio.run(webhook_bench(stack, tokens, run))
+    if wrk and "list" in ONLY:
         with run.phase(f"task list at {LIST_TASKS} tasks"):
             task_list_bench(stack, wrk, run)
-    with run.phase(f"{WATCHERS} event-stream watchers"):
-        asyncio.run(watchers_bench(stack, tokens, run))
+    if "watchers" in ONLY:
+        with run.phase(f"{WATCHERS} event-stream watchers"):
+            asyncio.run(watchers_bench(stack, tokens, run))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 The real gateway application (real wiring, its gRPC adapter to tasks, SQLite for its own tables)
 runs alone in a child process; the tasks service is a canned in-process gRPC server here that
-answers ``GetTask`` and ``CreateTask`` at once, so the child's CPU (``/proc/<pid>/stat``
-user + system time, all its threads) divided by the requests it answered is the gateway's share
-of ``GET /v1/tasks/{id}`` and ``POST /v1/tasks``. A benchmark, not a test: figures vary by
-machine and load; compare runs made side by side.
+answers ``GetTask`` and ``CreateTask`` at once and opens the change feed (so reads are served
+from the gateway's task cache; ``GATEWAY_TASK_CACHE_SIZE=0`` measures them without). The child's
+CPU (``/proc/<pid>/stat`` user + system time, all its threads) divided by the requests it answered
+is the gateway's share of ``GET /v1/tasks/{id}`` and ``POST /v1/tasks``. A benchmark, not a
+test: figures vary by machine and load; compare runs made side by side.
 
 Settings: ``BENCH_REQUESTS`` per route (3000), ``BENCH_CONCURRENCY`` (16), and ``BENCH_PROFILE``:
 ``bench`` (what ``make bench`` runs: rate limits off, LOG_LEVEL=WARNING) or ``default`` (rate
@@ -27,7 +28,7 @@ import tempfile
 import time
 import uuid
 from concurrent import futures
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -105,9 +106,24 @@ class CannedTasks(pb_grpc.TaskServiceServicer):
         for name in ("create_time", "update_time", "start_time", "finish_time", "deadline_time"):
             getattr(self.finished, name).FromDatetime(now)
         self.finished.images[0].create_time.FromDatetime(now)
+        self.finished.version = 3
+        self.finished.urls_expire_time.FromDatetime(now + timedelta(hours=1))
 
     def GetTask(self, request: Any, context: Any) -> Any:
-        return pb.GetTaskResponse(task=self.finished)
+        # Each user reads a task of their own (the gateway keeps a view per task and owner).
+        task = pb.Task()
+        task.CopyFrom(self.finished)
+        task.id = request.task_id
+        task.user_id = dict(context.invocation_metadata()).get("x-atelier-user-id", "")
+        return pb.GetTaskResponse(task=task)
+
+    def WatchTaskChanges(self, request: Any, context: Any) -> Any:
+        """Subscribed, then quiet (heartbeats) while the gateway runs: its task cache is on
+        (``GATEWAY_TASK_CACHE_SIZE=0`` in the environment measures it off)."""
+        yield pb.WatchTaskChangesResponse(subscribed=True)
+        while context.is_active():
+            time.sleep(1.0)
+            yield pb.WatchTaskChangesResponse()
 
     def CreateTask(self, request: Any, context: Any) -> Any:
         task = pb.Task(
@@ -171,7 +187,8 @@ async def _run(url: str, pid: int) -> dict[str, Any]:
 
         async def get(i: int) -> int:
             headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
-            async with session.get(f"{url}/v1/tasks/tsk_bench", headers=headers) as r:
+            path = f"{url}/v1/tasks/tsk_bench_{i % len(tokens)}"
+            async with session.get(path, headers=headers) as r:
                 await r.read()
                 return r.status
 
@@ -227,6 +244,8 @@ def _py_spy(pid: int) -> subprocess.Popen[bytes] | None:
 def main() -> None:
     env = {"GATEWAY_RATE_LIMIT_PER_MINUTE": "0", "GATEWAY_AUTH_RATE_LIMIT_PER_MINUTE": "0"}
     env["LOG_LEVEL"] = "WARNING"
+    if "GATEWAY_TASK_CACHE_SIZE" in os.environ:
+        env["GATEWAY_TASK_CACHE_SIZE"] = os.environ["GATEWAY_TASK_CACHE_SIZE"]
     if PROFILE == "default":
         env = {
             "GATEWAY_RATE_LIMIT_PER_MINUTE": "100000000",
@@ -234,7 +253,7 @@ def main() -> None:
             "LOG_LEVEL": "INFO",
         }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    # Only the two methods the bench calls are written (the others answer UNIMPLEMENTED).
+    # Only the methods the bench calls are written (the others answer UNIMPLEMENTED).
     canned = CannedTasks()  # type: ignore[abstract]
     pb_grpc.add_TaskServiceServicer_to_server(canned, server)
     tasks_port = server.add_insecure_port("127.0.0.1:0")

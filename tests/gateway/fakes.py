@@ -3,6 +3,7 @@ the end lets mypy prove it)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -160,7 +161,7 @@ class FakeGatewayUnitOfWork:
         self.rollbacks = 0
         self._snapshot: tuple[dict[Any, Any], ...] | None = None
 
-    def __call__(self) -> Self:
+    def __call__(self, *, one_statement: bool = False) -> Self:
         return self
 
     def __enter__(self) -> Self:
@@ -492,6 +493,11 @@ class FakeTasksGateway:
                 yield event
         if self.stream_error is not None:
             raise self.stream_error
+
+    async def task_changes(self, idle_seconds: float) -> AsyncIterator[tv.TaskChange | None]:
+        # Never subscribes: without the tasks service the gateway's task cache stays off.
+        await asyncio.Event().wait()
+        yield None
 
     async def list_images(
         self, caller: Caller, page: PageRequest, task_type: tv.TaskType | None

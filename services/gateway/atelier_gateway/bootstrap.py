@@ -50,6 +50,7 @@ from atelier_gateway.application.sessions import (
     RefreshSession,
     SessionIssuer,
 )
+from atelier_gateway.application.task_reads import FollowTaskChanges, ReadTask, TaskReadModel
 from atelier_gateway.domain.sms import SmsRules
 from atelier_gateway.settings import GatewaySettings
 from atelier_ports.clock import Clock, SystemClock
@@ -82,6 +83,9 @@ class GatewayContainer:
     rate_limit: TokenBucketRateLimiter
     auth_rate_limit: TokenBucketRateLimiter
     images: ImageSource
+    task_reads: TaskReadModel
+    read_task: ReadTask
+    follow_task_changes: FollowTaskChanges
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -135,6 +139,10 @@ def build_container(
     files = LocalFileStore(
         settings.storage_dir(), settings.storage_signing_secret.get_secret_value().encode()
     )
+    tasks = tasks_gateway or GrpcTasksGateway(
+        settings.tasks_address, settings.internal_token.get_secret_value(), timeout
+    )
+    task_reads = TaskReadModel(clock=clock, size=settings.gateway_task_cache_size)
     return GatewayContainer(
         settings=settings,
         engine=engine,
@@ -185,10 +193,7 @@ def build_container(
         or GrpcBillingGateway(
             settings.billing_address, settings.internal_token.get_secret_value(), timeout
         ),
-        tasks=tasks_gateway
-        or GrpcTasksGateway(
-            settings.tasks_address, settings.internal_token.get_secret_value(), timeout
-        ),
+        tasks=tasks,
         files=files,
         rate_limit=TokenBucketRateLimiter(
             settings.gateway_rate_limit_per_minute, settings.gateway_rate_limit_burst, clock
@@ -199,6 +204,9 @@ def build_container(
             clock,
         ),
         images=SignedUrlImages(files, clock),
+        task_reads=task_reads,
+        read_task=ReadTask(tasks=tasks, model=task_reads),
+        follow_task_changes=FollowTaskChanges(tasks=tasks, model=task_reads),
         closers=closers,
     )
 

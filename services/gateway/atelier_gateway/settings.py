@@ -46,6 +46,11 @@ class GatewaySettings(ServiceSettings):
     gateway_rpc_timeout_seconds: float = Field(
         default=5.0, validation_alias="GATEWAY_RPC_TIMEOUT_SECONDS"
     )
+    # Task views kept per process for GET /v1/tasks/{id}, fresh by the tasks change feed
+    # (docs/ARCHITECTURE.md, "Task reads"); 0 turns the cache and its feed off.
+    gateway_task_cache_size: int = Field(
+        default=10_000, validation_alias="GATEWAY_TASK_CACHE_SIZE", ge=0
+    )
     local_storage_dir: Path | None = Field(default=None, validation_alias="LOCAL_STORAGE_DIR")
     storage_signing_secret: SecretStr = Field(
         default=SecretStr("dev-storage-signing-secret"), validation_alias="STORAGE_SIGNING_SECRET"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from atelier_common.db import make_engine
+from atelier_common.processes import shares_port
 from sqlalchemy import Engine
 
 from atelier_ports.clock import Clock, SystemClock
@@ -114,6 +115,9 @@ def tasks_config(settings: TasksSettings, *, notified: bool = False) -> TasksCon
         url_ttl_seconds=settings.url_ttl_seconds,
         upload_max_bytes=settings.upload_max_bytes,
         watch_poll_seconds=WATCH_POLL_NOTIFIED_SECONDS if notified else 1.0,
+        # Without NOTIFY only this process's own changes reach its hub: one process alone
+        # (a separate ``atelier-tasks worker`` on SQLite is not heard either; see the README).
+        change_feed=notified or not shares_port(),
     )
 
 

@@ -110,6 +110,19 @@ def global_stack(
         aws.close()
 
 
+def succeeded(user: User, task_id: str) -> dict[str, Any]:
+    """The task once GET shows it succeeded. The webhook was answered after the tasks service
+    committed; GET reads the gateway's copy, which the tasks change feed refreshes a moment
+    later (the read model's rule: never older than what the feed delivered)."""
+    wait_until(
+        lambda: user.get(f"/v1/tasks/{task_id}").json()["status"] != "processing",
+        what="the read model to hear of the webhook's result",
+    )
+    done = dict(user.get(f"/v1/tasks/{task_id}").json())
+    assert done["status"] == "succeeded", done
+    return done
+
+
 def balance(user: User) -> dict[str, Any]:
     return dict(user.get("/v1/me/balance").json())
 
@@ -134,8 +147,7 @@ def test_text_to_image_via_replicate_webhook_to_the_gateway(global_stack: Global
 
     stack.replicate.complete(prediction_id)
     assert stack.replicate.webhook_statuses == [200]
-    done = user.get(f"/v1/tasks/{task_id}").json()
-    assert done["status"] == "succeeded", done
+    done = succeeded(user, task_id)
     image = done["images"][0]
     assert image["url"].startswith(f"{stack.moto.endpoint_url}/{stack.bucket}/{user.id}/")
     assert stack.replicate.url not in str(done)  # vendor URLs are never handed out
@@ -238,8 +250,7 @@ def test_the_archive_streams_the_images_from_s3(global_stack: GlobalStack) -> No
     task_id, prediction_id = started_prediction(stack, user)
     assert user.get(f"/v1/tasks/{task_id}/archive").status_code == 409  # still running
     stack.replicate.complete(prediction_id)
-    done = user.get(f"/v1/tasks/{task_id}").json()
-    assert done["status"] == "succeeded", done
+    done = succeeded(user, task_id)
     r = user.get(f"/v1/tasks/{task_id}/archive")
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/zip"

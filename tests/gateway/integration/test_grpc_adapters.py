@@ -54,6 +54,7 @@ TASKS_CALLS: dict[str, TasksCall] = {
     "ListImages": lambda g: g.list_images(CALLER, PAGE, "model_pose12"),
     "GetUserStats": lambda g: g.get_user_stats(CALLER),
     "HandleProviderNotification": lambda g: g.handle_provider_notification(CALLER, HOOK),
+    "WatchTaskChanges": lambda g: anext(g.task_changes(5.0)),
 }
 
 

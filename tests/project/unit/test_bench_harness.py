@@ -13,7 +13,7 @@ import pytest
 from atelier_billing.adapters.persistence import tables as billing_tables
 from atelier_tasks.adapters.db import tables as tasks_tables
 from bench import pgbench, procstat, report, wrk
-from bench.__main__ import local_signature, percentiles, seed_tasks_sql
+from bench.__main__ import PHASES, local_signature, only, percentiles, seed_tasks_sql
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:8080
@@ -252,3 +252,10 @@ def test_percentiles_and_the_webhook_signature() -> None:
     assert local_signature("s", b"{}", 1) == (
         "t=1,v1=" + hmac.new(b"s", b"1.{}", hashlib.sha256).hexdigest()
     )
+
+
+def test_bench_only_selects_phases_and_refuses_unknown_names() -> None:
+    assert only(None) == only("") == frozenset(PHASES)
+    assert only(" create, pgbench ,") == {"create", "pgbench"}
+    with pytest.raises(SystemExit, match="creat"):
+        only("creat,read")

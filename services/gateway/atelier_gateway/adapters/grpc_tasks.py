@@ -6,8 +6,13 @@ service's messages are built and read here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Mapping
+
+import grpc.aio
+from atelier_common.grpc_client import RemoteCallError, translate
 
 from atelier.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from atelier_gateway.adapters.grpc_channel import (
@@ -29,6 +34,8 @@ SETTLING_CALL_TIMEOUT = 15.0
 NOTIFICATION_TIMEOUT = 15.0
 
 pb = tasks_pb2
+# The change feed is the gateway's own call, for no end user.
+FEED_CALLER = Caller(user_id=None)
 
 
 # Wire enums ↔ the API's names. An unknown wire value (a proto newer than this gateway) is a
@@ -118,6 +125,8 @@ def task_of(task: pb.Task) -> dto.Task:
         finished_at=time_of(task, "finish_time"),
         deadline_at=time_of(task, "deadline_time"),
         user_id=task.user_id,
+        version=task.version,
+        urls_expire_at=time_of(task, "urls_expire_time"),
     )
 
 
@@ -283,6 +292,34 @@ class GrpcTasksGateway:
             self._tasks().WatchTask, request, caller, max_seconds
         ):
             yield event_of(reply.event)
+
+    async def task_changes(self, idle_seconds: float) -> AsyncIterator[dto.TaskChange | None]:
+        call = self._tasks().WatchTaskChanges(
+            pb.WatchTaskChangesRequest(), metadata=self._remote.metadata(FEED_CALLER)
+        )
+        replies = aiter(call)
+        try:
+            while True:
+                try:
+                    reply = await asyncio.wait_for(anext(replies), idle_seconds)
+                except StopAsyncIteration:
+                    raise RemoteCallError("tasks", "UNAVAILABLE", "the feed ended") from None
+                except TimeoutError:
+                    raise RemoteCallError("tasks", "UNAVAILABLE", "the feed went silent") from None
+                if reply.subscribed:
+                    yield None
+                elif reply.deleted:
+                    yield dto.TaskChange.deleted(reply.task_id)
+                elif reply.HasField("task"):
+                    task = reply.task
+                    yield dto.TaskChange(
+                        reply.task_id, task.version, functools.partial(task_of, task)
+                    )
+                # else: a heartbeat
+        except grpc.aio.AioRpcError as e:
+            raise translate("tasks", e) from e
+        finally:
+            call.cancel()
 
     async def list_images(
         self, caller: Caller, page: PageRequest, task_type: dto.TaskType | None

@@ -7,8 +7,9 @@ from typing import Any
 
 from atelier_common.db import SqlUnitOfWork
 from atelier_common.timestamps import as_utc, as_utc_or_none
-from sqlalchemy import Connection, Engine, Row, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, or_, select, update
 from sqlalchemy import delete as sa_delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from atelier_gateway.adapters import orm
@@ -152,13 +153,48 @@ class SqlRefreshTokenRepository:
         )
 
 
+class _IdempotencyStatements:
+    """The Idempotency-Key statements, built once per dialect (they run twice per POST /v1/tasks
+    and /v1/orders that carries a key, so only their parameters are bound per call)."""
+
+    def __init__(self, dialect: str) -> None:
+        t, p = orm.idempotency_keys, bindparam
+        dml: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # One statement claims the key: a row already there (a retry) inserts nothing and
+        # raises nothing, so no savepoint is needed around it.
+        self.claim = (
+            dml(t)
+            .values(
+                user_id=p("user_id"),
+                key=p("key"),
+                scope=p("scope"),
+                request_hash=p("request_hash"),
+                created_at=p("created_at"),
+            )
+            .on_conflict_do_nothing(index_elements=[t.c.user_id, t.c.key])
+            .returning(t.c.user_id)
+        )
+        mine = (t.c.user_id == p("w_user_id"), t.c.key == p("w_key"))
+        self.get = select(t).where(*mine)
+        self.reclaim = (
+            update(t)
+            .where(*mine, t.c.status.is_(None), t.c.created_at == p("w_claimed_at"))
+            .values(created_at=p("created_at"))
+        )
+        self.complete = update(t).where(*mine).values(status=p("status"), response=p("response"))
+        self.release = sa_delete(t).where(*mine, t.c.status.is_(None))
+
+
+_IDEMPOTENCY = {name: _IdempotencyStatements(name) for name in ("postgresql", "sqlite")}
+
+
 class SqlIdempotencyRepository:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._sql = _IDEMPOTENCY["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
 
     def get(self, user_id: str, key: str) -> IdempotencyRecord | None:
-        t = orm.idempotency_keys
-        row = self._conn.execute(select(t).where(t.c.user_id == user_id, t.c.key == key)).first()
+        row = self._conn.execute(self._sql.get, {"w_user_id": user_id, "w_key": key}).first()
         if row is None:
             return None
         m = row._mapping
@@ -173,48 +209,25 @@ class SqlIdempotencyRepository:
         )
 
     def claim(self, record: IdempotencyRecord) -> bool:
-        try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    insert(orm.idempotency_keys).values(
-                        user_id=record.user_id,
-                        key=record.key,
-                        scope=record.scope,
-                        request_hash=record.request_hash,
-                        created_at=record.created_at,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+        params = {
+            "user_id": record.user_id,
+            "key": record.key,
+            "scope": record.scope,
+            "request_hash": record.request_hash,
+            "created_at": record.created_at,
+        }
+        return self._conn.execute(self._sql.claim, params).first() is not None
 
     def reclaim(self, user_id: str, key: str, claimed_at: datetime, now: datetime) -> bool:
-        t = orm.idempotency_keys
-        result = self._conn.execute(
-            update(t)
-            .where(
-                t.c.user_id == user_id,
-                t.c.key == key,
-                t.c.status.is_(None),
-                t.c.created_at == claimed_at,
-            )
-            .values(created_at=now)
-        )
-        return result.rowcount == 1
+        params = {"w_user_id": user_id, "w_key": key, "w_claimed_at": claimed_at, "created_at": now}
+        return self._conn.execute(self._sql.reclaim, params).rowcount == 1
 
     def complete(self, user_id: str, key: str, status: int, response: bytes) -> None:
-        t = orm.idempotency_keys
-        self._conn.execute(
-            update(t)
-            .where(t.c.user_id == user_id, t.c.key == key)
-            .values(status=status, response=response)
-        )
+        params = {"w_user_id": user_id, "w_key": key, "status": status, "response": response}
+        self._conn.execute(self._sql.complete, params)
 
     def release(self, user_id: str, key: str) -> None:
-        t = orm.idempotency_keys
-        self._conn.execute(
-            sa_delete(t).where(t.c.user_id == user_id, t.c.key == key, t.c.status.is_(None))
-        )
+        self._conn.execute(self._sql.release, {"w_user_id": user_id, "w_key": key})
 
 
 def _challenge_from_row(row: Row[Any]) -> SmsChallenge:
@@ -318,5 +331,5 @@ class SqlGatewayUnitOfWorkFactory:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def __call__(self) -> SqlGatewayUnitOfWork:
-        return SqlGatewayUnitOfWork(self._engine)
+    def __call__(self, *, one_statement: bool = False) -> SqlGatewayUnitOfWork:
+        return SqlGatewayUnitOfWork(self._engine, one_statement=one_statement)

@@ -58,7 +58,9 @@ class IdempotencyKeys:
             request_hash=fingerprint,
             created_at=self._clock.now(),
         )
-        with self._uow() as uow:
+        # One statement claims the key (no transaction around it on PostgreSQL); only a retry
+        # reads the first request's record after it.
+        with self._uow(one_statement=True) as uow:
             if uow.idempotency.claim(record):
                 uow.commit()
                 return None
@@ -70,7 +72,7 @@ class IdempotencyKeys:
         if not existing.completed or existing.response is None or existing.status is None:
             now = self._clock.now()
             if existing.created_at + self._stale_after <= now:
-                with self._uow() as uow:
+                with self._uow(one_statement=True) as uow:
                     taken = uow.idempotency.reclaim(user_id, key, existing.created_at, now)
                     uow.commit()
                 if taken:
@@ -79,11 +81,11 @@ class IdempotencyKeys:
         return StoredResponse(status=existing.status, body=existing.response)
 
     def complete(self, user_id: str, key: str, status: int, body: bytes) -> None:
-        with self._uow() as uow:
+        with self._uow(one_statement=True) as uow:
             uow.idempotency.complete(user_id, key, status, body)
             uow.commit()
 
     def abandon(self, user_id: str, key: str) -> None:
-        with self._uow() as uow:
+        with self._uow(one_statement=True) as uow:
             uow.idempotency.release(user_id, key)
             uow.commit()

@@ -109,7 +109,12 @@ class GatewayUnitOfWork(UnitOfWork, Protocol):
 
 
 class GatewayUnitOfWorkFactory(Protocol):
-    def __call__(self) -> GatewayUnitOfWork: ...
+    def __call__(self, *, one_statement: bool = False) -> GatewayUnitOfWork:
+        """A unit for one use case call. A ``one_statement`` unit makes at most one change, in
+        one statement (an Idempotency-Key claim, say): atomic by itself, so on PostgreSQL it
+        needs no transaction around it (no BEGIN/COMMIT round trips); its reads each see what
+        was committed when they ran."""
+        ...
 
 
 class PasswordHasher(Protocol):
@@ -272,6 +277,13 @@ class TasksGateway(Protocol):
         self, caller: Caller, task_id: str, after_sequence: int, max_seconds: float
     ) -> AsyncIterator[tasks.TaskEvent]:
         """The task's status events after ``after_sequence``; ends after the terminal one."""
+        ...
+
+    def task_changes(self, idle_seconds: float) -> AsyncIterator[tasks.TaskChange | None]:
+        """Every task's changes (the tasks service's change feed, no end user): None first,
+        once subscribed (every change committed after it follows), then the changes. Raises
+        when the feed broke (changes may have been missed), or when the service went silent
+        for ``idle_seconds`` (it sends heartbeats more often than that)."""
         ...
 
     async def list_images(

@@ -5,7 +5,7 @@ Plain frozen dataclasses; enum values are the API's lower-case names (``"succeed
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -98,6 +98,27 @@ class Task:
     finished_at: datetime | None
     deadline_at: datetime | None
     user_id: str = ""  # the owner
+    version: int = 0  # grows with every change of the task (the newer of two views is higher)
+    urls_expire_at: datetime | None = None  # with images: their signed URLs stop working then
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChange:
+    """One change of a task, from the tasks service's change feed: the task's version after
+    the change and its view, decoded only when asked for (most changes are of tasks this
+    process does not keep); ``view`` None: the task no longer exists."""
+
+    task_id: str
+    version: int
+    view: Callable[[], Task] | None
+
+    @classmethod
+    def of(cls, task: Task) -> TaskChange:
+        return cls(task.id, task.version, lambda: task)
+
+    @classmethod
+    def deleted(cls, task_id: str) -> TaskChange:
+        return cls(task_id, 0, None)
 
 
 @dataclass(frozen=True, slots=True)

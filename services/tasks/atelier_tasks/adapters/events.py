@@ -12,6 +12,8 @@ import contextlib
 import threading
 from collections import defaultdict
 
+from atelier_tasks.application.ports import ChangesMissed
+
 
 class _Subscription:
     def __init__(self, hub: InProcessEventHub, task_id: str) -> None:
@@ -55,25 +57,105 @@ class _Subscription:
         self._hub._remove(self._task_id, self)
 
 
+class _ChangeFeed:
+    """The ids of tasks changed since the last ``changed``, for one follower of every task, on
+    an event loop. At most ``backlog`` ids wait; beyond that, or after ``publish_all``, the
+    feed is broken (``changed`` raises ``ChangesMissed``): the follower must start over."""
+
+    def __init__(self, hub: InProcessEventHub, backlog: int) -> None:
+        self._hub = hub
+        self._backlog = backlog
+        self._ids: dict[str, None] = {}  # insertion-ordered set
+        self._broken = False
+        self._lock = threading.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._ready = asyncio.Event()
+
+    def add(self, task_id: str) -> None:
+        with self._lock:
+            if self._broken:
+                return
+            self._ids[task_id] = None
+            if len(self._ids) > self._backlog:
+                self._broken = True
+                self._ids.clear()
+        self._wake()
+
+    def miss(self) -> None:
+        with self._lock:
+            self._broken = True
+            self._ids.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def changed(self, timeout: float) -> list[str]:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        self._ready.clear()
+        with self._lock:
+            if self._broken:
+                raise ChangesMissed("changes may have been missed; read again")
+            ids = list(self._ids)
+            self._ids.clear()
+        return ids
+
+    def close(self) -> None:
+        self._hub._remove_feed(self)
+
+
 class InProcessEventHub:
     """Watchers in this process; PostgreSQL replicas feed it from LISTEN/NOTIFY as well."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subs: dict[str, set[_Subscription]] = defaultdict(set)
+        self._feeds: set[_ChangeFeed] = set()
+        # Set when a LISTEN connection feeds this hub (``notified``): change feeds then take
+        # their ids from NOTIFY only, which covers every replica's event-writing changes, so
+        # one write is not read twice (its own wake-up, then its NOTIFY).
+        self.feeds_from_notify = False
 
     def publish(self, task_id: str) -> None:
+        """A change made by this process."""
+        self._publish(task_id, feeds=not self.feeds_from_notify)
+
+    def notified(self, task_id: str) -> None:
+        """A change announced by NOTIFY (any replica's, this one's included)."""
+        self._publish(task_id, feeds=True)
+
+    def _publish(self, task_id: str, *, feeds: bool) -> None:
         with self._lock:
             subs = list(self._subs.get(task_id, ()))
+            followers = list(self._feeds) if feeds else []
         for sub in subs:
             sub.wake()
+        for feed in followers:
+            feed.add(task_id)
 
     def publish_all(self) -> None:
-        """Wake every watcher (they re-read): after notifications may have been missed."""
+        """Wake every watcher (they re-read): after notifications may have been missed. Change
+        feeds cannot re-read everything: they break."""
         with self._lock:
             subs = [sub for group in self._subs.values() for sub in group]
+            feeds = list(self._feeds)
         for sub in subs:
             sub.wake()
+        for feed in feeds:
+            feed.miss()
+
+    def follow_changes(self, backlog: int) -> _ChangeFeed:
+        """A feed of every task's changes from now on (called on the follower's event loop)."""
+        feed = _ChangeFeed(self, backlog)
+        with self._lock:
+            self._feeds.add(feed)
+        return feed
+
+    def _remove_feed(self, feed: _ChangeFeed) -> None:
+        with self._lock:
+            self._feeds.discard(feed)
 
     def subscribe(self, task_id: str) -> _Subscription:
         sub = _Subscription(self, task_id)

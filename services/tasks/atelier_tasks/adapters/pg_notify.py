@@ -9,15 +9,16 @@ import threading
 import psycopg
 
 from atelier_tasks.adapters.db.repository import NOTIFY_CHANNEL
-from atelier_tasks.application.ports import TaskEventHub
+from atelier_tasks.adapters.events import InProcessEventHub
 
 log = logging.getLogger("atelier.tasks.notify")
 
 
 class PostgresNotificationListener:
-    def __init__(self, libpq_url: str, hub: TaskEventHub) -> None:
+    def __init__(self, libpq_url: str, hub: InProcessEventHub) -> None:
         self._url = libpq_url
         self._hub = hub
+        hub.feeds_from_notify = True
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tasks-listen", daemon=True)
@@ -41,7 +42,7 @@ class PostgresNotificationListener:
                     self._ready.set()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
-                            self._hub.publish(note.payload)
+                            self._hub.notified(note.payload)
             except Exception:
                 log.warning("LISTEN connection lost; reconnecting", exc_info=True)
                 self._stop.wait(1.0)

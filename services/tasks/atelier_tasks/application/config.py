@@ -47,5 +47,13 @@ class TasksConfig:
     # process on SQLite); with PostgreSQL LISTEN/NOTIFY every change wakes it, and this is only
     # a safety net (bootstrap: WATCH_POLL_NOTIFIED_SECONDS).
     watch_poll_seconds: float = 1.0
+    # WatchTaskChanges is offered only where this process's hub hears of every change:
+    # PostgreSQL (LISTEN/NOTIFY) or one process alone on its database (bootstrap decides).
+    change_feed: bool = True
+    # A change-feed follower this many task ids behind is cut off (it must read again).
+    change_feed_backlog: int = 10_000
+    # Wake-ups gathered before the changed tasks are read (one write wakes the feed twice on
+    # PostgreSQL: in process and by NOTIFY); the delay a change adds on its way to followers.
+    change_feed_batch_seconds: float = 0.02
     max_page_size: int = 100
     default_page_size: int = 20

@@ -26,6 +26,7 @@ from atelier_tasks.application.queries import (
 from atelier_tasks.application.saga import TaskSaga
 from atelier_tasks.application.uploads import CreateUpload
 from atelier_tasks.application.views import TaskViews
+from atelier_tasks.application.watch_changes import WatchTaskChanges
 from atelier_tasks.application.watch_task import WatchTask
 
 
@@ -39,6 +40,7 @@ class TaskUseCases:
     user_stats: GetUserStats
     cancel_task: CancelTask
     watch: WatchTask
+    watch_changes: WatchTaskChanges
     create_upload: CreateUpload
     handle_notification: HandleNotification
     list_decisions: ListDecisions
@@ -56,7 +58,7 @@ def build_use_cases(
     ids: IdGenerator,
     config: TasksConfig,
 ) -> TaskUseCases:
-    views = TaskViews(storage=storage, config=config)
+    views = TaskViews(storage=storage, config=config, clock=clock)
     return TaskUseCases(
         create_task=CreateTask(
             uow=uow,
@@ -76,6 +78,7 @@ def build_use_cases(
         user_stats=GetUserStats(uow=uow),
         cancel_task=CancelTask(uow=uow, saga=saga, views=views),
         watch=WatchTask(uow=uow, hub=hub, config=config),
+        watch_changes=WatchTaskChanges(uow=uow, hub=hub, views=views, config=config),
         create_upload=CreateUpload(storage=storage, ids=ids, config=config),
         handle_notification=HandleNotification(providers=providers, uow=uow, saga=saga),
         list_decisions=ListDecisions(uow=uow, config=config),

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from atelier_ports.clock import Clock
 from atelier_ports.paging import InvalidPageToken, decode_page_token, encode_page_token
 from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import Page, TasksUnitOfWork
@@ -31,6 +32,8 @@ class ImageView:
 class TaskView:
     task: Task
     images: list[ImageView] = field(default_factory=list)
+    # With images: their signed URLs work until then (signing time + the URL lifetime).
+    urls_expire_at: datetime | None = None
 
 
 def encode_cursor(kind: str, created_at: datetime, item_id: str) -> str:
@@ -51,9 +54,10 @@ def decode_cursor(token: str, kind: str) -> tuple[datetime, str]:
 class TaskViews:
     """Builds views (signing image URLs) and reads page requests."""
 
-    def __init__(self, *, storage: ObjectStorage, config: TasksConfig) -> None:
+    def __init__(self, *, storage: ObjectStorage, config: TasksConfig, clock: Clock) -> None:
         self.storage = storage
         self.config = config
+        self.clock = clock
 
     def task(self, uow: TasksUnitOfWork, task: Task) -> TaskView:
         """The task with its images (read in the caller's unit of work)."""
@@ -69,7 +73,11 @@ class TaskViews:
         return [self.view(t, images.get(t.id, ())) for t in tasks]
 
     def view(self, task: Task, images: Sequence[ResultImage]) -> TaskView:
-        return TaskView(task, [self.image(i) for i in images])
+        if not images:
+            return TaskView(task)
+        # Read before signing: the URLs expire no earlier than this.
+        expires = self.clock.now() + timedelta(seconds=self.config.url_ttl_seconds)
+        return TaskView(task, [self.image(i) for i in images], expires)
 
     def image(self, image: ResultImage) -> ImageView:
         ttl = self.config.url_ttl_seconds

@@ -39,13 +39,16 @@ from atelier_tasks.application.queries import (
 from atelier_tasks.application.uploads import CreateUploadCommand
 from atelier_tasks.application.use_cases import TaskUseCases
 from atelier_tasks.application.views import ImageView, TaskView
+from atelier_tasks.application.watch_changes import Marker
 from atelier_tasks.application.watch_task import WatchTaskQuery
 from atelier_tasks.domain.errors import InvalidParams
 from atelier_tasks.domain.model import TaskEvent, TaskStatus, TaskType
 
 SERVICE_NAME = "atelier.tasks.v1.TaskService"
 RESPONSE_SLACK = 0.2  # seconds kept for the answer to reach a caller before its deadline
-USERLESS_METHODS = frozenset({f"/{SERVICE_NAME}/HandleProviderNotification"})
+USERLESS_METHODS = frozenset(
+    {f"/{SERVICE_NAME}/HandleProviderNotification", f"/{SERVICE_NAME}/WatchTaskChanges"}
+)
 
 # Every task type by its name in the proto (TASK_TYPE_<TYPE>): a new type needs no line here.
 _TYPES: dict[TaskType, pb.TaskType] = {
@@ -183,6 +186,8 @@ def task_message(view: TaskView) -> Any:
         deadline_time=to_timestamp(task.deadline_at),
         request_id=task.request_id or "",
         user_id=task.user_id,
+        version=task.version,
+        urls_expire_time=to_timestamp(view.urls_expire_at),
     )
 
 
@@ -276,6 +281,22 @@ class TaskServicer(pb_grpc.TaskServiceServicer):
         )
         async for event in events:
             yield pb.WatchTaskResponse(event=event_message(event))
+
+    async def WatchTaskChanges(
+        self, request: Any, context: grpc.ServicerContext
+    ) -> AsyncIterator[Any]:
+        # One per follower (a gateway process), open for as long as it runs; on the loop.
+        async for change in self.use_cases.watch_changes.follow(offload=offload):
+            if change is Marker.SUBSCRIBED:
+                yield pb.WatchTaskChangesResponse(subscribed=True)
+            elif change is Marker.QUIET:
+                yield pb.WatchTaskChangesResponse()  # a heartbeat
+            elif change.view is None:
+                yield pb.WatchTaskChangesResponse(task_id=change.task_id, deleted=True)
+            else:
+                yield pb.WatchTaskChangesResponse(
+                    task_id=change.task_id, task=task_message(change.view)
+                )
 
     def ListImages(self, request: Any, context: grpc.ServicerContext) -> Any:
         views, token = self.use_cases.list_images(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import aiohttp_cors
 from aiohttp import web
 
@@ -67,12 +71,24 @@ def create_app(container: GatewayContainer) -> web.Application:
     allow_cors(app, cors_origins(container.settings.gateway_cors_origins))
     security_headers.install(app)
 
+    async def follow_task_changes(_app: web.Application) -> AsyncIterator[None]:
+        # One change feed per process keeps its task cache fresh (off when the cache is).
+        follower = None
+        if container.task_reads.enabled:
+            follower = asyncio.create_task(container.follow_task_changes.run())
+        yield
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+
     async def close(_app: web.Application) -> None:
         await container.billing.close()
         await container.tasks.close()
         container.close()
 
     app.on_shutdown.append(tasks_routes.close_open_streams)
+    app.cleanup_ctx.append(follow_task_changes)
     app.on_cleanup.append(close)
     return app
 

@@ -187,8 +187,13 @@ async def admin_list_tasks(request: web.Request) -> web.Response:
 async def get_task(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     task_id = path_id(request, "task_id")
-    task = await container(request).tasks.get_task(caller, task_id)
-    return json_response(present.task(task))
+    # The process's read model, or GetTask (docs/ARCHITECTURE.md, "Task reads"); the body is
+    # rendered once per view kept.
+    entry = await container(request).read_task(caller, task_id)
+    body = entry.body
+    if body is None:
+        body = entry.body = json.dumps(present.task(entry.task), separators=(",", ":")).encode()
+    return web.Response(body=body, content_type="application/json")
 
 
 @operation(
@@ -200,8 +205,10 @@ async def get_task(request: web.Request) -> web.Response:
 async def cancel_task(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     task_id = path_id(request, "task_id")
-    task = await container(request).tasks.cancel_task(caller, task_id)
-    return json_response(present.task(task))
+    c = container(request)
+    # Kept, so this process never answers an older state after telling the client this one.
+    entry = await c.read_task.remember(task_id, c.tasks.cancel_task(caller, task_id))
+    return json_response(present.task(entry.task))
 
 
 _MAX_SEQUENCE = 2**63 - 1
@@ -235,6 +242,7 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     task_id = path_id(request, "task_id")
     after = _last_event_id(request)
     tasks = container(request).tasks
+    reads = container(request).task_reads
     # Answer 404 (as a problem) before the stream starts if the task is not the caller's.
     await tasks.get_task(caller, task_id)
 
@@ -243,6 +251,8 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     async def pump() -> None:
         try:
             async for event in tasks.watch_task(caller, task_id, after, SSE_MAX_SECONDS):
+                # What this client is told here, its reads in this process never go back on.
+                reads.forget_if_behind(event)
                 await queue.put(event)
         except RemoteCallError as e:
             await queue.put(e)

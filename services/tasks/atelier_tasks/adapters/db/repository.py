@@ -112,6 +112,56 @@ class _Statements:
         )
         self.notify = sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, p("task_id")))
         self._updates: dict[tuple[str, ...], sa.Update] = {}
+        self._creates: dict[tuple[str, ...], sa.Executable] = {}
+
+    def create(self, columns: tuple[str, ...]) -> sa.Executable:
+        """PostgreSQL: a new task, its place in the day's count and its first event in ONE
+        statement (data-modifying CTEs) — what ``insert_task``, ``take_count`` and
+        ``insert_events`` do in three. Answers (id, n): id NULL when the request id is taken
+        (nothing was written), n NULL when the day's count is full (the caller rolls back)."""
+        statement = self._creates.get(columns)
+        if statement is not None:
+            return statement
+        t, c, e, p = tasks.c, task_daily_counts.c, task_events.c, sa.bindparam
+        new_task = (
+            postgresql.insert(tasks)
+            .values({name: p(name) for name in columns})
+            .on_conflict_do_nothing()
+            .returning(t.id, t.user_id)
+            .cte("new_task")
+        )
+        taken = (
+            postgresql.insert(task_daily_counts)
+            .from_select(
+                [c.user_id, c.day, c.n],
+                sa.select(new_task.c.user_id, p("day", type_=c.day.type), sa.literal(1)),
+            )
+            .on_conflict_do_update(
+                index_elements=[c.user_id, c.day],
+                set_={"n": c.n + 1},
+                where=c.n < p("limit", type_=sa.Integer),
+            )
+            .returning(c.n)
+            .cte("taken")
+        )
+        event_columns = ("sequence", "status", "attempts", "error_reason", "created_at")
+        first_event = (
+            task_events.insert()
+            .from_select(
+                [e.task_id, *(e[name] for name in event_columns)],
+                sa.select(
+                    new_task.c.id,
+                    *(p(f"e_{name}", type_=e[name].type) for name in event_columns),
+                ),
+            )
+            .cte("first_event")
+        )
+        created = sa.select(
+            sa.select(new_task.c.id).scalar_subquery().label("id"),
+            sa.select(taken.c.n).scalar_subquery().label("n"),
+        ).add_cte(first_event)
+        self._creates[columns] = created
+        return created
 
     def update(self, columns: tuple[str, ...]) -> sa.Update:
         """UPDATE of these columns (and the version), guarded by id and version."""
@@ -142,6 +192,8 @@ class SqlTaskRepository:
     # --- writes --------------------------------------------------------------------------------
 
     def add(self, task: Task, quota: DailyQuota | None = None) -> Task:
+        if self._pg and quota is not None and quota.limit > 0 and len(task.new_events) == 1:
+            return self._add_in_one_statement(task, quota)
         conn, sql = self._conn, self._sql
         row = self._row(task)
         for _ in range(3):
@@ -173,6 +225,46 @@ class SqlTaskRepository:
         self._insert_events(conn, task)
         task.version = 1
         task.new_events.clear()
+        vars(task)[_STORED] = row
+        return task
+
+    def _add_in_one_statement(self, task: Task, quota: DailyQuota) -> Task:
+        """:meth:`add` on PostgreSQL for a new task with its first event: one round trip."""
+        conn = self._conn
+        row = {**self._row(task), "version": 1}
+        [event] = task.new_events
+        params = {
+            **row,
+            "day": _day(task.created_at),
+            "limit": quota.limit,
+            "e_sequence": event.sequence,
+            "e_status": event.status.value,
+            "e_attempts": event.attempts,
+            "e_error_reason": event.error_reason,
+            "e_created_at": event.at,
+        }
+        statement = self._sql.create(tuple(row))
+        for _ in range(3):
+            created = conn.execute(statement, params).one()
+            if created.id is not None:
+                break
+            # The request id is taken: nothing was written; answer with the task that has it
+            # (unless it was abandoned meanwhile, which frees its request id: then try again).
+            existing = (
+                self.find_by_request(task.user_id, task.request_id) if task.request_id else None
+            )
+            if existing is not None:
+                return existing
+        else:
+            raise RuntimeError(f"task {task.id} could not be inserted")
+        if created.n is None:  # the caller rolls back, which removes the task and its event
+            raise DailyLimitReached(
+                f"daily limit of {quota.limit} generations reached",
+                metadata={"limit": str(quota.limit)},
+            )
+        task.version = 1
+        task.new_events.clear()
+        del row["version"]
         vars(task)[_STORED] = row
         return task
 

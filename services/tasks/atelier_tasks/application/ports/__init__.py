@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from atelier_ports.problems import Unavailable
 from atelier_ports.unit_of_work import UnitOfWork
 from atelier_tasks.application.ports.decisions import ModerationDecisions
 from atelier_tasks.domain.model import ResultImage, Task, TaskEvent, TaskStatus, TaskType
@@ -188,6 +189,21 @@ class Subscription(Protocol):
     def close(self) -> None: ...
 
 
+class ChangesMissed(Unavailable):
+    """A change feed may have missed changes (lost notifications, a follower too slow)."""
+
+    reason = "CHANGES_MISSED"
+
+
+class ChangeFeed(Protocol):
+    async def changed(self, timeout: float) -> list[str]:
+        """The ids of the tasks changed since the last call (waits up to ``timeout`` for one;
+        [] if none). Raises ChangesMissed once changes may have been missed."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class TaskEventHub(Protocol):
     """Wakes watchers when a task has new events (the events themselves are read from the
     repository, so a lost or repeated wake-up changes nothing)."""
@@ -195,10 +211,14 @@ class TaskEventHub(Protocol):
     def publish(self, task_id: str) -> None: ...
 
     def publish_all(self) -> None:
-        """Wake every watcher (after wake-ups may have been missed)."""
+        """Wake every watcher (after wake-ups may have been missed); change feeds break."""
         ...
 
     def subscribe(self, task_id: str) -> Subscription: ...
+
+    def follow_changes(self, backlog: int) -> ChangeFeed:
+        """Every task's changes from now on (call it on the event loop that will wait)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
