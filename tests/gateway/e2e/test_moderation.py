@@ -88,7 +88,7 @@ def test_a_refused_input_photo_fails_the_task_and_gives_the_credit_back(
     r = create(user, {"type": "basic_clean", "params": {}, "input_upload_id": upload_id})
     assert r.status_code == 201, r.text
     task = wait_for_status(user, r.json()["id"], {"succeeded", "failed"})
-    assert task["status"] == "failed" and task["error"] == "CONTENT_REJECTED"
+    assert task["status"] == "failed" and task["error"] == "content_rejected"
     assert task["images"] == []
     assert settled_balance(user)["available"] == 10
     assert user.get(f"/v1/tasks/{task['id']}/archive").status_code == 409
@@ -108,7 +108,7 @@ def test_a_refused_result_is_never_reachable_and_the_credit_comes_back(
     r = create(user, body)
     assert r.status_code == 201, r.text
     refused = wait_for_status(user, r.json()["id"], {"succeeded", "failed"})
-    assert refused["status"] == "failed" and refused["error"] == "CONTENT_REJECTED"
+    assert refused["status"] == "failed" and refused["error"] == "content_rejected"
     assert refused["images"] == []
     assert settled_balance(user)["available"] == 9  # only the first task was charged
     gallery = user.get("/v1/images").json()["items"]
@@ -214,7 +214,7 @@ def test_the_local_adapter_end_to_end(local_moderated_stack: Stack) -> None:
     flagged = upload_png(user, flagged_image())
     r = create(user, {"type": "basic_clean", "params": {}, "input_upload_id": flagged})
     refused = wait_for_status(user, r.json()["id"], {"succeeded", "failed"})
-    assert refused["status"] == "failed" and refused["error"] == "CONTENT_REJECTED"
+    assert refused["status"] == "failed" and refused["error"] == "content_rejected"
     plain = upload_photo(stack, user, product_photo())
     r = create(user, {"type": "basic_clean", "params": {}, "input_upload_id": plain})
     assert wait_for_status(user, r.json()["id"], {"succeeded", "failed"})["status"] == "succeeded"

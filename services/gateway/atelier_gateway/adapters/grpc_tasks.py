@@ -116,7 +116,7 @@ def task_of(task: pb.Task) -> dto.Task:
         input_upload_ids=list(task.input_keys),
         cost=task.cost,
         attempts=task.attempts,
-        error=task.error_reason or None,
+        error=task.error_reason.lower() or None,  # the API's codes are snake_case
         error_message=task.error_message or None,
         images=[image_of(i) for i in task.images],
         created_at=time_of(task, "create_time"),
@@ -135,7 +135,7 @@ def event_of(event: pb.TaskEvent) -> dto.TaskEvent:
         task_id=event.task_id,
         sequence=event.sequence,
         status=TASK_STATUSES[event.status],
-        error=event.error_reason or None,
+        error=event.error_reason.lower() or None,
         attempts=event.attempts,
         terminal=event.terminal,
         created_at=time_of(event, "create_time"),
