@@ -21,6 +21,8 @@ from tests.support.browser import Person, chromium, start_chromium
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts" / "workbench"
+# Chromium logs every 4xx answer; this 422 (a refused prompt) is the one the page is showing.
+REFUSED = "/v1/tasks - Failed to load resource: the server responded with a status of 422"
 __all__ = ["chromium"]  # a fixture
 
 
@@ -178,6 +180,15 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     assert "release" in p.text("#ledger")
     p.shot("ledger")
 
+    # A prompt the local moderation refuses (a packaged blocked term): nothing is created.
+    p.go("/create")
+    p.click("input[name=type][value=text_to_image]")
+    p.fill("#prompt", "a p0rn poster")
+    p.click("#create-submit")
+    p.find("#create-status .msg-error")
+    assert "#/create" in p.driver.current_url
+    p.shot("create-refused", expected=(REFUSED,))
+
     # The gallery shows the images; history filters by status.
     p.go("/gallery")
     assert p.wait(lambda d: d.find_elements("css selector", "#gallery img"))
@@ -267,6 +278,21 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     p.go("/admin/tasks?status=failed")
     p.wait_text("main table", "failed")
     p.shot("admin-tasks-failed")
+    # The moderation review: the refused prompt with its label, overturned after a confirmation
+    # (a refused prompt has no task: its overturn is only recorded).
+    p.click("a[href='#/admin/moderation']")
+    p.wait_text("#moderation", "blocked_term:sexual")
+    assert "Prompt" in p.text("#moderation") and "local" in p.text("#moderation")
+    p.shot("admin-moderation")
+    p.click("#moderation .overturn button")
+    p.wait_text("#moderation", "Overturn this rejection?")
+    p.click("#moderation .overturn button.confirm")
+    p.wait_text("#moderation", "Overturned")
+    assert not p.driver.find_elements("css selector", "#moderation .overturn button")
+    p.shot("admin-moderation-overturned")
+    p.act("#moderation-verdict", lambda el: Select(el).select_by_value("all"))
+    p.wait(lambda d: "verdict=all" in d.current_url)
+    p.wait_text("#moderation", "Overturned")
     p.click("#logout")
     p.fill("#login-form input[name=email]", email)
     p.fill("#login-form input[name=password]", PASSWORD)

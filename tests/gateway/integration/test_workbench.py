@@ -140,3 +140,25 @@ def test_the_wheel_ships_the_workbench() -> None:
     assert ignored.returncode == 1  # not ignored
     assert (STATIC_DIR / "index.html").is_file()
     assert STATIC_DIR.parent.name == "http"  # inside atelier_gateway, a wheel package
+
+
+def _words(language: str) -> set[str]:
+    source = (STATIC_DIR / "i18n.js").read_text(encoding="utf-8")
+    block = source.split(f"const {language} = {{", 1)[1].split("\n};", 1)[0]
+    return set(re.findall(r'(?:^|[\s,{])([a-z][a-z0-9_]*):\s*"', block, re.MULTILINE))
+
+
+def test_every_word_is_in_english_and_chinese_and_every_word_used_exists() -> None:
+    from typing import get_args
+
+    from atelier_gateway.application.task_views import ModerationSubject, ModerationVerdict
+
+    en, zh = _words("EN"), _words("ZH")
+    assert len(en) > 200
+    assert en == zh, f"only English: {sorted(en - zh)}; only Chinese: {sorted(zh - en)}"
+    used = {k for source in _scripts().values() for k in re.findall(r'\bt\("([a-z0-9_]+)"', source)}
+    assert used <= en, f"no words for {sorted(used - en)}"
+    # the words the pages build from the API's values (t(`subj_${subject}`), badge(verdict))
+    built = {f"subj_{s}" for s in get_args(ModerationSubject)}
+    built |= {f"st_{v}" for v in get_args(ModerationVerdict)}
+    assert built <= en, f"no words for {sorted(built - en)}"

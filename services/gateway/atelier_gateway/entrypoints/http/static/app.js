@@ -34,6 +34,7 @@ const ROUTES = [
   [/^\/admin$/, admin.users, true, true],
   [/^\/admin\/users\/([^/]+)$/, admin.user, true, true],
   [/^\/admin\/tasks$/, admin.tasks, true, true],
+  [/^\/admin\/moderation$/, admin.moderation, true, true],
 ];
 
 const NAV = [

@@ -1,4 +1,5 @@
-// Admin console (role admin): users, a user's page and timeline, credit adjustments, refunds, tasks.
+// Admin console (role admin): users, a user's page and timeline, credit adjustments, refunds, tasks,
+// the content moderation review (rejections, overturns).
 import * as Api from "../api.js";
 import { h } from "../dom.js";
 import { formatDate, formatMoney, t } from "../i18n.js";
@@ -14,6 +15,7 @@ function adminNav() {
     { class: "subnav", "aria-label": t("admin") },
     h("a", { href: "#/admin" }, t("search_users")),
     h("a", { href: "#/admin/tasks" }, t("all_tasks")),
+    h("a", { href: "#/admin/moderation" }, t("moderation")),
   );
 }
 
@@ -201,7 +203,7 @@ function timelineEntry(item) {
 
 const KINDS = {
   grant: "k_grant", hold: "k_hold", capture: "k_capture", release: "k_release", expire: "k_expire",
-  adjust: "k_adjust", payment: "k_payment", refund: "k_refund", task: "task",
+  adjust: "k_adjust", payment: "k_payment", refund: "k_refund", task: "task", moderation: "k_moderation",
 };
 
 function tasksTable(tasks) {
@@ -245,4 +247,95 @@ export async function tasks(main, ctx) {
     tasksTable(page.items),
     pager(page.next_page_token, Boolean(token), (next) => ctx.navigate(here({ page: next }))),
   );
+}
+
+// A task of a user, for the admin: the admin's list of that user's tasks (the task page is the
+// owner's own: GET /v1/tasks/{id} answers the owner only).
+function taskLink(userId, taskId, id) {
+  return h("a", { href: `#/admin/tasks?user_id=${encodeURIComponent(userId)}`, class: "mono", id }, taskId);
+}
+
+function labelsText(labels) {
+  return labels.map((l) => `${l.name} ${Math.round(l.confidence * 100)} %`).join(", ") || "—";
+}
+
+// What became of a decision: overturned (when, and the re-run task), or the Overturn button for a
+// rejection not overturned yet.
+function decisionState(d) {
+  if (d.overturned_at) {
+    return h(
+      "span",
+      { class: "overturned" },
+      t("overturned_at", { when: formatDate(d.overturned_at) }),
+      d.rerun_task_id ? [" · ", t("rerun"), " ", taskLink(d.user_id, d.rerun_task_id)] : null,
+    );
+  }
+  return d.verdict === "rejected" ? overturnButton(d) : badge(d.verdict);
+}
+
+// Two steps, in the page: Overturn, then "Overturn this decision?" Yes / Keep.
+function overturnButton(d) {
+  const cell = h("span", { class: "overturn", "data-decision": d.id });
+  const ask = h("button", { type: "button", class: "danger small" }, t("overturn"));
+  const yes = h("button", { type: "button", class: "danger small confirm" }, t("overturn_yes"));
+  const no = h("button", { type: "button", class: "secondary small" }, t("keep"));
+  const question = h("span", { class: "confirm-box", role: "group" }, `${t("overturn_ask")} `, yes, " ", no);
+  ask.addEventListener("click", () => {
+    cell.replaceChildren(question);
+    yes.focus();
+  });
+  no.addEventListener("click", () => {
+    cell.replaceChildren(ask);
+    ask.focus();
+  });
+  yes.addEventListener("click", async () => {
+    busy(yes, true);
+    busy(no, true);
+    try {
+      const done = await Api.post(
+        `/v1/admin/moderation/${encodeURIComponent(d.id)}/overturn`,
+        undefined,
+        { headers: { "Idempotency-Key": crypto.randomUUID() } },
+      );
+      cell.replaceChildren(h("span", { role: "status" }, decisionState(done)));
+    } catch (e) {
+      cell.replaceChildren(message(errorText(e), "error"));
+    }
+  });
+  cell.append(ask);
+  return cell;
+}
+
+export async function moderation(main, ctx) {
+  main.append(heading(t("moderation")), adminNav());
+  const verdict = ctx.params.get("verdict") === "all" ? "all" : "rejected";
+  const token = ctx.params.get("page") || "";
+  const here = (extra) => `#/admin/moderation?${new URLSearchParams({ verdict, ...extra })}`;
+  const verdictSel = select("verdict", [["rejected", t("verdict_rejected")], ["all", t("all")]], verdict);
+  verdictSel.id = "moderation-verdict";
+  verdictSel.addEventListener("change", () => ctx.navigate(`#/admin/moderation?verdict=${verdictSel.value}`));
+  main.append(h("div", { class: "filters" }, h("label", { for: "moderation-verdict" }, t("verdict")), verdictSel));
+  const page = await Api.get(
+    `/v1/admin/moderation${Api.query({ verdict: verdict === "all" ? "" : verdict, page_token: token })}`,
+  );
+  if (!page.items.length) {
+    main.append(empty(t("no_decisions")));
+    return;
+  }
+  const list = table(
+    [
+      [t("when"), (d) => formatDate(d.created_at)],
+      [t("subject"), (d) => t(`subj_${d.subject}`)],
+      [t("labels"), (d) => labelsText(d.labels)],
+      [t("provider"), (d) => d.provider],
+      [t("request_id"), (d) => h("span", { class: "mono" }, d.request_id || "—")],
+      [t("user"), (d) => h("a", { href: `#/admin/users/${encodeURIComponent(d.user_id)}` }, d.user_id)],
+      [t("task"), (d) => (d.task_id ? taskLink(d.user_id, d.task_id) : "—")],
+      [t("state"), decisionState],
+    ],
+    page.items,
+    t("moderation"),
+  );
+  list.id = "moderation";
+  main.append(list, pager(page.next_page_token, Boolean(token), (next) => ctx.navigate(here({ page: next }))));
 }
