@@ -18,6 +18,7 @@ from PIL import Image
 
 from tests.gateway.conftest import PASSWORD, Stack, _stack
 from tests.support.browser import Person, chromium, start_chromium
+from tests.support.moderation_images import FLAGGED_PNG
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts" / "workbench"
@@ -185,9 +186,19 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     p.click("input[name=type][value=text_to_image]")
     p.fill("#prompt", "a p0rn poster")
     p.click("#create-submit")
-    p.find("#create-status .msg-error")
+    p.wait_text("#create-status", "content review refused")
     assert "#/create" in p.driver.current_url
     p.shot("create-refused", expected=(REFUSED,))
+    # A photo the local moderation refuses (NudeNet flags it): the task fails, the credit back.
+    p.go("/create")
+    p.click("input[name=type][value=basic_clean]")
+    p.driver.find_element("css selector", "#photo").send_keys(str(FLAGGED_PNG))
+    p.wait_attr("#drop", "data-uploaded", "true")
+    p.click("#create-submit")
+    p.wait(lambda d: "#/tasks/" in d.current_url)
+    p.wait_attr("#task-status", "data-status", "failed")
+    assert "refused" in p.text("#failure"), p.text("#failure")
+    p.shot("task-refused-photo")
 
     # The gallery shows the images; history filters by status.
     p.go("/gallery")
@@ -284,10 +295,15 @@ def test_the_whole_loop_in_a_browser(person: Person, web_stack: Stack, tmp_path:
     p.wait_text("#moderation", "blocked_term:sexual")
     assert "Prompt" in p.text("#moderation") and "local" in p.text("#moderation")
     p.shot("admin-moderation")
+    # newest first: the photo (its task re-run at no charge), then the prompt (only recorded)
+    assert "Input photo" in p.text("#moderation tbody tr:first-child")
     p.click("#moderation .overturn button")
     p.wait_text("#moderation", "Overturn this rejection?")
     p.click("#moderation .overturn button.confirm")
-    p.wait_text("#moderation", "Overturned")
+    p.wait_text("#moderation tbody tr:first-child", "re-run task")
+    p.click("#moderation .overturn button")
+    p.click("#moderation .overturn button.confirm")
+    p.wait(lambda d: len(d.find_elements("css selector", "#moderation .overturned")) == 2)
     assert not p.driver.find_elements("css selector", "#moderation .overturn button")
     p.shot("admin-moderation-overturned")
     p.act("#moderation-verdict", lambda el: Select(el).select_by_value("all"))

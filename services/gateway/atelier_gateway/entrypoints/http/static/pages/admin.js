@@ -251,8 +251,13 @@ export async function tasks(main, ctx) {
 
 // A task of a user, for the admin: the admin's list of that user's tasks (the task page is the
 // owner's own: GET /v1/tasks/{id} answers the owner only).
-function taskLink(userId, taskId, id) {
-  return h("a", { href: `#/admin/tasks?user_id=${encodeURIComponent(userId)}`, class: "mono", id }, taskId);
+function taskLink(userId, taskId) {
+  return h("a", { href: `#/admin/tasks?user_id=${encodeURIComponent(userId)}`, class: "mono", title: taskId }, shortId(taskId));
+}
+
+// An id in a narrow column: its start (the whole id in the title).
+function shortId(id) {
+  return id.length > 14 ? `${id.slice(0, 13)}…` : id;
 }
 
 function labelsText(labels) {
@@ -329,7 +334,7 @@ export async function moderation(main, ctx) {
       [t("labels"), (d) => labelsText(d.labels)],
       [t("provider"), (d) => d.provider],
       [t("request_id"), (d) => h("span", { class: "mono" }, d.request_id || "—")],
-      [t("user"), (d) => h("a", { href: `#/admin/users/${encodeURIComponent(d.user_id)}` }, d.user_id)],
+      [t("user"), (d) => h("a", { href: `#/admin/users/${encodeURIComponent(d.user_id)}`, class: "mono", title: d.user_id }, shortId(d.user_id))],
       [t("task"), (d) => (d.task_id ? taskLink(d.user_id, d.task_id) : "—")],
       [t("state"), decisionState],
     ],

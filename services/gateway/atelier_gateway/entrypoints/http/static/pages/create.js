@@ -171,6 +171,8 @@ export async function render(main, ctx) {
       busy(submit, false, t("submit"));
       if (err.code === "insufficient_credits") {
         box.replaceChildren(message(t("not_enough"), "error", " ", h("a", { href: "#/buy", id: "buy-link" }, t("buy_link"))));
+      } else if (err.code === "content_rejected") {
+        box.replaceChildren(message(t("content_rejected"), "error"));
       } else {
         box.replaceChildren(message(errorText(err), "error"));
       }
