@@ -26,12 +26,11 @@ from atelier_tasks.application.config import TasksConfig
 from atelier_tasks.application.ports import TaskEventHub, TasksUnitOfWorkFactory
 from atelier_tasks.application.ports.decisions import ADMIN, DecisionFilter, ModerationRecord
 from atelier_tasks.application.ports.moderation import Verdict
-from atelier_tasks.application.views import decode_cursor, encode_cursor
+from atelier_tasks.application.views import encode_cursor, requested_page
 from atelier_tasks.domain.errors import (
     AdminOnly,
     DecisionNotFound,
     DecisionNotOverturnable,
-    InvalidParams,
 )
 from atelier_tasks.domain.model import ErrorReason, Task, TaskStatus
 
@@ -63,16 +62,13 @@ class ListDecisions:
     def __call__(self, query: ListDecisionsQuery) -> DecisionsPage:
         if not query.caller_is_admin:
             raise AdminOnly("moderation decisions are for admins")
-        if query.page_size < 0:
-            raise InvalidParams("page_size must not be negative", field="page_size")
-        size = min(query.page_size or self.config.default_page_size, self.config.max_page_size)
-        after = decode_cursor(query.page_token, DECISIONS_PAGE) if query.page_token else None
+        page = requested_page(self.config, query.page_size, query.page_token, DECISIONS_PAGE)
         where = DecisionFilter(verdict=query.verdict, user_id=query.user_id)
         with self.uow(read_only=True) as uow:
-            found = uow.moderation.list(where, size + 1, after)
-        page = found[:size]
-        tokens = [encode_cursor(DECISIONS_PAGE, r.created_at, r.id) for r in page]
-        return DecisionsPage(page, tokens[-1] if len(found) > size else "", tokens)
+            found = uow.moderation.list(where, page.size + 1, page.after)
+        decisions = found[: page.size]
+        tokens = [encode_cursor(DECISIONS_PAGE, r.created_at, r.id) for r in decisions]
+        return DecisionsPage(decisions, tokens[-1] if len(found) > page.size else "", tokens)
 
 
 @dataclass(frozen=True, slots=True)

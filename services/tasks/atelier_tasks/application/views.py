@@ -88,7 +88,12 @@ class TaskViews:
         )
 
     def page(self, size: int, token: str, kind: str) -> Page:
-        if size < 0:
-            raise InvalidParams("page_size must not be negative", field="page_size")
-        size = min(size or self.config.default_page_size, self.config.max_page_size)
-        return Page(size, decode_cursor(token, kind) if token else None)
+        return requested_page(self.config, size, token, kind)
+
+
+def requested_page(config: TasksConfig, size: int, token: str, kind: str) -> Page:
+    """A caller's page request: the size (0 = the default, capped) and where ``token`` left off."""
+    if size < 0:
+        raise InvalidParams("page_size must not be negative", field="page_size")
+    size = min(size or config.default_page_size, config.max_page_size)
+    return Page(size, decode_cursor(token, kind) if token else None)
