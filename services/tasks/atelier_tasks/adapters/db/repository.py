@@ -56,6 +56,23 @@ _ABANDONED = frozenset(r.value for r in ABANDONED_REASONS)
 # The row a task was read or last written as (a dict of _row() or the database's RowMapping),
 # kept in the task's __dict__ by this adapter only; an UPDATE sets what differs from it.
 _STORED = "_atelier_stored_row"
+
+
+def _limit_reached(quota: DailyQuota) -> DailyLimitReached:
+    return DailyLimitReached(
+        f"daily limit of {quota.limit} generations reached",
+        metadata={"limit": str(quota.limit)},
+    )
+
+
+def _added(task: Task, row: dict[str, Any]) -> Task:
+    """The task as stored at version 1 (``row``: its columns, for writing only what changes)."""
+    task.version = 1
+    task.new_events.clear()
+    vars(task)[_STORED] = row
+    return task
+
+
 _IMAGE = "i_"  # prefix of the image columns when read joined to their task
 
 
@@ -196,19 +213,12 @@ class SqlTaskRepository:
             return self._add_in_one_statement(task, quota)
         conn, sql = self._conn, self._sql
         row = self._row(task)
-        for _ in range(3):
-            # A duplicate request id inserts nothing (the transaction stays usable) …
-            if conn.execute(sql.insert_task, {**row, "version": 1}).first() is not None:
-                break
-            # … and answers with the task that has it (unless it was abandoned meanwhile,
-            # which frees its request id: then try again).
-            existing = (
-                self.find_by_request(task.user_id, task.request_id) if task.request_id else None
-            )
-            if existing is not None:
-                return existing
-        else:
-            raise RuntimeError(f"task {task.id} could not be inserted")
+        # A duplicate request id inserts nothing (the transaction stays usable).
+        inserted = self._insert_new(
+            task, lambda: conn.execute(sql.insert_task, {**row, "version": 1}).first()
+        )
+        if isinstance(inserted, Task):
+            return inserted
         if quota is not None:
             taken = quota.limit > 0 and (
                 conn.execute(
@@ -218,23 +228,18 @@ class SqlTaskRepository:
                 is not None
             )
             if not taken:  # the caller rolls back, which removes the task again
-                raise DailyLimitReached(
-                    f"daily limit of {quota.limit} generations reached",
-                    metadata={"limit": str(quota.limit)},
-                )
+                raise _limit_reached(quota)
         self._insert_events(conn, task)
-        task.version = 1
-        task.new_events.clear()
-        vars(task)[_STORED] = row
-        return task
+        return _added(task, row)
 
     def _add_in_one_statement(self, task: Task, quota: DailyQuota) -> Task:
         """:meth:`add` on PostgreSQL for a new task with its first event: one round trip."""
         conn = self._conn
-        row = {**self._row(task), "version": 1}
+        row = self._row(task)
         [event] = task.new_events
         params = {
             **row,
+            "version": 1,
             "day": _day(task.created_at),
             "limit": quota.limit,
             "e_sequence": event.sequence,
@@ -243,30 +248,35 @@ class SqlTaskRepository:
             "e_error_reason": event.error_reason,
             "e_created_at": event.at,
         }
-        statement = self._sql.create(tuple(row))
-        for _ in range(3):
+        statement = self._sql.create((*row, "version"))
+
+        def insert() -> sa.Row[Any] | None:
             created = conn.execute(statement, params).one()
-            if created.id is not None:
-                break
-            # The request id is taken: nothing was written; answer with the task that has it
-            # (unless it was abandoned meanwhile, which frees its request id: then try again).
+            return created if created.id is not None else None  # None: the request id is taken
+
+        created = self._insert_new(task, insert)
+        if isinstance(created, Task):
+            return created
+        if created.n is None:  # the caller rolls back, which removes the task and its event
+            raise _limit_reached(quota)
+        return _added(task, row)
+
+    def _insert_new(
+        self, task: Task, insert: Callable[[], sa.Row[Any] | None]
+    ) -> sa.Row[Any] | Task:
+        """Run ``insert`` (None: nothing was written, the request id is taken) and return what
+        it wrote, or the task that has the request id — unless that one was abandoned meanwhile,
+        which frees its request id: then try again."""
+        for _ in range(3):
+            inserted = insert()
+            if inserted is not None:
+                return inserted
             existing = (
                 self.find_by_request(task.user_id, task.request_id) if task.request_id else None
             )
             if existing is not None:
                 return existing
-        else:
-            raise RuntimeError(f"task {task.id} could not be inserted")
-        if created.n is None:  # the caller rolls back, which removes the task and its event
-            raise DailyLimitReached(
-                f"daily limit of {quota.limit} generations reached",
-                metadata={"limit": str(quota.limit)},
-            )
-        task.version = 1
-        task.new_events.clear()
-        del row["version"]
-        vars(task)[_STORED] = row
-        return task
+        raise RuntimeError(f"task {task.id} could not be inserted")
 
     def save(self, task: Task, images: Sequence[ResultImage] = ()) -> None:
         conn = self._conn
