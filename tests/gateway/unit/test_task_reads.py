@@ -300,3 +300,29 @@ def test_the_follower_reconnects_and_trusts_only_what_came_after(clock: FakeCloc
     asyncio.run(scenario())
     assert states == [(False, 0), (False, 0)]  # down (and empty) between the runs
     assert not model.live
+
+
+def test_an_outage_is_logged_once_and_a_new_one_again(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tasks service that stays down is one warning, not one per retry; after the feed was
+    back, the next break is a new outage and warned about again."""
+    model = TaskReadModel(clock=clock, size=10)
+
+    async def sleep(_: float) -> None:
+        pass
+
+    feed = Feed([[], [], [], [None], [], [None]])
+    follower = FollowTaskChanges(tasks=feed, model=model, sleep=sleep)
+
+    async def scenario() -> None:
+        run = asyncio.create_task(follower.run())
+        await feed.done.wait()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    with caplog.at_level("DEBUG", logger="atelier.gateway.task_reads"):
+        asyncio.run(scenario())
+    levels = [r.levelname for r in caplog.records if r.name == "atelier.gateway.task_reads"]
+    assert levels == ["WARNING", "DEBUG", "DEBUG", "WARNING", "DEBUG"]

@@ -234,6 +234,7 @@ class FollowTaskChanges:
 
     async def run(self) -> None:
         delay = self.backoff[0]
+        failing = False  # said once per outage: the retries that follow are logged at debug
         while True:
             try:
                 async for change in self.tasks.task_changes(self.idle_seconds):
@@ -241,15 +242,19 @@ class FollowTaskChanges:
                         self.model.connected()
                         self.connections += 1
                         delay = self.backoff[0]
+                        failing = False
                     else:
                         self.model.apply(change)
             except asyncio.CancelledError:
                 self.model.disconnected()
                 raise
             except Exception as exc:  # the feed broke: reads go to GetTask until it is back
-                log.warning(
-                    "task change feed lost; reconnecting", extra={"fields": {"error": str(exc)}}
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "task change feed lost; reads go to GetTask while it reconnects",
+                    extra={"fields": {"error": str(exc)}},
                 )
+                failing = True
             self.model.disconnected()
             await self.sleep(delay)
             delay = min(delay * 2, self.backoff[1])
