@@ -301,7 +301,10 @@ class GrpcTasksGateway:
         try:
             while True:
                 try:
-                    reply = await asyncio.wait_for(anext(replies), idle_seconds)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a
+                    # cancellation that lands as a reply arrives (the follower then never stops).
+                    async with asyncio.timeout(idle_seconds):
+                        reply = await anext(replies)
                 except StopAsyncIteration:
                     raise RemoteCallError("tasks", "UNAVAILABLE", "the feed ended") from None
                 except TimeoutError:

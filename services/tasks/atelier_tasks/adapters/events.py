@@ -45,7 +45,8 @@ class _Subscription:
             self._async_event.clear()
             return True
         try:
-            await asyncio.wait_for(self._async_event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can drop a cancellation
+                await self._async_event.wait()
             woke = True
         except TimeoutError:
             woke = False
@@ -93,7 +94,8 @@ class _ChangeFeed:
 
     async def changed(self, timeout: float) -> list[str]:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can drop a cancellation
+                await self._ready.wait()
         self._ready.clear()
         with self._lock:
             if self._broken:

@@ -278,7 +278,10 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     try:
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), SSE_TICK_SECONDS)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation
+                # (shutdown ending this stream) that lands as the item arrives.
+                async with asyncio.timeout(SSE_TICK_SECONDS):
+                    item = await queue.get()
             except TimeoutError:
                 # A client that left is noticed within a tick, so its watch stream on the tasks
                 # service is released promptly.
