@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import threading
 from collections.abc import Callable
@@ -36,10 +37,26 @@ class RunningGateway:
     _runner: web.AppRunner
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(15)
+        stopping = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        try:
+            stopping.result(15)
+        except TimeoutError:
+            raise TimeoutError(f"the gateway did not stop in 15 s:\n{self._pending()}") from None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(15)
         self._loop.close()
+
+    def _pending(self) -> str:
+        """What the gateway's loop is still doing: each task's stack, for a shutdown that hangs."""
+
+        async def dump() -> str:
+            out = io.StringIO()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.print_stack(file=out)
+            return out.getvalue()
+
+        return asyncio.run_coroutine_threadsafe(dump(), self._loop).result(5)
 
 
 def reserve_socket() -> socket.socket:
